@@ -1,0 +1,34 @@
+"""minidl: a from-scratch deep-learning engine with PyTorch's API (NumPy on the CPU, CuPy on GPUs)."""
+import numpy as _np
+
+from . import backend
+from .backend import Device as device, set_default_dtype, default_dtype as get_default_dtype
+from .backend import cuda
+from .autograd import Tensor, no_grad, enable_grad, set_grad_enabled, is_grad_enabled
+from . import autograd
+from .autograd.creation import (tensor, as_tensor, from_numpy, zeros, ones, empty, full, arange, linspace, eye,
+                                rand, randn, randint, zeros_like, ones_like, empty_like, full_like, rand_like,
+                                randn_like)
+from . import functional, kernels
+from .functional import (add, sub, mul, div, neg, pow, matmul, exp, log, sqrt, abs, erf, clamp, maximum, minimum,
+                         where, eq, ne, lt, le, gt, ge, logical_not, reshape, permute, transpose, t, flatten,
+                         squeeze, unsqueeze, cat, stack, split, chunk, gather, sum, mean, var, std, max, min,
+                         amax, amin, argmax, argmin, logsumexp, relu, sigmoid, tanh, softmax, log_softmax, clone)
+from . import nn, testing
+
+float32 = _np.dtype(_np.float32)
+float64 = _np.dtype(_np.float64)
+float16 = _np.dtype(_np.float16)
+int64 = _np.dtype(_np.int64)
+int32 = _np.dtype(_np.int32)
+uint8 = _np.dtype(_np.uint8)
+bool = _np.dtype(_np.bool_)  # noqa: A001  (torch.bool)
+float, double, long, half = float32, float64, int64, float16  # noqa: A001
+concat = cat
+
+__version__ = "0.1.0"
+
+
+def manual_seed(seed):
+    """Seed minidl's random generators (every device). Returns the seed."""
+    return backend.manual_seed(seed)

@@ -1,0 +1,148 @@
+"""Tensor factories: tensor(), zeros(), ones(), full(), arange(), rand(), randn(), empty() and *_like."""
+import numbers
+
+import numpy as np
+
+from .. import backend
+from .tensor import Tensor, _as_array
+
+
+def _shape(size, op):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    for s in size:
+        if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 0:
+            raise ValueError(f"{op}: size must be non-negative ints, got {size}")
+    return tuple(int(s) for s in size)
+
+
+def _finish(arr, device, requires_grad):
+    if device is not None:
+        arr = backend.to_device(arr, device)
+    return Tensor._make(arr).requires_grad_(requires_grad) if requires_grad else Tensor._make(arr)
+
+
+def _float_dtype(dtype, op):
+    return backend.as_dtype(dtype, op) or backend.default_dtype()
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new tensor from data: Python numbers and lists (floats become float32, ints int64), NumPy or
+    CuPy arrays (their dtype is kept), torch tensors, or minidl tensors (copied)."""
+    arr = _as_array(data, dtype, device, "tensor")
+    if isinstance(data, Tensor) or (backend.is_device_array(data) and arr is data):
+        arr = arr.copy()
+    t = Tensor._make(arr)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def as_tensor(data, dtype=None, device=None):
+    """Like tensor(), but shares memory with a NumPy/CuPy array when it can."""
+    if isinstance(data, Tensor) and dtype is None and device is None:
+        return data
+    return Tensor._make(_as_array(data, dtype, device, "as_tensor"))
+
+
+def from_numpy(array):
+    """A tensor sharing memory with a NumPy array."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    return Tensor._make(array)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _finish(np.zeros(_shape(size, "zeros"), _float_dtype(dtype, "zeros")), device, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _finish(np.ones(_shape(size, "ones"), _float_dtype(dtype, "ones")), device, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    return _finish(np.empty(_shape(size, "empty"), _float_dtype(dtype, "empty")), device, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None:
+        dtype = (np.bool_ if isinstance(fill_value, bool) else np.int64 if isinstance(fill_value, numbers.Integral)
+                 else backend.default_dtype())
+    return _finish(np.full(_shape((size,), "full"), fill_value, backend.as_dtype(dtype, "full")), device,
+                   requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    """Values from ``start`` to ``end`` (exclusive) by ``step``; int64 for ints, float32 otherwise."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be non-zero")
+    if dtype is None:
+        ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+        dtype = np.int64 if ints else backend.default_dtype()
+    return _finish(np.arange(start, end, step, dtype=backend.as_dtype(dtype, "arange")), device, requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    return _finish(np.linspace(start, end, steps, dtype=_float_dtype(dtype, "linspace")), device, requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    return _finish(np.eye(n, m, dtype=_float_dtype(dtype, "eye")), device, requires_grad)
+
+
+def _random(kind, size, dtype, device, requires_grad, op):
+    shape = _shape(size, op)
+    dt = _float_dtype(dtype, op)
+    if dt.kind != "f":
+        raise TypeError(f"{op}: dtype must be floating, got {dt}")
+    gen = backend.generator(device or "cpu")
+    arr = gen.random(shape, dtype=dt) if kind == "rand" else gen.standard_normal(shape, dtype=dt)
+    return _finish(arr, None, requires_grad)
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False):
+    """Uniform samples in [0, 1) from the device's generator (seeded by ``manual_seed``)."""
+    return _random("rand", size, dtype, device, requires_grad, "rand")
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples from the device's generator (seeded by ``manual_seed``)."""
+    return _random("randn", size, dtype, device, requires_grad, "randn")
+
+
+def randint(low, high=None, size=(), dtype=None, device=None):
+    if high is None:
+        low, high = 0, low
+    gen = backend.generator(device or "cpu")
+    return Tensor._make(gen.integers(low, high, size=_shape((size,), "randint"),
+                                     dtype=backend.as_dtype(dtype, "randint") or np.int64))
+
+
+def _like(fn, input, dtype, device, requires_grad, *args):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn.__name__}_like: expected a Tensor, got {type(input).__name__}")
+    return fn(*args, dtype=dtype or input.dtype, device=device or input.device, requires_grad=requires_grad)
+
+
+def zeros_like(input, dtype=None, device=None, requires_grad=False):
+    return _like(zeros, input, dtype, device, requires_grad, input.shape)
+
+
+def ones_like(input, dtype=None, device=None, requires_grad=False):
+    return _like(ones, input, dtype, device, requires_grad, input.shape)
+
+
+def empty_like(input, dtype=None, device=None, requires_grad=False):
+    return _like(empty, input, dtype, device, requires_grad, input.shape)
+
+
+def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
+    return _like(full, input, dtype, device, requires_grad, input.shape, fill_value)
+
+
+def rand_like(input, dtype=None, device=None, requires_grad=False):
+    return _like(rand, input, dtype, device, requires_grad, input.shape)
+
+
+def randn_like(input, dtype=None, device=None, requires_grad=False):
+    return _like(randn, input, dtype, device, requires_grad, input.shape)

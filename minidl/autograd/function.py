@@ -1,0 +1,137 @@
+"""Function: one differentiable op, its forward on raw arrays and its backward on Tensors.
+
+    class Exp(Function):
+        def forward(self, xp, x):
+            y = xp.exp(x)
+            self.save_for_backward(y)
+            return y
+
+        def backward(self, gy):
+            y, = self.saved_tensors
+            return gy * y
+
+``forward`` takes the array module ``xp`` and the inputs' arrays and returns one array. Arrays given to
+``save_for_backward`` come back in ``saved_tensors`` as Tensors: an input's array as that input
+Tensor, the output's array as the output, anything else as a constant. Because ``backward`` is then
+written with minidl ops, it is differentiable again (double backward). A backward that works on raw
+arrays (``saved_arrays``) sets ``differentiable_twice = False``; asking for its second derivative
+raises an error naming the op instead of returning a wrong number.
+"""
+from .. import backend
+from .grad_mode import is_grad_enabled
+
+_OUTPUT = object()  # marks "the output array" among the saved ones
+
+
+class Function:
+    name = None                 # the public op name, used in error messages
+    differentiable_twice = True
+
+    __slots__ = ("needs_input_grad", "_edges", "_saved", "_out", "_hooks", "_to_save", "__dict__",
+                 "__weakref__")
+
+    def __init__(self):
+        self.needs_input_grad = ()
+        self._edges = ()
+        self._saved = ()
+        self._out = None
+        self._hooks = None
+        self._to_save = ()
+
+    # -- to be written by each op ---------------------------------------------------------------
+    def forward(self, xp, *arrays):
+        raise NotImplementedError
+
+    def backward(self, gy):
+        raise NotImplementedError
+
+    # -- saving ------------------------------------------------------------------------------------
+    def save_for_backward(self, *arrays):
+        self._to_save = arrays
+
+    def _check_alive(self):
+        if self._saved is None:
+            raise RuntimeError(
+                f"{self.op_name}: trying to backward through the graph a second time (or to use saved "
+                "values after they were freed); pass retain_graph=True to the first backward()")
+
+    @property
+    def saved_tensors(self):
+        self._check_alive()
+        from .tensor import Tensor
+        out = []
+        for s in self._saved:
+            if s is _OUTPUT:
+                out.append(Tensor._make(self._out, requires_grad=True, grad_fn=self))
+            elif isinstance(s, Tensor) or s is None:
+                out.append(s)
+            else:
+                out.append(Tensor._make(s))
+        return tuple(out)
+
+    @property
+    def saved_arrays(self):
+        self._check_alive()
+        return tuple(self._out if s is _OUTPUT else (s._data if hasattr(s, "_data") else s)
+                     for s in self._saved)
+
+    def _release(self):
+        self._saved = None
+        self._out = None
+
+    @property
+    def op_name(self):
+        return self.name or type(self).__name__
+
+    def __repr__(self):
+        return f"<{self.op_name}Backward>"
+
+    # -- applying -------------------------------------------------------------------------------
+    @classmethod
+    def apply(cls, *inputs, **params):
+        """Run the op on Tensors (or None for absent optional inputs) and record it in the graph."""
+        from .tensor import Tensor
+        arrays = tuple(None if t is None else t._data for t in inputs)
+        present = [a for a in arrays if a is not None]
+        xp = backend.get_array_module(*present)
+        if xp is not backend.np:
+            devs = {backend.device_of(a) for a in present}
+            if len(devs) > 1:
+                raise ValueError(f"{cls.name or cls.__name__}: expected all tensors on one device, got "
+                                 + " and ".join(sorted(map(str, devs))))
+        fn = cls()
+        out = fn.forward(xp, *arrays, **params)
+        if present and not backend.is_device_array(out) and xp is backend.np:
+            out = backend.np.asarray(out)
+        needs = tuple(t is not None and t.requires_grad for t in inputs)
+        if not (is_grad_enabled() and any(needs)):
+            return Tensor._make(out)
+        fn.needs_input_grad = needs
+        fn._edges = tuple(None if t is None or not t.requires_grad else (t.grad_fn or t) for t in inputs)
+        saved = []
+        for a in fn._to_save:
+            if a is out:
+                saved.append(_OUTPUT)
+                fn._out = out
+                continue
+            for t in inputs:
+                if t is not None and a is t._data:
+                    saved.append(t)
+                    break
+            else:
+                saved.append(a)
+        fn._saved = tuple(saved)
+        fn._to_save = ()
+        return Tensor._make(out, requires_grad=True, grad_fn=fn)
+
+
+class DoubleBackwardError(Function):
+    """Stands in the graph of a gradient computed by a once-differentiable op; differentiating it raises."""
+
+    def __init__(self, op):
+        super().__init__()
+        self.op = op
+
+    def backward(self, gy):
+        raise RuntimeError(f"{self.op}: its backward is a raw kernel and is not differentiable twice; "
+                           "double backward (create_graph=True) through it is not supported")

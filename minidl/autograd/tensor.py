@@ -1,0 +1,488 @@
+"""Tensor: an array (NumPy or CuPy) plus what autograd needs to know about it."""
+import numbers
+import weakref
+
+import numpy as np
+
+from .. import backend
+from .grad_mode import is_grad_enabled, no_grad
+
+# Ops register their Tensor methods here (see minidl.functional._registry.register); operators below
+# call the same registered functions, so every op is written once.
+_METHODS = {}
+
+
+def _op(name):
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise RuntimeError(f"minidl op {name!r} is not registered; import minidl first") from None
+
+
+def _as_array(data, dtype=None, device=None, op="tensor"):
+    """Convert Python data / NumPy / CuPy / torch tensors into an array, PyTorch's dtype rules."""
+    dtype = backend.as_dtype(dtype, op)
+    if isinstance(data, Tensor):
+        arr = data._data
+    elif type(data).__module__ == "torch":
+        arr = data.detach().cpu().numpy()
+    elif backend.is_device_array(data):
+        arr = data
+    else:
+        if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in _flatten(data)):
+            data = _nested_numpy(data)
+        try:
+            arr = np.asarray(data)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{op}: cannot make a tensor from {type(data).__name__}: {exc}") from None
+        if arr.dtype == object:
+            raise TypeError(f"{op}: cannot make a tensor from {type(data).__name__} "
+                            "(ragged or non-numeric data)")
+        if dtype is None and arr.dtype.kind == "f":
+            arr = arr.astype(backend.default_dtype()) if not isinstance(data, np.ndarray) else arr
+        if dtype is None and arr.dtype.kind in "iu" and not isinstance(data, np.ndarray):
+            arr = arr.astype(np.int64)
+    if dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    if device is not None:
+        arr = backend.to_device(arr, device)
+    return arr
+
+
+def _flatten(seq):
+    for s in seq:
+        if isinstance(s, (list, tuple)):
+            yield from _flatten(s)
+        else:
+            yield s
+
+
+def _nested_numpy(seq):
+    if isinstance(seq, (list, tuple)):
+        return [_nested_numpy(s) for s in seq]
+    return backend.to_device(seq._data, "cpu") if isinstance(seq, Tensor) else seq
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it, for reverse-mode autodiff.
+
+    Create tensors with :func:`minidl.tensor`, :func:`minidl.zeros` and friends. ``Tensor(data)``
+    accepts the same data as ``minidl.tensor``.
+    """
+
+    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_hooks", "_retains_grad", "__weakref__")
+    __array_priority__ = 1000  # NumPy defers to Tensor's operators: np.float32(2) * t is a Tensor
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        self._data = _as_array(data, dtype, device, "Tensor")
+        self.grad = None
+        self.grad_fn = None
+        self._hooks = None
+        self._retains_grad = False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _make(cls, array, requires_grad=False, grad_fn=None):
+        """Wrap an array without conversion (internal fast path)."""
+        t = object.__new__(cls)
+        t._data = array
+        t.requires_grad = requires_grad
+        t.grad = None
+        t.grad_fn = grad_fn
+        t._hooks = None
+        t._retains_grad = False
+        return t
+
+    # -- properties --------------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self._data.shape)
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def device(self):
+        return backend.device_of(self._data)
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    @property
+    def data(self):
+        """A tensor sharing this one's array, detached from the graph (as torch's ``.data``)."""
+        return Tensor._make(self._data)
+
+    @data.setter
+    def data(self, value):
+        arr = value._data if isinstance(value, Tensor) else _as_array(value)
+        self._data = arr
+
+    @property
+    def T(self):
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def mT(self):
+        return self.transpose(-2, -1)
+
+    def size(self, dim=None):
+        if dim is None:
+            return self.shape
+        return self.shape[_dim(dim, self.ndim, "size")]
+
+    def dim(self):
+        return self._data.ndim
+
+    def numel(self):
+        return int(self._data.size)
+
+    def element_size(self):
+        return self._data.itemsize
+
+    def is_floating_point(self):
+        return self._data.dtype.kind == "f"
+
+    def is_contiguous(self):
+        return bool(self._data.flags.c_contiguous)
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    # -- conversion --------------------------------------------------------------------------------
+    def numpy(self):
+        """The NumPy array behind this CPU tensor (shared, not copied)."""
+        if self.requires_grad:
+            raise RuntimeError("numpy(): the tensor requires grad; call tensor.detach().numpy()")
+        if self.device.type != "cpu":
+            raise TypeError(f"numpy(): the tensor is on {self.device}; call tensor.cpu().numpy()")
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def item(self):
+        if self._data.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, "
+                             f"got shape {self.shape}")
+        return self._data.item()
+
+    def tolist(self):
+        return backend.to_device(self._data, "cpu").tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"bool(): the truth value of a tensor with {self._data.size} elements is "
+                               "ambiguous")
+        return bool(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iub" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return int(self.item())
+
+    def to(self, *args, dtype=None, device=None, copy=False):
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``; differentiable."""
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, (str, backend.Device)):
+                device = a
+            else:
+                dtype = a
+        return _op("to")(self, dtype=dtype, device=device, copy=copy)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else f"cuda:{int(device)}" if not isinstance(device, str)
+                       else device)
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    def half(self):
+        return self.to(np.float16)
+
+    def long(self):
+        return self.to(np.int64)
+
+    def int(self):
+        return self.to(np.int32)
+
+    def bool(self):
+        return self.to(np.bool_)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    # -- autograd ------------------------------------------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self._data.dtype.kind not in "fc":
+            raise RuntimeError(f"requires_grad_: only floating point tensors can require gradients, "
+                               f"got dtype {self.dtype}")
+        if not self.is_leaf and not requires_grad:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use detach() instead")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def detach(self):
+        """A tensor sharing this one's array, cut from the graph."""
+        return Tensor._make(self._data)
+
+    def detach_(self):
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (as torch's ``Tensor.backward``)."""
+        from .engine import backward
+        backward([self], None if gradient is None else [gradient], retain_graph=retain_graph,
+                 create_graph=create_graph, inputs=inputs)
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor replaces it."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
+        if not callable(hook):
+            raise TypeError(f"register_hook: expected a callable, got {type(hook).__name__}")
+        owner = self if self.grad_fn is None else self.grad_fn
+        if owner._hooks is None:
+            owner._hooks = []
+        owner._hooks.append(hook)
+        return _HookHandle(owner._hooks, hook)
+
+    def retain_grad(self):
+        """Keep ``.grad`` for this non-leaf tensor after backward."""
+        if self.grad_fn is None or self._retains_grad:
+            return
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: the tensor does not require grad")
+        ref = weakref.ref(self)
+
+        def keep(grad):
+            t = ref()
+            if t is not None:
+                t.grad = grad if t.grad is None else t.grad + grad
+        self._retains_grad = True
+        self.register_hook(keep)
+
+    # -- in-place (no autograd: allowed on tensors outside the graph, or under no_grad) ------------
+    def _check_inplace(self, name):
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError(f"{name}: a tensor that requires grad cannot be changed in place while grad "
+                               "is enabled; wrap it in minidl.no_grad()")
+
+    def _assign(self, name, value):
+        self._check_inplace(name)
+        arr = value._data if isinstance(value, Tensor) else value
+        xp = backend.get_array_module(self._data)
+        self._data[...] = xp.asarray(arr, dtype=self._data.dtype) if not np.isscalar(arr) else arr
+        return self
+
+    def zero_(self):
+        return self._assign("zero_", 0)
+
+    def fill_(self, value):
+        return self._assign("fill_", value.item() if isinstance(value, Tensor) else value)
+
+    def copy_(self, src):
+        arr = src._data if isinstance(src, Tensor) else _as_array(src)
+        arr = backend.to_device(arr, self.device)
+        if tuple(arr.shape) != self.shape:
+            arr = backend.get_array_module(arr).broadcast_to(arr, self.shape)
+        return self._assign("copy_", arr)
+
+    def add_(self, other, alpha=1):
+        o = other._data if isinstance(other, Tensor) else other
+        return self._assign("add_", self._data + (o if alpha == 1 else alpha * o))
+
+    def sub_(self, other, alpha=1):
+        o = other._data if isinstance(other, Tensor) else other
+        return self._assign("sub_", self._data - (o if alpha == 1 else alpha * o))
+
+    def mul_(self, other):
+        o = other._data if isinstance(other, Tensor) else other
+        return self._assign("mul_", self._data * o)
+
+    def div_(self, other):
+        o = other._data if isinstance(other, Tensor) else other
+        return self._assign("div_", self._data / o)
+
+    def clamp_(self, min=None, max=None):
+        xp = backend.get_array_module(self._data)
+        return self._assign("clamp_", xp.clip(self._data, min, max))
+
+    def uniform_(self, a=0.0, b=1.0):
+        g = backend.generator(self.device)
+        return self._assign("uniform_", g.uniform(a, b, size=self.shape))
+
+    def normal_(self, mean=0.0, std=1.0):
+        g = backend.generator(self.device)
+        return self._assign("normal_", g.normal(mean, std, size=self.shape))
+
+    def __setitem__(self, key, value):
+        self._check_inplace("__setitem__")
+        key = _index_key(key)
+        arr = value._data if isinstance(value, Tensor) else value
+        self._data[key] = arr
+
+    # -- methods and operators: registered by minidl.functional ------------------------------------
+    def __getattr__(self, name):
+        fn = _METHODS.get(name)
+        if fn is None or name.startswith("__"):
+            raise AttributeError(f"'Tensor' object has no attribute {name!r}")
+        return fn.__get__(self, Tensor)
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(_METHODS))
+
+    def __getitem__(self, key):
+        return _op("getitem")(self, key)
+
+    def __add__(self, other):
+        return _op("add")(self, other)
+
+    def __radd__(self, other):
+        return _op("add")(other, self)
+
+    def __sub__(self, other):
+        return _op("sub")(self, other)
+
+    def __rsub__(self, other):
+        return _op("sub")(other, self)
+
+    def __mul__(self, other):
+        return _op("mul")(self, other)
+
+    def __rmul__(self, other):
+        return _op("mul")(other, self)
+
+    def __truediv__(self, other):
+        return _op("div")(self, other)
+
+    def __rtruediv__(self, other):
+        return _op("div")(other, self)
+
+    def __pow__(self, other):
+        return _op("pow")(self, other)
+
+    def __rpow__(self, other):
+        return _op("pow")(other, self)
+
+    def __matmul__(self, other):
+        return _op("matmul")(self, other)
+
+    def __rmatmul__(self, other):
+        return _op("matmul")(other, self)
+
+    def __neg__(self):
+        return _op("neg")(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _op("abs")(self)
+
+    def __eq__(self, other):
+        return _op("eq")(self, other)
+
+    def __ne__(self, other):
+        return _op("ne")(self, other)
+
+    def __lt__(self, other):
+        return _op("lt")(self, other)
+
+    def __le__(self, other):
+        return _op("le")(self, other)
+
+    def __gt__(self, other):
+        return _op("gt")(self, other)
+
+    def __ge__(self, other):
+        return _op("ge")(self, other)
+
+    def __invert__(self):
+        return _op("logical_not")(self)
+
+    __hash__ = object.__hash__
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __repr__(self):
+        arr = backend.to_device(self._data, "cpu")
+        body = np.array2string(arr, separator=", ", prefix="tensor(", precision=4)
+        extras = []
+        if self.device.type != "cpu":
+            extras.append(f"device='{self.device}'")
+        if arr.dtype not in (backend.default_dtype(), np.int64, np.bool_):
+            extras.append(f"dtype=minidl.{arr.dtype}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn={self.grad_fn!r}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def _dim(dim, ndim, op):
+    """Normalise a possibly negative dimension, with a clear error when it is out of range."""
+    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
+    lo, hi = (-ndim, ndim - 1) if ndim else (-1, 0)
+    if not lo <= dim <= hi:
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dimensions "
+                         f"(expected to be in [{lo}, {hi}])")
+    return dim % ndim if ndim else 0
+
+
+def _index_key(key):
+    """Turn Tensors inside an index into arrays."""
+    if isinstance(key, tuple):
+        return tuple(_index_key(k) for k in key)
+    if isinstance(key, Tensor):
+        return key._data
+    if isinstance(key, list) and any(isinstance(k, Tensor) for k in key):
+        return np.asarray([k.item() if isinstance(k, Tensor) else k for k in key])
+    return key
+
+
+__all__ = ["Tensor", "no_grad"]

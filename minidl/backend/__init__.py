@@ -1,0 +1,200 @@
+"""Devices and array modules: the one place that knows NumPy from CuPy.
+
+A device is ``'cpu'`` or ``'cuda'`` / ``'cuda:N'``. A tensor's data is a NumPy array on the CPU
+and a CuPy array on a GPU; ``get_array_module`` returns the module (``xp``) that ops compute with.
+CuPy is optional: without it everything on the CPU works and asking for ``'cuda'`` says why not.
+"""
+import numpy as np
+
+try:  # CuPy is an optional extra: pip install minidl[gpu]
+    import cupy as _cupy
+    _CUPY_ERROR = None
+except Exception as exc:  # ImportError, or a broken CUDA install
+    _cupy = None
+    _CUPY_ERROR = exc
+
+__all__ = ["Device", "device", "get_array_module", "device_of", "to_device", "cuda_available",
+           "default_dtype", "set_default_dtype", "as_dtype"]
+
+
+class Device:
+    """A device: ``Device('cpu')``, ``Device('cuda')``, ``Device('cuda:1')``, ``Device('cuda', 1)``."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, spec="cpu", index=None):
+        if isinstance(spec, Device):
+            self.type, self.index = spec.type, spec.index
+            return
+        if not isinstance(spec, str):
+            raise TypeError(f"device: expected a str like 'cpu' or 'cuda:0' or a Device, got {type(spec).__name__}")
+        kind, _, idx = spec.partition(":")
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+        if idx:
+            if not idx.isdigit():
+                raise ValueError(f"device: expected 'cuda:N' with N a non-negative integer, got {spec!r}")
+            if index is not None:
+                raise ValueError(f"device: index given twice ({spec!r} and index={index})")
+            index = int(idx)
+        if kind == "cpu":
+            if index not in (None, 0):
+                raise ValueError(f"device: 'cpu' takes no index, got {index}")
+            index = None
+        elif index is None:
+            index = 0
+        self.type, self.index = kind, index
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            try:
+                other = Device(other)
+            except (TypeError, ValueError):
+                return False
+        return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        return f"device(type='{self.type}'" + ("" if self.index is None else f", index={self.index}") + ")"
+
+
+device = Device
+_CPU = Device("cpu")
+
+
+def cuda_available():
+    """True when CuPy imports and sees at least one GPU."""
+    if _cupy is None:
+        return False
+    try:
+        return _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def cuda_device_count():
+    return _cupy.cuda.runtime.getDeviceCount() if cuda_available() else 0
+
+
+def _require_cuda(dev):
+    if _cupy is None:
+        raise RuntimeError(f"device {dev}: CuPy is not installed or failed to import ({_CUPY_ERROR}); "
+                           "install it with pip install 'minidl[gpu]' on a machine with an NVIDIA GPU")
+    n = cuda_device_count()
+    if dev.index >= n:
+        raise RuntimeError(f"device {dev}: only {n} CUDA device(s) are visible")
+
+
+def get_array_module(*arrays):
+    """The array module (numpy or cupy) for these arrays: cupy if any of them lives on a GPU."""
+    if _cupy is not None:
+        for a in arrays:
+            if isinstance(a, _cupy.ndarray):
+                return _cupy
+    return np
+
+
+def is_device_array(a):
+    """True for NumPy and CuPy arrays (not Python scalars or lists)."""
+    return isinstance(a, np.ndarray) or (_cupy is not None and isinstance(a, _cupy.ndarray))
+
+
+def device_of(array):
+    """The Device an array lives on."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return Device("cuda", array.device.id)
+    return _CPU
+
+
+def to_device(array, dev):
+    """Return ``array`` on device ``dev`` (no copy when it is already there)."""
+    dev = Device(dev)
+    if dev.type == "cpu":
+        if _cupy is not None and isinstance(array, _cupy.ndarray):
+            return _cupy.asnumpy(array)
+        return np.asarray(array)
+    _require_cuda(dev)
+    with _cupy.cuda.Device(dev.index):
+        if isinstance(array, _cupy.ndarray) and array.device.id == dev.index:
+            return array
+        return _cupy.asarray(array)
+
+
+def array_module_for(dev):
+    dev = Device(dev)
+    if dev.type == "cpu":
+        return np
+    _require_cuda(dev)
+    return _cupy
+
+
+# ---- dtypes -------------------------------------------------------------------------------------
+_DEFAULT_DTYPE = np.dtype(np.float32)
+_DTYPE_NAMES = {"float32": np.float32, "float": np.float32, "float64": np.float64, "double": np.float64,
+                "float16": np.float16, "half": np.float16, "int64": np.int64, "long": np.int64,
+                "int32": np.int32, "int": np.int32, "int16": np.int16, "int8": np.int8,
+                "uint8": np.uint8, "bool": np.bool_}
+
+
+def as_dtype(dtype, op="dtype"):
+    """Normalise a dtype given as a NumPy dtype/type, a name ('float32'), or a torch dtype."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) or (type(dtype).__module__ == "torch"):
+        name = str(dtype).replace("torch.", "")
+        if name not in _DTYPE_NAMES:
+            raise TypeError(f"{op}: unknown dtype {dtype!r}; expected one of {sorted(_DTYPE_NAMES)}")
+        return np.dtype(_DTYPE_NAMES[name])
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{op}: expected a dtype such as minidl.float32, got {dtype!r}") from None
+
+
+def default_dtype():
+    return _DEFAULT_DTYPE
+
+
+def set_default_dtype(dtype):
+    """Set the floating dtype that new tensors get from Python floats (float32 or float64)."""
+    global _DEFAULT_DTYPE
+    dt = as_dtype(dtype, "set_default_dtype")
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"set_default_dtype: expected float32 or float64, got {dt}")
+    _DEFAULT_DTYPE = dt
+
+
+# ---- random numbers ------------------------------------------------------------------------------
+_SEED = None
+_generators = {}
+
+
+def manual_seed(seed):
+    """Seed every device's generator (like torch.manual_seed); returns the seed."""
+    global _SEED
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}")
+    _SEED = int(seed)
+    _generators.clear()
+    return _SEED
+
+
+def generator(dev=_CPU):
+    """The random generator of a device (numpy.random.Generator or cupy.random.Generator)."""
+    dev = Device(dev)
+    gen = _generators.get(dev)
+    if gen is None:
+        seed = _SEED if _SEED is not None else None
+        if dev.type == "cpu":
+            gen = np.random.default_rng(seed)
+        else:
+            _require_cuda(dev)
+            with _cupy.cuda.Device(dev.index):
+                gen = _cupy.random.default_rng(seed)
+        _generators[dev] = gen
+    return gen

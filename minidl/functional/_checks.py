@@ -1,0 +1,100 @@
+"""Argument checks for the public ops: clear TypeError/ValueError naming op, argument, expected, got."""
+import numbers
+
+import numpy as np
+
+from .. import backend
+from ..autograd.tensor import Tensor
+
+
+def tensor_arg(x, op, name="input"):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: argument '{name}' must be a minidl.Tensor, got {type(x).__name__}")
+    return x
+
+
+def optional_tensor(x, op, name):
+    return None if x is None else tensor_arg(x, op, name)
+
+
+def float_tensor(x, op, name="input"):
+    tensor_arg(x, op, name)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: argument '{name}' must have a floating dtype (float32 or float64), "
+                        f"got {x.dtype}")
+    return x
+
+
+def as_tensor(value, like, op, name="other"):
+    """A Tensor for ``value``: Tensors pass through; scalars and arrays take ``like``'s device and,
+    for Python scalars next to a floating tensor, its dtype (as torch's type promotion does)."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (bool, numbers.Number, np.generic)):
+        if like is not None and like.dtype.kind == "f" and not isinstance(value, bool):
+            if isinstance(value, complex):
+                raise TypeError(f"{op}: complex scalars are not supported")
+            dtype = like.dtype
+        elif isinstance(value, bool):
+            dtype = np.bool_
+        elif isinstance(value, numbers.Integral):
+            dtype = np.int64 if like is None or like.dtype.kind == "b" else like.dtype
+        else:
+            dtype = backend.default_dtype()
+        xp = backend.get_array_module(like._data) if like is not None else np
+        return Tensor._make(xp.asarray(value, dtype=dtype))
+    if backend.is_device_array(value) or isinstance(value, (list, tuple)):
+        return Tensor(value, device=None if like is None else like.device)
+    raise TypeError(f"{op}: argument '{name}' must be a Tensor or a number, got {type(value).__name__}")
+
+
+def int_arg(v, op, name, minimum=None):
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+        raise TypeError(f"{op}: argument '{name}' must be an int, got {type(v).__name__}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{op}: argument '{name}' must be >= {minimum}, got {v}")
+    return int(v)
+
+
+def pair(v, op, name, minimum=None):
+    """An int or a pair of ints, as a tuple of two ints."""
+    if isinstance(v, (tuple, list)):
+        if len(v) == 1:
+            v = (v[0], v[0])
+        if len(v) != 2:
+            raise ValueError(f"{op}: argument '{name}' must be an int or a pair of ints, got {tuple(v)}")
+        return tuple(int_arg(e, op, name, minimum) for e in v)
+    v = int_arg(v, op, name, minimum)
+    return (v, v)
+
+
+def ndim_in(x, op, allowed, name="input", what=None):
+    if x.ndim not in allowed:
+        exp = " or ".join(f"{d}-D" for d in allowed)
+        raise ValueError(f"{op}: expected {name} to be {exp}{' ' + what if what else ''}, "
+                         f"got {x.ndim}-D with shape {x.shape}")
+
+
+def same_device(op, *tensors):
+    devs = {t.device for t in tensors if t is not None}
+    if len(devs) > 1:
+        raise ValueError(f"{op}: expected all tensors on one device, got " + " and ".join(sorted(map(str, devs))))
+
+
+def reduction_arg(reduction, op):
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return reduction
+
+
+def dims(dim, ndim, op):
+    """Normalise ``dim`` (None, int, or sequence of ints) into a sorted tuple of non-negative dims."""
+    from ..autograd.tensor import _dim
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, (tuple, list)):
+        out = tuple(sorted({_dim(d, ndim, op) for d in dim}))
+        if len(out) != len(dim):
+            raise ValueError(f"{op}: dim {tuple(dim)} repeats a dimension")
+        return out
+    return (_dim(dim, ndim, op),)

@@ -1,0 +1,229 @@
+"""Activations: relu, leaky_relu, elu, gelu, silu, sigmoid, tanh, softplus, softmax, log_softmax,
+dropout. Backward passes use minidl ops, so they differentiate again."""
+import math
+
+from .. import backend
+from ..autograd import Function
+from ..autograd.tensor import Tensor, _dim
+from ._checks import float_tensor
+from ._registry import register
+from .math import erf, where, mul
+from .reduction import sum as _sum
+
+
+def _mask(a, dtype):
+    return Tensor._make(a.astype(dtype))
+
+
+class ReLU(Function):
+    name = "relu"
+
+    def forward(self, xp, x):
+        self.pos = x > 0  # relu'(0) = 0, as torch
+        return xp.maximum(x, 0)
+
+    def backward(self, g):
+        return g * _mask(self.pos, g.dtype)
+
+
+class LeakyReLU(Function):
+    name = "leaky_relu"
+
+    def forward(self, xp, x, slope):
+        self.slope_map = xp.where(x > 0, 1, slope).astype(x.dtype)
+        return x * self.slope_map
+
+    def backward(self, g):
+        return g * Tensor._make(self.slope_map)
+
+
+class ELU(Function):
+    name = "elu"
+
+    def forward(self, xp, x, alpha):
+        self.alpha = alpha
+        y = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
+        self.save_for_backward(x)
+        return y
+
+    def backward(self, g):
+        x, = self.saved_tensors
+        pos = x._data > 0
+        # d/dx alpha*(e^x - 1) = alpha*e^x, written on x so that it differentiates again
+        return where(Tensor._make(pos), g, g * self.alpha * (x * _mask(~pos, x.dtype)).exp())
+
+
+class Sigmoid(Function):
+    name = "sigmoid"
+
+    def forward(self, xp, x):
+        y = xp.exp(-xp.logaddexp(0, -x)).astype(x.dtype)  # stable for large |x|
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y, = self.saved_tensors
+        return g * y * (1.0 - y)
+
+
+class Tanh(Function):
+    name = "tanh"
+
+    def forward(self, xp, x):
+        y = xp.tanh(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y, = self.saved_tensors
+        return g * (1.0 - y * y)
+
+
+class Softplus(Function):
+    name = "softplus"
+
+    def forward(self, xp, x, beta, threshold):
+        self.beta = beta
+        self.lin = x * beta > threshold  # linear above the threshold, as torch
+        self.save_for_backward(x)
+        bx = x * beta
+        return xp.where(self.lin, x, (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta).astype(x.dtype)
+
+    def backward(self, g):
+        x, = self.saved_tensors
+        return where(Tensor._make(self.lin), g, g * sigmoid(x * self.beta))
+
+
+class Softmax(Function):
+    name = "softmax"
+
+    def forward(self, xp, x, dim):
+        self.dim = dim
+        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        y = e / e.sum(axis=dim, keepdims=True)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y, = self.saved_tensors
+        gy = g * y
+        return gy - y * _sum(gy, self.dim, keepdim=True)
+
+
+class LogSoftmax(Function):
+    name = "log_softmax"
+
+    def forward(self, xp, x, dim):
+        self.dim = dim
+        z = x - x.max(axis=dim, keepdims=True)
+        y = z - xp.log(xp.exp(z).sum(axis=dim, keepdims=True))
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y, = self.saved_tensors
+        return g - y.exp() * _sum(g, self.dim, keepdim=True)
+
+
+# ---- public functions ---------------------------------------------------------------------------
+@register()
+def relu(input, inplace=False):
+    """max(input, 0). ``inplace`` is accepted for torch compatibility; a new tensor is returned."""
+    return ReLU.apply(float_tensor(input, "relu"))
+
+
+@register()
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """``input`` where positive, ``negative_slope * input`` elsewhere."""
+    float_tensor(input, "leaky_relu")
+    if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
+        raise TypeError(f"leaky_relu: argument 'negative_slope' must be a number, got {type(negative_slope).__name__}")
+    return LeakyReLU.apply(input, slope=float(negative_slope))
+
+
+@register()
+def elu(input, alpha=1.0, inplace=False):
+    """``input`` where positive, ``alpha * (exp(input) - 1)`` elsewhere."""
+    float_tensor(input, "elu")
+    return ELU.apply(input, alpha=float(alpha))
+
+
+@register()
+def gelu(input, approximate="none"):
+    """``x * Phi(x)`` (exact, with erf) or its tanh approximation (``approximate='tanh'``)."""
+    float_tensor(input, "gelu")
+    if approximate == "none":
+        return 0.5 * input * (1.0 + erf(input * (1.0 / math.sqrt(2.0))))
+    if approximate == "tanh":
+        inner = math.sqrt(2.0 / math.pi) * (input + 0.044715 * input * input * input)
+        return 0.5 * input * (1.0 + tanh(inner))
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+@register()
+def silu(input, inplace=False):
+    """``input * sigmoid(input)`` (also called swish)."""
+    float_tensor(input, "silu")
+    return mul(input, sigmoid(input))
+
+
+@register()
+def sigmoid(input):
+    return Sigmoid.apply(float_tensor(input, "sigmoid"))
+
+
+@register()
+def tanh(input):
+    return Tanh.apply(float_tensor(input, "tanh"))
+
+
+@register()
+def softplus(input, beta=1.0, threshold=20.0):
+    """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold`` (as torch)."""
+    float_tensor(input, "softplus")
+    if beta == 0:
+        raise ValueError("softplus: argument 'beta' must be non-zero")
+    return Softplus.apply(input, beta=float(beta), threshold=float(threshold))
+
+
+def _softmax_dim(input, dim, op):
+    float_tensor(input, op)
+    if dim is None:  # torch's legacy implicit choice
+        dim = 0 if input.ndim in (0, 1, 3) else 1
+    return _dim(dim, input.ndim, op)
+
+
+@register()
+def softmax(input, dim=None, dtype=None):
+    """``exp(x) / sum(exp(x), dim)``, computed stably."""
+    d = _softmax_dim(input, dim, "softmax")
+    if dtype is not None:
+        input = input.to(dtype)
+    return Softmax.apply(input, dim=d)
+
+
+@register()
+def log_softmax(input, dim=None, dtype=None):
+    """``x - logsumexp(x, dim)``, computed stably."""
+    d = _softmax_dim(input, dim, "log_softmax")
+    if dtype is not None:
+        input = input.to(dtype)
+    return LogSoftmax.apply(input, dim=d)
+
+
+@register()
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)`` (training only).
+
+    The mask is drawn as ``rand(input.shape) >= p`` from the device's generator (``minidl.manual_seed``).
+    """
+    float_tensor(input, "dropout")
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: probability 'p' must be a number in [0, 1], got {p!r}")
+    if not training or p == 0:
+        return input
+    if p == 1:
+        return input * 0.0
+    gen = backend.generator(input.device)
+    keep = gen.random(input.shape, dtype=input.dtype) >= p
+    return input * Tensor._make((keep / (1.0 - p)).astype(input.dtype))

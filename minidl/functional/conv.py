@@ -1,0 +1,198 @@
+"""Convolutions by im2col + GEMM: conv2d and conv_transpose2d (stride, padding, dilation, groups).
+
+``col`` has shape (C*kh*kw, N*out_h*out_w) (see kernels/_numpy.py), so each group is one GEMM.
+Backward passes are raw kernels: these ops are differentiable once.
+"""
+from .. import kernels
+from ..backend import get_array_module
+from ..autograd import Function
+from ._checks import float_tensor, optional_tensor, pair, int_arg, same_device
+from ._registry import register
+
+
+def _group_matmul(xp, a, b, groups, ta=False):
+    """Block-diagonal product: group g multiplies a's g-th row block (or, ``ta``, its transpose)
+    with b's g-th row block."""
+    if groups == 1:
+        return (a.T if ta else a) @ b
+    ar, br = a.shape[0] // groups, b.shape[0] // groups
+    return xp.concatenate([(a[g * ar:(g + 1) * ar].T if ta else a[g * ar:(g + 1) * ar]) @ b[g * br:(g + 1) * br]
+                           for g in range(groups)], axis=0)
+
+
+def _group_outer(xp, a, b, groups):
+    """Per group g: a_g @ b_g.T, stacked on rows (the weight gradient)."""
+    if groups == 1:
+        return a @ b.T
+    ar, br = a.shape[0] // groups, b.shape[0] // groups
+    return xp.concatenate([a[g * ar:(g + 1) * ar] @ b[g * br:(g + 1) * br].T for g in range(groups)], axis=0)
+
+
+class Conv2d(Function):
+    name = "conv2d"
+    differentiable_twice = False
+
+    def forward(self, xp, x, w, b, stride, padding, dilation, groups, out_hw):
+        n, c, h, wd = x.shape
+        o, _, kh, kw = w.shape
+        oh, ow = out_hw
+        self.geom = (kh, kw, *stride, *padding, *dilation, oh, ow)
+        self.groups, self.x_shape, self.has_b = groups, x.shape, b is not None
+        col = kernels.im2col(x, *self.geom)
+        y = _group_matmul(xp, w.reshape(o, -1), col, groups)       # (O, N*oh*ow)
+        y = y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+        if b is not None:
+            y = y + b.reshape(1, o, 1, 1)
+        self.save_for_backward(col, w)
+        return xp.ascontiguousarray(y)
+
+    def backward(self, gy):
+        col, w = self.saved_arrays
+        gy = gy._data
+        xp = get_array_module(gy)
+        o = w.shape[0]
+        gy_mat = gy.transpose(1, 0, 2, 3).reshape(o, -1)
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            gcol = _group_matmul(xp, w.reshape(o, -1), gy_mat, self.groups, ta=True)
+            gx = kernels.col2im(gcol, self.x_shape, *self.geom)
+        if self.needs_input_grad[1]:
+            gw = _group_outer(xp, gy_mat, col, self.groups).reshape(w.shape)
+        if self.has_b and self.needs_input_grad[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+class ConvTranspose2d(Function):
+    name = "conv_transpose2d"
+    differentiable_twice = False
+
+    def forward(self, xp, x, w, b, stride, padding, dilation, groups, out_hw):
+        n, cin, h, wd = x.shape
+        cout = w.shape[1] * groups
+        kh, kw = w.shape[2:]
+        self.geom = (kh, kw, *stride, *padding, *dilation, h, wd)
+        self.groups, self.has_b = groups, b is not None
+        x_mat = x.transpose(1, 0, 2, 3).reshape(cin, -1)
+        col = _group_matmul(xp, w.reshape(cin, -1), x_mat, groups, ta=True)   # (Cout*kh*kw, N*H*W)
+        y = kernels.col2im(col, (n, cout, *out_hw), *self.geom)
+        if b is not None:
+            y = y + b.reshape(1, cout, 1, 1)
+        self.save_for_backward(x_mat, w)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy):
+        x_mat, w = self.saved_arrays
+        gy = gy._data
+        xp = get_array_module(gy)
+        cin = w.shape[0]
+        gcol = kernels.im2col(gy, *self.geom)                        # (Cout*kh*kw, N*H*W)
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            n, _, h, wd = self.x_shape
+            gx = _group_matmul(xp, w.reshape(cin, -1), gcol, self.groups)
+            gx = xp.ascontiguousarray(gx.reshape(cin, n, h, wd).transpose(1, 0, 2, 3))
+        if self.needs_input_grad[1]:
+            gw = _group_outer(xp, x_mat, gcol, self.groups).reshape(w.shape)
+        if self.has_b and self.needs_input_grad[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+def _conv_common(op, input, weight, bias, stride, dilation, groups):
+    float_tensor(input, op)
+    float_tensor(weight, op, "weight")
+    optional_tensor(bias, op, "bias")
+    same_device(op, input, weight, bias)
+    if input.ndim not in (3, 4):
+        raise ValueError(f"{op}: expected input to be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.ndim}-D "
+                         f"with shape {input.shape}")
+    if weight.ndim != 4:
+        raise ValueError(f"{op}: expected weight to be 4-D, got shape {weight.shape}")
+    if input.dtype != weight.dtype:
+        raise TypeError(f"{op}: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
+    groups = int_arg(groups, op, "groups", 1)
+    return pair(stride, op, "stride", 1), pair(dilation, op, "dilation", 1), groups
+
+
+@register(method=False)
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation, as torch) by im2col + GEMM.
+
+    Args: padding is an int, a pair, 'valid' (0) or 'same' (output size = input size; stride 1).
+    Shape: input (N, C_in, H, W) or (C_in, H, W); weight (C_out, C_in / groups, kH, kW); bias (C_out,);
+    output (N, C_out, H_out, W_out) with H_out = (H + 2 padding - dilation (kH - 1) - 1) // stride + 1.
+    """
+    op = "conv2d"
+    stride, dilation, groups = _conv_common(op, input, weight, bias, stride, dilation, groups)
+    unbatched = input.ndim == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    n, c, h, w = input.shape
+    o, cg, kh, kw = weight.shape
+    if c != cg * groups:
+        raise ValueError(f"{op}: input has {c} channels, weight expects {cg * groups} "
+                         f"(weight shape {weight.shape}, groups={groups})")
+    if o % groups:
+        raise ValueError(f"{op}: out channels ({o}) must be divisible by groups ({groups})")
+    if bias is not None and bias.shape != (o,):
+        raise ValueError(f"{op}: bias must have shape ({o},), got {bias.shape}")
+    out = None
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{op}: padding='same' needs stride 1, got stride={stride}")
+            padding = (dilation[0] * (kh - 1) // 2, dilation[1] * (kw - 1) // 2)
+            out = (h, w)
+        else:
+            raise ValueError(f"{op}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    else:
+        padding = pair(padding, op, "padding", 0)
+    ekh, ekw = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    if h + 2 * padding[0] < ekh or w + 2 * padding[1] < ekw:
+        raise ValueError(f"{op}: kernel size ({ekh}, {ekw}) (dilated) is larger than the padded input "
+                         f"({h + 2 * padding[0]}, {w + 2 * padding[1]})")
+    if out is None:
+        out = ((h + 2 * padding[0] - ekh) // stride[0] + 1, (w + 2 * padding[1] - ekw) // stride[1] + 1)
+    y = Conv2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                     out_hw=out)
+    return y.squeeze(0) if unbatched else y
+
+
+@register(method=False)
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed 2-D convolution (the gradient of conv2d with respect to its input).
+
+    Shape: input (N, C_in, H, W) or (C_in, H, W); weight (C_in, C_out / groups, kH, kW); output
+    H_out = (H - 1) stride - 2 padding + dilation (kH - 1) + output_padding + 1.
+    """
+    op = "conv_transpose2d"
+    stride, dilation, groups = _conv_common(op, input, weight, bias, stride, dilation, groups)
+    padding = pair(padding, op, "padding", 0)
+    output_padding = pair(output_padding, op, "output_padding", 0)
+    unbatched = input.ndim == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    n, c, h, w = input.shape
+    cin, cog, kh, kw = weight.shape
+    if c != cin:
+        raise ValueError(f"{op}: input has {c} channels, weight expects {cin} (weight shape {weight.shape})")
+    if cin % groups:
+        raise ValueError(f"{op}: in channels ({cin}) must be divisible by groups ({groups})")
+    if bias is not None and bias.shape != (cog * groups,):
+        raise ValueError(f"{op}: bias must have shape ({cog * groups},), got {bias.shape}")
+    for i in range(2):
+        if output_padding[i] >= max(stride[i], dilation[i]):
+            raise ValueError(f"{op}: output_padding {output_padding} must be smaller than stride {stride} "
+                             f"or dilation {dilation}")
+    out = tuple((s - 1) * st - 2 * p + d * (k - 1) + op_ + 1 for s, st, p, d, k, op_ in
+                zip((h, w), stride, padding, dilation, (kh, kw), output_padding))
+    if min(out) <= 0:
+        raise ValueError(f"{op}: the output size {out} would not be positive (input {(h, w)}, "
+                         f"kernel {(kh, kw)}, padding {padding})")
+    y = ConvTranspose2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                              groups=groups, out_hw=out)
+    return y.squeeze(0) if unbatched else y

@@ -1,0 +1,471 @@
+"""Elementwise arithmetic with broadcasting, matmul, and comparisons.
+
+Every backward here is written with minidl ops, so it can be differentiated again.
+"""
+import math as _math
+
+from .. import kernels
+from ..autograd import Function
+from ..autograd.tensor import Tensor
+from ._checks import as_tensor, tensor_arg, same_device
+from ._registry import register
+from .shape import sum_to
+
+
+def _operands(a, b, op):
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
+    like = a if isinstance(a, Tensor) else b
+    a, b = as_tensor(a, like, op, "input"), as_tensor(b, like, op, "other")
+    same_device(op, a, b)
+    return a, b
+
+
+def _check_broadcast(op, *shapes):
+    import numpy as np
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(f"{op}: shapes " + ", ".join(map(str, shapes)) + " cannot be broadcast together") from None
+
+
+def unbroadcast(g, shape, dtype):
+    """Sum a broadcast gradient back to ``shape`` (and cast it to the input's dtype)."""
+    if g.shape != tuple(shape):
+        g = sum_to(g, shape)
+    if g.dtype != dtype:
+        g = g.to(dtype)
+    return g
+
+
+class _Binary(Function):
+    def _shapes(self, a, b):
+        self.a_shape, self.a_dtype = a.shape, a.dtype
+        self.b_shape, self.b_dtype = b.shape, b.dtype
+
+    def _grads(self, ga, gb):
+        return (unbroadcast(ga, self.a_shape, self.a_dtype) if self.needs_input_grad[0] else None,
+                unbroadcast(gb, self.b_shape, self.b_dtype) if self.needs_input_grad[1] else None)
+
+
+class Add(_Binary):
+    name = "add"
+
+    def forward(self, xp, a, b):
+        self._shapes(a, b)
+        return a + b
+
+    def backward(self, g):
+        return self._grads(g, g)
+
+
+class Sub(_Binary):
+    name = "sub"
+
+    def forward(self, xp, a, b):
+        self._shapes(a, b)
+        return a - b
+
+    def backward(self, g):
+        return self._grads(g, -g if self.needs_input_grad[1] else None)
+
+
+class Mul(_Binary):
+    name = "mul"
+
+    def forward(self, xp, a, b):
+        self._shapes(a, b)
+        self.save_for_backward(a, b)
+        return a * b
+
+    def backward(self, g):
+        a, b = self.saved_tensors
+        return self._grads(g * b if self.needs_input_grad[0] else None,
+                         g * a if self.needs_input_grad[1] else None)
+
+
+class Div(_Binary):
+    name = "div"
+
+    def forward(self, xp, a, b):
+        self._shapes(a, b)
+        self.save_for_backward(a, b)
+        return a / b
+
+    def backward(self, g):
+        a, b = self.saved_tensors
+        ga = g / b
+        return self._grads(ga, -ga * a / b if self.needs_input_grad[1] else None)
+
+
+class Pow(_Binary):
+    name = "pow"
+
+    def forward(self, xp, a, b):
+        self._shapes(a, b)
+        y = a ** b
+        self.save_for_backward(a, b, y)
+        return y
+
+    def backward(self, g):
+        a, b, y = self.saved_tensors
+        ga = g * b * a ** (b - 1) if self.needs_input_grad[0] else None
+        gb = None
+        if self.needs_input_grad[1]:  # d(a^b)/db = a^b log a, taken as 0 where a == 0 (as torch)
+            pos = a._data != 0
+            gb = g * where(pos, y * log(where(pos, a, 1.0)), 0.0)
+        return self._grads(ga, gb)
+
+
+class PowScalar(Function):
+    name = "pow"
+
+    def forward(self, xp, a, exponent):
+        self.exponent = exponent
+        self.save_for_backward(a)
+        return a ** xp.asarray(exponent, dtype=a.dtype)
+
+    def backward(self, g):
+        a, = self.saved_tensors
+        p = self.exponent
+        if p == 0:
+            return g * 0.0
+        return g * (p * a ** (p - 1)) if p != 2 else g * (2.0 * a)
+
+
+class Maximum(_Binary):
+    name = "maximum"
+
+    def forward(self, xp, a, b):
+        self._shapes(a, b)
+        # ties share the gradient equally, as in torch
+        self.wa = (a > b) + 0.5 * (a == b)
+        return xp.maximum(a, b)
+
+    def backward(self, g):
+        wa = Tensor._make(self.wa.astype(g.dtype))
+        return self._grads(g * wa, g * (1.0 - wa))
+
+
+class Minimum(_Binary):
+    name = "minimum"
+
+    def forward(self, xp, a, b):
+        self._shapes(a, b)
+        self.wa = (a < b) + 0.5 * (a == b)
+        return xp.minimum(a, b)
+
+    def backward(self, g):
+        wa = Tensor._make(self.wa.astype(g.dtype))
+        return self._grads(g * wa, g * (1.0 - wa))
+
+
+class Where(Function):
+    name = "where"
+
+    def forward(self, xp, cond, a, b):
+        self.cond = cond
+        self.a_shape, self.a_dtype, self.b_shape, self.b_dtype = a.shape, a.dtype, b.shape, b.dtype
+        return xp.where(cond, a, b)
+
+    def backward(self, g):
+        c = Tensor._make(self.cond)
+        ga = unbroadcast(where(c, g, 0.0), self.a_shape, self.a_dtype) if self.needs_input_grad[1] else None
+        gb = unbroadcast(where(c, 0.0, g), self.b_shape, self.b_dtype) if self.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+class MatMul(Function):
+    name = "matmul"
+
+    def forward(self, xp, a, b):
+        self.save_for_backward(a, b)
+        return xp.matmul(a, b)
+
+    def backward(self, g):
+        a, b = self.saved_tensors
+        ga = unbroadcast(matmul(g, b.transpose(-1, -2)), a.shape, a.dtype) if self.needs_input_grad[0] else None
+        gb = unbroadcast(matmul(a.transpose(-1, -2), g), b.shape, b.dtype) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+# ---- unary ----------------------------------------------------------------------------------------
+class Neg(Function):
+    name = "neg"
+
+    def forward(self, xp, x):
+        return -x
+
+    def backward(self, g):
+        return -g
+
+
+class Exp(Function):
+    name = "exp"
+
+    def forward(self, xp, x):
+        y = xp.exp(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y, = self.saved_tensors
+        return g * y
+
+
+class Log(Function):
+    name = "log"
+
+    def forward(self, xp, x):
+        self.save_for_backward(x)
+        return xp.log(x)
+
+    def backward(self, g):
+        x, = self.saved_tensors
+        return g / x
+
+
+class Sqrt(Function):
+    name = "sqrt"
+
+    def forward(self, xp, x):
+        y = xp.sqrt(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y, = self.saved_tensors
+        return g / (2.0 * y)
+
+
+class Abs(Function):
+    name = "abs"
+
+    def forward(self, xp, x):
+        self.sign = xp.sign(x)
+        return xp.abs(x)
+
+    def backward(self, g):
+        return g * Tensor._make(self.sign)
+
+
+class Erf(Function):
+    name = "erf"
+
+    def forward(self, xp, x):
+        self.save_for_backward(x)
+        return kernels.erf(x)
+
+    def backward(self, g):
+        x, = self.saved_tensors
+        return g * (2.0 / _math.sqrt(_math.pi)) * exp(-(x * x))
+
+
+class Clamp(Function):
+    name = "clamp"
+
+    def forward(self, xp, x, lo, hi):
+        # the gradient passes where lo <= x <= hi (bounds included), as in torch
+        mask = xp.ones(x.shape, dtype=bool)
+        if lo is not None:
+            mask &= x >= lo
+        if hi is not None:
+            mask &= x <= hi
+        self.mask = mask
+        return xp.clip(x, lo, hi)
+
+    def backward(self, g):
+        return g * Tensor._make(self.mask.astype(g.dtype))
+
+
+# ---- public functions -------------------------------------------------------------------------------
+@register()
+def add(input, other, alpha=1):
+    """``input + alpha * other`` with broadcasting."""
+    input, other = _operands(input, other, "add")
+    _check_broadcast("add", input.shape, other.shape)
+    if alpha != 1:
+        other = mul(other, alpha)
+    return Add.apply(input, other)
+
+
+@register()
+def sub(input, other, alpha=1):
+    """``input - alpha * other`` with broadcasting."""
+    input, other = _operands(input, other, "sub")
+    _check_broadcast("sub", input.shape, other.shape)
+    if alpha != 1:
+        other = mul(other, alpha)
+    return Sub.apply(input, other)
+
+
+@register()
+def mul(input, other):
+    """Elementwise product with broadcasting."""
+    input, other = _operands(input, other, "mul")
+    _check_broadcast("mul", input.shape, other.shape)
+    return Mul.apply(input, other)
+
+
+@register()
+def div(input, other):
+    """Elementwise true division with broadcasting (integers are promoted to the default float)."""
+    input, other = _operands(input, other, "div")
+    _check_broadcast("div", input.shape, other.shape)
+    if input.dtype.kind != "f" and other.dtype.kind != "f":
+        from .. import backend
+        input = input.to(backend.default_dtype())
+    return Div.apply(input, other)
+
+
+@register()
+def pow(input, exponent):
+    """``input ** exponent``; either may be a Tensor or a number."""
+    if isinstance(input, Tensor) and not isinstance(exponent, Tensor):
+        if isinstance(exponent, bool) or not isinstance(exponent, (int, float)):
+            raise TypeError(f"pow: argument 'exponent' must be a Tensor or a number, got {type(exponent).__name__}")
+        return PowScalar.apply(input, exponent=exponent)
+    input, exponent = _operands(input, exponent, "pow")
+    _check_broadcast("pow", input.shape, exponent.shape)
+    return Pow.apply(input, exponent)
+
+
+@register()
+def maximum(input, other):
+    """Elementwise maximum; where both are equal each gets half the gradient (as torch)."""
+    input, other = _operands(input, other, "maximum")
+    _check_broadcast("maximum", input.shape, other.shape)
+    return Maximum.apply(input, other)
+
+
+@register()
+def minimum(input, other):
+    """Elementwise minimum; where both are equal each gets half the gradient (as torch)."""
+    input, other = _operands(input, other, "minimum")
+    _check_broadcast("minimum", input.shape, other.shape)
+    return Minimum.apply(input, other)
+
+
+@register(method=False)
+def where(condition, input, other):
+    """``input`` where ``condition`` is true, else ``other`` (broadcasting all three)."""
+    if not isinstance(condition, Tensor):
+        raise TypeError(f"where: argument 'condition' must be a bool Tensor, got {type(condition).__name__}")
+    if condition.dtype.kind != "b":
+        raise TypeError(f"where: argument 'condition' must have dtype bool, got {condition.dtype}")
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        raise TypeError("where: at least one of 'input' and 'other' must be a Tensor")
+    input, other = _operands(input, other, "where")
+    _check_broadcast("where", condition.shape, input.shape, other.shape)
+    same_device("where", condition, input)
+    return Where.apply(condition, input, other)
+
+
+@register()
+def matmul(input, other):
+    """Matrix product with torch's rules: 1-D operands are promoted, leading dims broadcast."""
+    tensor_arg(input, "matmul", "input")
+    tensor_arg(other, "matmul", "other")
+    same_device("matmul", input, other)
+    if input.ndim == 0 or other.ndim == 0:
+        raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {input.shape} "
+                         f"and {other.shape}")
+    if input.shape[-1] != other.shape[-2 if other.ndim > 1 else 0]:
+        raise ValueError(f"matmul: shapes {input.shape} and {other.shape} cannot be multiplied "
+                         f"({input.shape[-1]} != {other.shape[-2 if other.ndim > 1 else 0]})")
+    if input.ndim > 2 or other.ndim > 2:
+        _check_broadcast("matmul", input.shape[:-2], other.shape[:-2] if other.ndim > 1 else ())
+    if input.dtype != other.dtype:
+        raise TypeError(f"matmul: expected both arguments to have the same dtype, got {input.dtype} and "
+                        f"{other.dtype}")
+    if input.ndim == 1:
+        return matmul(input.unsqueeze(0), other).squeeze(-2)
+    if other.ndim == 1:
+        return matmul(input, other.unsqueeze(-1)).squeeze(-1)
+    return MatMul.apply(input, other)
+
+
+@register()
+def neg(input):
+    return Neg.apply(tensor_arg(input, "neg"))
+
+
+def _float_unary(fn, op, input):
+    tensor_arg(input, op)
+    if input.dtype.kind != "f":
+        from .. import backend
+        input = input.to(backend.default_dtype())
+    return fn.apply(input)
+
+
+@register()
+def exp(input):
+    return _float_unary(Exp, "exp", input)
+
+
+@register()
+def log(input):
+    return _float_unary(Log, "log", input)
+
+
+@register()
+def sqrt(input):
+    return _float_unary(Sqrt, "sqrt", input)
+
+
+@register()
+def abs(input):
+    """|input|; the gradient at 0 is 0 (as torch)."""
+    return Abs.apply(tensor_arg(input, "abs"))
+
+
+@register()
+def erf(input):
+    """The error function, elementwise."""
+    return _float_unary(Erf, "erf", input)
+
+
+@register(methods=("clip",))
+def clamp(input, min=None, max=None):
+    """Clamp into [min, max]; ``min``/``max`` are numbers or Tensors. The gradient flows where
+    ``min <= input <= max``."""
+    tensor_arg(input, "clamp")
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of 'min' and 'max' must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = input
+        if min is not None:
+            out = maximum(out, min)
+        if max is not None:
+            out = minimum(out, max)
+        return out
+    for name, v in (("min", min), ("max", max)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise TypeError(f"clamp: argument '{name}' must be a number or a Tensor, got {type(v).__name__}")
+    return Clamp.apply(input, lo=min, hi=max)
+
+
+# ---- comparisons (not differentiable; bool results) ------------------------------------------------
+def _compare(name, fn):
+    def compare(input, other):
+        input, other = _operands(input, other, name)
+        _check_broadcast(name, input.shape, other.shape)
+        return Tensor._make(fn(input._data, other._data))
+    compare.__name__ = compare.__qualname__ = name
+    compare.__doc__ = f"Elementwise ``{name}`` comparison; returns a bool Tensor (no gradient)."
+    return register(name)(compare)
+
+
+eq = _compare("eq", lambda a, b: a == b)
+ne = _compare("ne", lambda a, b: a != b)
+lt = _compare("lt", lambda a, b: a < b)
+le = _compare("le", lambda a, b: a <= b)
+gt = _compare("gt", lambda a, b: a > b)
+ge = _compare("ge", lambda a, b: a >= b)
+
+
+@register()
+def logical_not(input):
+    tensor_arg(input, "logical_not")
+    return Tensor._make(~input._data.astype(bool))
+

@@ -1,0 +1,146 @@
+"""Normalisation: batch_norm (raw kernels; differentiable once), layer_norm and group_norm
+(composed of differentiable ops)."""
+import numbers
+
+from ..autograd import Function
+from ._checks import float_tensor, optional_tensor, same_device, int_arg
+from ._registry import register
+from .math import sqrt
+from .reduction import mean as _mean
+
+
+class BatchNorm(Function):
+    """Training: normalise with the biased batch variance and update the running statistics
+    (variance unbiased), as torch. Eval: normalise with the running statistics."""
+    name = "batch_norm"
+    differentiable_twice = False
+
+    def forward(self, xp, x, w, b, running_mean, running_var, training, momentum, eps):
+        c = x.shape[1]
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        self.axes, self.shape, self.training, self.has_w, self.has_b = axes, shape, training, w is not None, b is not None
+        if training:
+            m = x.size // c
+            mu = x.mean(axis=axes)
+            xc = x - mu.reshape(shape)
+            var = (xc * xc).mean(axis=axes)
+            if running_mean is not None:
+                running_mean[...] = (1 - momentum) * running_mean + momentum * mu
+            if running_var is not None:
+                running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
+        else:
+            xc = x - running_mean.reshape(shape)
+            var = running_var
+        invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+        xhat = xc * invstd.reshape(shape)
+        y = xhat if w is None else xhat * w.reshape(shape)
+        if b is not None:
+            y = y + b.reshape(shape)
+        self.save_for_backward(xhat, invstd, w)
+        return y
+
+    def backward(self, gy):
+        xhat, invstd, w = self.saved_arrays
+        g = gy._data
+        axes, shape = self.axes, self.shape
+        gb = g.sum(axis=axes)
+        gw = (g * xhat).sum(axis=axes)
+        gx = None
+        if self.needs_input_grad[0]:
+            scale = invstd if w is None else invstd * w
+            if self.training:  # the one-formula backward through the batch statistics
+                m = g.size // g.shape[1]
+                gx = (scale / m).reshape(shape) * (m * g - gb.reshape(shape) - xhat * gw.reshape(shape))
+            else:
+                gx = g * scale.reshape(shape)
+        return (gx, gw if self.has_w and self.needs_input_grad[1] else None,
+                gb if self.has_b and self.needs_input_grad[2] else None)
+
+
+@register(method=False)
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5):
+    """Batch normalisation over (N, C), (N, C, L) or (N, C, H, W), statistics per channel C.
+
+    ``training=True`` uses the batch's statistics and updates ``running_mean``/``running_var`` in
+    place: new = (1 - momentum) old + momentum batch, with the unbiased batch variance.
+    ``training=False`` uses the running statistics.
+    """
+    op = "batch_norm"
+    float_tensor(input, op)
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        optional_tensor(t, op, name)
+    same_device(op, input, running_mean, running_var, weight, bias)
+    if input.ndim < 2:
+        raise ValueError(f"{op}: expected input of at least 2 dims (N, C, ...), got shape {input.shape}")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"{op}: {name} must have shape ({c},) for an input with {c} channels, got {t.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(f"{op}: running_mean and running_var are needed when training=False")
+    if training and input.numel() // c <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
+                         f"{input.shape}")
+    if eps <= 0:
+        raise ValueError(f"{op}: eps must be positive, got {eps}")
+    rm = None if running_mean is None else running_mean._data
+    rv = None if running_var is None else running_var._data
+    return BatchNorm.apply(input, weight, bias, running_mean=rm, running_var=rv, training=bool(training),
+                           momentum=float(momentum), eps=float(eps))
+
+
+def _normalize(x, axes, eps):
+    mu = _mean(x, axes, keepdim=True)
+    xc = x - mu
+    var = _mean(xc * xc, axes, keepdim=True)  # biased, as torch's layer and group norm
+    return xc / sqrt(var + eps)
+
+
+@register(method=False)
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the last ``len(normalized_shape)`` dims, then scale by ``weight`` and shift by ``bias``
+    (both of shape ``normalized_shape``)."""
+    op = "layer_norm"
+    float_tensor(input, op)
+    optional_tensor(weight, op, "weight")
+    optional_tensor(bias, op, "bias")
+    same_device(op, input, weight, bias)
+    ns = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+    if not ns or input.shape[input.ndim - len(ns):] != ns:
+        raise ValueError(f"{op}: normalized_shape {ns} must equal the last dims of the input shape {input.shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != ns:
+            raise ValueError(f"{op}: {name} must have shape {ns}, got {t.shape}")
+    y = _normalize(input, tuple(range(input.ndim - len(ns), input.ndim)), eps)
+    if weight is not None:
+        y = y * weight
+    return y if bias is None else y + bias
+
+
+@register(method=False)
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise over groups of channels: input (N, C, ...) with C divisible by ``num_groups``;
+    ``weight`` and ``bias`` have shape (C,)."""
+    op = "group_norm"
+    float_tensor(input, op)
+    optional_tensor(weight, op, "weight")
+    optional_tensor(bias, op, "bias")
+    same_device(op, input, weight, bias)
+    g = int_arg(num_groups, op, "num_groups", 1)
+    if input.ndim < 2:
+        raise ValueError(f"{op}: expected input of at least 2 dims (N, C, ...), got shape {input.shape}")
+    n, c = input.shape[:2]
+    if c % g:
+        raise ValueError(f"{op}: number of channels ({c}) must be divisible by num_groups ({g})")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"{op}: {name} must have shape ({c},), got {t.shape}")
+    y = _normalize(input.reshape(n, g, -1), (2,), eps).reshape(*input.shape)
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    if weight is not None:
+        y = y * weight.reshape(*shape)
+    return y if bias is None else y + bias.reshape(*shape)

@@ -1,0 +1,215 @@
+"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d (raw-kernel backward:
+differentiable once). Max pooling pads with -inf; output sizes follow torch (floor, or ceil_mode)."""
+import math
+
+import numpy as np
+
+from .. import kernels
+from ..autograd import Function
+from ..autograd.tensor import Tensor
+from ..backend import get_array_module
+from ._checks import float_tensor, pair
+from ._registry import register
+
+
+def _out_size(size, k, s, p, d, ceil_mode):
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:  # the last window must start inside the input or left pad
+        out -= 1
+    return out
+
+
+class MaxPool2d(Function):
+    name = "max_pool2d"
+    differentiable_twice = False
+
+    def forward(self, xp, x, geom, indices=None):
+        self.x_shape = x.shape
+        y, self.arg = kernels.max_pool2d(x, *geom)
+        if indices is not None:  # a list that receives the argmax array, for return_indices=True
+            indices.append(self.arg)
+        return y
+
+    def backward(self, gy):
+        return kernels.max_pool2d_backward(gy._data, self.arg, self.x_shape)
+
+
+class AvgPool2d(Function):
+    name = "avg_pool2d"
+    differentiable_twice = False
+
+    def forward(self, xp, x, geom, divisor):
+        n, c, h, w = x.shape
+        self.geom, self.x_shape, self.div = geom, x.shape, divisor
+        col = kernels.im2col(x.reshape(n * c, 1, h, w), *geom)        # (kh*kw, N*C*oh*ow)
+        return (col.sum(axis=0).reshape(n, c, geom[-2], geom[-1]) / divisor).astype(x.dtype)
+
+    def backward(self, gy):
+        xp = get_array_module(gy._data)
+        n, c, h, w = self.x_shape
+        g = (gy._data / self.div).astype(gy.dtype).reshape(1, -1)
+        gcol = xp.ascontiguousarray(xp.broadcast_to(g, (self.geom[0] * self.geom[1], g.shape[1])))
+        return kernels.col2im(gcol, (n * c, 1, h, w), *self.geom).reshape(self.x_shape)
+
+
+def _adaptive_windows(size, out):
+    return [(math.floor(i * size / out), math.ceil((i + 1) * size / out)) for i in range(out)]
+
+
+class AdaptiveAvgPool2d(Function):
+    name = "adaptive_avg_pool2d"
+    differentiable_twice = False
+
+    def forward(self, xp, x, out_hw):
+        n, c, h, w = x.shape
+        oh, ow = out_hw
+        self.x_shape, self.out_hw = x.shape, out_hw
+        if h % oh == 0 and w % ow == 0:  # equal windows: one reshape
+            return x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5))
+        y = xp.empty((n, c, oh, ow), dtype=x.dtype)
+        for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
+            for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
+                y[:, :, i, j] = x[:, :, hs:he, ws:we].mean(axis=(2, 3))
+        return y
+
+    def backward(self, gy):
+        gy = gy._data
+        xp = get_array_module(gy)
+        n, c, h, w = self.x_shape
+        oh, ow = self.out_hw
+        if h % oh == 0 and w % ow == 0:
+            kh, kw = h // oh, w // ow
+            g = xp.broadcast_to((gy / (kh * kw)).reshape(n, c, oh, 1, ow, 1), (n, c, oh, kh, ow, kw))
+            return g.reshape(self.x_shape).astype(gy.dtype)
+        gx = xp.zeros(self.x_shape, dtype=gy.dtype)
+        for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
+            for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
+                gx[:, :, hs:he, ws:we] += (gy[:, :, i, j] / ((he - hs) * (we - ws)))[:, :, None, None]
+        return gx
+
+
+class AdaptiveMaxPool2d(Function):
+    name = "adaptive_max_pool2d"
+    differentiable_twice = False
+
+    def forward(self, xp, x, out_hw, indices=None):
+        n, c, h, w = x.shape
+        oh, ow = out_hw
+        self.x_shape = x.shape
+        y = xp.empty((n, c, oh, ow), dtype=x.dtype)
+        arg = xp.empty((n, c, oh, ow), dtype=np.int64)
+        for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
+            for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
+                win = x[:, :, hs:he, ws:we].reshape(n, c, -1)
+                k = win.argmax(axis=2)
+                y[:, :, i, j] = xp.take_along_axis(win, k[:, :, None], axis=2)[:, :, 0]
+                arg[:, :, i, j] = (hs + k // (we - ws)) * w + ws + k % (we - ws)
+        self.arg = arg
+        if indices is not None:
+            indices.append(arg)
+        return y
+
+    def backward(self, gy):
+        return kernels.max_pool2d_backward(gy._data, self.arg, self.x_shape)
+
+
+# ---- public functions ---------------------------------------------------------------------------
+def _pool_input(input, op):
+    float_tensor(input, op)
+    if input.ndim not in (3, 4):
+        raise ValueError(f"{op}: expected input to be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.ndim}-D "
+                         f"with shape {input.shape}")
+    return input.ndim == 3, (input.unsqueeze(0) if input.ndim == 3 else input)
+
+
+def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
+    k = pair(kernel_size, op, "kernel_size", 1)
+    s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else pair(stride, op, "stride", 1)
+    p = pair(padding, op, "padding", 0)
+    d = pair(dilation, op, "dilation", 1)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding {p} should be at most half of the kernel size {k}")
+    h, w = x.shape[2:]
+    oh = _out_size(h, k[0], s[0], p[0], d[0], ceil_mode)
+    ow = _out_size(w, k[1], s[1], p[1], d[1], ceil_mode)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"{op}: the (dilated) kernel {k} is larger than the padded input "
+                         f"({h + 2 * p[0]}, {w + 2 * p[1]}); output size would be ({oh}, {ow})")
+    return (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], oh, ow)
+
+
+def _finish(y, unbatched):
+    return y.squeeze(0) if unbatched else y
+
+
+@register(method=False)
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over windows (padding counts as -inf). ``stride`` defaults to ``kernel_size``.
+
+    Shape: (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out) with
+    H_out = floor_or_ceil((H + 2 padding - dilation (k - 1) - 1) / stride) + 1.
+    ``return_indices`` also returns each maximum's flat index within its input plane (as torch).
+    """
+    unbatched, x = _pool_input(input, "max_pool2d")
+    geom = _pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    indices = [] if return_indices else None
+    y = _finish(MaxPool2d.apply(x, geom=geom, indices=indices), unbatched)
+    return (y, _finish(Tensor._make(indices[0]), unbatched)) if return_indices else y
+
+
+@register(method=False)
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over windows. With ``count_include_pad`` (default) zero padding counts in the divisor;
+    windows that ``ceil_mode`` adds past the padding never count (as torch)."""
+    unbatched, x = _pool_input(input, "avg_pool2d")
+    geom = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
+    kh, kw, sh, sw, ph, pw, _, _, oh, ow = geom
+    if divisor_override is not None:
+        if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override <= 0:
+            raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
+        div = float(divisor_override)
+    else:
+        h, w = x.shape[2:]
+
+        def counts(size, k, s, p, out):
+            start = np.arange(out) * s - p
+            end = np.minimum(start + k, size + p)
+            whole = end - start
+            real = np.minimum(end, size) - np.maximum(start, 0)
+            return whole if count_include_pad else real
+        div = np.outer(counts(h, kh, sh, ph, oh), counts(w, kw, sw, pw, ow)).astype(x.dtype)
+        if x.device.type != "cpu":
+            from ..backend import to_device
+            div = to_device(div, x.device)
+    return _finish(AvgPool2d.apply(x, geom=geom, divisor=div), unbatched)
+
+
+def _adaptive_size(output_size, x, op):
+    if isinstance(output_size, (list, tuple)):
+        if len(output_size) != 2:
+            raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
+        out = tuple(x.shape[2 + i] if s is None else s for i, s in enumerate(output_size))
+    else:
+        out = (output_size, output_size)
+    out = pair(out, op, "output_size", 1)
+    return out
+
+
+@register(method=False)
+def adaptive_avg_pool2d(input, output_size):
+    """Average over windows chosen so that the output has ``output_size`` (1 = global average pooling).
+    Window i covers [floor(i H / out), ceil((i + 1) H / out))."""
+    unbatched, x = _pool_input(input, "adaptive_avg_pool2d")
+    out = _adaptive_size(output_size, x, "adaptive_avg_pool2d")
+    return _finish(AdaptiveAvgPool2d.apply(x, out_hw=out), unbatched)
+
+
+@register(method=False)
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """Max over adaptive windows (see :func:`adaptive_avg_pool2d`)."""
+    unbatched, x = _pool_input(input, "adaptive_max_pool2d")
+    out = _adaptive_size(output_size, x, "adaptive_max_pool2d")
+    indices = [] if return_indices else None
+    y = _finish(AdaptiveMaxPool2d.apply(x, out_hw=out, indices=indices), unbatched)
+    return (y, _finish(Tensor._make(indices[0]), unbatched)) if return_indices else y

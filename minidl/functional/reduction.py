@@ -1,0 +1,220 @@
+"""Reductions: sum, mean, var, std, max, min, amax, amin, argmax, argmin, logsumexp.
+
+Backward passes are written with minidl ops (double backward works).
+"""
+from collections import namedtuple
+
+import numpy as np
+
+from ..autograd import Function
+from ..autograd.tensor import Tensor, _dim
+from ._checks import tensor_arg, dims as _dims
+from ._registry import register
+from .math import maximum, minimum, exp, sqrt
+from .shape import gather
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+
+
+def _kept_shape(shape, axes):
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+class Sum(Function):
+    name = "sum"
+
+    def forward(self, xp, x, axes, keepdim, dtype=None):
+        self.in_shape, self.axes = x.shape, axes
+        return x.sum(axis=axes, keepdims=keepdim, dtype=dtype)
+
+    def backward(self, g):
+        return g.reshape(_kept_shape(self.in_shape, self.axes)).expand(*self.in_shape)
+
+
+class Mean(Function):
+    name = "mean"
+
+    def forward(self, xp, x, axes, keepdim):
+        self.in_shape, self.axes = x.shape, axes
+        self.n = int(np.prod([x.shape[a] for a in axes]))
+        return x.mean(axis=axes, keepdims=keepdim)
+
+    def backward(self, g):
+        return g.reshape(_kept_shape(self.in_shape, self.axes)).expand(*self.in_shape) / self.n
+
+
+class Amax(Function):
+    """max/min over dims; ties share the gradient equally (as torch.amax and full torch.max)."""
+    name = "amax"
+
+    def forward(self, xp, x, axes, keepdim, largest=True):
+        self.in_shape, self.axes = x.shape, axes
+        y = (x.max if largest else x.min)(axis=axes, keepdims=True)
+        hit = (x == y)
+        self.w = hit / hit.sum(axis=axes, keepdims=True)
+        return y if keepdim else y.reshape([s for i, s in enumerate(y.shape) if i not in axes])
+
+    def backward(self, g):
+        return g.reshape(_kept_shape(self.in_shape, self.axes)) * Tensor._make(self.w.astype(g.dtype))
+
+
+class LogSumExp(Function):
+    name = "logsumexp"
+
+    def forward(self, xp, x, axes, keepdim):
+        self.in_shape, self.axes = x.shape, axes
+        m = x.max(axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        y = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        self.save_for_backward(x, y)
+        return y if keepdim else y.reshape([s for i, s in enumerate(y.shape) if i not in axes])
+
+    def backward(self, g):
+        x, y = self.saved_tensors
+        return g.reshape(_kept_shape(self.in_shape, self.axes)) * exp(x - y)
+
+
+def _reduce_args(input, dim, op):
+    tensor_arg(input, op)
+    return _dims(dim, input.ndim, op)
+
+
+@register()
+def sum(input, dim=None, keepdim=False, dtype=None):
+    """Sum over ``dim`` (an int, a tuple of ints, or None for all). Bool and int inputs sum to int64."""
+    axes = _reduce_args(input, dim, "sum")
+    from .. import backend
+    dtype = backend.as_dtype(dtype, "sum")
+    if dtype is None and input.dtype.kind in "biu":
+        dtype = np.dtype(np.int64)
+    return Sum.apply(input, axes=axes, keepdim=keepdim, dtype=dtype)
+
+
+@register()
+def mean(input, dim=None, keepdim=False):
+    """Mean over ``dim``; needs a floating input, like torch."""
+    axes = _reduce_args(input, dim, "mean")
+    if input.dtype.kind != "f":
+        raise TypeError(f"mean: expected a floating input (float32 or float64), got {input.dtype}; "
+                        "convert it with .float()")
+    return Mean.apply(input, axes=axes, keepdim=keepdim)
+
+
+def _correction(unbiased, correction, op):
+    if unbiased is not None and correction is not None:
+        raise ValueError(f"{op}: give either 'unbiased' or 'correction', not both")
+    if correction is not None:
+        return correction
+    return 1 if unbiased is None or unbiased else 0
+
+
+@register()
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Variance over ``dim`` with Bessel's ``correction`` (default 1: unbiased), as torch.var."""
+    if isinstance(dim, bool):  # torch.var(x, False): the old 'unbiased' positional form
+        dim, unbiased = None, dim
+    axes = _reduce_args(input, dim, "var")
+    if input.dtype.kind != "f":
+        raise TypeError(f"var: expected a floating input, got {input.dtype}")
+    c = _correction(unbiased, correction, "var")
+    n = int(np.prod([input.shape[a] for a in axes]))
+    d = input - mean(input, axes, keepdim=True)
+    return sum(d * d, axes, keepdim=keepdim) / max(n - c, 0)
+
+
+@register()
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Standard deviation: sqrt of :func:`var` with the same arguments."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+
+
+@register()
+def amax(input, dim=(), keepdim=False):
+    """Maximum over ``dim`` (all dims when empty); the gradient is shared evenly among ties."""
+    axes = _reduce_args(input, None if dim == () else dim, "amax")
+    _nonempty(input, axes, "amax")
+    return Amax.apply(input, axes=axes, keepdim=keepdim, largest=True)
+
+
+@register()
+def amin(input, dim=(), keepdim=False):
+    """Minimum over ``dim`` (all dims when empty); the gradient is shared evenly among ties."""
+    axes = _reduce_args(input, None if dim == () else dim, "amin")
+    _nonempty(input, axes, "amin")
+    return Amax.apply(input, axes=axes, keepdim=keepdim, largest=False)
+
+
+def _nonempty(input, axes, op):
+    if any(input.shape[a] == 0 for a in axes) or input.numel() == 0:
+        raise ValueError(f"{op}: cannot reduce over an empty dimension (shape {input.shape})")
+
+
+def _max_min(input, dim, keepdim, other, largest):
+    op = "max" if largest else "min"
+    tensor_arg(input, op)
+    if isinstance(dim, Tensor):
+        dim, other = None, dim
+    if other is not None:
+        return (maximum if largest else minimum)(input, other)
+    if dim is None:
+        _nonempty(input, tuple(range(input.ndim)), op)
+        return Amax.apply(input, axes=tuple(range(input.ndim)), keepdim=False, largest=largest)
+    d = _dim(dim, input.ndim, op)
+    _nonempty(input, (d,), op)
+    idx = (argmax if largest else argmin)(input, d, keepdim=True)
+    values = gather(input, d, idx)
+    if not keepdim:
+        values, idx = values.squeeze(d), idx.squeeze(d)
+    return values_indices(values, idx)
+
+
+@register()
+def max(input, dim=None, keepdim=False, *, other=None):
+    """``max(x)``: the largest value; ``max(x, dim)``: (values, indices) along ``dim``;
+    ``max(x, other)``: the elementwise maximum. As torch.max."""
+    return _max_min(input, dim, keepdim, other, True)
+
+
+@register()
+def min(input, dim=None, keepdim=False, *, other=None):
+    """As :func:`max`, for the smallest values."""
+    return _max_min(input, dim, keepdim, other, False)
+
+
+def _arg(input, dim, keepdim, largest):
+    op = "argmax" if largest else "argmin"
+    tensor_arg(input, op)
+    xp_fn = (lambda a, **k: a.argmax(**k)) if largest else (lambda a, **k: a.argmin(**k))
+    if dim is None:
+        _nonempty(input, tuple(range(input.ndim)), op)
+        out = xp_fn(input._data.reshape(-1))
+        if keepdim:
+            out = out.reshape((1,) * input.ndim)
+        return Tensor._make(out.astype(np.int64) if hasattr(out, "astype") else np.int64(out))
+    d = _dim(dim, input.ndim, op)
+    _nonempty(input, (d,), op)
+    return Tensor._make(xp_fn(input._data, axis=d, keepdims=keepdim).astype(np.int64))
+
+
+@register()
+def argmax(input, dim=None, keepdim=False):
+    """Index of the (first) largest value, over everything or along ``dim``."""
+    return _arg(input, dim, keepdim, True)
+
+
+@register()
+def argmin(input, dim=None, keepdim=False):
+    """Index of the (first) smallest value, over everything or along ``dim``."""
+    return _arg(input, dim, keepdim, False)
+
+
+@register()
+def logsumexp(input, dim, keepdim=False):
+    """``log(sum(exp(input), dim))`` computed without overflow."""
+    axes = _reduce_args(input, dim, "logsumexp")
+    if input.dtype.kind != "f":
+        raise TypeError(f"logsumexp: expected a floating input, got {input.dtype}")
+    return LogSumExp.apply(input, axes=axes, keepdim=keepdim)
+

@@ -1,0 +1,491 @@
+"""Shape ops: reshape, permute, expand, indexing, cat, pad, gather and friends.
+
+Backward passes are written with these same ops, so they differentiate again.
+"""
+import numbers
+
+import numpy as np
+
+from .. import backend, kernels
+from ..autograd import Function
+from ..autograd.tensor import Tensor, _dim, _index_key
+from ._checks import tensor_arg, int_arg, dims, same_device
+from ._registry import register
+
+
+class Reshape(Function):
+    name = "reshape"
+
+    def forward(self, xp, x, shape):
+        self.in_shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, g):
+        return g.reshape(self.in_shape)
+
+
+class Permute(Function):
+    name = "permute"
+
+    def forward(self, xp, x, axes):
+        self.axes = axes
+        return x.transpose(axes)
+
+    def backward(self, g):
+        return g.permute(*np.argsort(self.axes).tolist())
+
+
+class Expand(Function):
+    name = "expand"
+
+    def forward(self, xp, x, shape):
+        self.in_shape = x.shape
+        return xp.broadcast_to(x, shape)
+
+    def backward(self, g):
+        return sum_to(g, self.in_shape)
+
+
+class SumTo(Function):
+    name = "sum_to"
+
+    def forward(self, xp, x, shape):
+        self.in_shape = x.shape
+        lead = x.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and x.shape[i + lead] != 1)
+        y = x.sum(axis=axes, keepdims=True) if axes else x
+        return y.reshape(shape)
+
+    def backward(self, g):
+        return g.expand(*self.in_shape)
+
+
+class GetItem(Function):
+    name = "getitem"
+
+    def forward(self, xp, x, key):
+        self.key, self.in_shape = key, x.shape
+        return x[key]
+
+    def backward(self, g):
+        return IndexAdd.apply(g, key=self.key, shape=self.in_shape)
+
+
+class IndexAdd(Function):
+    """zeros(shape) with ``g`` added at ``key`` (repeated indices add up): the backward of indexing."""
+    name = "index_add"
+
+    def forward(self, xp, g, key, shape):
+        self.key = key
+        out = xp.zeros(shape, dtype=g.dtype)
+        kernels.index_add(out, key, g)
+        return out
+
+    def backward(self, gg):
+        return GetItem.apply(gg, key=self.key)
+
+
+class Cat(Function):
+    name = "cat"
+
+    def forward(self, xp, *arrays, dim):
+        self.dim = dim
+        self.sizes = [a.shape[dim] for a in arrays]
+        return xp.concatenate(arrays, axis=dim)
+
+    def backward(self, g):
+        out, start = [], 0
+        for size, need in zip(self.sizes, self.needs_input_grad):
+            if need:
+                key = (slice(None),) * self.dim + (slice(start, start + size),)
+                out.append(GetItem.apply(g, key=key))
+            else:
+                out.append(None)
+            start += size
+        return tuple(out)
+
+
+class ConstantPad(Function):
+    name = "pad"
+
+    def forward(self, xp, x, widths, value):
+        self.key = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, x.shape))
+        return xp.pad(x, widths, mode="constant", constant_values=value)
+
+    def backward(self, g):
+        return GetItem.apply(g, key=self.key)
+
+
+class Gather(Function):
+    name = "gather"
+
+    def forward(self, xp, x, index, dim):
+        self.dim, self.in_shape = dim, x.shape
+        self.save_for_backward(index)
+        return xp.take_along_axis(x, index, axis=dim)
+
+    def backward(self, g):
+        index, = self.saved_arrays
+        return ScatterAdd.apply(g, Tensor._make(index), dim=self.dim, shape=self.in_shape), None
+
+
+class ScatterAdd(Function):
+    """zeros(shape) with ``src`` added along ``dim`` at ``index``: the backward of gather."""
+    name = "scatter_add"
+
+    def forward(self, xp, src, index, dim, shape):
+        self.dim = dim
+        self.save_for_backward(index)
+        out = xp.zeros(shape, dtype=src.dtype)
+        kernels.scatter_add_along(out, index, src, dim)
+        return out
+
+    def backward(self, g):
+        index, = self.saved_arrays
+        return Gather.apply(g, Tensor._make(index), dim=self.dim), None
+
+
+class To(Function):
+    name = "to"
+
+    def forward(self, xp, x, dtype, device):
+        self.in_dtype, self.in_device = x.dtype, backend.device_of(x)
+        y = x
+        if device is not None:
+            y = backend.to_device(y, device)
+        if dtype is not None and y.dtype != dtype:
+            y = y.astype(dtype)
+        return y
+
+    def backward(self, g):
+        return To.apply(g, dtype=self.in_dtype, device=self.in_device)
+
+
+class Clone(Function):
+    name = "clone"
+
+    def forward(self, xp, x):
+        return x.copy()
+
+    def backward(self, g):
+        return g
+
+
+# ---- public functions ---------------------------------------------------------------------------
+def _shape_args(shape, op):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    for s in shape:
+        if not isinstance(s, numbers.Integral) or isinstance(s, bool):
+            raise TypeError(f"{op}: shape entries must be ints, got {shape}")
+    return tuple(int(s) for s in shape)
+
+
+@register(methods=("view",))
+def reshape(input, *shape):
+    """The same data with a new shape; one dimension may be -1."""
+    tensor_arg(input, "reshape")
+    shape = _shape_args(shape, "reshape")
+    known = int(np.prod([s for s in shape if s != -1]))
+    if shape.count(-1) > 1 or any(s < -1 for s in shape) or (
+            -1 not in shape and known != input.numel()) or (
+            -1 in shape and (known == 0 or input.numel() % known)):
+        raise ValueError(f"reshape: shape {shape} is invalid for input of size {input.numel()} "
+                         f"(shape {input.shape})")
+    if -1 in shape:
+        shape = tuple(input.numel() // known if s == -1 else s for s in shape)
+    if shape == input.shape:
+        return input
+    return Reshape.apply(input, shape=shape)
+
+
+@register()
+def permute(input, *dims_):
+    """Reorder dimensions: ``x.permute(0, 2, 3, 1)``."""
+    tensor_arg(input, "permute")
+    axes = _shape_args(dims_, "permute")
+    if len(axes) != input.ndim:
+        raise ValueError(f"permute: expected {input.ndim} dims for a tensor of shape {input.shape}, got {axes}")
+    axes = tuple(_dim(d, input.ndim, "permute") for d in axes)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"permute: dims {dims_} repeat a dimension")
+    if axes == tuple(range(input.ndim)):
+        return input
+    return Permute.apply(input, axes=axes)
+
+
+@register()
+def transpose(input, dim0, dim1):
+    """Swap two dimensions."""
+    tensor_arg(input, "transpose")
+    d0, d1 = _dim(dim0, input.ndim, "transpose"), _dim(dim1, input.ndim, "transpose")
+    axes = list(range(input.ndim))
+    axes[d0], axes[d1] = axes[d1], axes[d0]
+    return permute(input, *axes)
+
+
+@register()
+def t(input):
+    """Transpose a 2-D tensor (0-D and 1-D are returned as they are)."""
+    tensor_arg(input, "t")
+    if input.ndim > 2:
+        raise ValueError(f"t: expects a tensor with <= 2 dimensions, got {input.ndim}-D")
+    return transpose(input, 0, 1) if input.ndim == 2 else input
+
+
+@register()
+def flatten(input, start_dim=0, end_dim=-1):
+    """Merge dims ``start_dim..end_dim`` into one."""
+    tensor_arg(input, "flatten")
+    if input.ndim == 0:
+        return input.reshape(1)
+    s, e = _dim(start_dim, input.ndim, "flatten"), _dim(end_dim, input.ndim, "flatten")
+    if s > e:
+        raise ValueError(f"flatten: start_dim ({start_dim}) must not come after end_dim ({end_dim})")
+    shape = input.shape
+    return reshape(input, *shape[:s], int(np.prod(shape[s:e + 1])), *shape[e + 1:])
+
+
+@register()
+def squeeze(input, dim=None):
+    """Remove dimensions of size 1 (all of them, or those in ``dim``)."""
+    tensor_arg(input, "squeeze")
+    ds = dims(dim, input.ndim, "squeeze") if dim is not None else range(input.ndim)
+    shape = [s for i, s in enumerate(input.shape) if not (i in ds and s == 1)]
+    return reshape(input, *shape)
+
+
+@register()
+def unsqueeze(input, dim):
+    """Insert a dimension of size 1 at ``dim``."""
+    tensor_arg(input, "unsqueeze")
+    d = _dim(dim, input.ndim + 1, "unsqueeze")
+    shape = list(input.shape)
+    shape.insert(d, 1)
+    return reshape(input, *shape)
+
+
+@register()
+def expand(input, *sizes):
+    """Broadcast to a larger shape without copying; -1 keeps a dimension."""
+    tensor_arg(input, "expand")
+    sizes = _shape_args(sizes, "expand")
+    if len(sizes) < input.ndim:
+        raise ValueError(f"expand: the number of sizes ({len(sizes)}) must be >= the tensor's dims ({input.ndim})")
+    lead = len(sizes) - input.ndim
+    shape = []
+    for i, s in enumerate(sizes):
+        cur = input.shape[i - lead] if i >= lead else None
+        if s == -1:
+            if cur is None:
+                raise ValueError(f"expand: -1 is not allowed in a new leading dimension, got {sizes}")
+            s = cur
+        if cur is not None and cur != 1 and cur != s:
+            raise ValueError(f"expand: size {s} at dim {i} does not match the tensor's size {cur} "
+                             f"(shape {input.shape} to {sizes})")
+        shape.append(s)
+    shape = tuple(shape)
+    return input if shape == input.shape else Expand.apply(input, shape=shape)
+
+
+@register(method=False)
+def sum_to(input, shape):
+    """Sum ``input`` down to ``shape`` (the reverse of broadcasting ``shape`` to ``input.shape``)."""
+    tensor_arg(input, "sum_to")
+    shape = tuple(shape)
+    if np.broadcast_shapes(shape, input.shape) != input.shape:
+        raise ValueError(f"sum_to: shape {shape} does not broadcast to the input's shape {input.shape}")
+    return input if shape == input.shape else SumTo.apply(input, shape=shape)
+
+
+def _check_index(key, shape):
+    """Index errors named, before NumPy raises its own."""
+    try:
+        np.empty(shape, dtype=np.int8)[tuple(k if not backend.is_device_array(k) else backend.to_device(k, "cpu")
+                                             for k in (key if isinstance(key, tuple) else (key,)))]
+    except IndexError as exc:
+        raise IndexError(f"getitem: {exc} (tensor shape {shape})") from None
+
+
+@register(method=False)
+def getitem(input, key):
+    """``input[key]``: basic indexing (ints, slices, None, ...) and integer or bool array indexing."""
+    tensor_arg(input, "getitem")
+    key = _index_key(key)
+    if any(backend.is_device_array(k) or isinstance(k, list) for k in (key if isinstance(key, tuple) else (key,))):
+        _check_index(key, input.shape)
+    elif isinstance(key, tuple) and len([k for k in key if k is not None and k is not Ellipsis]) > input.ndim:
+        raise IndexError(f"getitem: too many indices for a tensor of dimension {input.ndim}")
+    try:
+        return GetItem.apply(input, key=key)
+    except IndexError as exc:
+        raise IndexError(f"getitem: {exc} (tensor shape {input.shape})") from None
+
+
+def _tensor_list(tensors, op):
+    if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"{op}: argument 'tensors' must be a list or tuple of Tensors, got {type(tensors).__name__}")
+    if not tensors:
+        raise ValueError(f"{op}: expected a non-empty list of Tensors")
+    for i, t in enumerate(tensors):
+        tensor_arg(t, op, f"tensors[{i}]")
+    same_device(op, *tensors)
+    return list(tensors)
+
+
+@register(method=False, methods=())
+def cat(tensors, dim=0):
+    """Concatenate along an existing dimension."""
+    tensors = _tensor_list(tensors, "cat")
+    ref = tensors[0]
+    d = _dim(dim, ref.ndim, "cat")
+    for i, t in enumerate(tensors):
+        if t.ndim != ref.ndim or any(a != b for j, (a, b) in enumerate(zip(t.shape, ref.shape)) if j != d):
+            raise ValueError(f"cat: tensors[{i}] has shape {t.shape}, which does not match tensors[0]'s "
+                             f"{ref.shape} outside dim {d}")
+    dtype = np.result_type(*[t.dtype for t in tensors])
+    tensors = [t if t.dtype == dtype else t.to(dtype) for t in tensors]
+    if len(tensors) == 1:
+        return tensors[0]
+    return Cat.apply(*tensors, dim=d)
+
+
+@register(method=False)
+def stack(tensors, dim=0):
+    """Stack tensors of one shape along a new dimension."""
+    tensors = _tensor_list(tensors, "stack")
+    for i, t in enumerate(tensors):
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: tensors[{i}] has shape {t.shape}, expected {tensors[0].shape} like tensors[0]")
+    d = _dim(dim, tensors[0].ndim + 1, "stack")
+    return cat([t.unsqueeze(d) for t in tensors], d)
+
+
+@register()
+def split(tensor, split_size_or_sections, dim=0):
+    """Split into pieces of ``split_size`` (the last may be smaller) or of the given section sizes."""
+    tensor_arg(tensor, "split", "tensor")
+    d = _dim(dim, tensor.ndim, "split")
+    n = tensor.shape[d]
+    if isinstance(split_size_or_sections, (list, tuple)):
+        sizes = [int_arg(s, "split", "split_size_or_sections", 0) for s in split_size_or_sections]
+        if sum(sizes) != n:
+            raise ValueError(f"split: sections {sizes} sum to {sum(sizes)}, but dim {d} has size {n}")
+    else:
+        size = int_arg(split_size_or_sections, "split", "split_size_or_sections", 1)
+        sizes = [min(size, n - i) for i in range(0, n, size)] or [0]
+    out, start = [], 0
+    for s in sizes:
+        out.append(tensor[(slice(None),) * d + (slice(start, start + s),)])
+        start += s
+    return tuple(out)
+
+
+@register()
+def chunk(input, chunks, dim=0):
+    """Split into ``chunks`` pieces of ceil(size / chunks) (fewer when the size runs out), as torch."""
+    tensor_arg(input, "chunk")
+    chunks = int_arg(chunks, "chunk", "chunks", 1)
+    d = _dim(dim, input.ndim, "chunk")
+    size = -(-input.shape[d] // chunks)
+    return split(input, max(size, 1), d)
+
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+@register(method=False)
+def pad(input, pad, mode="constant", value=None):
+    """Pad the last ``len(pad) // 2`` dims: ``pad = (left, right, top, bottom, ...)`` from the last dim
+    backwards. Modes: 'constant' (negative widths crop), 'reflect', 'replicate', 'circular'."""
+    tensor_arg(input, "pad")
+    if not isinstance(pad, (tuple, list)) or len(pad) % 2 or not all(
+            isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in pad):
+        raise ValueError(f"pad: argument 'pad' must be a tuple of ints of even length, got {pad!r}")
+    if len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: {len(pad)} padding values for a {input.ndim}-D input (at most {2 * input.ndim})")
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    widths = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):
+        widths[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    if mode == "constant":
+        value = 0.0 if value is None else value
+        pos = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+        out = input if all(w == (0, 0) for w in pos) else ConstantPad.apply(input, widths=pos, value=value)
+        if any(lo < 0 or hi < 0 for lo, hi in widths):
+            for i, (lo, hi) in enumerate(widths):
+                n = out.shape[i]
+                if -min(lo, 0) - min(hi, 0) > n:
+                    raise ValueError(f"pad: negative padding {(lo, hi)} crops more than dim {i}'s size {n}")
+            out = out[tuple(slice(-min(lo, 0), out.shape[i] + min(hi, 0)) for i, (lo, hi) in enumerate(widths))]
+        return out
+    if value not in (None, 0):
+        raise ValueError(f"pad: 'value' only applies to mode='constant', got value={value} with mode={mode!r}")
+    out = input
+    for d, (lo, hi) in enumerate(widths):
+        if lo == 0 and hi == 0:
+            continue
+        n = input.shape[d]
+        if lo < 0 or hi < 0:
+            raise ValueError(f"pad: mode {mode!r} needs non-negative padding, got {(lo, hi)} for dim {d}")
+        if mode == "reflect" and (lo >= n or hi >= n):
+            raise ValueError(f"pad: reflect padding {(lo, hi)} must be smaller than dim {d}'s size {n}")
+        if mode == "circular" and (lo > n or hi > n):
+            raise ValueError(f"pad: circular padding {(lo, hi)} must be at most dim {d}'s size {n}")
+        j = np.arange(-lo, n + hi)
+        if mode == "reflect":
+            j = np.abs(j)
+            j = np.where(j > n - 1, 2 * (n - 1) - j, j)
+        elif mode == "replicate":
+            j = np.clip(j, 0, n - 1)
+        else:
+            j = j % n
+        idx = backend.to_device(j, input.device)
+        out = out[(slice(None),) * d + (idx,)]
+    return out
+
+
+@register()
+def gather(input, dim, index):
+    """``out[i][j][k] = input[i][index[i][j][k]][k]`` for dim=1 (as torch.gather)."""
+    tensor_arg(input, "gather")
+    tensor_arg(index, "gather", "index")
+    d = _dim(dim, input.ndim, "gather")
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"gather: argument 'index' must have an integer dtype, got {index.dtype}")
+    if index.ndim != input.ndim or any(a > b for i, (a, b) in enumerate(zip(index.shape, input.shape)) if i != d):
+        raise ValueError(f"gather: index shape {index.shape} does not fit input shape {input.shape} at dim {d}")
+    if index.numel() and (int(index._data.min()) < -input.shape[d] or int(index._data.max()) >= input.shape[d]):
+        raise IndexError(f"gather: index out of range for dim {d} of size {input.shape[d]}")
+    same_device("gather", input, index)
+    if index.shape != input.shape:
+        input = input[tuple(slice(0, s) if i != d else slice(None) for i, s in enumerate(index.shape))]
+    return Gather.apply(input, index, dim=d)
+
+
+@register(method=False)
+def to(input, dtype=None, device=None, copy=False):
+    """A copy on another device and/or in another dtype (``input`` itself if nothing changes)."""
+    tensor_arg(input, "to")
+    dtype = backend.as_dtype(dtype, "to")
+    if device is not None:
+        device = backend.Device(device)
+    if (dtype is None or dtype == input.dtype) and (device is None or device == input.device):
+        return input.clone() if copy else input
+    if dtype is not None and dtype.kind not in "fc" and input.requires_grad:
+        return Tensor._make(To.forward(To(), None, input._data, dtype, device))
+    return To.apply(input, dtype=dtype, device=device)
+
+
+@register()
+def clone(input):
+    """A copy that stays in the graph."""
+    return Clone.apply(tensor_arg(input, "clone"))
+
+
+@register()
+def contiguous(input):
+    """``input`` itself when C-contiguous, else a contiguous copy (stays in the graph)."""
+    tensor_arg(input, "contiguous")
+    return input if input._data.flags.c_contiguous else Clone.apply(input)

@@ -1,0 +1,108 @@
+"""Reference kernels in plain array code: readable, correct, and device-generic (``xp`` is NumPy or
+CuPy). The Numba kernels in ``_numba.py`` are tested against these.
+
+Column layout used by convolution and pooling: ``col[c, i, j, n, oh, ow]`` is input element
+``x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]`` (or ``pad_value`` outside the input); it is returned
+as a 2-D matrix of shape ``(C*kh*kw, N*out_h*out_w)`` so that a convolution is one GEMM.
+"""
+import math
+
+import numpy as np
+
+from ..backend import get_array_module
+
+
+def _padded(x, ph, pw, extra_h, extra_w, value):
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    out = xp.full((n, c, h + ph + extra_h, w + pw + extra_w), value, dtype=x.dtype)
+    out[:, :, ph:ph + h, pw:pw + w] = x
+    return out
+
+
+def _extra(size, pad, k, s, d, out):
+    """Padding needed after the input so that every window of ``out`` positions fits."""
+    return max(0, (out - 1) * s + d * (k - 1) + 1 - size - pad)
+
+
+def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value=0.0):
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    xpad = _padded(x, ph, pw, _extra(h, ph, kh, sh, dh, out_h), _extra(w, pw, kw, sw, dw, out_w), pad_value)
+    col = xp.empty((c, kh, kw, n, out_h, out_w), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            win = xpad[:, :, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw]
+            col[:, i, j] = win.transpose(1, 0, 2, 3)
+    return col.reshape(c * kh * kw, n * out_h * out_w)
+
+
+def col2im(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """The adjoint of im2col: every column entry is added back to the input element it came from."""
+    xp = get_array_module(col)
+    n, c, h, w = shape
+    eh, ew = _extra(h, ph, kh, sh, dh, out_h), _extra(w, pw, kw, sw, dw, out_w)
+    img = xp.zeros((n, c, h + ph + eh, w + pw + ew), dtype=col.dtype)
+    col = col.reshape(c, kh, kw, n, out_h, out_w)
+    for i in range(kh):
+        for j in range(kw):
+            img[:, :, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw] += \
+                col[:, i, j].transpose(1, 0, 2, 3)
+    return xp.ascontiguousarray(img[:, :, ph:ph + h, pw:pw + w])
+
+
+def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """Max and argmax (flat index into each input plane, -1 for a window of padding only)."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    col = im2col(x.reshape(n * c, 1, h, w), kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, -np.inf)
+    k = col.argmax(axis=0)
+    y = col[k, xp.arange(col.shape[1])]
+    # turn the window offset k = i*kw + j into the input position
+    oh = xp.arange(out_h).reshape(1, out_h, 1)
+    ow = xp.arange(out_w).reshape(1, 1, out_w)
+    k = k.reshape(n * c, out_h, out_w)
+    hh = oh * sh - ph + (k // kw) * dh
+    ww = ow * sw - pw + (k % kw) * dw
+    arg = xp.where(xp.isneginf(y.reshape(k.shape)) & ((hh < 0) | (hh >= h) | (ww < 0) | (ww >= w)), -1, hh * w + ww)
+    return y.reshape(n, c, out_h, out_w), arg.reshape(n, c, out_h, out_w).astype(np.int64)
+
+
+def max_pool2d_backward(gy, arg, shape):
+    xp = get_array_module(gy)
+    n, c, h, w = shape
+    gx = xp.zeros((n * c, h * w), dtype=gy.dtype)
+    plane = xp.repeat(xp.arange(n * c), arg[0, 0].size)
+    a = arg.reshape(-1)
+    ok = a >= 0
+    index_add(gx, (plane[ok], a[ok]), gy.reshape(-1)[ok])
+    return gx.reshape(shape)
+
+
+def erf(x):
+    xp = get_array_module(x)
+    if xp is not np:
+        import cupyx.scipy.special
+        return cupyx.scipy.special.erf(x)
+    return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
+
+
+def index_add(out, key, values):
+    """``out[key] += values`` where repeated indices add up."""
+    xp = get_array_module(out)
+    keys = key if isinstance(key, tuple) else (key,)
+    if not any(hasattr(k, "shape") or isinstance(k, list) for k in keys):
+        out[key] += values  # basic indexing: every position appears once
+    elif xp is np:
+        np.add.at(out, key, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(out, key, values)
+
+
+def scatter_add_along(out, index, src, dim):
+    """``out[..., index[...], ...] += src`` along ``dim`` (the adjoint of take_along_axis)."""
+    xp = get_array_module(out)
+    idx = list(xp.ix_(*[xp.arange(s) for s in index.shape]))
+    idx[dim] = index
+    index_add(out, tuple(idx), src)
