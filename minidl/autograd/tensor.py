@@ -7,14 +7,16 @@ import numpy as np
 from .. import backend
 from .grad_mode import is_grad_enabled, no_grad
 
-# Ops register their Tensor methods here (see minidl.functional._registry.register); operators below
-# call the same registered functions, so every op is written once.
+# Ops register here (see minidl.functional._registry.register): every op in _OPS, those that are
+# Tensor methods also in _METHODS. Operators below call the same registered functions, so every op is
+# written once and autograd never imports the layer above it.
+_OPS = {}
 _METHODS = {}
 
 
 def _op(name):
     try:
-        return _METHODS[name]
+        return _OPS[name]
     except KeyError:
         raise RuntimeError(f"minidl op {name!r} is not registered; import minidl first") from None
 

@@ -112,7 +112,7 @@ class Pow(_Binary):
         ga = g * b * a ** (b - 1) if self.needs_input_grad[0] else None
         gb = None
         if self.needs_input_grad[1]:  # d(a^b)/db = a^b log a, taken as 0 where a == 0 (as torch)
-            pos = a._data != 0
+            pos = Tensor._make(a._data != 0)
             gb = g * where(pos, y * log(where(pos, a, 1.0)), 0.0)
         return self._grads(ga, gb)
 
@@ -378,11 +378,11 @@ def matmul(input, other):
     if input.dtype != other.dtype:
         raise TypeError(f"matmul: expected both arguments to have the same dtype, got {input.dtype} and "
                         f"{other.dtype}")
+    y = MatMul.apply(input.unsqueeze(0) if input.ndim == 1 else input,
+                     other.unsqueeze(-1) if other.ndim == 1 else other)
     if input.ndim == 1:
-        return matmul(input.unsqueeze(0), other).squeeze(-2)
-    if other.ndim == 1:
-        return matmul(input, other.unsqueeze(-1)).squeeze(-1)
-    return MatMul.apply(input, other)
+        y = y.squeeze(-2)
+    return y.squeeze(-1) if other.ndim == 1 else y
 
 
 @register()

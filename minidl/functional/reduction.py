@@ -2,6 +2,7 @@
 
 Backward passes are written with minidl ops (double backward works).
 """
+import builtins
 from collections import namedtuple
 
 import numpy as np
@@ -119,7 +120,7 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     c = _correction(unbiased, correction, "var")
     n = int(np.prod([input.shape[a] for a in axes]))
     d = input - mean(input, axes, keepdim=True)
-    return sum(d * d, axes, keepdim=keepdim) / max(n - c, 0)
+    return sum(d * d, axes, keepdim=keepdim) / builtins.max(n - c, 0)
 
 
 @register()

@@ -17,14 +17,17 @@ def _flat(out):
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
-def assert_matches_torch(fn, torch_fn, inputs, *, grad=True, rtol=None, atol=None, seed=0, device="cpu"):
+def assert_matches_torch(fn, torch_fn, inputs, *, grad=True, requires_grad=None, rtol=None, atol=None, seed=0,
+                         device="cpu", before=None):
     """Run ``fn`` on minidl tensors and ``torch_fn`` on torch tensors made from the same ``inputs``;
     assert equal outputs and, with a random upstream gradient, equal gradients for every floating input.
 
     Args:
         inputs: a sequence of NumPy arrays (each becomes a tensor; floating ones require grad) and other
             values (passed through unchanged to both functions).
+        requires_grad: one bool per input (default: every floating array requires grad).
         rtol, atol: default to 1e-4/1e-5 for float32 and 1e-7/1e-9 for float64 inputs.
+        before: called before each of the two functions runs (to seed random ops alike).
     Returns (minidl outputs, torch outputs).
     """
     import torch
@@ -33,28 +36,39 @@ def assert_matches_torch(fn, torch_fn, inputs, *, grad=True, rtol=None, atol=Non
     rtol = rtol if rtol is not None else (1e-7 if wide else 1e-4)
     atol = atol if atol is not None else (1e-9 if wide else 1e-5)
     m_in, t_in = [], []
-    for v in inputs:
+    for k, v in enumerate(inputs):
         if isinstance(v, np.ndarray):
-            floating = v.dtype.kind == "f"
-            m_in.append(Tensor(v.copy(), device=device, requires_grad=floating and grad))
-            t_in.append(torch.tensor(v.copy(), requires_grad=floating and grad))
+            want = v.dtype.kind == "f" and grad and (requires_grad is None or requires_grad[k])
+            m_in.append(Tensor(v, device=device, requires_grad=want))  # keeps non-contiguous views as they are
+            t_in.append(torch.tensor(v, requires_grad=want))
         else:
             m_in.append(v)
             t_in.append(v)
-    m_out, t_out = _flat(fn(*m_in)), _flat(torch_fn(*t_in))
+    if before:
+        before()
+    m_out = _flat(fn(*m_in))
+    if before:
+        before()
+    t_out = _flat(torch_fn(*t_in))
     if len(m_out) != len(t_out):
         raise AssertionError(f"minidl returned {len(m_out)} outputs, torch {len(t_out)}")
     for k, (a, b) in enumerate(zip(m_out, t_out)):
         a, b = _to_numpy(a), _to_numpy(b)
         if a.shape != b.shape:
             raise AssertionError(f"output {k}: minidl shape {a.shape}, torch shape {b.shape}")
-        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"forward output {k}")
+        if a.dtype.kind in "biu" or b.dtype.kind in "biu":
+            np.testing.assert_array_equal(a, b, err_msg=f"forward output {k}")
+        else:
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"forward output {k}")
     if not grad:
         return m_out, t_out
     rng = np.random.default_rng(seed)
     pairs = [(a, b) for a, b in zip(m_out, t_out) if isinstance(a, Tensor) and a.requires_grad]
     m_leaves = [t for t in m_in if isinstance(t, Tensor) and t.requires_grad]
     t_leaves = [t for t in t_in if isinstance(t, torch.Tensor) and t.requires_grad]
+    for k, (a, b) in enumerate(pairs):
+        if not b.requires_grad:
+            raise AssertionError(f"output {k}: minidl's requires grad, torch's does not")
     if not pairs or not m_leaves:
         return m_out, t_out
     ups = [rng.uniform(-2, 2, size=a.shape).astype(a.dtype) for a, _ in pairs]

@@ -1,0 +1,319 @@
+"""The op table: one row per registered op, with its torch reference and sample inputs.
+
+Generic tests in tests/test_ops.py take every row through forward vs torch, backward vs torch with a
+random upstream gradient, and a float64 numerical gradcheck, in float32 and float64. Samples cover
+values in [-2, 2], broadcasting, batch size 1, non-square kernels, strides and padding, odd sizes and
+non-contiguous arrays.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as TF
+
+import minidl
+import minidl.nn.functional as F
+
+
+class A:
+    """A floating array to generate: uniform in [low, high] (or |x| >= away), optionally non-contiguous."""
+
+    def __init__(self, *shape, low=-2.0, high=2.0, away=0.0, grad=True, nc=False):
+        self.shape, self.low, self.high, self.away, self.grad, self.nc = shape, low, high, away, grad, nc
+
+    def make(self, rng, dtype):
+        shape = self.shape + (2,) if self.nc else self.shape
+        x = rng.uniform(self.low, self.high, size=shape)
+        if self.away:
+            x = np.sign(x) * (self.away + np.abs(x) * (self.high - self.away) / self.high)
+            x[x == 0] = self.away
+        x = x.astype(dtype)
+        return x[..., 0] if self.nc else x  # every other element: a non-contiguous view
+
+
+class I:
+    """An int64 array with values in [low, high)."""
+    grad = False
+
+    def __init__(self, *shape, high, low=0):
+        self.shape, self.low, self.high = shape, low, high
+
+    def make(self, rng, dtype):
+        return rng.integers(self.low, self.high, size=self.shape).astype(np.int64)
+
+
+class B:
+    """A bool array."""
+    grad = False
+
+    def __init__(self, *shape):
+        self.shape = shape
+
+    def make(self, rng, dtype):
+        return rng.random(self.shape) < 0.5
+
+
+@dataclass
+class S:
+    """One sample: positional args (A/I/B specs become arrays, anything else passes as is) and kwargs."""
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+@dataclass
+class OpInfo:
+    name: str
+    fn: object                # minidl callable
+    ref: object               # torch callable, same arguments
+    samples: list
+    grad: bool = True         # differentiable: backward and gradcheck tests run
+    random: bool = False      # seed minidl before each call (the reference reseeds the same way)
+    dtypes: tuple = (np.float32, np.float64)
+    no_gradcheck: tuple = ()  # sample indices whose float64 finite differences cannot be exact
+
+
+def make_inputs(sample, dtype, seed):
+    rng = np.random.default_rng(seed)
+    args = [a.make(rng, dtype) if isinstance(a, (A, I, B)) else a for a in sample.args]
+    requires = [isinstance(a, A) and a.grad for a in sample.args]
+    return args, requires
+
+
+def _t(x):
+    return torch.as_tensor(x)
+
+
+def _dropout_ref(x, p=0.5, training=True):
+    minidl.manual_seed(0)
+    keep = minidl.backend.generator("cpu").random(tuple(x.shape), dtype=x.detach().numpy().dtype) >= p
+    return x * torch.tensor((keep / (1.0 - p)).astype(x.detach().numpy().dtype)) if training else x
+
+
+def _bn(training):
+    def fn(x, rm, rv, w=None, b=None, **kw):
+        return F.batch_norm(x, rm, rv, w, b, training=training, **kw)
+
+    def ref(x, rm, rv, w=None, b=None, **kw):
+        return TF.batch_norm(x, rm, rv, w, b, training=training, **kw)
+    return fn, ref
+
+
+def _binary(name, tfn, extra=()):
+    return OpInfo(name, getattr(F, name), tfn, [
+        S(A(2, 3), A(2, 3)),
+        S(A(4, 1, 3), A(5, 1)),               # broadcasting both ways
+        S(A(1, 3, nc=True), A(3)),            # batch 1, non-contiguous
+        S(A(3, 5), 1.5),                      # a Python scalar
+        *extra])
+
+
+_bn_train_fn, _bn_train_ref = _bn(True)
+_bn_eval_fn, _bn_eval_ref = _bn(False)
+_pos = dict(low=0.2, high=2.0)
+
+OPS = [
+    # ---- math ------------------------------------------------------------------------------------
+    _binary("add", torch.add, [S(A(3, 4), A(3, 4), alpha=-0.5)]),
+    _binary("sub", torch.sub, [S(A(3, 4), A(4), alpha=2)]),
+    _binary("mul", torch.mul),
+    OpInfo("div", F.div, torch.div, [S(A(2, 3), A(2, 3, away=0.5)), S(A(4, 1, 3), A(5, 1, away=0.5)),
+                                     S(A(3, nc=True), 2.5), S(1.5, A(2, 3, away=0.5))]),
+    OpInfo("pow", F.pow, torch.pow, [S(A(3, 4, **_pos), 2.5), S(A(3, 4), 3), S(A(2, 3), 2), S(A(2, 3), 0),
+                                     S(A(3, 4, **_pos), A(3, 4)), S(A(2, 1, 3, **_pos), A(4, 3, nc=True)),
+                                     S(2.0, A(3, 2))]),
+    OpInfo("maximum", F.maximum, torch.maximum, [S(A(3, 4), A(3, 4)), S(A(2, 1, 3), A(4, 1)), S(A(1, 5, nc=True), A(5))]),
+    OpInfo("minimum", F.minimum, torch.minimum, [S(A(3, 4), A(3, 4)), S(A(2, 1, 3), A(4, 1)), S(A(1, 5, nc=True), A(5))]),
+    OpInfo("where", F.where, torch.where, [S(B(3, 4), A(3, 4), A(3, 4)), S(B(2, 1, 3), A(4, 1), A(3, nc=True)),
+                                           S(B(3, 4), A(3, 4), 0.5)]),
+    OpInfo("matmul", F.matmul, torch.matmul, [
+        S(A(3, 4), A(4, 5)), S(A(2, 1, 3, 4), A(5, 4, 2)), S(A(4), A(4, 3)), S(A(3, 4), A(4)), S(A(4), A(4)),
+        S(A(5, 3, nc=True), A(3, 2)), S(A(1, 3, 2), A(2, 3))]),
+    OpInfo("neg", F.neg, torch.neg, [S(A(3, 4)), S(A(2, 3, nc=True))]),
+    OpInfo("exp", F.exp, torch.exp, [S(A(3, 4)), S(A(2, 3, nc=True))]),
+    OpInfo("log", F.log, torch.log, [S(A(3, 4, **_pos)), S(A(2, 3, nc=True, **_pos))]),
+    OpInfo("sqrt", F.sqrt, torch.sqrt, [S(A(3, 4, **_pos)), S(A(2, 3, nc=True, **_pos))]),
+    OpInfo("abs", F.abs, torch.abs, [S(A(3, 4, away=0.1)), S(A(2, 3, nc=True, away=0.1))]),
+    OpInfo("erf", F.erf, torch.erf, [S(A(3, 4)), S(A(2, 3, nc=True))]),
+    OpInfo("clamp", F.clamp, torch.clamp, [S(A(3, 4), -0.5, 0.7), S(A(3, 4), min=-1.0), S(A(2, 3, nc=True), max=0.3),
+                                           S(A(3, 4), A(3, 4), A(4, low=1.0, high=2.0))]),
+    *[OpInfo(n, getattr(F, n), getattr(torch, n), [S(A(3, 4), A(3, 4)), S(A(2, 1, 3), A(4, 1)), S(A(3, 4), 0.0)],
+             grad=False) for n in ("eq", "ne", "lt", "le", "gt", "ge")],
+    OpInfo("logical_not", F.logical_not, torch.logical_not, [S(B(3, 4))], grad=False),
+    # ---- shape -----------------------------------------------------------------------------------
+    OpInfo("reshape", F.reshape, lambda x, *s: torch.reshape(x, s),
+           [S(A(2, 3, 4), 6, 4), S(A(2, 3, 4), -1), S(A(3, 4, nc=True), 2, -1, 3), S(A(1, 5), 5, 1)]),
+    OpInfo("permute", F.permute, lambda x, *d: x.permute(*d), [S(A(2, 3, 4), 2, 0, 1), S(A(2, 3, nc=True), 1, 0)]),
+    OpInfo("transpose", F.transpose, torch.transpose, [S(A(2, 3, 4), 0, 2), S(A(2, 3, 4, nc=True), -1, 1)]),
+    OpInfo("t", F.t, torch.t, [S(A(3, 4)), S(A(5))]),
+    OpInfo("flatten", F.flatten, torch.flatten, [S(A(2, 3, 4)), S(A(2, 3, 4, 5), 1), S(A(2, 3, 4, 5, nc=True), 1, 2)]),
+    OpInfo("squeeze", F.squeeze, lambda x, *a: torch.squeeze(x, *a), [S(A(1, 3, 1, 2)), S(A(1, 3, 1, 2), 2), S(A(3, 1), 0)]),
+    OpInfo("unsqueeze", F.unsqueeze, torch.unsqueeze, [S(A(3, 4), 0), S(A(3, 4), -1), S(A(3, 4, nc=True), 1)]),
+    OpInfo("expand", F.expand, lambda x, *s: x.expand(*s), [S(A(3, 1), 3, 4), S(A(1, 3), 2, -1, 3), S(A(4, nc=True), 2, 4)]),
+    OpInfo("sum_to", F.sum_to, lambda x, s: x.sum_to_size(s), [S(A(3, 4), (1, 4)), S(A(2, 3, 4), (3, 1)), S(A(2, 3), (2, 3))]),
+    OpInfo("getitem", F.getitem, lambda x, k: x[tuple(_t(i) if isinstance(i, np.ndarray) else i for i in k)
+                                                 if isinstance(k, tuple) else _t(k) if isinstance(k, np.ndarray) else k], [
+        S(A(4, 5), (slice(1, None, 2), 3)),
+        S(A(3, 4, 5), (Ellipsis, slice(None, -1), None)),
+        S(A(5, 3), 2),
+        S(A(5, 3), np.array([0, 2, 2, 4])),                   # repeated indices add up in backward
+        S(A(4, 5, nc=True), (np.array([1, 3]), np.array([0, 4]))),
+        S(A(4, 5), (slice(None), np.array([[1, 1], [2, 0]]))),
+        S(A(3, 4), np.array([[True, False, True, True]] * 3)),
+    ]),
+    OpInfo("cat", lambda *xs, dim=0: F.cat(list(xs), dim), lambda *xs, dim=0: torch.cat(list(xs), dim),
+           [S(A(2, 3), A(4, 3)), S(A(2, 3), A(2, 1, nc=True), A(2, 2), dim=1), S(A(1, 2, 3), A(1, 2, 3), dim=-1)]),
+    OpInfo("stack", lambda *xs, dim=0: F.stack(list(xs), dim), lambda *xs, dim=0: torch.stack(list(xs), dim),
+           [S(A(2, 3), A(2, 3)), S(A(2, 3), A(2, 3, nc=True), A(2, 3), dim=2)]),
+    OpInfo("split", F.split, torch.split, [S(A(5, 3), 2), S(A(3, 7), [2, 4, 1], 1), S(A(4, 3, nc=True), 4)]),
+    OpInfo("chunk", F.chunk, torch.chunk, [S(A(5, 3), 2), S(A(3, 7), 3, 1), S(A(6, 2), 3)]),
+    OpInfo("pad", F.pad, TF.pad, [
+        S(A(2, 3, 4), (1, 2)), S(A(2, 3, 4, nc=True), (1, 0, 2, 1), value=0.5), S(A(2, 3, 4), (-1, 2, 0, -1)),
+        S(A(2, 3, 5), (2, 1), mode="reflect"), S(A(1, 2, 3, 4), (1, 2, 2, 0), mode="replicate"),
+        S(A(1, 2, 3, 4), (1, 3, 2, 1), mode="circular")]),
+    OpInfo("gather", F.gather, torch.gather, [S(A(3, 4), 1, I(3, 2, high=4)), S(A(3, 4), 0, I(5, 4, high=3)),
+                                              S(A(2, 3, 4, nc=True), -1, I(2, 3, 6, high=4))]),
+    OpInfo("to", lambda x, d: F.to(x, d), lambda x, d: x.to(getattr(torch, np.dtype(d).name)),
+           [S(A(3, 4), np.float64), S(A(3, 4), np.float32)], no_gradcheck=(1,)),  # 1 rounds to float32
+    OpInfo("clone", F.clone, torch.clone, [S(A(3, 4)), S(A(3, 4, nc=True))]),
+    OpInfo("contiguous", F.contiguous, lambda x: x.contiguous(), [S(A(3, 4)), S(A(3, 4, nc=True))]),
+    # ---- reductions ------------------------------------------------------------------------------
+    OpInfo("sum", F.sum, torch.sum, [S(A(3, 4)), S(A(3, 4, 5), 1), S(A(3, 4, 5, nc=True), (0, 2), True),
+                                     S(A(1, 4), -1)]),
+    OpInfo("mean", F.mean, torch.mean, [S(A(3, 4)), S(A(3, 4, 5), 1), S(A(3, 4, 5, nc=True), (0, -1), True)]),
+    OpInfo("var", F.var, torch.var, [S(A(3, 4)), S(A(3, 4, 5), 1), S(A(3, 4, 5, nc=True), (0, 2), keepdim=True),
+                                     S(A(3, 4), 1, correction=0), S(A(5, 2), 0, unbiased=False)]),
+    OpInfo("std", F.std, torch.std, [S(A(3, 4)), S(A(3, 4, 5), 1, keepdim=True), S(A(3, 4, nc=True), 0, correction=0)]),
+    OpInfo("max", F.max, torch.max, [S(A(3, 4)), S(A(3, 4, 5), 1), S(A(3, 4, nc=True), -1, True), S(A(3, 4), A(4))]),
+    OpInfo("min", F.min, torch.min, [S(A(3, 4)), S(A(3, 4, 5), 1), S(A(3, 4, nc=True), 0, True), S(A(3, 4), A(4))]),
+    OpInfo("amax", F.amax, torch.amax, [S(A(3, 4)), S(A(3, 4, 5), (0, 2)), S(A(3, 4, nc=True), 1, True)]),
+    OpInfo("amin", F.amin, torch.amin, [S(A(3, 4)), S(A(3, 4, 5), (0, 2)), S(A(3, 4, nc=True), 1, True)]),
+    OpInfo("argmax", F.argmax, torch.argmax, [S(A(3, 4)), S(A(3, 4, 5), 1), S(A(3, 4, nc=True), 0, True)], grad=False),
+    OpInfo("argmin", F.argmin, torch.argmin, [S(A(3, 4)), S(A(3, 4, 5), 1), S(A(3, 4, nc=True), 0, True)], grad=False),
+    OpInfo("logsumexp", F.logsumexp, torch.logsumexp, [S(A(3, 4), 1), S(A(3, 4, 5, nc=True), (0, 2), True),
+                                                       S(A(1, 6), -1)]),
+    # ---- activations -----------------------------------------------------------------------------
+    OpInfo("relu", F.relu, TF.relu, [S(A(3, 4, away=0.01)), S(A(2, 3, 5, nc=True, away=0.01))]),
+    OpInfo("leaky_relu", F.leaky_relu, TF.leaky_relu, [S(A(3, 4, away=0.01)), S(A(2, 5, nc=True, away=0.01), 0.2)]),
+    OpInfo("elu", F.elu, TF.elu, [S(A(3, 4, away=0.01)), S(A(2, 5, nc=True, away=0.01), alpha=0.7)]),
+    OpInfo("gelu", F.gelu, TF.gelu, [S(A(3, 4)), S(A(2, 5, nc=True), approximate="tanh")]),
+    OpInfo("silu", F.silu, TF.silu, [S(A(3, 4)), S(A(2, 5, nc=True))]),
+    OpInfo("sigmoid", F.sigmoid, torch.sigmoid, [S(A(3, 4)), S(A(2, 5, nc=True))]),
+    OpInfo("tanh", F.tanh, torch.tanh, [S(A(3, 4)), S(A(2, 5, nc=True))]),
+    OpInfo("softplus", F.softplus, TF.softplus, [S(A(3, 4)), S(A(2, 5, nc=True), beta=2.0),
+                                                 S(A(4, 5, low=-30, high=30, away=3.0), threshold=10.0)]),
+    OpInfo("softmax", F.softmax, TF.softmax, [S(A(3, 4), 1), S(A(2, 3, 4, nc=True), 0), S(A(1, 5), -1)]),
+    OpInfo("log_softmax", F.log_softmax, TF.log_softmax, [S(A(3, 4), 1), S(A(2, 3, 4, nc=True), 0), S(A(1, 5), -1)]),
+    OpInfo("dropout", F.dropout, _dropout_ref, [S(A(4, 5)), S(A(3, 6, nc=True), 0.3), S(A(3, 4), 0.5, False)],
+           random=True),
+    # ---- losses ----------------------------------------------------------------------------------
+    OpInfo("cross_entropy", F.cross_entropy, TF.cross_entropy, [
+        S(A(5, 4), I(5, high=4)),
+        S(A(1, 3), I(1, high=3)),                                   # batch 1
+        S(A(5, 4, nc=True), I(5, high=4), A(4, low=0.2, grad=False), reduction="sum"),
+        S(A(6, 4), I(6, high=4), ignore_index=1),
+        S(A(6, 4), I(6, high=4), A(4, low=0.2, grad=False), ignore_index=2, label_smoothing=0.2),
+        S(A(6, 4), I(6, high=4), label_smoothing=0.1, reduction="none"),
+        S(A(2, 3, 3, 2), I(2, 3, 2, high=3)),                       # (N, C, H, W)
+        S(A(4), I(high=4)),                                         # unbatched
+        S(A(5, 4), A(5, 4, low=0.0, high=1.0)),                     # class probabilities
+        S(A(5, 4), A(5, 4, low=0.0, high=1.0), A(4, low=0.2, grad=False), label_smoothing=0.3),
+    ]),
+    OpInfo("nll_loss", F.nll_loss, TF.nll_loss, [
+        S(A(5, 4), I(5, high=4)), S(A(5, 4, nc=True), I(5, high=4), A(4, low=0.2, grad=False)),
+        S(A(6, 3), I(6, high=3), ignore_index=0, reduction="sum"), S(A(2, 3, 4), I(2, 4, high=3), reduction="none")]),
+    OpInfo("mse_loss", F.mse_loss, TF.mse_loss, [S(A(3, 4), A(3, 4)), S(A(2, 5, nc=True), A(2, 5), reduction="sum"),
+                                                 S(A(4), A(4), reduction="none")]),
+    OpInfo("l1_loss", F.l1_loss, TF.l1_loss, [S(A(3, 4), A(3, 4)), S(A(2, 5, nc=True), A(2, 5), reduction="sum"),
+                                              S(A(4), A(4), reduction="none")]),
+    OpInfo("binary_cross_entropy", F.binary_cross_entropy, TF.binary_cross_entropy, [
+        S(A(3, 4, low=0.05, high=0.95), A(3, 4, low=0.0, high=1.0)),
+        S(A(2, 5, low=0.05, high=0.95, nc=True), A(2, 5, low=0.0, high=1.0), A(5, low=0.2, grad=False),
+          reduction="sum"),
+        S(A(4, low=0.05, high=0.95), A(4, low=0.0, high=1.0), reduction="none")]),
+    OpInfo("binary_cross_entropy_with_logits",
+           lambda x, t, w=None, pw=None, **kw: F.binary_cross_entropy_with_logits(x, t, w, pos_weight=pw, **kw),
+           lambda x, t, w=None, pw=None, **kw: TF.binary_cross_entropy_with_logits(x, t, w, pos_weight=pw, **kw), [
+               S(A(3, 4), A(3, 4, low=0.0, high=1.0)),
+               S(A(2, 5, nc=True), A(2, 5, low=0.0, high=1.0), A(5, low=0.2, grad=False), reduction="sum"),
+               S(A(3, 4), A(3, 4, low=0.0, high=1.0), reduction="none"),
+               # torch refuses gradients for weight and pos_weight
+               S(A(3, 4), A(3, 4, low=0.0, high=1.0), None, A(4, low=0.5, grad=False)),
+               S(A(3, 4, low=-30, high=30), A(3, 4, low=0.0, high=1.0), A(3, 1, low=0.2, grad=False),
+                 A(4, low=0.5, grad=False))]),
+    # ---- linear, conv ----------------------------------------------------------------------------
+    OpInfo("linear", F.linear, TF.linear, [S(A(5, 4), A(3, 4), A(3)), S(A(1, 4), A(3, 4)),
+                                           S(A(2, 3, 4, nc=True), A(5, 4), A(5))]),
+    OpInfo("conv2d", F.conv2d, TF.conv2d, [
+        S(A(2, 3, 7, 6), A(4, 3, 3, 2), A(4), stride=(2, 1), padding=(1, 0)),   # non-square kernel/stride
+        S(A(1, 1, 9, 9), A(6, 1, 5, 5), A(6), padding=2),                        # LeNet's first layer, batch 1
+        S(A(2, 2, 8, 7), A(3, 2, 3, 3), None, padding=2, dilation=(2, 1)),
+        S(A(1, 4, 6, 5), A(6, 2, 3, 3), A(6), groups=2, stride=2, padding=1),
+        S(A(2, 3, 5, 5), A(3, 1, 3, 3), A(3), groups=3, padding=1),              # depthwise
+        S(A(1, 2, 6, 5), A(3, 2, 4, 2), A(3), padding="same", dilation=2),       # 'same' with even kernel
+        S(A(2, 3, 5, 4, nc=True), A(2, 3, 1, 1), A(2)),                          # 1x1, non-contiguous input
+        S(A(3, 6, 5), A(2, 3, 2, 3), A(2), padding="valid", stride=(1, 2)),      # unbatched
+    ]),
+    OpInfo("conv_transpose2d", F.conv_transpose2d, TF.conv_transpose2d, [
+        S(A(2, 4, 3, 5), A(4, 3, 3, 2), A(3), stride=2, padding=1, output_padding=1),
+        S(A(1, 4, 4, 3), A(4, 2, 3, 3), None, stride=(1, 2), groups=2, dilation=2),
+        S(A(1, 2, 3, 3, nc=True), A(2, 3, 2, 2), A(3), stride=3, padding=(0, 1)),
+        S(A(3, 4, 5), A(3, 2, 3, 3), A(2)),                                      # unbatched
+    ]),
+    # ---- pooling ---------------------------------------------------------------------------------
+    OpInfo("max_pool2d", F.max_pool2d, TF.max_pool2d, [
+        S(A(2, 3, 8, 8), 2),
+        S(A(1, 2, 7, 6), (3, 2), (2, 1), 1),                      # non-square, padding with -inf
+        S(A(2, 2, 7, 5), 3, 2, ceil_mode=True),                   # ceil_mode on odd sizes
+        S(A(1, 2, 9, 8, nc=True), 3, 1, 1, 2),                    # dilation, non-contiguous
+        S(A(2, 3, 6, 6), 2, return_indices=True),
+        S(A(3, 5, 5), 2, 1),                                      # unbatched
+        S(A(2, 3, 6, 7), (2, 3), 2, (1, 1), ceil_mode=True),
+    ]),
+    OpInfo("avg_pool2d", F.avg_pool2d, TF.avg_pool2d, [
+        S(A(2, 3, 8, 8), 2),
+        S(A(1, 2, 7, 6), (3, 2), (2, 1), 1),                      # count_include_pad=True (default)
+        S(A(1, 2, 7, 6), (3, 2), (2, 1), 1, count_include_pad=False),
+        S(A(2, 2, 7, 5, nc=True), 3, 2, 1, ceil_mode=True),
+        S(A(2, 2, 7, 5), 3, 2, 1, ceil_mode=True, count_include_pad=False),
+        S(A(1, 3, 5, 5), 3, 1, 1, divisor_override=4),
+        S(A(3, 5, 5), 2),                                         # unbatched
+    ]),
+    OpInfo("adaptive_avg_pool2d", F.adaptive_avg_pool2d, TF.adaptive_avg_pool2d, [
+        S(A(2, 3, 7, 5), (3, 2)), S(A(2, 3, 6, 6), 1), S(A(1, 2, 8, 8, nc=True), 4), S(A(2, 3, 5, 7), (None, 3)),
+        S(A(3, 5, 4), 2)]),
+    OpInfo("adaptive_max_pool2d", F.adaptive_max_pool2d, TF.adaptive_max_pool2d, [
+        S(A(2, 3, 7, 5), (3, 2)), S(A(2, 3, 6, 6), 1), S(A(1, 2, 8, 8, nc=True), 4, True), S(A(3, 5, 4), 2)]),
+    # ---- normalisation ---------------------------------------------------------------------------
+    OpInfo("batch_norm", _bn_train_fn, _bn_train_ref, [
+        S(A(4, 3, 5, 4), A(3, grad=False), A(3, low=0.5, grad=False), A(3), A(3)),
+        S(A(1, 2, 3, 3, nc=True), A(2, grad=False), A(2, low=0.5, grad=False), A(2), A(2), momentum=0.3, eps=1e-3),
+        S(A(5, 4), A(4, grad=False), A(4, low=0.5, grad=False)),                     # (N, C), no affine
+        S(A(3, 2, 6), None, None, A(2), A(2)),                                       # (N, C, L), no running stats
+    ]),
+    OpInfo("batch_norm", _bn_eval_fn, _bn_eval_ref, [
+        S(A(4, 3, 5, 4), A(3, grad=False), A(3, low=0.5, grad=False), A(3), A(3)),
+        S(A(2, 4, nc=True), A(4, grad=False), A(4, low=0.5, grad=False)),
+    ]),
+    OpInfo("layer_norm", F.layer_norm,
+           lambda x, ns, *a: TF.layer_norm(x, (ns,) if isinstance(ns, int) else ns, *a), [
+        S(A(2, 3, 4), (4,), A(4), A(4)), S(A(2, 3, 4, nc=True), (3, 4), A(3, 4), A(3, 4)), S(A(1, 5), 5),
+        S(A(3, 6), (6,), A(6), None, 1e-3)]),
+    OpInfo("group_norm", F.group_norm, TF.group_norm, [
+        S(A(2, 6, 3, 3), 3, A(6), A(6)), S(A(1, 4, 5, nc=True), 1, A(4), A(4)), S(A(2, 4, 2, 3), 4), S(A(3, 6), 2, A(6), A(6))]),
+]
+
+ROWS = {}
+for _op in OPS:
+    ROWS.setdefault(_op.name, []).append(_op)
+
+
+def cases():
+    """(id, op, sample index, sample) for every row and sample."""
+    out = []
+    for op in OPS:
+        for k, s in enumerate(op.samples):
+            out.append((f"{op.name}-{'eval-' if op.fn is _bn_eval_fn else ''}{k}", op, k, s))
+    return out

@@ -1,0 +1,72 @@
+"""Every registered op against torch: forward, backward with a random upstream gradient, and a float64
+numerical gradcheck, in float32 and float64, over the samples in tests/opinfo.py."""
+import zlib
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl.functional import OPS
+from minidl.testing import assert_matches_torch, gradcheck
+
+from opinfo import ROWS, cases
+
+CASES = cases()
+DTYPES = [np.float32, np.float64]
+
+
+def test_every_registered_op_has_a_row():
+    missing = sorted(set(OPS) - set(ROWS))
+    assert not missing, f"registered ops without a row in tests/opinfo.py: {missing}"
+    stale = sorted(set(ROWS) - set(OPS))
+    assert not stale, f"rows in tests/opinfo.py for ops that are not registered: {stale}"
+
+
+def test_every_row_has_samples():
+    assert all(op.samples for ops in ROWS.values() for op in ops)
+
+
+def _setup(op, sample, dtype, case_id):
+    from opinfo import make_inputs
+    seed = zlib.crc32(f"{case_id}-{np.dtype(dtype).name}".encode())
+    args, requires = make_inputs(sample, dtype, seed)
+    before = (lambda: minidl.manual_seed(0)) if op.random else None
+    return args, requires, before
+
+
+def _call(fn, kwargs):
+    return lambda *a: fn(*a, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case_id, op, k, sample", CASES, ids=[c[0] for c in CASES])
+def test_forward(case_id, op, k, sample, dtype):
+    args, requires, before = _setup(op, sample, dtype, case_id)
+    assert_matches_torch(_call(op.fn, sample.kwargs), _call(op.ref, sample.kwargs), args, grad=False,
+                         before=before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case_id, op, k, sample", [c for c in CASES if c[1].grad], ids=[c[0] for c in CASES if c[1].grad])
+def test_backward(case_id, op, k, sample, dtype):
+    args, requires, before = _setup(op, sample, dtype, case_id)
+    assert any(requires), "a differentiable row's sample must have an input that requires grad"
+    assert_matches_torch(_call(op.fn, sample.kwargs), _call(op.ref, sample.kwargs), args, requires_grad=requires,
+                         before=before)
+
+
+GRADCHECK = [c for c in CASES if c[1].grad and c[2] not in c[1].no_gradcheck]
+
+
+@pytest.mark.parametrize("case_id, op, k, sample", GRADCHECK, ids=[c[0] for c in GRADCHECK])
+def test_gradcheck(case_id, op, k, sample):
+    args, requires, before = _setup(op, sample, np.float64, case_id)
+    inputs = [minidl.Tensor(a, requires_grad=r) if isinstance(a, np.ndarray) else a for a, r in zip(args, requires)]
+    fn = _call(op.fn, sample.kwargs)
+    if before:
+        fn0 = fn
+
+        def fn(*a):
+            before()
+            return fn0(*a)
+    assert gradcheck(fn, inputs)
