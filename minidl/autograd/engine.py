@@ -107,7 +107,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
                     continue
                 if not isinstance(g, Tensor):
                     g = Tensor._make(g, requires_grad=wrap,
-                                     grad_fn=DoubleBackwardError(node.op_name) if wrap else None)
+                                     grad_fn=DoubleBackwardError(node) if wrap else None)
                 if isinstance(edge, Function):
                     buffers[edge] = _accumulate(buffers.get(edge), g)
                 else:

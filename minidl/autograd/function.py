@@ -100,9 +100,9 @@ class Function:
                 raise ValueError(f"{cls.name or cls.__name__}: expected all tensors on one device, got "
                                  + " and ".join(sorted(map(str, devs))))
         fn = cls()
-        out = fn.forward(xp, *arrays, **params)
-        if present and not backend.is_device_array(out) and xp is backend.np:
-            out = backend.np.asarray(out)
+        raw = out = fn.forward(xp, *arrays, **params)
+        if not backend.is_device_array(out):  # NumPy turns 0-d results into scalars
+            out = xp.asarray(out)
         needs = tuple(t is not None and t.requires_grad for t in inputs)
         if not (is_grad_enabled() and any(needs)):
             return Tensor._make(out)
@@ -110,7 +110,7 @@ class Function:
         fn._edges = tuple(None if t is None or not t.requires_grad else (t.grad_fn or t) for t in inputs)
         saved = []
         for a in fn._to_save:
-            if a is out:
+            if a is out or a is raw:
                 saved.append(_OUTPUT)
                 fn._out = out
                 continue
@@ -126,11 +126,14 @@ class Function:
 
 
 class DoubleBackwardError(Function):
-    """Stands in the graph of a gradient computed by a once-differentiable op; differentiating it raises."""
+    """Stands in the graph of a gradient computed by a once-differentiable op; differentiating it raises.
 
-    def __init__(self, op):
+    It takes the op's edges, so that it lies on every path from that gradient to the op's inputs."""
+
+    def __init__(self, node):
         super().__init__()
-        self.op = op
+        self.op = node.op_name
+        self._edges, self.needs_input_grad = node._edges, node.needs_input_grad
 
     def backward(self, gy):
         raise RuntimeError(f"{self.op}: its backward is a raw kernel and is not differentiable twice; "

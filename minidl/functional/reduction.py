@@ -62,17 +62,16 @@ class Amax(Function):
 class LogSumExp(Function):
     name = "logsumexp"
 
-    def forward(self, xp, x, axes, keepdim):
-        self.in_shape, self.axes = x.shape, axes
+    def forward(self, xp, x, axes):  # keeps the reduced dims; the public function drops them
         m = x.max(axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         y = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
         self.save_for_backward(x, y)
-        return y if keepdim else y.reshape([s for i, s in enumerate(y.shape) if i not in axes])
+        return y
 
     def backward(self, g):
         x, y = self.saved_tensors
-        return g.reshape(_kept_shape(self.in_shape, self.axes)) * exp(x - y)
+        return g * exp(x - y)
 
 
 def _reduce_args(input, dim, op):
@@ -217,5 +216,6 @@ def logsumexp(input, dim, keepdim=False):
     axes = _reduce_args(input, dim, "logsumexp")
     if input.dtype.kind != "f":
         raise TypeError(f"logsumexp: expected a floating input, got {input.dtype}")
-    return LogSumExp.apply(input, axes=axes, keepdim=keepdim)
+    y = LogSumExp.apply(input, axes=axes)
+    return y if keepdim else y.reshape(*[s for i, s in enumerate(y.shape) if i not in axes])
 
