@@ -4,7 +4,7 @@ Every backward here is written with minidl ops, so it can be differentiated agai
 """
 import math as _math
 
-from .. import kernels
+from .. import backend, kernels
 from ..autograd import Function
 from ..autograd.tensor import Tensor
 from ._checks import as_tensor, tensor_arg, same_device
@@ -18,6 +18,11 @@ def _operands(a, b, op):
     like = a if isinstance(a, Tensor) else b
     a, b = as_tensor(a, like, op, "input"), as_tensor(b, like, op, "other")
     same_device(op, a, b)
+    # torch's promotion across categories: an integer tensor meeting a floating one takes its dtype
+    if a.dtype.kind != "f" and b.dtype.kind == "f":
+        a = a.to(b.dtype)
+    elif b.dtype.kind != "f" and a.dtype.kind == "f":
+        b = b.to(a.dtype)
     return a, b
 
 
@@ -312,9 +317,8 @@ def div(input, other):
     """Elementwise true division with broadcasting (integers are promoted to the default float)."""
     input, other = _operands(input, other, "div")
     _check_broadcast("div", input.shape, other.shape)
-    if input.dtype.kind != "f" and other.dtype.kind != "f":
-        from .. import backend
-        input = input.to(backend.default_dtype())
+    if input.dtype.kind != "f":  # both integer: true division in the default float dtype
+        input, other = input.to(backend.default_dtype()), other.to(backend.default_dtype())
     return Div.apply(input, other)
 
 
@@ -393,7 +397,6 @@ def neg(input):
 def _float_unary(fn, op, input):
     tensor_arg(input, op)
     if input.dtype.kind != "f":
-        from .. import backend
         input = input.to(backend.default_dtype())
     return fn.apply(input)
 

@@ -1,0 +1,95 @@
+"""The Numba kernels against the NumPy reference, over random geometries (hypothesis)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import minidl
+import minidl.nn.functional as F
+from minidl import kernels
+from minidl.kernels import _numpy as ref
+
+numba_k = pytest.importorskip("minidl.kernels._numba")
+
+
+@st.composite
+def geometry(draw):
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    h = draw(st.integers(dh * (kh - 1) + 1, 9))
+    w = draw(st.integers(dw * (kw - 1) + 1, 9))
+    ceil = draw(st.booleans())
+    extra = (sh - 1) if ceil else 0
+    oh = (h + 2 * ph - dh * (kh - 1) - 1 + extra) // sh + 1
+    ow = (w + 2 * pw - dw * (kw - 1) - 1 + extra) // sw + 1
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return (n, c, h, w), (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), dtype
+
+
+@settings(max_examples=60, deadline=None)
+@given(geometry(), st.integers(0, 2 ** 31))
+def test_im2col_col2im_numba_equal_reference(geom, seed):
+    shape, g, dtype = geom
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=shape).astype(dtype)
+    col = numba_k.im2col(x, *g)
+    np.testing.assert_array_equal(col, ref.im2col(x, *g))
+    np.testing.assert_array_equal(numba_k.im2col(x, *g, pad_value=-np.inf), ref.im2col(x, *g, pad_value=-np.inf))
+    c = rng.uniform(-2, 2, size=col.shape).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(numba_k.col2im(c, shape, *g), ref.col2im(c, shape, *g), rtol=tol, atol=tol)
+    # col2im is the adjoint of im2col: <im2col(x), c> == <x, col2im(c)>
+    lhs = float((col.astype(np.float64) * c).sum())
+    rhs = float((x.astype(np.float64) * ref.col2im(c.astype(np.float64), shape, *g)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-6, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(geometry(), st.integers(0, 2 ** 31))
+def test_max_pool_numba_equals_reference(geom, seed):
+    shape, g, dtype = geom
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = g
+    if (oh - 1) * sh >= shape[2] + ph or (ow - 1) * sw >= shape[3] + pw:
+        return  # torch drops a last window that starts in the right padding; so does minidl's size rule
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=shape).astype(dtype)
+    y1, a1 = numba_k.max_pool2d(x, *g)
+    y2, a2 = ref.max_pool2d(x, *g)
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(a1, a2)
+    gy = rng.uniform(-2, 2, size=y1.shape).astype(dtype)
+    np.testing.assert_allclose(numba_k.max_pool2d_backward(gy, a1, shape), ref.max_pool2d_backward(gy, a2, shape),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_erf_numba_equals_reference():
+    x = np.linspace(-4, 4, 101)
+    np.testing.assert_allclose(numba_k.erf(x), ref.erf(x), rtol=1e-15)
+    np.testing.assert_allclose(numba_k.erf(x.astype(np.float32)), ref.erf(x.astype(np.float32)), rtol=1e-6)
+
+
+def test_ops_give_the_same_numbers_with_the_reference_kernels():
+    minidl.manual_seed(0)
+    x = minidl.randn(2, 3, 9, 8, requires_grad=True)
+    w = minidl.randn(4, 3, 3, 2, requires_grad=True)
+
+    def run():
+        x.grad = w.grad = None
+        y = F.max_pool2d(F.conv2d(x, w, stride=(2, 1), padding=1), 2, ceil_mode=True)
+        (y * y).sum().backward()
+        return y.detach().numpy().copy(), x.grad.numpy().copy(), w.grad.numpy().copy()
+    fast = run()
+    old = kernels.use("numpy")
+    try:
+        slow = run()
+    finally:
+        kernels.use(old)
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_kernels_use_rejects_unknown_names():
+    with pytest.raises(ValueError, match="kernels.use"):
+        kernels.use("fortran")
