@@ -70,6 +70,17 @@ def test_erf_numba_equals_reference():
     np.testing.assert_allclose(numba_k.erf(x.astype(np.float32)), ref.erf(x.astype(np.float32)), rtol=1e-6)
 
 
+def test_float_cpu_arrays_take_the_numba_kernels():
+    assert kernels._impl(np.zeros(3, np.float32)) is numba_k
+    assert kernels._impl(np.zeros(3, np.float64)) is numba_k
+    assert kernels._impl(np.zeros(3, np.int64)) is ref
+    old = kernels.use("numpy")
+    try:
+        assert kernels._impl(np.zeros(3, np.float32)) is ref
+    finally:
+        kernels.use(old)
+
+
 def test_ops_give_the_same_numbers_with_the_reference_kernels():
     minidl.manual_seed(0)
     x = minidl.randn(2, 3, 9, 8, requires_grad=True)

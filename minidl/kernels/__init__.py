@@ -4,6 +4,7 @@
 kernels. ``use('numpy')`` forces the reference everywhere (tests compare the two); the environment
 variable ``MINIDL_KERNELS=numpy`` does the same at start-up.
 """
+import importlib
 import os
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from . import _numpy
 
 _choice = os.environ.get("MINIDL_KERNELS", "auto")
-_numba = None
+_compiled = None  # the Numba kernel module once imported, False when Numba is missing
 
 
 def use(name):
@@ -25,18 +26,17 @@ def use(name):
 
 def _impl(x):
     """The kernel module for this array: Numba for float32/float64 NumPy arrays, else the reference."""
-    global _numba
+    global _compiled
     if _choice == "numpy" or type(x) is not np.ndarray or x.dtype not in (np.float32, np.float64):
         return _numpy
-    if _numba is None:
+    if _compiled is None:  # imported on first use: `import minidl` stays free of Numba's start-up
         try:
-            from . import _numba as mod
+            _compiled = importlib.import_module(__name__ + "._numba")
         except ImportError:
             if _choice == "numba":
                 raise
-            mod = False
-        _numba = mod
-    return _numba or _numpy
+            _compiled = False
+    return _compiled or _numpy
 
 
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value=0.0):

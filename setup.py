@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="minidl",
+    version="0.1.0",
+    description="A from-scratch deep-learning engine with PyTorch's API: NumPy on the CPU, CuPy on the GPU",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["minidl", "minidl.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "numba>=0.59",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "threadpoolctl>=3.1",
+    ],
+    extras_require={
+        # torch is pinned to the CPU build: an unpinned torch pulls gigabytes of CUDA packages
+        "dev": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "torch==2.13.0"],
+        "gpu": ["cupy-cuda12x>=13"],
+    },
+)
