@@ -131,25 +131,25 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return (1 - label_smoothing) * nll + smooth * (label_smoothing / c)
 
 
+def _difference(input, target, reduction, op):
+    float_tensor(input, op)
+    tensor_arg(target, op, "target")
+    _same_shape(input, target, op)
+    reduction_arg(reduction, op)
+    return input - target
+
+
 @register()
 def mse_loss(input, target, reduction="mean"):
     """Mean squared error ``(input - target) ** 2``, reduced."""
-    float_tensor(input, "mse_loss")
-    tensor_arg(target, "mse_loss", "target")
-    _same_shape(input, target, "mse_loss")
-    reduction_arg(reduction, "mse_loss")
-    d = input - target
+    d = _difference(input, target, reduction, "mse_loss")
     return _reduce(d * d, reduction)
 
 
 @register()
 def l1_loss(input, target, reduction="mean"):
     """Mean absolute error ``|input - target|``, reduced."""
-    float_tensor(input, "l1_loss")
-    tensor_arg(target, "l1_loss", "target")
-    _same_shape(input, target, "l1_loss")
-    reduction_arg(reduction, "l1_loss")
-    return _reduce(_abs(input - target), reduction)
+    return _reduce(_abs(_difference(input, target, reduction, "l1_loss")), reduction)
 
 
 def _check_binary(input, target, weight, op):

@@ -4,6 +4,8 @@ Every backward here is written with minidl ops, so it can be differentiated agai
 """
 import math as _math
 
+import numpy as np
+
 from .. import backend, kernels
 from ..autograd import Function
 from ..autograd.tensor import Tensor
@@ -12,7 +14,8 @@ from ._registry import register
 from .shape import sum_to
 
 
-def _operands(a, b, op):
+def _operands(a, b, op, broadcast=True):
+    """Both operands as Tensors on one device, promoted like torch, their shapes checked to broadcast."""
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         raise TypeError(f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
     like = a if isinstance(a, Tensor) else b
@@ -23,11 +26,12 @@ def _operands(a, b, op):
         a = a.to(b.dtype)
     elif b.dtype.kind != "f" and a.dtype.kind == "f":
         b = b.to(a.dtype)
+    if broadcast:
+        _check_broadcast(op, a.shape, b.shape)
     return a, b
 
 
 def _check_broadcast(op, *shapes):
-    import numpy as np
     try:
         return np.broadcast_shapes(*shapes)
     except ValueError:
@@ -288,7 +292,6 @@ class Clamp(Function):
 def add(input, other, alpha=1):
     """``input + alpha * other`` with broadcasting."""
     input, other = _operands(input, other, "add")
-    _check_broadcast("add", input.shape, other.shape)
     if alpha != 1:
         other = mul(other, alpha)
     return Add.apply(input, other)
@@ -298,7 +301,6 @@ def add(input, other, alpha=1):
 def sub(input, other, alpha=1):
     """``input - alpha * other`` with broadcasting."""
     input, other = _operands(input, other, "sub")
-    _check_broadcast("sub", input.shape, other.shape)
     if alpha != 1:
         other = mul(other, alpha)
     return Sub.apply(input, other)
@@ -308,7 +310,6 @@ def sub(input, other, alpha=1):
 def mul(input, other):
     """Elementwise product with broadcasting."""
     input, other = _operands(input, other, "mul")
-    _check_broadcast("mul", input.shape, other.shape)
     return Mul.apply(input, other)
 
 
@@ -316,7 +317,6 @@ def mul(input, other):
 def div(input, other):
     """Elementwise true division with broadcasting (integers are promoted to the default float)."""
     input, other = _operands(input, other, "div")
-    _check_broadcast("div", input.shape, other.shape)
     if input.dtype.kind != "f":  # both integer: true division in the default float dtype
         input, other = input.to(backend.default_dtype()), other.to(backend.default_dtype())
     return Div.apply(input, other)
@@ -330,7 +330,6 @@ def pow(input, exponent):
             raise TypeError(f"pow: argument 'exponent' must be a Tensor or a number, got {type(exponent).__name__}")
         return PowScalar.apply(input, exponent=exponent)
     input, exponent = _operands(input, exponent, "pow")
-    _check_broadcast("pow", input.shape, exponent.shape)
     return Pow.apply(input, exponent)
 
 
@@ -338,7 +337,6 @@ def pow(input, exponent):
 def maximum(input, other):
     """Elementwise maximum; where both are equal each gets half the gradient (as torch)."""
     input, other = _operands(input, other, "maximum")
-    _check_broadcast("maximum", input.shape, other.shape)
     return Maximum.apply(input, other)
 
 
@@ -346,7 +344,6 @@ def maximum(input, other):
 def minimum(input, other):
     """Elementwise minimum; where both are equal each gets half the gradient (as torch)."""
     input, other = _operands(input, other, "minimum")
-    _check_broadcast("minimum", input.shape, other.shape)
     return Minimum.apply(input, other)
 
 
@@ -359,7 +356,7 @@ def where(condition, input, other):
         raise TypeError(f"where: argument 'condition' must have dtype bool, got {condition.dtype}")
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         raise TypeError("where: at least one of 'input' and 'other' must be a Tensor")
-    input, other = _operands(input, other, "where")
+    input, other = _operands(input, other, "where", broadcast=False)
     _check_broadcast("where", condition.shape, input.shape, other.shape)
     same_device("where", condition, input)
     return Where.apply(condition, input, other)
@@ -452,7 +449,6 @@ def clamp(input, min=None, max=None):
 def _compare(name, fn):
     def compare(input, other):
         input, other = _operands(input, other, name)
-        _check_broadcast(name, input.shape, other.shape)
         return Tensor._make(fn(input._data, other._data))
     compare.__name__ = compare.__qualname__ = name
     compare.__doc__ = f"Elementwise ``{name}`` comparison; returns a bool Tensor (no gradient)."
