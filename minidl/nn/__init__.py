@@ -1,4 +1,11 @@
-"""Neural-network building blocks. ``minidl.nn.functional`` holds the ops."""
-from . import functional
-
-__all__ = ["functional"]
+"""Neural-network building blocks, as torch.nn. ``minidl.nn.functional`` holds the ops."""
+from . import functional, init
+from .parameter import Parameter
+from .module import Module
+from .container import Sequential, ModuleList, ModuleDict
+from .linear import Linear, Identity, Flatten
+from .conv import Conv2d, ConvTranspose2d
+from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm
+from .activation import ReLU, LeakyReLU, GELU, SiLU, Sigmoid, Tanh, Softmax, LogSoftmax, Dropout
+from .loss import CrossEntropyLoss, NLLLoss, MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss

@@ -1,0 +1,95 @@
+"""Conv2d and ConvTranspose2d: parameters plus a call into functional."""
+import math
+
+from .. import functional as F
+from ..autograd.creation import empty
+from ..functional._checks import pair, int_arg
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+_PAD_MODES = {"zeros": None, "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+class _ConvNd(Module):
+    def __init__(self, op, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                 padding_mode, transposed, device, dtype):
+        super().__init__()
+        groups = int_arg(groups, op, "groups", 1)
+        int_arg(in_channels, op, "in_channels", 1)
+        int_arg(out_channels, op, "out_channels", 1)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                             f"divisible by groups ({groups})")
+        if padding_mode not in _PAD_MODES:
+            raise ValueError(f"{op}: padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = pair(kernel_size, op, "kernel_size", 1)
+        self.stride = pair(stride, op, "stride", 1)
+        self.padding = padding if isinstance(padding, str) else pair(padding, op, "padding", 0)
+        self.dilation = pair(dilation, op, "dilation", 1)
+        self.padding_mode = padding_mode
+        shape = ((in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups))
+        self.weight = Parameter(empty(*shape, *self.kernel_size, dtype=dtype, device=device))
+        if bias:
+            self.bias = Parameter(empty(out_channels, dtype=dtype, device=device))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        # torch: kaiming_uniform(a=sqrt(5)) and bias from +-1/sqrt(fan_in), fan_in from weight.shape[1:]
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            if fan_in:
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding not in ((0, 0), "valid"):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if getattr(self, "output_padding", (0, 0)) != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
+        return s
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution layer, as torch.nn.Conv2d (weight (out, in / groups, kH, kW))."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 padding_mode="zeros", device=None, dtype=None):
+        super().__init__("Conv2d", in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, False, device, dtype)
+
+    def forward(self, x):
+        if self.padding_mode == "zeros" or isinstance(self.padding, str):
+            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        ph, pw = self.padding
+        x = F.pad(x, (pw, pw, ph, ph), mode=_PAD_MODES[self.padding_mode])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class ConvTranspose2d(_ConvNd):
+    """Transposed 2-D convolution layer, as torch.nn.ConvTranspose2d (weight (in, out / groups, kH, kW))."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+        if padding_mode != "zeros":
+            raise ValueError(f"ConvTranspose2d: only padding_mode='zeros' is supported, got {padding_mode!r}")
+        super().__init__("ConvTranspose2d", in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, True, device, dtype)
+        self.output_padding = pair(output_padding, "ConvTranspose2d", "output_padding", 0)
+
+    def forward(self, x):
+        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                                  self.groups, self.dilation)

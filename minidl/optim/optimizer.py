@@ -1,0 +1,118 @@
+"""Optimizer base: parameter groups, per-parameter state, state_dict, zero_grad."""
+import copy
+
+from .. import backend
+from ..autograd.tensor import Tensor
+
+
+class Optimizer:
+    """Base class, as torch.optim.Optimizer. Subclasses implement ``_update(p, grad, state, group)``
+    on raw arrays; updates happen in place on the parameters' arrays, outside the graph."""
+
+    def __init__(self, params, defaults):
+        self.defaults = defaults
+        self.state = {}
+        self.param_groups = []
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group):
+        if not isinstance(group, dict):
+            raise TypeError(f"{type(self).__name__}: a parameter group must be a dict, got {type(group).__name__}")
+        group = dict(group)
+        ps = group["params"]
+        group["params"] = [ps] if isinstance(ps, Tensor) else list(ps)
+        for p in group["params"]:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{type(self).__name__}: can only optimize Tensors, got {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError(f"{type(self).__name__}: can't optimize a non-leaf Tensor")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in group["params"]):
+            raise ValueError(f"{type(self).__name__}: some parameters appear in more than one parameter group")
+        for k, v in self.defaults.items():
+            group.setdefault(k, v)
+        self._check_group(group)
+        self.param_groups.append(group)
+
+    def _check_group(self, group):
+        if group["lr"] < 0:
+            raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']}")
+
+    def zero_grad(self, set_to_none=True):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad = Tensor._make(backend.get_array_module(p._data).zeros_like(p._data))
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient. ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            from ..autograd import enable_grad
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad._data
+                if g.shape != p._data.shape:
+                    raise RuntimeError(f"{type(self).__name__}: gradient shape {g.shape} does not match the "
+                                       f"parameter's {p.shape}")
+                if group.get("maximize"):
+                    g = -g
+                self._update(p._data, g, self.state.setdefault(p, {}), group)
+        return loss
+
+    def _update(self, p, g, state, group):
+        raise NotImplementedError
+
+    # -- saving ----------------------------------------------------------------------------------
+    def state_dict(self):
+        """{'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}, as torch."""
+        index, groups = {}, []
+        for g in self.param_groups:
+            ids = []
+            for p in g["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ids})
+        state = {}
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = {k: (v.copy() if hasattr(v, "copy") else v) for k, v in self.state[p].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: {len(groups)} parameter groups saved, "
+                             f"{len(self.param_groups)} in this optimizer")
+        for saved, own in zip(groups, self.param_groups):
+            if len(saved["params"]) != len(own["params"]):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: a saved group has {len(saved['params'])} "
+                                 f"parameters, this optimizer's has {len(own['params'])}")
+        by_index = {i: p for saved, own in zip(groups, self.param_groups) for i, p in zip(saved["params"], own["params"])}
+        self.state = {}
+        for i, st in state_dict["state"].items():
+            p = by_index[int(i)]
+            self.state[p] = {k: (backend.to_device(v, p.device).astype(p.dtype) if backend.is_device_array(v)
+                                 and v.dtype.kind == "f" else copy.deepcopy(v)) for k, v in st.items()}
+        for saved, own in zip(groups, self.param_groups):
+            own.update({k: v for k, v in saved.items() if k != "params"})
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
+        return "\n".join(lines + [")"])

@@ -1,0 +1,142 @@
+"""SGD, Adam, AdamW, RMSprop, Adagrad: torch's update rules, step for step, on raw arrays."""
+from ..backend import get_array_module
+from .optimizer import Optimizer
+
+
+def _decay(p, g, wd):
+    return g + wd * p if wd else g
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum (dampening, Nesterov) and weight decay, as torch.optim.SGD."""
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False):
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov, maximize=maximize))
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        if group["momentum"] < 0 or group["weight_decay"] < 0:
+            raise ValueError(f"SGD: invalid momentum {group['momentum']} or weight_decay {group['weight_decay']}")
+
+    def _update(self, p, g, state, group):
+        g = _decay(p, g, group["weight_decay"])
+        mu = group["momentum"]
+        if mu:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.copy()
+            else:
+                buf *= mu
+                buf += (1 - group["dampening"]) * g
+            g = g + mu * buf if group["nesterov"] else buf
+        p -= group["lr"] * g
+
+
+class Adam(Optimizer):
+    """Adam (and AMSGrad), as torch.optim.Adam; ``weight_decay`` is L2 added to the gradient."""
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize))
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        b1, b2 = group["betas"]
+        if not (0 <= b1 < 1 and 0 <= b2 < 1) or group["eps"] < 0:
+            raise ValueError(f"{type(self).__name__}: invalid betas {group['betas']} or eps {group['eps']}")
+
+    def _update(self, p, g, state, group):
+        xp = get_array_module(p)
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if self._decoupled:
+            p *= 1 - lr * wd
+        else:
+            g = _decay(p, g, wd)
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p)
+            state["exp_avg_sq"] = xp.zeros_like(p)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = xp.zeros_like(p)
+        state["step"] += 1
+        m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        m += (1 - b1) * (g - m)
+        v *= b2
+        v += (1 - b2) * g * g
+        bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
+        if group["amsgrad"]:
+            xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"]
+        denom = xp.sqrt(v) / (bc2 ** 0.5) + eps
+        p -= (lr / bc1) * m / denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``p *= 1 - lr * weight_decay``), as torch.optim.AdamW."""
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+                 maximize=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (centered, with momentum), as torch.optim.RMSprop."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+                 maximize=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered, maximize=maximize))
+
+    def _update(self, p, g, state, group):
+        xp = get_array_module(p)
+        g = _decay(p, g, group["weight_decay"])
+        a, eps = group["alpha"], group["eps"]
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = xp.zeros_like(p)
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = xp.zeros_like(p)
+            if group["centered"]:
+                state["grad_avg"] = xp.zeros_like(p)
+        state["step"] += 1
+        sq = state["square_avg"]
+        sq *= a
+        sq += (1 - a) * g * g
+        if group["centered"]:
+            ga = state["grad_avg"]
+            ga += (1 - a) * (g - ga)
+            avg = xp.sqrt(sq - ga * ga) + eps
+        else:
+            avg = xp.sqrt(sq) + eps
+        if group["momentum"] > 0:
+            buf = state["momentum_buffer"]
+            buf *= group["momentum"]
+            buf += g / avg
+            p -= group["lr"] * buf
+        else:
+            p -= group["lr"] * g / avg
+
+
+class Adagrad(Optimizer):
+    """Adagrad, as torch.optim.Adagrad."""
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
+                 maximize=False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                                      initial_accumulator_value=initial_accumulator_value, maximize=maximize))
+
+    def _update(self, p, g, state, group):
+        xp = get_array_module(p)
+        if not state:
+            state["step"] = 0
+            state["sum"] = xp.full_like(p, group["initial_accumulator_value"])
+        state["step"] += 1
+        g = _decay(p, g, group["weight_decay"])
+        clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+        state["sum"] += g * g
+        p -= clr * g / (xp.sqrt(state["sum"]) + group["eps"])
