@@ -1,0 +1,127 @@
+"""Optimizers and schedulers follow torch's trajectories: same model, same weights, same gradients,
+a few dozen steps, float64, tight tolerance."""
+import numpy as np
+import pytest
+import torch
+
+import minidl
+import minidl.nn as nn
+from minidl import optim
+
+import twins
+
+
+def _pair():
+    minidl.manual_seed(0)
+    m = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    t = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+    t.load_state_dict({k: torch.tensor(v.numpy()) for k, v in m.state_dict().items()})
+    return m, t
+
+
+OPTIMIZERS = [
+    ("sgd", dict(lr=0.1)),
+    ("sgd", dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-2)),
+    ("sgd", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+    ("adam", dict(lr=1e-2)),
+    ("adam", dict(lr=1e-2, betas=(0.8, 0.9), weight_decay=1e-2, amsgrad=True)),
+    ("adamw", dict(lr=1e-2, weight_decay=0.1)),
+    ("adamw", dict(lr=1e-2, amsgrad=True)),
+    ("rmsprop", dict(lr=1e-2)),
+    ("rmsprop", dict(lr=1e-2, momentum=0.9, centered=True, weight_decay=1e-2)),
+    ("adagrad", dict(lr=0.1, lr_decay=1e-2, weight_decay=1e-2, initial_accumulator_value=0.1)),
+]
+NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+
+
+@pytest.mark.parametrize("name, kw", OPTIMIZERS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPTIMIZERS)])
+def test_optimizer_follows_torch(name, kw):
+    m, t = _pair()
+    om = getattr(optim, NAMES[name])(m.parameters(), **kw)
+    ot = getattr(torch.optim, NAMES[name])(t.parameters(), **kw)
+    rng = np.random.default_rng(0)
+    for step in range(40):
+        x = rng.normal(size=(16, 5))
+        y = rng.integers(0, 3, size=16)
+        om.zero_grad()
+        ot.zero_grad()
+        nn.functional.cross_entropy(m(minidl.tensor(x)), minidl.tensor(y)).backward()
+        torch.nn.functional.cross_entropy(t(torch.tensor(x)), torch.tensor(y)).backward()
+        om.step()
+        ot.step()
+    for (k, a), b in zip(m.named_parameters(), t.parameters()):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-9, atol=1e-11, err_msg=k)
+
+
+def test_parameter_groups_and_state_dict_round_trip():
+    m, t = _pair()
+    groups = [{"params": m[0].parameters(), "lr": 0.1}, {"params": m[2].parameters()}]
+    tgroups = [{"params": t[0].parameters(), "lr": 0.1}, {"params": t[2].parameters()}]
+    om, ot = optim.SGD(groups, lr=0.01, momentum=0.9), torch.optim.SGD(tgroups, lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(1)
+
+    def step(o_m, o_t):
+        x = rng.normal(size=(8, 5))
+        for o in (o_m, o_t):
+            o.zero_grad()
+        m(minidl.tensor(x)).pow(2).sum().backward()
+        t(torch.tensor(x)).pow(2).sum().backward()
+        o_m.step()
+        o_t.step()
+    for _ in range(5):
+        step(om, ot)
+    sd = om.state_dict()
+    assert [g["lr"] for g in sd["param_groups"]] == [0.1, 0.01] and sd["param_groups"][1]["params"] == [2, 3]
+    om2 = optim.SGD([{"params": m[0].parameters()}, {"params": m[2].parameters()}], lr=0.5, momentum=0.9)
+    om2.load_state_dict(sd)  # lr and momentum buffers come back
+    for _ in range(5):
+        step(om2, ot)
+    for a, b in zip(m.parameters(), t.parameters()):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_optimizer_argument_errors():
+    p = [nn.Parameter(minidl.zeros(2))]
+    with pytest.raises(ValueError, match="invalid learning rate"):
+        optim.SGD(p, lr=-1)
+    with pytest.raises(ValueError, match="Nesterov"):
+        optim.SGD(p, lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.Adam([])
+    with pytest.raises(ValueError, match="invalid betas"):
+        optim.Adam(p, betas=(1.0, 0.9))
+
+
+SCHEDULERS = [
+    ("StepLR", dict(step_size=3, gamma=0.5)),
+    ("MultiStepLR", dict(milestones=[2, 5, 9], gamma=0.3)),
+    ("ExponentialLR", dict(gamma=0.9)),
+    ("CosineAnnealingLR", dict(T_max=7, eta_min=0.01)),
+    ("CosineAnnealingWarmRestarts", dict(T_0=3, T_mult=2, eta_min=0.001)),
+    ("LinearLR", dict(start_factor=0.25, total_iters=4)),
+    ("OneCycleLR", dict(max_lr=1.0, total_steps=20)),
+    ("OneCycleLR", dict(max_lr=[1.0, 0.5], epochs=4, steps_per_epoch=5, anneal_strategy="linear", three_phase=True)),
+]
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+@pytest.mark.parametrize("name, kw", SCHEDULERS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(SCHEDULERS)])
+def test_scheduler_follows_torch(name, kw, opt_name):
+    m, t = _pair()
+    extra = dict(momentum=0.9) if opt_name == "SGD" else {}
+    om = getattr(optim, opt_name)([{"params": m[0].parameters()}, {"params": m[2].parameters(), "lr": 0.05}], lr=0.1,
+                                  **extra)
+    ot = getattr(torch.optim, opt_name)([{"params": t[0].parameters()}, {"params": t[2].parameters(), "lr": 0.05}],
+                                        lr=0.1, **extra)
+    sm = getattr(optim.lr_scheduler, name)(om, **kw)
+    st = getattr(torch.optim.lr_scheduler, name)(ot, **kw)
+    steps = 19 if name == "OneCycleLR" else 25
+    for _ in range(steps):
+        assert sm.get_last_lr() == pytest.approx(st.get_last_lr(), rel=1e-12, abs=1e-15)
+        for gm, gt in zip(om.param_groups, ot.param_groups):
+            key = "betas" if opt_name == "Adam" else "momentum"
+            assert gm[key] == pytest.approx(gt[key], rel=1e-12)
+        om.step()
+        ot.step()
+        sm.step()
+        st.step()
