@@ -7,6 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["minidl", "minidl.*"]),
+    package_data={"minidl.data": ["resources/*.npz", "resources/*.md"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.24",

@@ -14,7 +14,7 @@ from .functional import (add, sub, mul, div, neg, pow, matmul, exp, log, sqrt, a
                          where, eq, ne, lt, le, gt, ge, logical_not, reshape, permute, transpose, t, flatten,
                          squeeze, unsqueeze, cat, stack, split, chunk, gather, sum, mean, var, std, max, min,
                          amax, amin, argmax, argmin, logsumexp, relu, sigmoid, tanh, softmax, log_softmax, clone)
-from . import nn, optim, testing, models
+from . import nn, optim, data, testing, models, utils
 
 float32 = _np.dtype(_np.float32)
 float64 = _np.dtype(_np.float64)

@@ -32,7 +32,8 @@ class LRScheduler:
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self):
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+        """Everything but the optimizer (plain numbers, lists and strings: saved by checkpoints as JSON)."""
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer" and not callable(v)}
 
     def load_state_dict(self, state_dict):
         self.__dict__.update(state_dict)
@@ -147,8 +148,7 @@ class OneCycleLR(LRScheduler):
             raise ValueError(f"OneCycleLR: total_steps must be positive, got {total_steps}")
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"OneCycleLR: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
-        self.total_steps = total_steps
-        self.anneal = self._cos if anneal_strategy == "cos" else self._linear
+        self.total_steps, self.anneal_strategy = total_steps, anneal_strategy
         groups = optimizer.param_groups
         max_lrs = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * len(groups)
         if last_epoch == -1:
@@ -174,6 +174,9 @@ class OneCycleLR(LRScheduler):
                     g["max_momentum"], g["base_momentum"] = max_momentum, base_momentum
                     self._set_momentum(g, max_momentum)
         super().__init__(optimizer, last_epoch)
+
+    def anneal(self, start, end, pct):
+        return (self._cos if self.anneal_strategy == "cos" else self._linear)(start, end, pct)
 
     @staticmethod
     def _cos(start, end, pct):

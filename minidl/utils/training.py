@@ -1,0 +1,79 @@
+"""A plain training loop with tqdm progress bars (tqdm is imported lazily, on first use)."""
+import time
+
+import numpy as np
+
+from .. import backend
+from ..autograd import no_grad
+from .metrics import accuracy
+
+
+def _bar(iterable, desc, total, enabled):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+
+
+def train_one_epoch(model, loader, optimizer, loss_fn, scheduler=None, progress=True, desc="train"):
+    """One pass over ``loader``; returns mean loss, accuracy and seconds. ``scheduler`` steps per batch."""
+    model.train()
+    total_loss = correct = seen = 0
+    t0 = time.perf_counter()
+    bar = _bar(loader, desc, len(loader), progress)
+    for x, y in bar:
+        optimizer.zero_grad()
+        out = model(x)
+        loss = loss_fn(out, y)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        n = y.shape[0]
+        total_loss += loss.item() * n
+        correct += accuracy(out.detach(), y) * n
+        seen += n
+        if progress:
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "seconds": time.perf_counter() - t0}
+
+
+@no_grad()
+def evaluate(model, loader, loss_fn=None, progress=False, desc="test"):
+    """Mean loss, accuracy, and all predictions and targets (NumPy) over ``loader`` in eval mode."""
+    model.eval()
+    total_loss = seen = 0
+    preds, targets = [], []
+    for x, y in _bar(loader, desc, len(loader), progress):
+        out = model(x)
+        if loss_fn is not None:
+            total_loss += loss_fn(out, y).item() * y.shape[0]
+        seen += y.shape[0]
+        preds.append(backend.to_device(out._data.argmax(axis=1), "cpu"))
+        targets.append(backend.to_device(y._data, "cpu"))
+    preds, targets = np.concatenate(preds), np.concatenate(targets)
+    return {"loss": total_loss / max(seen, 1), "acc": float((preds == targets).mean()), "preds": preds,
+            "targets": targets}
+
+
+def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=None, progress=True,
+        per_batch_scheduler=False, log=print):
+    """Train for ``epochs``, evaluating after each; returns the history of losses, accuracies and times."""
+    history = {"train_loss": [], "test_loss": [], "train_acc": [], "test_acc": []}
+    seconds = []
+    epochs_bar = _bar(range(epochs), "epochs", epochs, progress)
+    for epoch in epochs_bar:
+        tr = train_one_epoch(model, train_loader, optimizer, loss_fn, scheduler if per_batch_scheduler else None,
+                             progress, desc=f"epoch {epoch + 1}/{epochs}")
+        if scheduler is not None and not per_batch_scheduler:
+            scheduler.step()
+        te = evaluate(model, test_loader, loss_fn)
+        for k, v in (("train_loss", tr["loss"]), ("train_acc", tr["acc"]), ("test_loss", te["loss"]),
+                     ("test_acc", te["acc"])):
+            history[k].append(v)
+        seconds.append(tr["seconds"])
+        if log:
+            log(f"epoch {epoch + 1:2d}/{epochs}  train loss {tr['loss']:.4f} acc {tr['acc']:.4f}  "
+                f"test loss {te['loss']:.4f} acc {te['acc']:.4f}  ({tr['seconds']:.1f} s)")
+    history["seconds"] = seconds
+    return history
