@@ -1,0 +1,10 @@
+"""Train the small residual net (two ResidualBlocks) on MNIST, or the bundled subset offline.
+
+    python examples/mnist_resnet.py
+"""
+from _common import parser, run
+
+from minidl.models import ResidualNet
+
+if __name__ == "__main__":
+    run(ResidualNet, parser(__doc__, epochs=8, lr=3e-3).parse_args(), "residualnet")
