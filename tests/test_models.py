@@ -7,7 +7,7 @@ import torch
 import minidl
 from minidl import models
 
-import twins
+from minidl.testing import torch_twins as twins
 
 MODELS = [
     ("lenet5", models.LeNet5, twins.LeNet5, (3, 1, 28, 28)),

@@ -8,7 +8,6 @@ import minidl
 import minidl.nn as nn
 from minidl import optim
 
-import twins
 
 
 def _pair():

@@ -1,4 +1,6 @@
-"""Torch twins of minidl's models (torchvision does not exist here): same layout, same state_dict keys."""
+"""Torch twins of minidl's models (torchvision does not exist here): same layout, same state_dict keys.
+
+Imports torch; `import minidl` and `import minidl.testing` do not import this module."""
 from collections import OrderedDict
 
 import torch

@@ -1,0 +1,102 @@
+"""Train the three seed nets with minidl and with their torch twins, same initial weights, same batches,
+same optimizer and schedule (Adam + one-cycle, the examples' defaults), and report test accuracy and
+training time side by side. Writes benchmarks/results_train.json; the README's accuracy table comes from it.
+
+    python benchmarks/train_vs_torch.py [--dataset mnist-subset|fashion-mnist] [--threads 2]
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+import minidl
+import minidl.nn.functional as F
+from minidl import data, models, optim
+from minidl.testing import torch_twins
+
+NETS = {"LeNet5": (models.LeNet5, torch_twins.LeNet5, 12), "InceptionNet": (models.InceptionNet,
+        torch_twins.InceptionNet, 8), "ResidualNet": (models.ResidualNet, torch_twins.ResidualNet, 8)}
+
+
+def load(dataset):
+    if dataset == "fashion-mnist":
+        tr, te = data.FashionMNIST("data", True), data.FashionMNIST("data", False)
+    else:
+        tr, te = data.MNISTSubset(True), data.MNISTSubset(False)
+    norm = lambda d: ((d.data.astype(np.float32) / 255 - 0.1307) / 0.3081)[:, None]  # noqa: E731
+    return norm(tr), tr.targets, norm(te), te.targets
+
+
+def run(name, dataset, batch_size, lr, epochs, seed):
+    make_m, make_t, default_epochs = NETS[name]
+    epochs = epochs or default_epochs
+    xtr, ytr, xte, yte = load(dataset)
+    minidl.manual_seed(seed)
+    m = make_m()
+    t = make_t()
+    t.load_state_dict({k: torch.tensor(v.numpy()) for k, v in m.state_dict().items()})
+    steps = -(-len(xtr) // batch_size)
+    om = optim.Adam(m.parameters(), lr=lr)
+    ot = torch.optim.Adam(t.parameters(), lr=lr)
+    sm = optim.lr_scheduler.OneCycleLR(om, lr, epochs=epochs, steps_per_epoch=steps)
+    st = torch.optim.lr_scheduler.OneCycleLR(ot, lr, epochs=epochs, steps_per_epoch=steps)
+    rng = np.random.default_rng(seed)
+    times = {"minidl": 0.0, "torch": 0.0}
+    for _ in range(epochs):
+        order = rng.permutation(len(xtr))
+        for s in range(steps):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            x, y = xtr[idx], ytr[idx]
+            t0 = time.perf_counter()
+            om.zero_grad()
+            F.cross_entropy(m(minidl.tensor(x)), minidl.tensor(y)).backward()
+            om.step()
+            sm.step()
+            t1 = time.perf_counter()
+            ot.zero_grad()
+            torch.nn.functional.cross_entropy(t(torch.tensor(x)), torch.tensor(y)).backward()
+            ot.step()
+            st.step()
+            t2 = time.perf_counter()
+            times["minidl"] += t1 - t0
+            times["torch"] += t2 - t1
+    m.eval()
+    t.eval()
+    with minidl.no_grad(), torch.no_grad():
+        acc_m = float((m(minidl.tensor(xte)).numpy().argmax(1) == yte).mean())
+        acc_t = float((t(torch.tensor(xte)).numpy().argmax(1) == yte).mean())
+    return dict(net=name, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, minidl_acc=acc_m,
+                torch_acc=acc_t, minidl_s=times["minidl"], torch_s=times["torch"],
+                time_ratio=times["minidl"] / times["torch"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="mnist-subset", choices=["mnist-subset", "fashion-mnist"])
+    ap.add_argument("--nets", nargs="*", default=list(NETS))
+    ap.add_argument("--epochs", type=int, default=None, help="default: each example's default")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results_train.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.nets:
+        r = run(name, args.dataset, args.batch_size, args.lr, args.epochs, args.seed)
+        rows.append(r)
+        print(f"{name:13s} {r['dataset']:13s} {r['epochs']:2d} epochs  accuracy minidl {100 * r['minidl_acc']:.2f}%  "
+              f"torch {100 * r['torch_acc']:.2f}%   train time minidl {r['minidl_s']:.1f} s  torch {r['torch_s']:.1f} s"
+              f"  ratio {r['time_ratio']:.2f}", flush=True)
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(dict(threads=args.threads, torch=torch.__version__, rows=rows), f, indent=1)
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
