@@ -43,6 +43,14 @@ def conv1x1(cin, cout, stride=1):
     return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
 
+def _stem(in_channels, small_input):
+    """The first conv and pooling: 7x7 stride 2 + 3x3 max-pool (ImageNet), or 3x3 stride 1 and no pooling
+    (28x28 and 32x32 images; the max-pool becomes an Identity so that the state_dict keys stay the same)."""
+    if small_input:
+        return nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False), nn.Identity()
+    return nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False), nn.MaxPool2d(3, stride=2, padding=1)
+
+
 class BasicBlock(nn.Module):
     """torchvision's BasicBlock: conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the (downsampled) input, ReLU."""
     expansion = 1
@@ -77,12 +85,7 @@ class ResNet(nn.Module):
     def __init__(self, block, layers, num_classes=1000, in_channels=3, small_input=False, zero_init_residual=False):
         super().__init__()
         self.inplanes = 64
-        if small_input:
-            self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.conv1, self.maxpool = _stem(in_channels, small_input)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = self._make_layer(block, 64, layers[0])
@@ -158,12 +161,7 @@ class PreActResNet(nn.Module):
 
     def __init__(self, layers=(2, 2, 2, 2), num_classes=10, in_channels=3, small_input=True):
         super().__init__()
-        if small_input:
-            self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.conv1, self.maxpool = _stem(in_channels, small_input)
         inplanes, stages = 64, []
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
             blocks = []

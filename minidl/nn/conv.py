@@ -1,6 +1,4 @@
 """Conv2d and ConvTranspose2d: parameters plus a call into functional."""
-import math
-
 from .. import functional as F
 from ..autograd.creation import empty
 from ..functional._checks import pair, int_arg
@@ -38,13 +36,7 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        # torch: kaiming_uniform(a=sqrt(5)) and bias from +-1/sqrt(fan_in), fan_in from weight.shape[1:]
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        init.layer_default_(self.weight, self.bias)  # fan_in from weight.shape[1:], as torch
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

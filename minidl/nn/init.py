@@ -111,3 +111,13 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
         out[bad] = gen.normal(mean, std, size=int(bad.sum()))
         bad = (out < a) | (out > b)
     return tensor.copy_(out)
+
+
+def layer_default_(weight, bias=None):
+    """torch's default for Linear and Conv layers: kaiming_uniform(a=sqrt(5)) on the weight, which is
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias from the same range."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        uniform_(bias, -bound, bound)
