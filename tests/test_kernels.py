@@ -104,3 +104,71 @@ def test_ops_give_the_same_numbers_with_the_reference_kernels():
 def test_kernels_use_rejects_unknown_names():
     with pytest.raises(ValueError, match="kernels.use"):
         kernels.use("fortran")
+
+
+# ---- every convolution algorithm, forced, over the op table's conv2d samples ---------------------------
+from minidl.kernels import autotune  # noqa: E402
+from minidl.testing import assert_matches_torch, gradcheck  # noqa: E402
+
+import opinfo  # noqa: E402
+
+CONV_SAMPLES = [(k, s) for k, s in enumerate(opinfo.ROWS["conv2d"][0].samples)]
+
+
+@pytest.mark.parametrize("algo", ["im2col", "gemm1x1", "direct"])
+@pytest.mark.parametrize("k, sample", CONV_SAMPLES, ids=[str(k) for k, _ in CONV_SAMPLES])
+def test_every_conv_algorithm_matches_torch(algo, k, sample):
+    op = opinfo.ROWS["conv2d"][0]
+    chosen = []
+    from minidl.functional import conv as conv_mod
+    original = conv_mod._conv_forward
+
+    def spy(a, *args):
+        chosen.append(a)
+        return original(a, *args)
+    conv_mod._conv_forward = spy
+    try:
+        with autotune.force("conv2d", algo):
+            for dtype in (np.float32, np.float64):
+                args, requires = opinfo.make_inputs(sample, dtype, 1234 + k)
+                assert_matches_torch(lambda *a: op.fn(*a, **sample.kwargs), lambda *a: op.ref(*a, **sample.kwargs),
+                                     args, requires_grad=requires)
+            args, requires = opinfo.make_inputs(sample, np.float64, 99 + k)
+            ins = [minidl.Tensor(a, requires_grad=r) if isinstance(a, np.ndarray) else a for a, r in zip(args, requires)]
+            assert gradcheck(lambda *a: op.fn(*a, **sample.kwargs), ins)
+    finally:
+        conv_mod._conv_forward = original
+    if algo in conv_mod._conv_algorithms(ins[0]._data if ins[0].ndim == 4 else ins[0]._data[None], ins[1]._data,
+                                         *_geometry(sample, ins)):
+        assert set(chosen) == {algo}
+
+
+def _geometry(sample, ins):
+    from minidl.functional._checks import pair
+    kw = sample.kwargs
+    w = ins[1]
+    pad = kw.get("padding", 0)
+    if pad == "same":
+        d = pair(kw.get("dilation", 1), "t", "d")
+        pad = (d[0] * (w.shape[2] - 1) // 2, d[1] * (w.shape[3] - 1) // 2)
+    elif pad == "valid":
+        pad = 0
+    return pair(kw.get("stride", 1), "t", "s"), pair(pad, "t", "p"), pair(kw.get("dilation", 1), "t", "d"), \
+        kw.get("groups", 1)
+
+
+def test_autotune_caches_one_choice_per_shape_and_can_be_switched_off():
+    autotune.clear()
+    x = minidl.randn(4, 1, 12, 12)
+    w = minidl.randn(3, 1, 3, 3)
+    F.conv2d(x, w)
+    F.conv2d(x, w)
+    choices = [v for k, v in autotune.cache().items() if k[0] == "conv2d"]
+    assert len(choices) == 1 and set(choices[0][1]) == {"im2col", "direct"}
+    old = autotune.set_enabled(False)
+    try:
+        autotune.clear()
+        F.conv2d(x, w)
+        assert not autotune.cache()
+    finally:
+        autotune.set_enabled(old)

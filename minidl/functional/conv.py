@@ -3,7 +3,7 @@
 ``col`` has shape (C*kh*kw, N*out_h*out_w) (see kernels/_numpy.py), so each group is one GEMM.
 Backward passes are raw kernels: these ops are differentiable once.
 """
-from .. import kernels
+from .. import backend, kernels
 from ..backend import get_array_module
 from ..autograd import Function
 from ._checks import float_tensor, optional_tensor, pair, int_arg, same_device
@@ -28,38 +28,98 @@ def _group_outer(xp, a, b, groups):
     return xp.concatenate([a[g * ar:(g + 1) * ar] @ b[g * br:(g + 1) * br].T for g in range(groups)], axis=0)
 
 
+def _conv_forward(algo, xp, x, w, stride, padding, dilation, groups, out_hw):
+    """One conv2d forward by algorithm ``algo``; returns the output (no bias) and what backward needs."""
+    n = x.shape[0]
+    o, _, kh, kw = w.shape
+    oh, ow = out_hw
+    if algo == "direct":  # Numba loops, no column matrix (groups = 1)
+        return kernels.conv_direct(x, w, stride, padding, dilation, out_hw), (x, w)
+    if algo == "gemm1x1":  # 1x1, no padding: a batched GEMM straight in NCHW, no im2col and no transposes
+        x3 = xp.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(n, x.shape[1], oh * ow)
+        return xp.matmul(w.reshape(o, -1), x3).reshape(n, o, oh, ow), (x3, w)
+    geom = (kh, kw, *stride, *padding, *dilation, oh, ow)
+    col = kernels.im2col(x, *geom)                                          # (C*kh*kw, N*oh*ow)
+    y = _group_matmul(xp, w.reshape(o, -1), col, groups)                   # (O, N*oh*ow)
+    return xp.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)), (col, w)
+
+
+def _conv_backward(algo, xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+    """Input and weight gradients of one conv2d, for the algorithm that ran the forward."""
+    a, w = saved
+    o = w.shape[0]
+    gx = gw = None
+    if algo == "direct":
+        if need_x:
+            gx = kernels.conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation)
+        if need_w:
+            gw = kernels.conv_direct_grad_w(a, gy, w.shape, stride, padding, dilation)
+        return gx, gw
+    if algo == "gemm1x1":
+        n, c, h, wd = x_shape
+        gy3 = gy.reshape(n, o, -1)
+        if need_x:
+            g3 = xp.matmul(w.reshape(o, c).T, gy3).reshape(n, c, *gy.shape[2:])
+            if stride == (1, 1):
+                gx = g3
+            else:
+                gx = xp.zeros(x_shape, dtype=gy.dtype)
+                gx[:, :, ::stride[0], ::stride[1]] = g3
+        if need_w:
+            gw = xp.matmul(gy3, a.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+        return gx, gw
+    geom = (*w.shape[2:], *stride, *padding, *dilation, *gy.shape[2:])
+    gy_mat = gy.transpose(1, 0, 2, 3).reshape(o, -1)
+    if need_x:
+        gx = kernels.col2im(_group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True), x_shape, *geom)
+    if need_w:
+        gw = _group_outer(xp, gy_mat, a, groups).reshape(w.shape)
+    return gx, gw
+
+
+def _conv_algorithms(x, w, stride, padding, dilation, groups):
+    """The algorithms that can run this convolution, the reference (im2col + GEMM) first."""
+    algos = ["im2col"]
+    if groups == 1 and w.shape[2:] == (1, 1) and padding == (0, 0):
+        algos.append("gemm1x1")
+    if groups == 1 and w.shape[1] <= 3 and kernels.has_direct_conv(x):  # tiny input channel counts
+        algos.append("direct")
+    return algos
+
+
+def _choose_algorithm(xp, x, w, stride, padding, dilation, groups, out_hw):
+    algos = _conv_algorithms(x, w, stride, padding, dilation, groups)
+    key = ("conv2d", backend.device_of(x), x.dtype.str, x.shape, w.shape, stride, padding, dilation, groups)
+    gy = xp.ones((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype)
+
+    def trial(algo):
+        def run():
+            _, saved = _conv_forward(algo, xp, x, w, stride, padding, dilation, groups, out_hw)
+            _conv_backward(algo, xp, saved, gy, x.shape, stride, padding, dilation, groups, True, True)
+        return run
+    return kernels.autotune.choose(key, [(a, trial(a)) for a in algos])
+
+
 class Conv2d(Function):
     name = "conv2d"
     differentiable_twice = False
 
     def forward(self, xp, x, w, b, stride, padding, dilation, groups, out_hw):
-        n, c, h, wd = x.shape
-        o, _, kh, kw = w.shape
-        oh, ow = out_hw
-        self.geom = (kh, kw, *stride, *padding, *dilation, oh, ow)
-        self.groups, self.x_shape, self.has_b = groups, x.shape, b is not None
-        col = kernels.im2col(x, *self.geom)
-        y = _group_matmul(xp, w.reshape(o, -1), col, groups)       # (O, N*oh*ow)
-        y = y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+        self.params = (stride, padding, dilation, groups)
+        self.x_shape, self.has_b = x.shape, b is not None
+        self.algo = _choose_algorithm(xp, x, w, stride, padding, dilation, groups, out_hw)
+        y, saved = _conv_forward(self.algo, xp, x, w, stride, padding, dilation, groups, out_hw)
         if b is not None:
-            y = y + b.reshape(1, o, 1, 1)
-        self.save_for_backward(col, w)
-        return xp.ascontiguousarray(y)
+            y += b.reshape(1, -1, 1, 1)
+        self.save_for_backward(*saved)
+        return y
 
     def backward(self, gy):
-        col, w = self.saved_arrays
-        gy = gy._data
-        xp = get_array_module(gy)
-        o = w.shape[0]
-        gy_mat = gy.transpose(1, 0, 2, 3).reshape(o, -1)
-        gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            gcol = _group_matmul(xp, w.reshape(o, -1), gy_mat, self.groups, ta=True)
-            gx = kernels.col2im(gcol, self.x_shape, *self.geom)
-        if self.needs_input_grad[1]:
-            gw = _group_outer(xp, gy_mat, col, self.groups).reshape(w.shape)
-        if self.has_b and self.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+        g = gy._data
+        xp = get_array_module(g)
+        gx, gw = _conv_backward(self.algo, xp, self.saved_arrays, xp.ascontiguousarray(g), self.x_shape,
+                                *self.params, self.needs_input_grad[0], self.needs_input_grad[1])
+        gb = g.sum(axis=(0, 2, 3)) if self.has_b and self.needs_input_grad[2] else None
         return gx, gw, gb
 
 

@@ -38,28 +38,23 @@ def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value=0.0):
 @njit(parallel=True, cache=True)
 def _col2im(col, img, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     n, c, h, w = img.shape
-    for p in prange(n * c):  # a gather: each image element is summed by the one iteration owning its plane
+    for p in prange(n * c):  # one iteration owns one (n, c) plane: no two iterations write the same element
         b = p // c
         ci = p % c
-        for y in range(h):
-            for xx in range(w):
-                acc = 0.0
-                for i in range(kh):
-                    t = y + ph - i * dh
-                    if t < 0 or t % sh != 0:
+        plane = img[b, ci]
+        plane[:] = 0
+        for i in range(kh):
+            for j in range(kw):
+                r = (ci * kh + i) * kw + j
+                for oh in range(out_h):
+                    y = oh * sh - ph + i * dh
+                    if y < 0 or y >= h:
                         continue
-                    oh = t // sh
-                    if oh >= out_h:
-                        continue
-                    for j in range(kw):
-                        u = xx + pw - j * dw
-                        if u < 0 or u % sw != 0:
-                            continue
-                        ow = u // sw
-                        if ow >= out_w:
-                            continue
-                        acc += col[(ci * kh + i) * kw + j, (b * out_h + oh) * out_w + ow]
-                img[b, ci, y, xx] = acc
+                    base = (b * out_h + oh) * out_w
+                    for ow in range(out_w):  # contiguous in col; stride sw in the image row
+                        x = ow * sw - pw + j * dw
+                        if 0 <= x < w:
+                            plane[y, x] += col[r, base + ow]
 
 
 def col2im(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
@@ -130,3 +125,95 @@ def _erf(x):
 
 def erf(x):
     return _erf(x)
+
+
+@njit(cache=True)
+def _span(size, out, s, p, k_off):
+    """Output positions o in [lo, hi) whose input position o*s - p + k_off lies inside [0, size)."""
+    lo = max(0, (p - k_off + s - 1) // s)
+    hi = min(out, (size - 1 + p - k_off) // s + 1)
+    return lo, max(lo, hi)
+
+
+@njit(parallel=True, cache=True)
+def _conv_direct(x, w, y, sh, sw, ph, pw, dh, dw):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    out_h, out_w = y.shape[2], y.shape[3]
+    for p in prange(n * o):  # one (sample, output channel) plane per iteration
+        b = p // o
+        oc = p % o
+        plane = y[b, oc]
+        plane[:] = 0
+        for ci in range(c):
+            for i in range(kh):
+                lo_h, hi_h = _span(h, out_h, sh, ph, i * dh)
+                for j in range(kw):
+                    lo_w, hi_w = _span(wd, out_w, sw, pw, j * dw)
+                    wv = w[oc, ci, i, j]
+                    for oh in range(lo_h, hi_h):
+                        yy = oh * sh - ph + i * dh
+                        for ow in range(lo_w, hi_w):
+                            plane[oh, ow] += wv * x[b, ci, yy, ow * sw - pw + j * dw]
+
+
+@njit(parallel=True, cache=True)
+def _conv_direct_grad_w(x, gy, gw, sh, sw, ph, pw, dh, dw):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = gw.shape
+    out_h, out_w = gy.shape[2], gy.shape[3]
+    for p in prange(o * c):  # each weight element is summed by one iteration
+        oc = p // c
+        ci = p % c
+        for i in range(kh):
+            lo_h, hi_h = _span(h, out_h, sh, ph, i * dh)
+            for j in range(kw):
+                lo_w, hi_w = _span(wd, out_w, sw, pw, j * dw)
+                acc = 0.0
+                for b in range(n):
+                    for oh in range(lo_h, hi_h):
+                        yy = oh * sh - ph + i * dh
+                        for ow in range(lo_w, hi_w):
+                            acc += gy[b, oc, oh, ow] * x[b, ci, yy, ow * sw - pw + j * dw]
+                gw[oc, ci, i, j] = acc
+
+
+@njit(parallel=True, cache=True)
+def _conv_direct_grad_x(gy, w, gx, sh, sw, ph, pw, dh, dw):
+    n, c, h, wd = gx.shape
+    o, _, kh, kw = w.shape
+    out_h, out_w = gy.shape[2], gy.shape[3]
+    for p in prange(n * c):  # one input plane per iteration: its scatter cannot race
+        b = p // c
+        ci = p % c
+        plane = gx[b, ci]
+        plane[:] = 0
+        for oc in range(o):
+            for i in range(kh):
+                lo_h, hi_h = _span(h, out_h, sh, ph, i * dh)
+                for j in range(kw):
+                    lo_w, hi_w = _span(wd, out_w, sw, pw, j * dw)
+                    wv = w[oc, ci, i, j]
+                    for oh in range(lo_h, hi_h):
+                        yy = oh * sh - ph + i * dh
+                        for ow in range(lo_w, hi_w):
+                            plane[yy, ow * sw - pw + j * dw] += wv * gy[b, oc, oh, ow]
+
+
+def conv_direct(x, w, stride, padding, dilation, out_hw):
+    """Direct convolution (groups = 1), without a column matrix: for tiny input channel counts."""
+    y = np.empty((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype)
+    _conv_direct(np.ascontiguousarray(x), np.ascontiguousarray(w), y, *stride, *padding, *dilation)
+    return y
+
+
+def conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation):
+    gw = np.empty(w_shape, dtype=gy.dtype)
+    _conv_direct_grad_w(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, *stride, *padding, *dilation)
+    return gw
+
+
+def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation):
+    gx = np.empty(x_shape, dtype=gy.dtype)
+    _conv_direct_grad_x(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, *stride, *padding, *dilation)
+    return gx

@@ -1,0 +1,301 @@
+"""minidl against torch on the CPU, in one process, alternating, median of repeated timings.
+
+    python benchmarks/bench.py                  # everything (about 10 minutes on 2 cores)
+    python benchmarks/bench.py --only layers steps --reps 20
+
+Sections: 'layers' (forward+backward of single layers), 'steps' (a whole training step: forward,
+backward, SGD with momentum; time, images/s, ratio), 'memory' (peak resident memory of a training step,
+each in a fresh process), 'epoch' (one LeNet-5 epoch over 60,000 28x28 images), 'latency' (import
+minidl + first LeNet step, Numba cache cold and warm). Ratios are minidl time / torch time (lower is
+better), measured with the same number of threads for both. Results go to benchmarks/results.json.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _median_ms(fn, reps):
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(ts)
+
+
+def compare(m_fn, t_fn, reps, warmup=3):
+    """Alternate the two functions; medians in ms."""
+    for _ in range(warmup):
+        m_fn()
+        t_fn()
+    tm, tt = [], []
+    for _ in range(reps):
+        tm.append(_median_ms(m_fn, 1))
+        tt.append(_median_ms(t_fn, 1))
+    return statistics.median(tm), statistics.median(tt)
+
+
+# ---- layers -------------------------------------------------------------------------------------------
+def layer_cases():
+    conv = lambda n, c, h, o, k, s=1, p=0, g=1: ("conv", (n, c, h, h), dict(o=o, k=k, s=s, p=p, g=g))  # noqa
+    return [
+        ("conv LeNet c1 1->6 5x5 p2 @28", *conv(128, 1, 28, 6, 5, p=2)),
+        ("conv LeNet c2 6->16 5x5 @14", *conv(128, 6, 14, 16, 5)),
+        ("conv Incep c1 1->10 5x5 @28", *conv(128, 1, 28, 10, 5)),
+        ("conv Incep c2 88->20 5x5 @12", *conv(128, 88, 12, 20, 5)),
+        ("conv Incep 5x5 16->24 p2 @12", *conv(128, 16, 12, 24, 5, p=2)),
+        ("conv Incep 3x3 24->24 p1 @12", *conv(128, 24, 12, 24, 3, p=1)),
+        ("conv 1x1 88->16 @4", *conv(128, 88, 4, 16, 1)),
+        ("conv 1x1 64->128 s2 @32", *conv(64, 64, 32, 128, 1, s=2)),
+        ("conv ResNet 3x3 16->16 p1 @12", *conv(128, 16, 12, 16, 3, p=1)),
+        ("conv ResNet 3x3 32->32 p1 @4", *conv(128, 32, 4, 32, 3, p=1)),
+        ("conv resnet18 3x3 3->64 @32", *conv(64, 3, 32, 64, 3, p=1)),
+        ("conv resnet18 3x3 64->64 @32", *conv(64, 64, 32, 64, 3, p=1)),
+        ("conv resnet18 3x3 128->128 @16", *conv(64, 128, 16, 128, 3, p=1)),
+        ("conv resnet18 3x3 256->256 @8", *conv(64, 256, 8, 256, 3, p=1)),
+        ("conv depthwise 3x3 64ch @16", *conv(64, 64, 16, 64, 3, p=1, g=64)),
+        ("maxpool 2x2 6ch @28", "maxpool", (128, 6, 28, 28), dict(k=2, s=2, p=0)),
+        ("maxpool 3x3 s2 p1 64ch @32", "maxpool", (64, 64, 32, 32), dict(k=3, s=2, p=1)),
+        ("avgpool 3x3 s1 p1 88ch @12", "avgpool", (128, 88, 12, 12), dict(k=3, s=1, p=1)),
+        ("batchnorm 64ch @32", "bn", (64, 64, 32, 32), {}),
+        ("batchnorm 256ch @8", "bn", (64, 256, 8, 8), {}),
+        ("linear 400->120", "linear", (128, 400), dict(o=120)),
+        ("linear 512->1000", "linear", (64, 512), dict(o=1000)),
+        ("softmax cross-entropy 10 classes", "ce", (128, 10), {}),
+    ]
+
+
+def make_layer(kind, shape, kw, lib, rng):
+    import torch
+    import minidl
+    F = minidl.nn.functional if lib == "minidl" else torch.nn.functional
+    T = (lambda a, g=True: minidl.tensor(a, requires_grad=g)) if lib == "minidl" else \
+        (lambda a, g=True: torch.tensor(a, requires_grad=g))
+    x = rng.standard_normal(shape).astype(np.float32)
+    if kind == "conv":
+        c = shape[1]
+        w = (rng.standard_normal((kw["o"], c // kw["g"], kw["k"], kw["k"])) * 0.1).astype(np.float32)
+        ts = [T(x), T(w), T(np.zeros(kw["o"], np.float32))]
+        f = lambda: F.conv2d(ts[0], ts[1], ts[2], kw["s"], kw["p"], 1, kw["g"])  # noqa
+    elif kind in ("maxpool", "avgpool"):
+        ts = [T(x)]
+        pool = F.max_pool2d if kind == "maxpool" else F.avg_pool2d
+        f = lambda: pool(ts[0], kw["k"], kw["s"], kw["p"])  # noqa
+    elif kind == "bn":
+        c = shape[1]
+        ts = [T(x), T(np.ones(c, np.float32)), T(np.zeros(c, np.float32))]
+        rm, rv = T(np.zeros(c, np.float32), False), T(np.ones(c, np.float32), False)
+        f = lambda: F.batch_norm(ts[0], rm, rv, ts[1], ts[2], training=True)  # noqa
+    elif kind == "linear":
+        ts = [T(x), T((rng.standard_normal((kw["o"], shape[1])) * 0.05).astype(np.float32)),
+              T(np.zeros(kw["o"], np.float32))]
+        f = lambda: F.linear(*ts)  # noqa
+    else:
+        y = T(rng.integers(0, shape[1], shape[0]), False)
+        ts = [T(x)]
+        f = lambda: F.cross_entropy(ts[0], y)  # noqa
+    out = f()
+    g = T(rng.standard_normal(tuple(out.shape)).astype(np.float32), False)
+
+    def step():
+        for t in ts:
+            t.grad = None
+        f().backward(g)
+    return step
+
+
+def bench_layers(args):
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, kind, shape, kw in layer_cases():
+        m, t = compare(make_layer(kind, shape, kw, "minidl", rng), make_layer(kind, shape, kw, "torch", rng), args.reps)
+        rows.append(dict(name=name, minidl_ms=m, torch_ms=t, ratio=m / t))
+        print(f"  {name:36s} minidl {m:8.2f} ms  torch {t:8.2f} ms  ratio {m / t:5.2f}", flush=True)
+    return rows
+
+
+# ---- training steps ---------------------------------------------------------------------------------------
+STEP_MODELS = {
+    "LeNet5": ((1, 28, 28), "LeNet5", "LeNet5", {}),
+    "InceptionNet": ((1, 28, 28), "InceptionNet", "InceptionNet", {}),
+    "ResidualNet": ((1, 28, 28), "ResidualNet", "ResidualNet", {}),
+    "resnet18 32x32": ((3, 32, 32), "resnet18", "ResNet", dict(num_classes=10, small_input=True)),
+}
+
+
+def make_step(name, batch, lib, rng):
+    import torch
+    import minidl
+    from minidl import models
+    from minidl.testing import torch_twins
+    shape, m_name, t_name, kw = STEP_MODELS[name]
+    minidl.manual_seed(0)
+    model = getattr(models, m_name)(**kw)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    if lib == "torch":
+        twin = torch_twins.ResNet([2, 2, 2, 2], 10, 3, True) if t_name == "ResNet" else getattr(torch_twins, t_name)()
+        twin.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
+        model, x, y = twin, torch.tensor(x), torch.tensor(y)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = torch.nn.functional.cross_entropy
+    else:
+        x, y = minidl.tensor(x), minidl.tensor(y)
+        opt = minidl.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = minidl.nn.functional.cross_entropy
+    model.train()
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    return step
+
+
+def bench_steps(args):
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in STEP_MODELS:
+        for batch in (64, 128):
+            reps = max(5, args.reps // (4 if "resnet18" in name else 1))
+            m, t = compare(make_step(name, batch, "minidl", rng), make_step(name, batch, "torch", rng), reps, warmup=2)
+            rows.append(dict(name=name, batch=batch, minidl_ms=m, torch_ms=t, ratio=m / t,
+                             minidl_img_s=batch / m * 1e3, torch_img_s=batch / t * 1e3))
+            print(f"  {name:15s} batch {batch:3d}  minidl {m:8.1f} ms ({batch / m * 1e3:6.0f} img/s)  torch {t:8.1f} ms "
+                  f"({batch / t * 1e3:6.0f} img/s)  ratio {m / t:5.2f}", flush=True)
+    return rows
+
+
+# ---- memory, epoch and latency run in child processes ----------------------------------------------------
+CHILD = r"""
+import resource, sys, time, numpy as np
+sys.path.insert(0, {here!r})
+import bench
+mode, name, batch, lib = {mode!r}, {name!r}, {batch!r}, {lib!r}
+if mode == "memory":
+    step = bench.make_step(name, batch, lib, np.random.default_rng(0))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(3):
+        step()
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+"""
+
+
+def _child(mode, name, batch, lib, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    code = CHILD.format(here=HERE, mode=mode, name=name, batch=batch, lib=lib)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(args):
+    rows = []
+    for name in STEP_MODELS:
+        m = _child("memory", name, 128, "minidl", args.threads)
+        t = _child("memory", name, 128, "torch", args.threads)
+        rows.append(dict(name=name, batch=128, minidl_mib=m, torch_mib=t, ratio=m / max(t, 1e-9)))
+        print(f"  {name:15s} batch 128  peak memory of a step: minidl {m:7.1f} MiB  torch {t:7.1f} MiB  "
+              f"ratio {m / max(t, 1e-9):5.2f}", flush=True)
+    return rows
+
+
+def bench_epoch(args):
+    """One LeNet-5 epoch (SGD momentum, batch 128) over 60,000 images: Fashion-MNIST when Debian's package
+    is installed, else synthetic data of the same size."""
+    import torch
+    import minidl
+    try:
+        ds = minidl.data.FashionMNIST("data", train=True)
+        x_all, y_all, source = ((ds.data.astype(np.float32) / 255 - 0.286) / 0.353)[:, None], ds.targets, "Fashion-MNIST"
+    except (minidl.data.DatasetNotFoundError, ValueError):
+        rng = np.random.default_rng(0)
+        x_all, y_all, source = rng.standard_normal((60000, 1, 28, 28)).astype(np.float32), \
+            rng.integers(0, 10, 60000), "synthetic"
+    order = np.random.default_rng(0).permutation(len(x_all))
+    res = {}
+    for lib in ("minidl", "torch"):
+        minidl.manual_seed(0)
+        if lib == "minidl":
+            model = minidl.models.LeNet5()
+            opt = minidl.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+            F, T = minidl.nn.functional, minidl.tensor
+        else:
+            from minidl.testing import torch_twins
+            model = torch_twins.LeNet5()
+            opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+            F, T = torch.nn.functional, torch.tensor
+        t0 = time.perf_counter()
+        for s in range(0, len(order), 128):
+            idx = order[s:s + 128]
+            opt.zero_grad()
+            F.cross_entropy(model(T(x_all[idx])), T(y_all[idx])).backward()
+            opt.step()
+        res[lib] = time.perf_counter() - t0
+    print(f"  LeNet-5 epoch over 60,000 {source} images: minidl {res['minidl']:.1f} s  torch {res['torch']:.1f} s  "
+          f"ratio {res['minidl'] / res['torch']:.2f}", flush=True)
+    return dict(source=source, minidl_s=res["minidl"], torch_s=res["torch"], ratio=res["minidl"] / res["torch"])
+
+
+LATENCY = r"""
+import time
+t0 = time.perf_counter()
+import numpy as np, minidl
+m = minidl.models.LeNet5()
+opt = minidl.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+x = minidl.randn(128, 1, 28, 28); y = minidl.randint(10, size=(128,))
+minidl.nn.functional.cross_entropy(m(x), y).backward(); opt.step()
+print(time.perf_counter() - t0)
+"""
+
+
+def bench_latency(args):
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        run = lambda: float(subprocess.run([sys.executable, "-c", LATENCY], capture_output=True, text=True,  # noqa
+                                           env=env, check=True).stdout.strip())
+        cold, warm = run(), min(run() for _ in range(3))
+    print(f"  import minidl + first LeNet-5 step: cold Numba cache {cold:.2f} s, warm cache {warm:.2f} s", flush=True)
+    return dict(cold_s=cold, warm_s=warm)
+
+
+SECTIONS = {"layers": bench_layers, "steps": bench_steps, "memory": bench_memory, "epoch": bench_epoch,
+            "latency": bench_latency}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
+    args = ap.parse_args()
+    import torch
+    from threadpoolctl import threadpool_limits
+    torch.set_num_threads(args.threads)
+    results = dict(meta=dict(threads=args.threads, reps=args.reps, torch=torch.__version__, numpy=np.__version__,
+                             cpu_count=os.cpu_count(), ratio="minidl / torch, lower is better"))
+    with threadpool_limits(args.threads, user_api="blas"):
+        for name in args.only:
+            print(f"[{name}]", flush=True)
+            results[name] = SECTIONS[name](args)
+    if os.path.exists(args.out):  # keep sections not rerun
+        with open(args.out) as f:
+            old = json.load(f)
+        results = {**old, **results}
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Choosing among implementations of an op by measuring them once per shape (like cuDNN's benchmark
+mode, on the CPU). The first call with a new key times every candidate (a warm-up run, then the best of
+two) and caches the fastest; later calls reuse it. ``set_enabled(False)`` (or MINIDL_AUTOTUNE=0) always
+takes the first candidate, the reference choice, so that runs are reproducible bit for bit."""
+import contextlib
+import os
+import time
+
+_enabled = os.environ.get("MINIDL_AUTOTUNE", "1") != "0"
+_cache = {}
+_forced = {}
+
+
+def set_enabled(flag):
+    """Turn per-shape measurement on or off; returns the previous setting."""
+    global _enabled
+    old, _enabled = _enabled, bool(flag)
+    return old
+
+
+def is_enabled():
+    return _enabled
+
+
+def cache():
+    """A copy of the choices made so far: {key: (name, {name: seconds})}."""
+    return dict(_cache)
+
+
+def clear():
+    _cache.clear()
+
+
+@contextlib.contextmanager
+def force(op, name):
+    """Within the block, ``op`` uses algorithm ``name`` wherever it can run (tests use this to check
+    every algorithm)."""
+    old = _forced.get(op)
+    _forced[op] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            _forced.pop(op, None)
+        else:
+            _forced[op] = old
+
+
+def choose(key, candidates):
+    """The name of the fastest of ``candidates`` (a list of (name, thunk)) for ``key`` (whose first item
+    names the op)."""
+    names = [n for n, _ in candidates]
+    if key[0] in _forced:
+        return _forced[key[0]] if _forced[key[0]] in names else names[0]
+    if not _enabled or len(candidates) == 1:
+        return names[0]
+    hit = _cache.get(key)
+    if hit is not None:
+        return hit[0]
+    times = {}
+    for name, thunk in candidates:
+        thunk()  # warm-up: compilation, first-touch allocation
+        best = float("inf")
+        for _ in range(2):
+            t0 = time.perf_counter()
+            thunk()
+            best = min(best, time.perf_counter() - t0)
+        times[name] = best
+    name = min(times, key=times.get)
+    _cache[key] = (name, times)
+    return name
