@@ -9,16 +9,22 @@ each in a fresh process), 'epoch' (one LeNet-5 epoch over 60,000 28x28 images), 
 minidl + first LeNet step, Numba cache cold and warm). Ratios are minidl time / torch time (lower is
 better), measured with the same number of threads for both. Results go to benchmarks/results.json.
 """
-import argparse
-import json
 import os
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
 
-import numpy as np
+# Before NumPy and torch load OpenBLAS: idle BLAS threads then sleep instead of spinning for ~0.1 s
+# against the other engine's next step (measured: a torch LeNet-5 step after a NumPy GEMM took 58-76 ms
+# instead of 6-10 ms). The same setting for both engines; minidl sets it too when imported first.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -177,16 +183,22 @@ def bench_steps(args):
 
 # ---- memory, epoch and latency run in child processes ----------------------------------------------------
 CHILD = r"""
-import resource, sys, time, numpy as np
+import sys, time, numpy as np
 sys.path.insert(0, {here!r})
 import bench
 mode, name, batch, lib = {mode!r}, {name!r}, {batch!r}, {lib!r}
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
 if mode == "memory":
     step = bench.make_step(name, batch, lib, np.random.default_rng(0))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = status("VmRSS")  # model, data and libraries loaded; no step run yet (allocators hold nothing)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident set size (VmHWM) to the current one
     for _ in range(3):
         step()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+    print(status("VmHWM") - base)
 """
 
 
@@ -271,13 +283,48 @@ SECTIONS = {"layers": bench_layers, "steps": bench_steps, "memory": bench_memory
             "latency": bench_latency}
 
 
+def markdown(results):
+    """The README's performance tables, from results.json."""
+    out = []
+    if "steps" in results:
+        out += ["| training step (SGD momentum) | batch | minidl ms | torch ms | minidl img/s | ratio |",
+                "|---|---:|---:|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['batch']} | {r['minidl_ms']:.1f} | {r['torch_ms']:.1f} | {r['minidl_img_s']:.0f} | "
+                f"{r['ratio']:.2f} |" for r in results["steps"]]
+        out.append("")
+    if "layers" in results:
+        out += ["| layer, forward + backward | minidl ms | torch ms | ratio |", "|---|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['minidl_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |"
+                for r in results["layers"]]
+        out.append("")
+    if "memory" in results:
+        out += ["| peak memory of a step, batch 128 | minidl MiB | torch MiB | ratio |", "|---|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['minidl_mib']:.0f} | {r['torch_mib']:.0f} | {r['ratio']:.2f} |"
+                for r in results["memory"]]
+        out.append("")
+    if "epoch" in results:
+        e = results["epoch"]
+        out.append(f"One LeNet-5 epoch over 60,000 {e['source']} images (batch 128): minidl {e['minidl_s']:.1f} s, "
+                   f"torch {e['torch_s']:.1f} s, ratio {e['ratio']:.2f}.")
+    if "latency" in results:
+        lat = results["latency"]
+        out.append(f"`import minidl` plus the first LeNet-5 training step: {lat['cold_s']:.2f} s with a cold Numba "
+                   f"cache, {lat['warm_s']:.2f} s with a warm one.")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--markdown", action="store_true", help="print the README tables from --out and stop")
     ap.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     args = ap.parse_args()
+    if args.markdown:
+        with open(args.out) as f:
+            print(markdown(json.load(f)))
+        return
     import torch
     from threadpoolctl import threadpool_limits
     torch.set_num_threads(args.threads)

@@ -3,9 +3,8 @@ import argparse
 import os
 import time
 
+import minidl  # before NumPy, so that OpenBLAS's idle threads sleep (see minidl/__init__.py)
 import numpy as np
-
-import minidl
 from minidl import data, nn, optim, utils
 
 

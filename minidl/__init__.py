@@ -1,5 +1,13 @@
 """minidl: a from-scratch deep-learning engine with PyTorch's API (NumPy on the CPU, CuPy on GPUs)."""
-import numpy as _np
+import os as _os
+
+# One thread pool at a time: OpenBLAS's idle threads spin for ~0.1 s after each GEMM and slow whatever
+# runs next on the other cores (Numba kernels, or torch: a torch LeNet-5 step right after a NumPy GEMM
+# took 58-76 ms instead of 6-10 ms here). A short timeout lets them sleep. It only takes effect when
+# minidl is imported before NumPy; a value the user set wins.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as _np  # noqa: E402
 
 from . import backend
 from .backend import Device as device, set_default_dtype, default_dtype as get_default_dtype

@@ -172,3 +172,23 @@ def test_autotune_caches_one_choice_per_shape_and_can_be_switched_off():
         assert not autotune.cache()
     finally:
         autotune.set_enabled(old)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 2), (3, 4, 9)])
+def test_batch_norm_kernels_equal_reference(shape, training):
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=shape) * 3 + 1).astype(np.float32)
+    gy = rng.normal(size=shape).astype(np.float32)
+    c = shape[1]
+    w, b = rng.normal(size=c).astype(np.float32), rng.normal(size=c).astype(np.float32)
+    m1, v1 = numba_k.batch_norm_stats(x)
+    m2, v2 = ref.batch_norm_stats(x)
+    np.testing.assert_allclose(m1, m2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(v1, v2, rtol=1e-5, atol=1e-6)
+    invstd = (1 / np.sqrt(v2 + 1e-5)).astype(np.float32)
+    np.testing.assert_allclose(numba_k.batch_norm_apply(x, m2, invstd, w, b), ref.batch_norm_apply(x, m2, invstd, w, b),
+                               rtol=1e-5, atol=1e-5)
+    for a1, a2 in zip(numba_k.batch_norm_backward(x, gy, m2, invstd, w, training),
+                      ref.batch_norm_backward(x, gy, m2, invstd, w, training)):
+        np.testing.assert_allclose(a1, a2, rtol=1e-4, atol=1e-4)

@@ -2,6 +2,7 @@
 (composed of differentiable ops)."""
 import numbers
 
+from .. import kernels
 from ..autograd import Function
 from ._checks import float_tensor, optional_tensor, same_device, int_arg
 from ._registry import register
@@ -11,50 +12,34 @@ from .reduction import mean as _mean
 
 class BatchNorm(Function):
     """Training: normalise with the biased batch variance and update the running statistics
-    (variance unbiased), as torch. Eval: normalise with the running statistics."""
+    (variance unbiased), as torch. Eval: normalise with the running statistics. Two passes forward
+    (statistics, output) and two backward (sums, input gradient), in kernels."""
     name = "batch_norm"
     differentiable_twice = False
 
     def forward(self, xp, x, w, b, running_mean, running_var, training, momentum, eps):
         c = x.shape[1]
-        axes = (0,) + tuple(range(2, x.ndim))
-        shape = (1, c) + (1,) * (x.ndim - 2)
-        self.axes, self.shape, self.training, self.has_w, self.has_b = axes, shape, training, w is not None, b is not None
+        self.training, self.has_w, self.has_b = training, w is not None, b is not None
         if training:
+            mean, var = kernels.batch_norm_stats(x)
             m = x.size // c
-            mu = x.mean(axis=axes)
-            xc = x - mu.reshape(shape)
-            var = (xc * xc).mean(axis=axes)
             if running_mean is not None:
-                running_mean[...] = (1 - momentum) * running_mean + momentum * mu
+                running_mean[...] = (1 - momentum) * running_mean + momentum * mean
             if running_var is not None:
                 running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
         else:
-            xc = x - running_mean.reshape(shape)
-            var = running_var
+            mean, var = running_mean, running_var
         invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
-        xhat = xc * invstd.reshape(shape)
-        y = xhat if w is None else xhat * w.reshape(shape)
-        if b is not None:
-            y = y + b.reshape(shape)
-        self.save_for_backward(xhat, invstd, w)
-        return y
+        mean = mean.astype(x.dtype)
+        w = xp.ones(c, dtype=x.dtype) if w is None else w
+        b = xp.zeros(c, dtype=x.dtype) if b is None else b
+        self.save_for_backward(x, mean, invstd, w)
+        return kernels.batch_norm_apply(x, mean, invstd, w, b)
 
     def backward(self, gy):
-        xhat, invstd, w = self.saved_arrays
-        g = gy._data
-        axes, shape = self.axes, self.shape
-        gb = g.sum(axis=axes)
-        gw = (g * xhat).sum(axis=axes)
-        gx = None
-        if self.needs_input_grad[0]:
-            scale = invstd if w is None else invstd * w
-            if self.training:  # the one-formula backward through the batch statistics
-                m = g.size // g.shape[1]
-                gx = (scale / m).reshape(shape) * (m * g - gb.reshape(shape) - xhat * gw.reshape(shape))
-            else:
-                gx = g * scale.reshape(shape)
-        return (gx, gw if self.has_w and self.needs_input_grad[1] else None,
+        x, mean, invstd, w = self.saved_arrays
+        gx, gw, gb = kernels.batch_norm_backward(x, gy._data, mean, invstd, w, self.training)
+        return (gx if self.needs_input_grad[0] else None, gw if self.has_w and self.needs_input_grad[1] else None,
                 gb if self.has_b and self.needs_input_grad[2] else None)
 
 

@@ -95,3 +95,15 @@ def conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation):
 
 def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation):
     return _impl(gy).conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation)
+
+
+def batch_norm_stats(x):
+    return _impl(x).batch_norm_stats(x)
+
+
+def batch_norm_apply(x, mean, invstd, w, b):
+    return _impl(x).batch_norm_apply(x, mean, invstd, w, b)
+
+
+def batch_norm_backward(x, gy, mean, invstd, w, training):
+    return _impl(x).batch_norm_backward(x, gy, mean, invstd, w, training)

@@ -217,3 +217,87 @@ def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation):
     gx = np.empty(x_shape, dtype=gy.dtype)
     _conv_direct_grad_x(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, *stride, *padding, *dilation)
     return gx
+
+
+@njit(parallel=True, cache=True)
+def _bn_stats(x3, mean, var):
+    n, c, m = x3.shape
+    for ci in prange(c):  # one channel per iteration; sums in float64
+        s = 0.0
+        for b in range(n):
+            for k in range(m):
+                s += x3[b, ci, k]
+        mu = s / (n * m)
+        q = 0.0
+        for b in range(n):
+            for k in range(m):
+                d = x3[b, ci, k] - mu
+                q += d * d
+        mean[ci] = mu
+        var[ci] = q / (n * m)
+
+
+def batch_norm_stats(x):
+    """Per-channel mean and biased variance of (N, C, ...) in two passes over the data, float64 sums."""
+    x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    mean = np.empty(x.shape[1], dtype=np.float64)
+    var = np.empty(x.shape[1], dtype=np.float64)
+    _bn_stats(x3, mean, var)
+    return mean.astype(x.dtype), var.astype(x.dtype)
+
+
+@njit(parallel=True, cache=True)
+def _bn_apply(x3, mean, invstd, w, b, y3):
+    n, c, m = x3.shape
+    for ci in prange(c):
+        scale = invstd[ci] * w[ci]
+        shift = b[ci] - mean[ci] * scale
+        for bi in range(n):
+            for k in range(m):
+                y3[bi, ci, k] = x3[bi, ci, k] * scale + shift
+
+
+def batch_norm_apply(x, mean, invstd, w, b):
+    """y = (x - mean) * invstd * w + b in one pass."""
+    x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    y = np.empty(x.shape, dtype=x.dtype)
+    _bn_apply(x3, mean, invstd, w, b, y.reshape(x3.shape))
+    return y
+
+
+@njit(parallel=True, cache=True)
+def _bn_backward(x3, g3, mean, invstd, w, gx3, gw, gb, training):
+    n, c, m = x3.shape
+    cnt = n * m
+    for ci in prange(c):
+        sg = 0.0
+        sgx = 0.0
+        for bi in range(n):
+            for k in range(m):
+                g = g3[bi, ci, k]
+                sg += g
+                sgx += g * (x3[bi, ci, k] - mean[ci])
+        gb[ci] = sg
+        gw[ci] = sgx * invstd[ci]
+        scale = w[ci] * invstd[ci]
+        if training:  # gx = scale * (g - mean(g) - xhat * mean(g * xhat))
+            a = sg / cnt
+            bcoef = sgx * invstd[ci] * invstd[ci] / cnt
+            for bi in range(n):
+                for k in range(m):
+                    gx3[bi, ci, k] = scale * (g3[bi, ci, k] - a - (x3[bi, ci, k] - mean[ci]) * bcoef)
+        else:
+            for bi in range(n):
+                for k in range(m):
+                    gx3[bi, ci, k] = scale * g3[bi, ci, k]
+
+
+def batch_norm_backward(x, gy, mean, invstd, w, training):
+    """gx, gw, gb of batch norm in two passes (sums, then gx), recomputing x - mean instead of storing xhat."""
+    x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    g3 = np.ascontiguousarray(gy).reshape(x3.shape)
+    gx = np.empty(x.shape, dtype=gy.dtype)
+    gw = np.empty(x.shape[1], dtype=gy.dtype)
+    gb = np.empty(x.shape[1], dtype=gy.dtype)
+    _bn_backward(x3, g3, mean, invstd, w, gx.reshape(x3.shape), gw, gb, training)
+    return gx, gw, gb

@@ -106,3 +106,30 @@ def scatter_add_along(out, index, src, dim):
     idx = list(xp.ix_(*[xp.arange(s) for s in index.shape]))
     idx[dim] = index
     index_add(out, tuple(idx), src)
+
+
+def batch_norm_stats(x):
+    axes = (0,) + tuple(range(2, x.ndim))
+    mean = x.mean(axis=axes)
+    xc = x - mean.reshape((1, -1) + (1,) * (x.ndim - 2))
+    return mean, (xc * xc).mean(axis=axes)
+
+
+def batch_norm_apply(x, mean, invstd, w, b):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    scale = invstd * w
+    return x * scale.reshape(shape) + (b - mean * scale).reshape(shape)
+
+
+def batch_norm_backward(x, gy, mean, invstd, w, training):
+    """The one-formula backward: gx = w invstd (g - mean(g) - xhat mean(g xhat))."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    xhat = (x - mean.reshape(shape)) * invstd.reshape(shape)
+    gb = gy.sum(axis=axes)
+    gw = (gy * xhat).sum(axis=axes)
+    scale = (w * invstd).reshape(shape)
+    if not training:
+        return gy * scale, gw, gb
+    m = gy.size // gy.shape[1]
+    return scale * (gy - (gb / m).reshape(shape) - xhat * (gw / m).reshape(shape)), gw, gb
