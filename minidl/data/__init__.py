@@ -1,0 +1,5 @@
+"""Data: Dataset, DataLoader, transforms, and the MNIST family of datasets."""
+from . import transforms
+from .dataset import Dataset, TensorDataset, Subset, random_split
+from .dataloader import DataLoader, default_collate
+from .datasets import MNIST, FashionMNIST, MNISTSubset, DatasetNotFoundError, read_idx
