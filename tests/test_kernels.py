@@ -115,7 +115,7 @@ import opinfo  # noqa: E402
 CONV_SAMPLES = [(k, s) for k, s in enumerate(opinfo.ROWS["conv2d"][0].samples)]
 
 
-@pytest.mark.parametrize("algo", ["im2col", "gemm1x1", "direct"])
+@pytest.mark.parametrize("algo", ["im2col", "im2col_chunked", "gemm1x1", "direct"])
 @pytest.mark.parametrize("k, sample", CONV_SAMPLES, ids=[str(k) for k, _ in CONV_SAMPLES])
 def test_every_conv_algorithm_matches_torch(algo, k, sample):
     op = opinfo.ROWS["conv2d"][0]
@@ -127,6 +127,7 @@ def test_every_conv_algorithm_matches_torch(algo, k, sample):
         chosen.append(a)
         return original(a, *args)
     conv_mod._conv_forward = spy
+    chunk_bytes, conv_mod._CHUNK_BYTES = conv_mod._CHUNK_BYTES, 64  # several chunks even for small samples
     try:
         with autotune.force("conv2d", algo):
             for dtype in (np.float32, np.float64):
@@ -138,6 +139,7 @@ def test_every_conv_algorithm_matches_torch(algo, k, sample):
             assert gradcheck(lambda *a: op.fn(*a, **sample.kwargs), ins)
     finally:
         conv_mod._conv_forward = original
+        conv_mod._CHUNK_BYTES = chunk_bytes
     if algo in conv_mod._conv_algorithms(ins[0]._data if ins[0].ndim == 4 else ins[0]._data[None], ins[1]._data,
                                          *_geometry(sample, ins)):
         assert set(chosen) == {algo}
@@ -164,7 +166,7 @@ def test_autotune_caches_one_choice_per_shape_and_can_be_switched_off():
     F.conv2d(x, w)
     F.conv2d(x, w)
     choices = [v for k, v in autotune.cache().items() if k[0] == "conv2d"]
-    assert len(choices) == 1 and set(choices[0][1]) == {"im2col", "direct"}
+    assert len(choices) == 1 and set(choices[0][1]) == {"im2col", "im2col_chunked", "direct"}
     old = autotune.set_enabled(False)
     try:
         autotune.clear()

@@ -39,9 +39,25 @@ def _conv_forward(algo, xp, x, w, stride, padding, dilation, groups, out_hw):
         x3 = xp.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(n, x.shape[1], oh * ow)
         return xp.matmul(w.reshape(o, -1), x3).reshape(n, o, oh, ow), (x3, w)
     geom = (kh, kw, *stride, *padding, *dilation, oh, ow)
+    if algo == "im2col_chunked":  # a cache-sized column matrix per batch chunk; recomputed in backward
+        y = xp.empty((n, o, oh, ow), dtype=x.dtype)
+        for a, b in _chunks(x, w, out_hw):
+            col = kernels.im2col(x[a:b], *geom)
+            y[a:b] = _group_matmul(xp, w.reshape(o, -1), col, groups).reshape(o, b - a, oh, ow).transpose(1, 0, 2, 3)
+        return y, (x, w)
     col = kernels.im2col(x, *geom)                                          # (C*kh*kw, N*oh*ow)
     y = _group_matmul(xp, w.reshape(o, -1), col, groups)                   # (O, N*oh*ow)
     return xp.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)), (col, w)
+
+
+_CHUNK_BYTES = 2 << 20  # a column matrix of about this size stays in the 2nd-level caches
+
+
+def _chunks(x, w, out_hw):
+    """Batch ranges whose column matrices hold about _CHUNK_BYTES each."""
+    per_sample = w.shape[1] * w.shape[2] * w.shape[3] * out_hw[0] * out_hw[1] * x.itemsize
+    step = max(1, _CHUNK_BYTES // max(per_sample, 1))
+    return [(a, min(a + step, x.shape[0])) for a in range(0, x.shape[0], step)]
 
 
 def _conv_backward(algo, xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
@@ -69,6 +85,17 @@ def _conv_backward(algo, xp, saved, gy, x_shape, stride, padding, dilation, grou
             gw = xp.matmul(gy3, a.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
         return gx, gw
     geom = (*w.shape[2:], *stride, *padding, *dilation, *gy.shape[2:])
+    if algo == "im2col_chunked":  # a is the input: columns are rebuilt chunk by chunk
+        gx = xp.empty(x_shape, dtype=gy.dtype) if need_x else None
+        gw = xp.zeros(w.shape, dtype=gy.dtype) if need_w else None
+        for lo, hi in _chunks(a, w, gy.shape[2:]):
+            gy_mat = gy[lo:hi].transpose(1, 0, 2, 3).reshape(o, -1)
+            if need_w:
+                gw += _group_outer(xp, gy_mat, kernels.im2col(a[lo:hi], *geom), groups).reshape(w.shape)
+            if need_x:
+                gx[lo:hi] = kernels.col2im(_group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True),
+                                           (hi - lo, *x_shape[1:]), *geom)
+        return gx, gw
     gy_mat = gy.transpose(1, 0, 2, 3).reshape(o, -1)
     if need_x:
         gx = kernels.col2im(_group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True), x_shape, *geom)
@@ -80,6 +107,8 @@ def _conv_backward(algo, xp, saved, gy, x_shape, stride, padding, dilation, grou
 def _conv_algorithms(x, w, stride, padding, dilation, groups):
     """The algorithms that can run this convolution, the reference (im2col + GEMM) first."""
     algos = ["im2col"]
+    if len(_chunks(x, w, (1, 1))) > 1 or x.shape[0] > 1:
+        algos.append("im2col_chunked")
     if groups == 1 and w.shape[2:] == (1, 1) and padding == (0, 0):
         algos.append("gemm1x1")
     if groups == 1 and w.shape[1] <= 3 and kernels.has_direct_conv(x):  # tiny input channel counts
