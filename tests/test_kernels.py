@@ -194,3 +194,19 @@ def test_batch_norm_kernels_equal_reference(shape, training):
     for a1, a2 in zip(numba_k.batch_norm_backward(x, gy, m2, invstd, w, training),
                       ref.batch_norm_backward(x, gy, m2, invstd, w, training)):
         np.testing.assert_allclose(a1, a2, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(geometry(), st.integers(0, 2 ** 31))
+def test_avg_pool_numba_equals_reference(geom, seed):
+    shape, g, dtype = geom
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = g
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=shape).astype(dtype)
+    div = rng.integers(1, 10, size=(oh, ow)).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    y1 = numba_k.avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, oh, ow)
+    np.testing.assert_allclose(y1, ref.avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, oh, ow), rtol=tol, atol=tol)
+    gy = rng.uniform(-2, 2, size=y1.shape).astype(dtype)
+    np.testing.assert_allclose(numba_k.avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw),
+                               ref.avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw), rtol=tol, atol=tol)

@@ -7,7 +7,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function
 from ..autograd.tensor import Tensor
-from ..backend import get_array_module
+from ..backend import get_array_module, to_device
 from ._checks import float_tensor, pair
 from ._registry import register
 
@@ -39,17 +39,12 @@ class AvgPool2d(Function):
     differentiable_twice = False
 
     def forward(self, xp, x, geom, divisor):
-        n, c, h, w = x.shape
-        self.geom, self.x_shape, self.div = geom, x.shape, divisor
-        col = kernels.im2col(x.reshape(n * c, 1, h, w), *geom)        # (kh*kw, N*C*oh*ow)
-        return (col.sum(axis=0).reshape(n, c, geom[-2], geom[-1]) / divisor).astype(x.dtype)
+        kh, kw, sh, sw, ph, pw, _, _, oh, ow = geom
+        self.args, self.x_shape, self.div = (kh, kw, sh, sw, ph, pw), x.shape, divisor
+        return kernels.avg_pool2d(x, divisor, *self.args, oh, ow)
 
     def backward(self, gy):
-        xp = get_array_module(gy._data)
-        n, c, h, w = self.x_shape
-        g = (gy._data / self.div).astype(gy.dtype).reshape(1, -1)
-        gcol = xp.ascontiguousarray(xp.broadcast_to(g, (self.geom[0] * self.geom[1], g.shape[1])))
-        return kernels.col2im(gcol, (n * c, 1, h, w), *self.geom).reshape(self.x_shape)
+        return kernels.avg_pool2d_backward(gy._data, self.div, self.x_shape, *self.args)
 
 
 def _adaptive_windows(size, out):
@@ -168,7 +163,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     if divisor_override is not None:
         if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override <= 0:
             raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
-        div = float(divisor_override)
+        div = np.full((oh, ow), float(divisor_override), dtype=x.dtype)
     else:
         h, w = x.shape[2:]
 
@@ -179,9 +174,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
             real = np.minimum(end, size) - np.maximum(start, 0)
             return whole if count_include_pad else real
         div = np.outer(counts(h, kh, sh, ph, oh), counts(w, kw, sw, pw, ow)).astype(x.dtype)
-        if x.device.type != "cpu":
-            from ..backend import to_device
-            div = to_device(div, x.device)
+    if x.device.type != "cpu":
+        div = to_device(div, x.device)
     return _finish(AvgPool2d.apply(x, geom=geom, divisor=div), unbatched)
 
 

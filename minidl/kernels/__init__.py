@@ -107,3 +107,11 @@ def batch_norm_apply(x, mean, invstd, w, b):
 
 def batch_norm_backward(x, gy, mean, invstd, w, training):
     return _impl(x).batch_norm_backward(x, gy, mean, invstd, w, training)
+
+
+def avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w):
+    return _impl(x).avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w)
+
+
+def avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw):
+    return _impl(gy).avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw)

@@ -301,3 +301,58 @@ def batch_norm_backward(x, gy, mean, invstd, w, training):
     gb = np.empty(x.shape[1], dtype=gy.dtype)
     _bn_backward(x3, g3, mean, invstd, w, gx.reshape(x3.shape), gw, gb, training)
     return gx, gw, gb
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool2d(x, div, y, kh, kw, sh, sw, ph, pw):
+    n, c, h, w = x.shape
+    out_h, out_w = y.shape[2], y.shape[3]
+    for p in prange(n * c):  # window sums over one plane per iteration, zero padding
+        b = p // c
+        ci = p % c
+        for oh in range(out_h):
+            y0 = max(oh * sh - ph, 0)
+            y1 = min(oh * sh - ph + kh, h)
+            for ow in range(out_w):
+                x0 = max(ow * sw - pw, 0)
+                x1 = min(ow * sw - pw + kw, w)
+                acc = 0.0
+                for yy in range(y0, y1):
+                    for xx in range(x0, x1):
+                        acc += x[b, ci, yy, xx]
+                y[b, ci, oh, ow] = acc / div[oh, ow]
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool2d_backward(gy, div, gx, kh, kw, sh, sw, ph, pw):
+    n, c, h, w = gx.shape
+    out_h, out_w = gy.shape[2], gy.shape[3]
+    for p in prange(n * c):  # one input plane per iteration: its scatter cannot race
+        b = p // c
+        ci = p % c
+        plane = gx[b, ci]
+        plane[:] = 0
+        for oh in range(out_h):
+            y0 = max(oh * sh - ph, 0)
+            y1 = min(oh * sh - ph + kh, h)
+            for ow in range(out_w):
+                x0 = max(ow * sw - pw, 0)
+                x1 = min(ow * sw - pw + kw, w)
+                g = gy[b, ci, oh, ow] / div[oh, ow]
+                for yy in range(y0, y1):
+                    for xx in range(x0, x1):
+                        plane[yy, xx] += g
+
+
+def avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w):
+    """Window means with the (out_h, out_w) array of divisors ``div`` (torch's padding rules live there)."""
+    y = np.empty((x.shape[0], x.shape[1], out_h, out_w), dtype=x.dtype)
+    _avg_pool2d(np.ascontiguousarray(x), np.ascontiguousarray(div, dtype=np.float64), y, kh, kw, sh, sw, ph, pw)
+    return y
+
+
+def avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw):
+    gx = np.empty(shape, dtype=gy.dtype)
+    _avg_pool2d_backward(np.ascontiguousarray(gy), np.ascontiguousarray(div, dtype=np.float64), gx, kh, kw, sh, sw,
+                         ph, pw)
+    return gx

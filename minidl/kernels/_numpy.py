@@ -133,3 +133,19 @@ def batch_norm_backward(x, gy, mean, invstd, w, training):
         return gy * scale, gw, gb
     m = gy.size // gy.shape[1]
     return scale * (gy - (gb / m).reshape(shape) - xhat * (gw / m).reshape(shape)), gw, gb
+
+
+def avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w):
+    """Window sums through the column matrix (zero padding), divided by torch's per-window divisors."""
+    n, c, h, w = x.shape
+    col = im2col(x.reshape(n * c, 1, h, w), kh, kw, sh, sw, ph, pw, 1, 1, out_h, out_w)
+    return (col.sum(axis=0).reshape(n, c, out_h, out_w) / div).astype(x.dtype)
+
+
+def avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw):
+    xp = get_array_module(gy)
+    n, c, h, w = shape
+    out_h, out_w = gy.shape[2:]
+    g = (gy / div).astype(gy.dtype).reshape(1, -1)
+    gcol = xp.ascontiguousarray(xp.broadcast_to(g, (kh * kw, g.shape[1])))
+    return col2im(gcol, (n * c, 1, h, w), kh, kw, sh, sw, ph, pw, 1, 1, out_h, out_w).reshape(shape)
