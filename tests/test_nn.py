@@ -7,7 +7,6 @@ import torch
 
 import minidl
 import minidl.nn as nn
-import minidl.nn.functional as F
 
 
 def test_registration_traversal_and_state_dict_keys_match_torch():

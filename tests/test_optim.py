@@ -39,7 +39,7 @@ def test_optimizer_follows_torch(name, kw):
     om = getattr(optim, NAMES[name])(m.parameters(), **kw)
     ot = getattr(torch.optim, NAMES[name])(t.parameters(), **kw)
     rng = np.random.default_rng(0)
-    for step in range(40):
+    for _ in range(40):
         x = rng.normal(size=(16, 5))
         y = rng.integers(0, 3, size=16)
         om.zero_grad()
