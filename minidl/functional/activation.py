@@ -19,11 +19,13 @@ class ReLU(Function):
     name = "relu"
 
     def forward(self, xp, x):
-        self.pos = x > 0  # relu'(0) = 0, as torch
-        return xp.maximum(x, 0)
+        y = xp.maximum(x, 0)
+        self.save_for_backward(y)  # only the output, as torch: y > 0 exactly where x > 0 (relu'(0) = 0)
+        return y
 
     def backward(self, g):
-        return g * _mask(self.pos, g.dtype)
+        y, = self.saved_arrays
+        return g * _mask(y > 0, g.dtype)
 
 
 class LeakyReLU(Function):
