@@ -101,6 +101,25 @@ def test_ops_give_the_same_numbers_with_the_reference_kernels():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_switching_to_the_reference_kernels_after_the_tuner_picked_a_compiled_algorithm():
+    """A choice cached for the Numba kernels (here: the direct conv, which has no NumPy version) must not
+    be reused once kernels.use('numpy') is set."""
+    autotune.clear()
+    x, w = minidl.randn(2, 3, 9, 8), minidl.randn(4, 3, 3, 2)
+    fast = F.conv2d(x, w, padding=1).numpy()
+    keys = [k for k in autotune.cache() if k[0] == "conv2d"]
+    assert keys and all("numba" in k for k in keys)
+    for k in keys:
+        autotune._cache[k] = ("direct", autotune._cache[k][1])
+    old = kernels.use("numpy")
+    try:
+        slow = F.conv2d(x, w, padding=1).numpy()
+    finally:
+        kernels.use(old)
+        autotune.clear()
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+
+
 def test_kernels_use_rejects_unknown_names():
     with pytest.raises(ValueError, match="kernels.use"):
         kernels.use("fortran")

@@ -118,7 +118,8 @@ def _conv_algorithms(x, w, stride, padding, dilation, groups):
 
 def _choose_algorithm(xp, x, w, stride, padding, dilation, groups, out_hw):
     algos = _conv_algorithms(x, w, stride, padding, dilation, groups)
-    key = ("conv2d", backend.device_of(x), x.dtype.str, x.shape, w.shape, stride, padding, dilation, groups)
+    key = ("conv2d", backend.device_of(x), kernels.name_for(x), x.dtype.str, x.shape, w.shape, stride, padding,
+           dilation, groups)
     gy = xp.ones((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype)
 
     def trial(algo):

@@ -80,6 +80,12 @@ def scatter_add_along(out, index, src, dim):
     _numpy.scatter_add_along(out, index, src, dim)
 
 
+def name_for(x):
+    """'numba' or 'numpy': which kernels run on this array now (part of autotune keys, since the
+    candidates differ)."""
+    return "numpy" if _impl(x) is _numpy else "numba"
+
+
 def has_direct_conv(x):
     """Whether the compiled direct convolution can run on this array."""
     return _impl(x) is not _numpy
