@@ -185,6 +185,30 @@ def test_autotune_caches_one_choice_per_shape_and_can_be_switched_off():
         autotune.set_enabled(old)
 
 
+@pytest.mark.parametrize("slower, expected", [
+    (0.5, "lean"),     # within the margin: the candidate that keeps less memory
+    (0.99, "lean"),
+    (1.01, "hungry"),  # beyond it: speed wins
+    (-0.5, "lean"),    # the lean one is faster anyway
+])
+def test_autotune_prefers_lean_candidates_within_the_margin(monkeypatch, slower, expected):
+    hungry_ms, lean_ms = 10.0, 10.0 * (1 + slower * autotune.LEAN_MARGIN)
+    clock = [0.0]
+    monkeypatch.setattr(autotune.time, "perf_counter", lambda: clock[0])
+
+    def thunk(ms):
+        def run():
+            clock[0] += ms / 1e3
+        return run
+    autotune.clear()
+    try:
+        got = autotune.choose(("test-op", 1), [("hungry", thunk(hungry_ms)), ("lean", thunk(lean_ms))], lean=("lean",))
+        assert got == expected
+        assert autotune.cache()[("test-op", 1)][1] == pytest.approx({"hungry": hungry_ms / 1e3, "lean": lean_ms / 1e3})
+    finally:
+        autotune.clear()
+
+
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 2), (3, 4, 9)])
 def test_batch_norm_kernels_equal_reference(shape, training):

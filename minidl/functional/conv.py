@@ -41,7 +41,7 @@ def _conv_forward(algo, xp, x, w, stride, padding, dilation, groups, out_hw):
     geom = (kh, kw, *stride, *padding, *dilation, oh, ow)
     if algo == "im2col_chunked":  # a cache-sized column matrix per batch chunk; recomputed in backward
         y = xp.empty((n, o, oh, ow), dtype=x.dtype)
-        for a, b in _chunks(x, w, out_hw):
+        for a, b in _chunks(x.shape[0], x.itemsize, w, out_hw):
             col = kernels.im2col(x[a:b], *geom)
             y[a:b] = _group_matmul(xp, w.reshape(o, -1), col, groups).reshape(o, b - a, oh, ow).transpose(1, 0, 2, 3)
         return y, (x, w)
@@ -50,14 +50,23 @@ def _conv_forward(algo, xp, x, w, stride, padding, dilation, groups, out_hw):
     return xp.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)), (col, w)
 
 
-_CHUNK_BYTES = 2 << 20  # a column matrix of about this size stays in the 2nd-level caches
+# Column matrices are built this many bytes at a time (benchmarks/NOTES.md, change 8). Measured: 2 MB chunks
+# lose on small maps (per-chunk overhead); 16 MB chunks stay under glibc's 32 MB mmap ceiling, so a freed
+# chunk's memory is reused by the next one instead of being page-faulted in afresh, as a whole-batch matrix is.
+_CHUNK_BYTES = 16 << 20
 
 
-def _chunks(x, w, out_hw):
-    """Batch ranges whose column matrices hold about _CHUNK_BYTES each."""
-    per_sample = w.shape[1] * w.shape[2] * w.shape[3] * out_hw[0] * out_hw[1] * x.itemsize
+def _chunks(n, itemsize, w, out_hw):
+    """Ranges over a batch of ``n`` whose column matrices hold about _CHUNK_BYTES each."""
+    per_sample = w.shape[1] * w.shape[2] * w.shape[3] * out_hw[0] * out_hw[1] * itemsize
     step = max(1, _CHUNK_BYTES // max(per_sample, 1))
-    return [(a, min(a + step, x.shape[0])) for a in range(0, x.shape[0], step)]
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+def _grad_x_chunk(xp, w, gy_mat, groups, n, x_shape, geom):
+    """Input gradient of ``n`` samples from their gradient columns ``gy_mat`` (O, n*oh*ow)."""
+    o = w.shape[0]
+    return kernels.col2im(_group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True), (n, *x_shape[1:]), *geom)
 
 
 def _conv_backward(algo, xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
@@ -88,17 +97,19 @@ def _conv_backward(algo, xp, saved, gy, x_shape, stride, padding, dilation, grou
     if algo == "im2col_chunked":  # a is the input: columns are rebuilt chunk by chunk
         gx = xp.empty(x_shape, dtype=gy.dtype) if need_x else None
         gw = xp.zeros(w.shape, dtype=gy.dtype) if need_w else None
-        for lo, hi in _chunks(a, w, gy.shape[2:]):
+        for lo, hi in _chunks(a.shape[0], a.itemsize, w, gy.shape[2:]):
             gy_mat = gy[lo:hi].transpose(1, 0, 2, 3).reshape(o, -1)
             if need_w:
                 gw += _group_outer(xp, gy_mat, kernels.im2col(a[lo:hi], *geom), groups).reshape(w.shape)
             if need_x:
-                gx[lo:hi] = kernels.col2im(_group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True),
-                                           (hi - lo, *x_shape[1:]), *geom)
+                gx[lo:hi] = _grad_x_chunk(xp, w, gy_mat, groups, hi - lo, x_shape, geom)
         return gx, gw
     gy_mat = gy.transpose(1, 0, 2, 3).reshape(o, -1)
-    if need_x:
-        gx = kernels.col2im(_group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True), x_shape, *geom)
+    if need_x:  # the gradient columns chunk by chunk: never a second full-size column matrix next to ``a``
+        gx = xp.empty(x_shape, dtype=gy.dtype)
+        per = gy.shape[2] * gy.shape[3]
+        for lo, hi in _chunks(x_shape[0], gy.itemsize, w, gy.shape[2:]):
+            gx[lo:hi] = _grad_x_chunk(xp, w, gy_mat[:, lo * per:hi * per], groups, hi - lo, x_shape, geom)
     if need_w:
         gw = _group_outer(xp, gy_mat, a, groups).reshape(w.shape)
     return gx, gw
@@ -127,7 +138,7 @@ def _choose_algorithm(xp, x, w, stride, padding, dilation, groups, out_hw):
             _, saved = _conv_forward(algo, xp, x, w, stride, padding, dilation, groups, out_hw)
             _conv_backward(algo, xp, saved, gy, x.shape, stride, padding, dilation, groups, True, True)
         return run
-    return kernels.autotune.choose(key, [(a, trial(a)) for a in algos])
+    return kernels.autotune.choose(key, [(a, trial(a)) for a in algos], lean=("im2col_chunked", "gemm1x1", "direct"))
 
 
 class Conv2d(Function):
