@@ -57,12 +57,14 @@ def _nll(logp, target, weight, ignore_index, reduction, op):
     xp = backend.get_array_module(t)
     valid = t != ignore_index
     bad = valid & ((t < 0) | (t >= c))
-    if bad.any():
+    if xp is np and bad.any():  # on a GPU this check would copy to the host on every call (see below)
         raise ValueError(f"{op}: target holds class index {int(t[bad].reshape(-1)[0])}, outside [0, {c - 1}] "
                          f"(ignore_index={ignore_index})")
-    safe = xp.where(valid, t, 0)
+    safe = xp.where(valid & ~bad, t, 0)
     picked = logp.gather(1, Tensor._make(safe[:, None])).squeeze(1)
     w = valid.astype(logp.dtype)
+    if xp is not np:  # device data: an out-of-range class makes the loss NaN instead of a host-side check
+        w = xp.where(bad, float("nan"), w)
     if weight is not None:
         w = w * weight._data[safe]
     loss = -picked * Tensor._make(w)

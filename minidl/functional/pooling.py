@@ -7,7 +7,7 @@ import numpy as np
 from .. import kernels
 from ..autograd import Function
 from ..autograd.tensor import Tensor
-from ..backend import get_array_module, to_device
+from ..backend import array_module_for, get_array_module
 from ._checks import float_tensor, pair
 from ._registry import register
 
@@ -159,24 +159,39 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     windows that ``ceil_mode`` adds past the padding never count (as torch)."""
     unbatched, x = _pool_input(input, "avg_pool2d")
     geom = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
-    kh, kw, sh, sw, ph, pw, _, _, oh, ow = geom
-    if divisor_override is not None:
-        if isinstance(divisor_override, bool) or not isinstance(divisor_override, int) or divisor_override <= 0:
-            raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
-        div = np.full((oh, ow), float(divisor_override), dtype=x.dtype)
-    else:
-        h, w = x.shape[2:]
-
-        def counts(size, k, s, p, out):
-            start = np.arange(out) * s - p
-            end = np.minimum(start + k, size + p)
-            whole = end - start
-            real = np.minimum(end, size) - np.maximum(start, 0)
-            return whole if count_include_pad else real
-        div = np.outer(counts(h, kh, sh, ph, oh), counts(w, kw, sw, pw, ow)).astype(x.dtype)
-    if x.device.type != "cpu":
-        div = to_device(div, x.device)
+    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
+                                         or divisor_override <= 0):
+        raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
+    div = _divisors(x.shape[2:], geom, count_include_pad, divisor_override, x.dtype, x.device)
     return _finish(AvgPool2d.apply(x, geom=geom, divisor=div), unbatched)
+
+
+_DIVISOR_CACHE = {}
+
+
+def _divisors(hw, geom, count_include_pad, divisor_override, dtype, device):
+    """avg_pool2d's per-window divisors (out_h, out_w), built where the data lives (no host-device copy)
+    once per geometry and device, and reused."""
+    key = (hw, geom, count_include_pad, divisor_override, dtype, device)
+    div = _DIVISOR_CACHE.get(key)
+    if div is not None:
+        return div
+    kh, kw, sh, sw, ph, pw, _, _, oh, ow = geom
+    xp = array_module_for(device)
+    if divisor_override is not None:
+        div = xp.full((oh, ow), float(divisor_override), dtype=dtype)
+    else:
+        def counts(size, k, s, p, out):
+            start = xp.arange(out) * s - p
+            end = xp.minimum(start + k, size + p)
+            whole = end - start
+            real = xp.minimum(end, size) - xp.maximum(start, 0)
+            return whole if count_include_pad else real
+        div = xp.outer(counts(hw[0], kh, sh, ph, oh), counts(hw[1], kw, sw, pw, ow)).astype(dtype)
+    if len(_DIVISOR_CACHE) >= 256:  # bounded: geometries seen long ago are rebuilt if they come back
+        _DIVISOR_CACHE.clear()
+    _DIVISOR_CACHE[key] = div
+    return div
 
 
 def _adaptive_size(output_size, x, op):

@@ -60,10 +60,21 @@ class SumTo(Function):
         return g.expand(*self.in_shape)
 
 
+def _key_on(xp, key):
+    """An indexing key whose index arrays live where the data does: host (NumPy) index arrays given for
+    device data are copied to the device once, here, so that forward and backward use the same copy."""
+    if xp is np:
+        return key
+    if isinstance(key, tuple):
+        return tuple(xp.asarray(k) if isinstance(k, np.ndarray) else k for k in key)
+    return xp.asarray(key) if isinstance(key, np.ndarray) else key
+
+
 class GetItem(Function):
     name = "getitem"
 
     def forward(self, xp, x, key):
+        key = _key_on(xp, key)
         self.key, self.in_shape = key, x.shape
         return x[key]
 
@@ -456,7 +467,10 @@ def gather(input, dim, index):
         raise TypeError(f"gather: argument 'index' must have an integer dtype, got {index.dtype}")
     if index.ndim != input.ndim or any(a > b for i, (a, b) in enumerate(zip(index.shape, input.shape)) if i != d):
         raise ValueError(f"gather: index shape {index.shape} does not fit input shape {input.shape} at dim {d}")
-    if index.numel() and (int(index._data.min()) < -input.shape[d] or int(index._data.max()) >= input.shape[d]):
+    # Index values are checked for host data only: on a GPU the check would copy to the host on every call
+    # (CuPy wraps out-of-range indices instead).
+    if index.numel() and backend.get_array_module(index._data) is np and (
+            int(index._data.min()) < -input.shape[d] or int(index._data.max()) >= input.shape[d]):
         raise IndexError(f"gather: index out of range for dim {d} of size {input.shape[d]}")
     same_device("gather", input, index)
     if index.shape != input.shape:
