@@ -138,7 +138,7 @@ STEP_MODELS = {
 }
 
 
-def make_step(name, batch, lib, rng):
+def make_step(name, batch, lib, rng, device="cpu"):
     import torch
     import minidl
     from minidl import models
@@ -151,19 +151,27 @@ def make_step(name, batch, lib, rng):
     if lib == "torch":
         twin = torch_twins.ResNet([2, 2, 2, 2], 10, 3, True) if t_name == "ResNet" else getattr(torch_twins, t_name)()
         twin.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
-        model, x, y = twin, torch.tensor(x), torch.tensor(y)
+        model, x, y = twin.to(device), torch.tensor(x, device=device), torch.tensor(y, device=device)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = torch.nn.functional.cross_entropy
+        sync = torch.cuda.synchronize if device != "cpu" else None
     else:
-        x, y = minidl.tensor(x), minidl.tensor(y)
+        model.to(device)
+        x, y = minidl.tensor(x, device=device), minidl.tensor(y, device=device)
         opt = minidl.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = minidl.nn.functional.cross_entropy
+        sync = None
+        if device != "cpu":
+            import cupy
+            sync = cupy.cuda.Device().synchronize
     model.train()
 
     def step():
         opt.zero_grad()
         loss_fn(model(x), y).backward()
         opt.step()
+        if sync is not None:  # GPU work is asynchronous: time it to the end
+            sync()
     return step
 
 
@@ -178,6 +186,27 @@ def bench_steps(args):
                              minidl_img_s=batch / m * 1e3, torch_img_s=batch / t * 1e3))
             print(f"  {name:15s} batch {batch:3d}  minidl {m:8.1f} ms ({batch / m * 1e3:6.0f} img/s)  torch {t:8.1f} ms "
                   f"({batch / t * 1e3:6.0f} img/s)  ratio {m / t:5.2f}", flush=True)
+    return rows
+
+
+def bench_gpu(args):
+    """Training steps on the GPU at batch 128, minidl (CuPy) against torch (cuDNN), float32, synchronised.
+    Skipped where CuPy sees no GPU."""
+    import minidl
+    import torch
+    if not (minidl.cuda.is_available() and torch.cuda.is_available()):
+        print("  no GPU here (minidl.cuda.is_available() or torch.cuda.is_available() is False): skipped", flush=True)
+        return None
+    torch.backends.cudnn.benchmark = True
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in STEP_MODELS:
+        m, t = compare(make_step(name, 128, "minidl", rng, "cuda"), make_step(name, 128, "torch", rng, "cuda"),
+                       args.reps, warmup=3)
+        rows.append(dict(name=name, batch=128, device=torch.cuda.get_device_name(), minidl_ms=m, torch_ms=t,
+                         ratio=m / t))
+        print(f"  {name:15s} batch 128  minidl {m:8.2f} ms  torch {t:8.2f} ms  ratio {m / t:5.2f}  "
+              f"({torch.cuda.get_device_name()})", flush=True)
     return rows
 
 
@@ -288,7 +317,7 @@ def bench_latency(args):
 
 
 SECTIONS = {"layers": bench_layers, "steps": bench_steps, "memory": bench_memory, "epoch": bench_epoch,
-            "latency": bench_latency}
+            "latency": bench_latency, "gpu": bench_gpu}
 
 
 def markdown(results):
@@ -311,6 +340,11 @@ def markdown(results):
         out += [f"| {r['name']} | {r['minidl_mib']:.0f} | {r['torch_mib']:.0f} | {r['ratio']:.2f} | "
                 f"{r.get('minidl_warmup_mib', float('nan')):.0f} / {r.get('torch_warmup_mib', float('nan')):.0f} |"
                 for r in results["memory"]]
+        out.append("")
+    if results.get("gpu"):
+        out += [f"| GPU training step, batch 128 ({results['gpu'][0]['device']}) | minidl ms | torch ms | ratio |",
+                "|---|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['minidl_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |" for r in results["gpu"]]
         out.append("")
     if "epoch" in results:
         e = results["epoch"]
@@ -343,7 +377,9 @@ def main():
     with threadpool_limits(args.threads, user_api="blas"):
         for name in args.only:
             print(f"[{name}]", flush=True)
-            results[name] = SECTIONS[name](args)
+            rows = SECTIONS[name](args)
+            if rows is not None:  # a skipped section keeps its earlier results
+                results[name] = rows
     if os.path.exists(args.out):  # keep sections not rerun
         with open(args.out) as f:
             old = json.load(f)

@@ -60,8 +60,13 @@ GRADCHECK = [c for c in CASES if c[1].grad and c[2] not in c[1].no_gradcheck]
 
 @pytest.mark.parametrize("case_id, op, k, sample", GRADCHECK, ids=[c[0] for c in GRADCHECK])
 def test_gradcheck(case_id, op, k, sample):
+    run_gradcheck(case_id, op, sample, "cpu")
+
+
+def run_gradcheck(case_id, op, sample, device):
     args, requires, before = _setup(op, sample, np.float64, case_id)
-    inputs = [minidl.Tensor(a, requires_grad=r) if isinstance(a, np.ndarray) else a for a, r in zip(args, requires)]
+    inputs = [minidl.Tensor(a, requires_grad=r, device=device) if isinstance(a, np.ndarray) else a
+              for a, r in zip(args, requires)]
     fn = _call(op.fn, sample.kwargs)
     if before:
         fn0 = fn

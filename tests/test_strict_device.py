@@ -9,7 +9,7 @@ from minidl.testing import assert_matches_torch
 
 import fake_cupy
 from opinfo import ROWS, cases  # noqa: F401
-from test_ops import DTYPES, _call, _setup
+from test_ops import DTYPES, GRADCHECK, _call, _setup, run_gradcheck
 
 CASES = cases()
 
@@ -30,6 +30,11 @@ def test_op_table_on_a_strict_device(strict_cuda, case_id, op, k, sample, dtype)
     for out in m_out:
         if hasattr(out, "_data"):
             assert isinstance(out._data, fake_cupy.StrictArray), f"{op.name}: output left the device"
+
+
+@pytest.mark.parametrize("case_id, op, k, sample", GRADCHECK, ids=[c[0] for c in GRADCHECK])
+def test_gradcheck_on_a_strict_device(strict_cuda, case_id, op, k, sample):
+    run_gradcheck(case_id, op, sample, "cuda")
 
 
 # ---- whole training steps: everything stays on the device, nothing is copied --------------------------------
