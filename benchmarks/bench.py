@@ -335,7 +335,8 @@ def markdown(results):
                 for r in results["layers"]]
         out.append("")
     if "memory" in results:
-        out += ["| peak memory of a step, batch 128 | minidl MiB | torch MiB | ratio | first steps' code, minidl / torch MiB |",
+        out += ["| peak memory of a step, batch 128 | minidl MiB | torch MiB | ratio "
+                "| first steps' code, minidl / torch MiB |",
                 "|---|---:|---:|---:|---:|"]
         out += [f"| {r['name']} | {r['minidl_mib']:.0f} | {r['torch_mib']:.0f} | {r['ratio']:.2f} | "
                 f"{r.get('minidl_warmup_mib', float('nan')):.0f} / {r.get('torch_warmup_mib', float('nan')):.0f} |"
@@ -344,7 +345,8 @@ def markdown(results):
     if results.get("gpu"):
         out += [f"| GPU training step, batch 128 ({results['gpu'][0]['device']}) | minidl ms | torch ms | ratio |",
                 "|---|---:|---:|---:|"]
-        out += [f"| {r['name']} | {r['minidl_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |" for r in results["gpu"]]
+        out += [f"| {r['name']} | {r['minidl_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |"
+                for r in results["gpu"]]
         out.append("")
     if "epoch" in results:
         e = results["epoch"]

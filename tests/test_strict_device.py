@@ -8,7 +8,7 @@ import pytest
 from minidl.testing import assert_matches_torch
 
 import fake_cupy
-from opinfo import ROWS, cases  # noqa: F401
+from opinfo import cases
 from test_ops import DTYPES, GRADCHECK, _call, _setup, run_gradcheck
 
 CASES = cases()
