@@ -131,12 +131,14 @@ def _choose_algorithm(xp, x, w, stride, padding, dilation, groups, out_hw):
     algos = _conv_algorithms(x, w, stride, padding, dilation, groups)
     key = ("conv2d", backend.device_of(x), kernels.name_for(x), x.dtype.str, x.shape, w.shape, stride, padding,
            dilation, groups)
-    gy = xp.ones((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype)
+    gy = []  # the trials' upstream gradient, made by the first trial: a cached choice allocates nothing
 
     def trial(algo):
         def run():
+            if not gy:
+                gy.append(xp.ones((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype))
             _, saved = _conv_forward(algo, xp, x, w, stride, padding, dilation, groups, out_hw)
-            _conv_backward(algo, xp, saved, gy, x.shape, stride, padding, dilation, groups, True, True)
+            _conv_backward(algo, xp, saved, gy[0], x.shape, stride, padding, dilation, groups, True, True)
         return run
     return kernels.autotune.choose(key, [(a, trial(a)) for a in algos], lean=("im2col_chunked", "gemm1x1", "direct"))
 

@@ -65,9 +65,10 @@ def _key_on(xp, key):
     device data are copied to the device once, here, so that forward and backward use the same copy."""
     if xp is np:
         return key
-    if isinstance(key, tuple):
-        return tuple(xp.asarray(k) if isinstance(k, np.ndarray) else k for k in key)
-    return xp.asarray(key) if isinstance(key, np.ndarray) else key
+
+    def move(k):
+        return xp.asarray(k) if isinstance(k, np.ndarray) else k
+    return tuple(map(move, key)) if isinstance(key, tuple) else move(key)
 
 
 class GetItem(Function):
