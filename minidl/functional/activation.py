@@ -25,18 +25,20 @@ class ReLU(Function):
 
     def backward(self, g):
         y, = self.saved_arrays
-        return g * _mask(y > 0, g.dtype)
+        return g * _mask(~(y <= 0), g.dtype)  # NaN passes its gradient through, as torch
 
 
 class LeakyReLU(Function):
     name = "leaky_relu"
 
     def forward(self, xp, x, slope):
-        self.slope_map = xp.where(x > 0, 1, slope).astype(x.dtype)
-        return x * self.slope_map
+        slope_map = xp.where(x > 0, 1, slope).astype(x.dtype)
+        self.save_for_backward(slope_map)
+        return x * slope_map
 
     def backward(self, g):
-        return g * Tensor._make(self.slope_map)
+        slope_map, = self.saved_tensors
+        return g * slope_map
 
 
 class ELU(Function):
@@ -86,14 +88,14 @@ class Softplus(Function):
 
     def forward(self, xp, x, beta, threshold):
         self.beta = beta
-        self.lin = x * beta > threshold  # linear above the threshold, as torch
-        self.save_for_backward(x)
+        lin = x * beta > threshold  # linear above the threshold, as torch
+        self.save_for_backward(x, lin)
         bx = x * beta
-        return xp.where(self.lin, x, (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta).astype(x.dtype)
+        return xp.where(lin, x, (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / beta).astype(x.dtype)
 
     def backward(self, g):
-        x, = self.saved_tensors
-        return where(Tensor._make(self.lin), g, g * sigmoid(x * self.beta))
+        x, lin = self.saved_tensors
+        return where(lin, g, g * sigmoid(x * self.beta))
 
 
 class Softmax(Function):
@@ -101,8 +103,11 @@ class Softmax(Function):
 
     def forward(self, xp, x, dim):
         self.dim = dim
-        e = xp.exp(x - x.max(axis=dim, keepdims=True))
-        y = e / e.sum(axis=dim, keepdims=True)
+        if x.size == 0:
+            y = x.copy()
+        else:
+            e = xp.exp(x - x.max(axis=dim, keepdims=True))
+            y = e / e.sum(axis=dim, keepdims=True)
         self.save_for_backward(y)
         return y
 
@@ -117,8 +122,11 @@ class LogSoftmax(Function):
 
     def forward(self, xp, x, dim):
         self.dim = dim
-        z = x - x.max(axis=dim, keepdims=True)
-        y = z - xp.log(xp.exp(z).sum(axis=dim, keepdims=True))
+        if x.size == 0:
+            y = x.copy()
+        else:
+            z = x - x.max(axis=dim, keepdims=True)
+            y = z - xp.log(xp.exp(z).sum(axis=dim, keepdims=True))
         self.save_for_backward(y)
         return y
 
@@ -192,7 +200,8 @@ def _softmax_dim(input, dim, op):
     float_tensor(input, op)
     if dim is None:  # torch's legacy implicit choice
         dim = 0 if input.ndim in (0, 1, 3) else 1
-    return _dim(dim, input.ndim, op)
+    d = _dim(dim, input.ndim, op)
+    return d if input.ndim else None  # a 0-d tensor: its one element (axis None)
 
 
 @register()

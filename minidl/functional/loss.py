@@ -3,6 +3,7 @@ names, arguments and numbers."""
 import numpy as np
 
 from .. import backend
+from ..autograd import Function
 from ..autograd.tensor import Tensor
 from ._checks import float_tensor, tensor_arg, optional_tensor, reduction_arg, same_device
 from ._registry import register
@@ -34,8 +35,10 @@ def _class_weight(weight, c, like, op):
     return weight.detach().to(like.dtype)
 
 
-def _check_class_input(input, target, op):
+def _check_class_input(input, target, op, weight=None):
     float_tensor(input, op)
+    if isinstance(weight, Tensor) and weight.dtype != input.dtype:  # torch refuses too (class-index targets only)
+        raise TypeError(f"{op}: weight has dtype {weight.dtype}, expected the input's {input.dtype}")
     tensor_arg(target, op, "target")
     same_device(op, input, target)
     if input.ndim == 0:
@@ -67,12 +70,23 @@ def _nll(logp, target, weight, ignore_index, reduction, op):
         w = xp.where(bad, float("nan"), w)
     if weight is not None:
         w = w * weight._data[safe]
-    loss = -picked * Tensor._make(w)
+    zero = Tensor._make(xp.zeros((), dtype=logp.dtype))  # made on the device (a Python 0.0 would be copied)
+    loss = where(Tensor._make(valid), -picked * Tensor._make(w), zero)  # NaN at an ignored target stays out
     if reduction == "mean":
-        return _sum(loss) / Tensor._make(xp.asarray(w.sum(), dtype=logp.dtype))
+        return _weighted_mean(_sum(loss), w.sum())
     if reduction == "sum":
         return _sum(loss)
     return loss.squeeze(0) if single else loss
+
+
+def _weighted_mean(total, denom):
+    """``total / denom`` for a mean over weights; when every target is ignored (denom 0) the loss is NaN
+    but the gradients are 0, as torch's (1 / 0 = inf times zero weights would make them NaN)."""
+    xp = backend.get_array_module(total._data)
+    denom = xp.asarray(denom, dtype=total.dtype)
+    empty = denom == 0
+    scale = Tensor._make(xp.where(empty, 0, 1 / xp.where(empty, 1, denom)).astype(total.dtype))
+    return total * scale + Tensor._make(xp.where(empty, xp.nan, 0).astype(total.dtype))
 
 
 @register()
@@ -82,7 +96,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     Shape: input (N, C) or (N, C, d1, ...) or (C,); target (N,) or (N, d1, ...) or () with int64 classes.
     ``mean`` divides by the summed weights of the non-ignored targets, as torch.
     """
-    _check_class_input(input, target, "nll_loss")
+    _check_class_input(input, target, "nll_loss", weight)
     reduction_arg(reduction, "nll_loss")
     w = _class_weight(weight, input.shape[1] if input.ndim > 1 else input.shape[0], input, "nll_loss")
     return _nll(input, target, w, ignore_index, reduction, "nll_loss")
@@ -108,6 +122,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     wshape = (c,) + (1,) * (input.ndim - cdim - 1)
     logp = log_softmax(input, cdim)
     if target.dtype.kind == "f":  # class probabilities
+        if ignore_index != -100:
+            raise ValueError(f"{op}: ignore_index={ignore_index} applies to class-index targets, not to "
+                             f"probabilities (dtype {target.dtype}); as torch, it is refused")
         _same_shape(input, target, op)
         same_device(op, input, target)
         if label_smoothing > 0:
@@ -117,17 +134,18 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         if reduction == "mean":
             return _sum(loss) / (input.numel() // c if c else 1)
         return _sum(loss) if reduction == "sum" else loss
-    _check_class_input(input, target, op)
+    _check_class_input(input, target, op, weight)
     nll = _nll(logp, target, w, ignore_index, reduction, op)
     if label_smoothing == 0:
         return nll
+    xp = backend.get_array_module(target._data)
     keep = Tensor._make(target._data != ignore_index)
     smooth = -_sum(logp if w is None else logp * w.reshape(*wshape), cdim)
     smooth = where(keep, smooth, 0.0)
     if reduction == "mean":
         t = target._data
-        denom = (keep._data.sum() if w is None else w._data[t[keep._data]].sum())
-        smooth = _sum(smooth) / float(denom)
+        denom = (keep._data.sum() if w is None else w._data[xp.where(keep._data, t, 0)][keep._data].sum())
+        smooth = _weighted_mean(_sum(smooth), denom)
     elif reduction == "sum":
         smooth = _sum(smooth)
     return (1 - label_smoothing) * nll + smooth * (label_smoothing / c)
@@ -167,6 +185,27 @@ def _check_binary(input, target, weight, op):
                              f"{input.shape}") from None
 
 
+class BinaryCrossEntropy(Function):
+    """``-(t log x + (1 - t) log(1 - x))``, each log clamped at -100; gradients as torch's:
+    ``(x - t) / max(x (1 - x), 1e-12)`` for x (finite at a saturated 0 or 1) and ``log(1 - x) - log(x)``
+    for t. The backward is written with minidl ops, so it differentiates again."""
+    name = "binary_cross_entropy"
+
+    def forward(self, xp, x, t):
+        self.save_for_backward(x, t)
+        with np.errstate(divide="ignore"):
+            return -(t * xp.maximum(xp.log(x), -100) + (1 - t) * xp.maximum(xp.log(1 - x), -100))
+
+    def backward(self, g):
+        x, t = self.saved_tensors
+        gx = g * (x - t) / clamp(x * (1 - x), min=1e-12) if self.needs_input_grad[0] else None
+        gt = None
+        if self.needs_input_grad[1]:
+            with np.errstate(divide="ignore"):
+                gt = g * (log(1 - x) - log(x))
+        return gx, gt
+
+
 @register()
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     """``-(t log x + (1 - t) log(1 - x))`` on probabilities ``input``; logs are clamped at -100 (torch)."""
@@ -175,10 +214,10 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     _check_binary(input, target, weight, op)
     reduction_arg(reduction, op)
     x = input._data
-    if ((x < 0) | (x > 1)).any():
-        raise ValueError(f"{op}: input must hold probabilities in [0, 1]; apply sigmoid first, "
+    if not ((x >= 0) & (x <= 1)).all():  # NaN fails too, as torch
+        raise ValueError(f"{op}: input must hold probabilities in [0, 1] (no NaN); apply sigmoid first, "
                          "or use binary_cross_entropy_with_logits")
-    loss = -(target * clamp(log(input), min=-100.0) + (1 - target) * clamp(log(1 - input), min=-100.0))
+    loss = BinaryCrossEntropy.apply(input, target)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)

@@ -118,7 +118,9 @@ class Pow(_Binary):
 
     def backward(self, g):
         a, b, y = self.saved_tensors
-        ga = g * b * a ** (b - 1) if self.needs_input_grad[0] else None
+        ga = None
+        if self.needs_input_grad[0]:  # 0 where the exponent is 0, also at a == 0 (as torch)
+            ga = where(Tensor._make(b._data == 0), 0.0, g * b * a ** (b - 1))
         gb = None
         if self.needs_input_grad[1]:  # d(a^b)/db = a^b log a, taken as 0 where a == 0 (as torch)
             pos = Tensor._make(a._data != 0)
@@ -142,18 +144,47 @@ class PowScalar(Function):
         return g * (p * a ** (p - 1)) if p != 2 else g * (2.0 * a)
 
 
+def _tie_split(g, a, b, loses):
+    """Gradients of maximum/minimum as torch: the loser gets 0, ties share equally, and where a NaN
+    is involved (no loser, no tie) both sides get the whole gradient."""
+    tie = 0.5 * (a == b)
+    wa = 1.0 - loses(a, b) - tie
+    wb = 1.0 - loses(b, a) - tie
+    return g * Tensor._make(wa.astype(g.dtype)), g * Tensor._make(wb.astype(g.dtype))
+
+
+class RoundedDiv(_Binary):
+    """``a / b`` rounded toward zero ('trunc') or down ('floor'); its gradient is 0 (as torch's)."""
+    name = "div"
+
+    def forward(self, xp, a, b, mode):
+        self._shapes(a, b)
+        if a.dtype.kind in "iu":
+            if xp is np and (b == 0).any():
+                raise ZeroDivisionError("div: integer division by zero")
+            q = xp.floor_divide(a, b)
+            if mode == "trunc":  # floor rounds down; toward zero differs where the signs differ
+                q = q + ((q < 0) & (q * b != a)).astype(q.dtype)
+            return q
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return xp.trunc(a / b) if mode == "trunc" else xp.floor_divide(a, b)  # floor: Python's a // b
+
+    def backward(self, g):
+        zero = g * 0.0
+        return self._grads(zero, zero)
+
+
 class Maximum(_Binary):
     name = "maximum"
 
     def forward(self, xp, a, b):
         self._shapes(a, b)
         # ties share the gradient equally, as in torch
-        self.wa = (a > b) + 0.5 * (a == b)
+        self.save_for_backward(a, b)
         return xp.maximum(a, b)
 
     def backward(self, g):
-        wa = Tensor._make(self.wa.astype(g.dtype))
-        return self._grads(g * wa, g * (1.0 - wa))
+        return self._grads(*_tie_split(g, *self.saved_arrays, lambda a, b: a < b))
 
 
 class Minimum(_Binary):
@@ -161,24 +192,23 @@ class Minimum(_Binary):
 
     def forward(self, xp, a, b):
         self._shapes(a, b)
-        self.wa = (a < b) + 0.5 * (a == b)
+        self.save_for_backward(a, b)
         return xp.minimum(a, b)
 
     def backward(self, g):
-        wa = Tensor._make(self.wa.astype(g.dtype))
-        return self._grads(g * wa, g * (1.0 - wa))
+        return self._grads(*_tie_split(g, *self.saved_arrays, lambda a, b: a > b))
 
 
 class Where(Function):
     name = "where"
 
     def forward(self, xp, cond, a, b):
-        self.cond = cond
+        self.save_for_backward(cond)
         self.a_shape, self.a_dtype, self.b_shape, self.b_dtype = a.shape, a.dtype, b.shape, b.dtype
         return xp.where(cond, a, b)
 
     def backward(self, g):
-        c = Tensor._make(self.cond)
+        c, = self.saved_tensors
         ga = unbroadcast(where(c, g, 0.0), self.a_shape, self.a_dtype) if self.needs_input_grad[1] else None
         gb = unbroadcast(where(c, 0.0, g), self.b_shape, self.b_dtype) if self.needs_input_grad[2] else None
         return None, ga, gb
@@ -251,11 +281,12 @@ class Abs(Function):
     name = "abs"
 
     def forward(self, xp, x):
-        self.sign = xp.sign(x)
+        self.save_for_backward(((x > 0).astype(x.dtype) - (x < 0)).astype(x.dtype))  # sign; 0 at NaN (torch)
         return xp.abs(x)
 
     def backward(self, g):
-        return g * Tensor._make(self.sign)
+        sign, = self.saved_tensors
+        return g * sign
 
 
 class Erf(Function):
@@ -280,11 +311,44 @@ class Clamp(Function):
             mask &= x >= lo
         if hi is not None:
             mask &= x <= hi
-        self.mask = mask
+        self.save_for_backward(mask.astype(x.dtype))
         return xp.clip(x, lo, hi)
 
     def backward(self, g):
-        return g * Tensor._make(self.mask.astype(g.dtype))
+        mask, = self.saved_tensors
+        return g * mask
+
+
+class ClampTensor(Function):
+    """clamp with Tensor bounds: ``minimum(maximum(x, lo), hi)``, NaN from any of the three propagating.
+    Gradients as torch's: x where lo <= x <= hi; lo where x < lo < hi; hi where x > hi or hi < lo."""
+    name = "clamp"
+
+    def forward(self, xp, x, lo, hi):
+        self.save_for_backward(x, lo, hi)
+        self.shapes = [None if a is None else (a.shape, a.dtype) for a in (x, lo, hi)]
+        y = x if lo is None else xp.maximum(x, lo)
+        return y if hi is None else xp.minimum(y, hi)
+
+    def backward(self, g):
+        x, lo, hi = self.saved_arrays
+        xp = backend.get_array_module(x)
+        in_x = xp.ones(x.shape, dtype=bool)
+        if lo is not None:
+            in_x = in_x & (x >= lo)
+        if hi is not None:
+            in_x = in_x & (x <= hi)
+        masks = [in_x]
+        if lo is not None:
+            masks.append((x < lo) & (True if hi is None else lo < hi))
+        if hi is not None:
+            masks.append((x > hi) | (False if lo is None else hi < lo))
+        present = [s for s in self.shapes if s is not None]
+        needs = [n for n, s in zip(self.needs_input_grad, self.shapes) if s is not None]
+        grads = [unbroadcast(g * Tensor._make(xp.broadcast_to(m, g.shape).astype(g.dtype)), shape, dtype)
+                 if need else None for m, (shape, dtype), need in zip(masks, present, needs)]
+        it = iter(grads)
+        return tuple(None if s is None else next(it) for s in self.shapes)
 
 
 # ---- public functions -------------------------------------------------------------------------------
@@ -314,9 +378,17 @@ def mul(input, other):
 
 
 @register()
-def div(input, other):
-    """Elementwise true division with broadcasting (integers are promoted to the default float)."""
+def div(input, other, *, rounding_mode=None):
+    """Elementwise true division with broadcasting (integers are promoted to the default float), or with
+    ``rounding_mode='trunc'|'floor'`` the rounded quotient in the inputs' dtype (gradient 0, as torch)."""
+    if rounding_mode not in (None, "trunc", "floor"):
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
     input, other = _operands(input, other, "div")
+    if rounding_mode is not None:
+        if input.dtype != other.dtype:
+            dt = np.promote_types(input.dtype, other.dtype)
+            input, other = input.to(dt), other.to(dt)
+        return RoundedDiv.apply(input, other, mode=rounding_mode)
     if input.dtype.kind != "f":  # both integer: true division in the default float dtype
         input, other = input.to(backend.default_dtype()), other.to(backend.default_dtype())
     return Div.apply(input, other)
@@ -433,12 +505,10 @@ def clamp(input, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clamp: at least one of 'min' and 'max' must be given")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
-        out = input
-        if min is not None:
-            out = maximum(out, min)
-        if max is not None:
-            out = minimum(out, max)
-        return out
+        lo = None if min is None else _operands(input, min, "clamp")[1]
+        hi = None if max is None else _operands(input, max, "clamp")[1]
+        _check_broadcast("clamp", *[t.shape for t in (input, lo, hi) if t is not None])
+        return ClampTensor.apply(input, lo, hi)
     for name, v in (("min", min), ("max", max)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise TypeError(f"clamp: argument '{name}' must be a number or a Tensor, got {type(v).__name__}")

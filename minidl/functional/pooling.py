@@ -25,13 +25,15 @@ class MaxPool2d(Function):
 
     def forward(self, xp, x, geom, indices=None):
         self.x_shape = x.shape
-        y, self.arg = kernels.max_pool2d(x, *geom)
+        y, arg = kernels.max_pool2d(x, *geom)
+        self.save_for_backward(arg)
         if indices is not None:  # a list that receives the argmax array, for return_indices=True
-            indices.append(self.arg)
+            indices.append(arg)
         return y
 
     def backward(self, gy):
-        return kernels.max_pool2d_backward(gy._data, self.arg, self.x_shape)
+        arg, = self.saved_arrays
+        return kernels.max_pool2d_backward(gy._data, arg, self.x_shape)
 
 
 class AvgPool2d(Function):
@@ -40,11 +42,13 @@ class AvgPool2d(Function):
 
     def forward(self, xp, x, geom, divisor):
         kh, kw, sh, sw, ph, pw, _, _, oh, ow = geom
-        self.args, self.x_shape, self.div = (kh, kw, sh, sw, ph, pw), x.shape, divisor
+        self.args, self.x_shape = (kh, kw, sh, sw, ph, pw), x.shape
+        self.save_for_backward(divisor)
         return kernels.avg_pool2d(x, divisor, *self.args, oh, ow)
 
     def backward(self, gy):
-        return kernels.avg_pool2d_backward(gy._data, self.div, self.x_shape, *self.args)
+        divisor, = self.saved_arrays
+        return kernels.avg_pool2d_backward(gy._data, divisor, self.x_shape, *self.args)
 
 
 def _adaptive_windows(size, out):
@@ -96,16 +100,17 @@ class AdaptiveMaxPool2d(Function):
         for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
             for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
                 win = x[:, :, hs:he, ws:we].reshape(n, c, -1)
-                k = win.argmax(axis=2)
+                k = kernels.argmax_nan_last(win, 2)
                 y[:, :, i, j] = xp.take_along_axis(win, k[:, :, None], axis=2)[:, :, 0]
                 arg[:, :, i, j] = (hs + k // (we - ws)) * w + ws + k % (we - ws)
-        self.arg = arg
+        self.save_for_backward(arg)
         if indices is not None:
             indices.append(arg)
         return y
 
     def backward(self, gy):
-        return kernels.max_pool2d_backward(gy._data, self.arg, self.x_shape)
+        arg, = self.saved_arrays
+        return kernels.max_pool2d_backward(gy._data, arg, self.x_shape)
 
 
 # ---- public functions ---------------------------------------------------------------------------
@@ -160,8 +165,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     unbatched, x = _pool_input(input, "avg_pool2d")
     geom = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
-                                         or divisor_override <= 0):
-        raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
+                                         or divisor_override == 0):
+        raise ValueError(f"avg_pool2d: divisor_override must be a nonzero int (as torch), got {divisor_override!r}")
     div = _divisors(x.shape[2:], geom, count_include_pad, divisor_override, x.dtype, x.device)
     return _finish(AvgPool2d.apply(x, geom=geom, divisor=div), unbatched)
 

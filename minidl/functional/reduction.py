@@ -11,7 +11,7 @@ from ..autograd import Function
 from ..autograd.tensor import Tensor, _dim
 from ._checks import tensor_arg, dims as _dims
 from ._registry import register
-from .math import maximum, minimum, exp, sqrt
+from .math import maximum, minimum, exp, where
 from .shape import gather
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
@@ -48,21 +48,28 @@ class Amax(Function):
     """max/min over dims; ties share the gradient equally (as torch.amax and full torch.max)."""
     name = "amax"
 
-    def forward(self, xp, x, axes, keepdim, largest=True):
+    def forward(self, xp, x, axes, keepdim, largest=True, nan_wins=False):
         self.in_shape, self.axes = x.shape, axes
         y = (x.max if largest else x.min)(axis=axes, keepdims=True)
         hit = (x == y)
-        self.w = hit / hit.sum(axis=axes, keepdims=True)
+        if nan_wins:  # torch.max(x) with a NaN in x: the NaNs share the gradient
+            hit = xp.where(xp.isnan(y), xp.isnan(x), hit)
+        self.save_for_backward((hit / hit.sum(axis=axes, keepdims=True)).astype(x.dtype))
         return y if keepdim else y.reshape([s for i, s in enumerate(y.shape) if i not in axes])
 
     def backward(self, g):
-        return g.reshape(_kept_shape(self.in_shape, self.axes)) * Tensor._make(self.w.astype(g.dtype))
+        w, = self.saved_tensors
+        return g.reshape(_kept_shape(self.in_shape, self.axes)) * w
 
 
 class LogSumExp(Function):
     name = "logsumexp"
 
     def forward(self, xp, x, axes):  # keeps the reduced dims; the public function drops them
+        if any(x.shape[a] == 0 for a in axes):  # log(0): -inf over an empty dim, as torch
+            y = xp.full([1 if i in axes else s for i, s in enumerate(x.shape)], -xp.inf, dtype=x.dtype)
+            self.save_for_backward(x, y)
+            return y
         m = x.max(axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         y = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
@@ -127,7 +134,22 @@ def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """Standard deviation: sqrt of :func:`var` with the same arguments."""
     if isinstance(dim, bool):
         dim, unbiased = None, dim
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    return StdSqrt.apply(var(input, dim, unbiased, keepdim, correction=correction))
+
+
+class StdSqrt(Function):
+    """sqrt of a variance; where the deviation is 0 its gradient is 0 (as torch), not 0 * inf = NaN."""
+    name = "std"
+
+    def forward(self, xp, v):
+        y = xp.sqrt(v)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y, = self.saved_tensors
+        zero = Tensor._make(y._data == 0)
+        return where(zero, 0.0, g / (2.0 * where(zero, 1.0, y)))
 
 
 @register()
@@ -160,8 +182,10 @@ def _max_min(input, dim, keepdim, other, largest):
         return (maximum if largest else minimum)(input, other)
     if dim is None:
         _nonempty(input, tuple(range(input.ndim)), op)
-        return Amax.apply(input, axes=tuple(range(input.ndim)), keepdim=False, largest=largest)
+        return Amax.apply(input, axes=tuple(range(input.ndim)), keepdim=False, largest=largest, nan_wins=True)
     d = _dim(dim, input.ndim, op)
+    if input.ndim == 0:  # the value itself, at index 0 (as torch)
+        return values_indices(input * 1, Tensor._make(np.zeros((), dtype=np.int64)))
     _nonempty(input, (d,), op)
     idx = (argmax if largest else argmin)(input, d, keepdim=True)
     values = gather(input, d, idx)
@@ -194,6 +218,8 @@ def _arg(input, dim, keepdim, largest):
             out = out.reshape((1,) * input.ndim)
         return Tensor._make(out.astype(np.int64) if hasattr(out, "astype") else np.int64(out))
     d = _dim(dim, input.ndim, op)
+    if input.ndim == 0:
+        return Tensor._make(np.zeros((), dtype=np.int64))
     _nonempty(input, (d,), op)
     return Tensor._make(xp_fn(input._data, axis=d, keepdims=keepdim).astype(np.int64))
 

@@ -83,7 +83,7 @@ def _max_pool2d(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
                         if xx < 0 or xx >= w:
                             continue
                         v = x[b, ci, yy, xx]
-                        if v > best or where == -1:
+                        if v > best or where == -1 or v != v:  # NaN wins (the last one, as torch)
                             best = v
                             where = yy * w + xx
                 y[b, ci, oh, ow] = best
@@ -251,10 +251,11 @@ def _bn_apply(x3, mean, invstd, w, b, y3):
     n, c, m = x3.shape
     for ci in prange(c):
         scale = invstd[ci] * w[ci]
-        shift = b[ci] - mean[ci] * scale
-        for bi in range(n):
+        mu = mean[ci]
+        shift = b[ci]
+        for bi in range(n):  # (x - mean) first: x * scale + (b - mean * scale) cancels for a large mean
             for k in range(m):
-                y3[bi, ci, k] = x3[bi, ci, k] * scale + shift
+                y3[bi, ci, k] = (x3[bi, ci, k] - mu) * scale + shift
 
 
 def batch_norm_apply(x, mean, invstd, w, b):

@@ -56,7 +56,7 @@ def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     xp = get_array_module(x)
     n, c, h, w = x.shape
     col = im2col(x.reshape(n * c, 1, h, w), kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, -np.inf)
-    k = col.argmax(axis=0)
+    k = argmax_nan_last(col, 0)
     y = col[k, xp.arange(col.shape[1])]
     # turn the window offset k = i*kw + j into the input position
     oh = xp.arange(out_h).reshape(1, out_h, 1)
@@ -66,6 +66,17 @@ def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     ww = ow * sw - pw + (k % kw) * dw
     arg = xp.where(xp.isneginf(y.reshape(k.shape)) & ((hh < 0) | (hh >= h) | (ww < 0) | (ww >= w)), -1, hh * w + ww)
     return y.reshape(n, c, out_h, out_w), arg.reshape(n, c, out_h, out_w).astype(np.int64)
+
+
+def argmax_nan_last(a, axis):
+    """argmax along ``axis`` where NaN is the largest value and the last NaN wins, as torch's pooling."""
+    xp = get_array_module(a)
+    k = a.argmax(axis=axis)
+    nan = xp.isnan(a)
+    if xp is np and not nan.any():  # (on a device, asking would copy to the host)
+        return k
+    last = a.shape[axis] - 1 - xp.flip(nan, axis=axis).argmax(axis=axis)
+    return xp.where(nan.any(axis=axis), last, k)
 
 
 def max_pool2d_backward(gy, arg, shape):
@@ -109,16 +120,16 @@ def scatter_add_along(out, index, src, dim):
 
 
 def batch_norm_stats(x):
-    axes = (0,) + tuple(range(2, x.ndim))
-    mean = x.mean(axis=axes)
+    axes = (0,) + tuple(range(2, x.ndim))  # float64 sums, as the Numba kernel (and torch's accumulators)
+    mean = x.mean(axis=axes, dtype=np.float64)
     xc = x - mean.reshape((1, -1) + (1,) * (x.ndim - 2))
-    return mean, (xc * xc).mean(axis=axes)
+    return mean.astype(x.dtype), (xc * xc).mean(axis=axes).astype(x.dtype)
 
 
 def batch_norm_apply(x, mean, invstd, w, b):
     shape = (1, -1) + (1,) * (x.ndim - 2)
     scale = invstd * w
-    return x * scale.reshape(shape) + (b - mean * scale).reshape(shape)
+    return (x - mean.reshape(shape)) * scale.reshape(shape) + b.reshape(shape)  # no cancellation at a large mean
 
 
 def batch_norm_backward(x, gy, mean, invstd, w, training):

@@ -1,0 +1,145 @@
+"""Rules every op keeps, checked for every row of tests/opinfo.py against torch:
+
+- what backward needs goes through ``save_for_backward`` (no array kept as a plain attribute), so a second
+  backward without ``retain_graph`` raises wherever torch's does, instead of doubling gradients;
+- NaN in an input reaches the output (and the gradient) where torch's does;
+- 0-d and empty inputs work where torch accepts them.
+"""
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import minidl
+from minidl import backend
+
+from opinfo import cases, make_inputs
+
+GRAD_CASES = [c for c in cases() if c[1].grad]
+
+
+def _run(lib, op, args, requires, sample):
+    make = (lambda a, r: torch.tensor(a, requires_grad=r)) if lib is torch else \
+        (lambda a, r: minidl.tensor(a, requires_grad=r))
+    ins = [make(a, r) if isinstance(a, np.ndarray) else a for a, r in zip(args, requires)]
+    if op.random:
+        minidl.manual_seed(0)
+    outs = (op.ref if lib is torch else op.fn)(*ins, **sample.kwargs)
+    outs = [o for o in (outs if isinstance(outs, (tuple, list)) else [outs]) if o.requires_grad]
+    return ins, outs
+
+
+def _backward(lib, outs, seed):
+    """Backward straight from the op's outputs (no other node in between that would refuse first)."""
+    rng = np.random.default_rng(seed)
+    grads = [lib.tensor(rng.uniform(-1, 1, size=tuple(o.shape)), dtype=o.dtype) for o in outs]
+    lib.autograd.backward(outs, grads)
+
+
+def _nodes(outs):
+    seen, stack = set(), [o.grad_fn for o in outs if o.grad_fn is not None]
+    while stack:
+        n = stack.pop()
+        if n is None or n in seen or not isinstance(n, minidl.autograd.Function):
+            continue
+        seen.add(n)
+        stack.extend(e for e in n._edges if isinstance(e, minidl.autograd.Function))
+    return seen
+
+
+@pytest.mark.parametrize("case_id, op, k, sample", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_backward_state_is_saved_through_save_for_backward(case_id, op, k, sample):
+    args, requires = make_inputs(sample, np.float64, zlib.crc32(case_id.encode()))
+    _, outs = _run(minidl, op, args, requires, sample)
+    for node in _nodes(outs):
+        kept = [name for name, v in vars(node).items()
+                if backend.is_device_array(v) or (isinstance(v, (tuple, list))
+                                                  and any(backend.is_device_array(a) for a in v))]
+        assert not kept, (f"{node.op_name} keeps arrays as plain attributes {kept}: pass them to "
+                          "save_for_backward, so that a freed graph is detected")
+
+
+@pytest.mark.parametrize("case_id, op, k, sample", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_second_backward_without_retain_graph(case_id, op, k, sample):
+    """Where torch refuses a second backward, minidl refuses too (unless its nodes saved nothing at all,
+    as minidl's adaptive_avg_pool2d needs only shapes); where it runs, it adds the same gradient twice."""
+    seed = zlib.crc32(case_id.encode())
+    args, requires = make_inputs(sample, np.float64, seed)
+    results = {}
+    for lib in (torch, minidl):
+        ins, outs = _run(lib, op, args, requires, sample)
+        if lib is minidl:
+            saves_nothing = all(n._saved == () for n in _nodes(outs))
+        _backward(lib, outs, seed)
+        first = [t.grad.detach().numpy().copy() for t, r in zip(ins, requires) if r]
+        try:
+            _backward(lib, outs, seed)
+        except RuntimeError as e:
+            results[lib] = ("raised", str(e))
+            continue
+        second = [t.grad.detach().numpy() for t, r in zip(ins, requires) if r]
+        results[lib] = ("ran", first, second)
+    if results[torch][0] == "raised" and not saves_nothing:
+        assert results[minidl][0] == "raised", f"{op.name}: a second backward must raise (torch raises)"
+        assert "second time" in results[minidl][1]
+    elif results[minidl][0] == "ran":
+        for a, b in zip(results[minidl][1], results[minidl][2]):
+            np.testing.assert_allclose(b, 2 * a, rtol=1e-12, atol=1e-12)
+
+
+def _with_nan(args, sample):
+    """The sample's arrays with a NaN in the first element of the first floating input that requires grad
+    (the data; a NaN weight meeting zero padding is NaN in torch's conv and skipped by direct kernels)."""
+    out, done = [], False
+    for a, spec in zip(args, sample.args):
+        if not done and isinstance(a, np.ndarray) and a.dtype.kind == "f" and getattr(spec, "grad", False) \
+                and a.size:
+            a = a.copy()
+            a.reshape(-1)[0] = np.nan
+            done = True
+        out.append(a)
+    return out
+
+
+def _np(t):
+    return t.detach().numpy() if isinstance(t, (torch.Tensor, minidl.Tensor)) else np.asarray(t)
+
+
+NAN_CASES = [c for c in cases() if any(getattr(a, "grad", False) for a in c[3].args)]
+
+
+@pytest.mark.parametrize("case_id, op, k, sample", NAN_CASES, ids=[c[0] for c in NAN_CASES])
+def test_nan_in_the_input_goes_where_torch_sends_it(case_id, op, k, sample):
+    seed = zlib.crc32(f"{case_id}-nan".encode())
+    args, requires = make_inputs(sample, np.float64, seed)
+    args = _with_nan(args, sample)
+    requires = [r and op.grad for r in requires]
+    try:
+        _run(torch, op, args, requires, sample)
+    except RuntimeError:  # torch refuses NaN here (binary_cross_entropy): minidl must refuse too
+        with pytest.raises((ValueError, RuntimeError)):
+            _run(minidl, op, args, requires, sample)
+        return
+    got = {}
+    for lib in (torch, minidl):
+        ins, outs = _run(lib, op, args, requires, sample) if op.grad else (None, None)
+        if not op.grad:
+            ins = [lib.tensor(a) if isinstance(a, np.ndarray) else a for a in args]
+            outs = op.ref(*ins, **sample.kwargs) if lib is torch else op.fn(*ins, **sample.kwargs)
+            outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
+        values = [_np(o) for o in outs]
+        grads = []
+        if op.grad and outs:
+            rng = np.random.default_rng(seed)
+            gs = [lib.tensor(rng.uniform(-1, 1, size=tuple(o.shape)), dtype=o.dtype) for o in outs]
+            leaves = [t for t, r in zip(ins, requires) if r]
+            grads = [_np(g) if g is not None else None
+                     for g in lib.autograd.grad(outs, leaves, gs, allow_unused=True)]
+        got[lib] = values, grads
+    for i, (a, b) in enumerate(zip(got[minidl][0], got[torch][0])):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9, equal_nan=True, err_msg=f"output {i}")
+    for i, (a, b) in enumerate(zip(got[minidl][1], got[torch][1])):
+        if b is None or a is None:
+            continue
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9, equal_nan=True, err_msg=f"gradient of input {i}")
