@@ -12,6 +12,7 @@ import numpy as _np  # noqa: E402
 from . import backend
 from .backend import Device as device, set_default_dtype, default_dtype as get_default_dtype
 from .backend import cuda
+from .backend import memory_format, contiguous_format, channels_last, preserve_format
 from .autograd import Tensor, no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from . import autograd
 from .autograd.creation import (tensor, as_tensor, from_numpy, zeros, ones, empty, full, arange, linspace, eye,

@@ -47,6 +47,8 @@ def from_numpy(array):
     """A tensor sharing memory with a NumPy array."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"from_numpy: expected an array of numbers or bools, got dtype {array.dtype}")
     return Tensor._make(array)
 
 

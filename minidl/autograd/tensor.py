@@ -37,13 +37,13 @@ def _as_array(data, dtype=None, device=None, op="tensor"):
             arr = np.asarray(data)
         except (ValueError, TypeError) as exc:
             raise TypeError(f"{op}: cannot make a tensor from {type(data).__name__}: {exc}") from None
-        if arr.dtype == object:
-            raise TypeError(f"{op}: cannot make a tensor from {type(data).__name__} "
-                            "(ragged or non-numeric data)")
         if dtype is None and arr.dtype.kind == "f":
             arr = arr.astype(backend.default_dtype()) if not isinstance(data, np.ndarray) else arr
         if dtype is None and arr.dtype.kind in "iu" and not isinstance(data, np.ndarray):
             arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "biuf":  # object (ragged), str, bytes, complex, datetimes ...
+        raise TypeError(f"{op}: cannot make a tensor from {type(data).__name__} of dtype {arr.dtype} "
+                        "(expected numbers or bools; ragged or non-numeric data)")
     if dtype is not None and arr.dtype != dtype:
         arr = arr.astype(dtype)
     if device is not None:
@@ -157,7 +157,9 @@ class Tensor:
     def is_floating_point(self):
         return self._data.dtype.kind == "f"
 
-    def is_contiguous(self):
+    def is_contiguous(self, memory_format=backend.contiguous_format):
+        if memory_format is backend.channels_last:
+            return backend.is_channels_last(self._data)
         return bool(self._data.flags.c_contiguous)
 
     def __len__(self):
@@ -204,16 +206,10 @@ class Tensor:
             raise TypeError("only integer tensors of a single element can be used as an index")
         return int(self.item())
 
-    def to(self, *args, dtype=None, device=None, copy=False):
-        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other_tensor)``; differentiable."""
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif isinstance(a, (str, backend.Device)):
-                device = a
-            else:
-                dtype = a
-        return _op("to")(self, dtype=dtype, device=device, copy=copy)
+    def to(self, *args, **kwargs):
+        """``to(device, dtype, non_blocking, copy, memory_format)``, ``to(dtype, ...)`` or ``to(other, ...)``,
+        as torch; differentiable."""
+        return _op("to")(self, *args, **kwargs)
 
     def cpu(self):
         return self.to("cpu")

@@ -4,14 +4,37 @@ A device is ``'cpu'`` or ``'cuda'`` / ``'cuda:N'``. A tensor's data is a NumPy a
 and a CuPy array on a GPU; ``get_array_module`` returns the module (``xp``) that ops compute with.
 CuPy is optional: without it everything on the CPU works and asking for ``'cuda'`` says why not.
 """
+import sys
+
 import numpy as np
 
-try:  # CuPy is an optional extra: pip install minidl[gpu]
-    import cupy as _cupy
-    _CUPY_ERROR = None
-except Exception as exc:  # ImportError, or a broken CUDA install
-    _cupy = None
-    _CUPY_ERROR = exc
+# CuPy is an optional extra (pip install minidl[gpu]), imported on first need: when a GPU is asked for, or
+# when CuPy arrays reach minidl (then the user has imported CuPy already). `import minidl` never imports it:
+# it takes a second or more and initialises CUDA. _cupy is the module, None when the import failed, or
+# _UNTRIED before anything needed it.
+_UNTRIED = object()
+_cupy = _UNTRIED
+_CUPY_ERROR = None
+
+
+def _cupy_module():
+    """CuPy, importing it if need be; None when it is not installed or fails to import."""
+    global _cupy, _CUPY_ERROR
+    if _cupy is _UNTRIED:
+        try:
+            import cupy
+            _cupy = cupy
+        except Exception as exc:  # ImportError, or a broken CUDA install
+            _cupy, _CUPY_ERROR = None, exc
+    return _cupy
+
+
+def _loaded_cupy():
+    """CuPy if it is imported already (by minidl or by the user), else None; never imports it. A CuPy array
+    cannot exist before CuPy is imported, so this is enough to recognise one."""
+    if _cupy is _UNTRIED:
+        return _cupy_module() if "cupy" in sys.modules else None
+    return _cupy
 
 __all__ = ["Device", "device", "get_array_module", "device_of", "to_device", "cuda_available",
            "default_dtype", "set_default_dtype", "as_dtype"]
@@ -67,9 +90,57 @@ device = Device
 _CPU = Device("cpu")
 
 
+class memory_format:  # noqa: N801  (torch's name)
+    """How a tensor's elements lie in memory; the shape (and every op's meaning) does not change.
+
+    ``contiguous_format``: row-major in the NCHW shape. ``channels_last``: a 4-D (N, C, H, W) tensor whose
+    memory is NHWC (strides make it look NCHW). ``preserve_format``: keep what the input has."""
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"minidl.{self.name}"
+
+
+contiguous_format = memory_format("contiguous_format")
+channels_last = memory_format("channels_last")
+preserve_format = memory_format("preserve_format")
+
+
+def is_channels_last(array):
+    """True when a 4-D array's memory is NHWC (C the fastest-moving dim), as torch's channels_last."""
+    if array.ndim != 4:
+        return False
+    n, c, h, w = array.shape
+    s = array.strides
+    isz = array.itemsize
+    expect = {1: isz, 3: c * isz, 2: w * c * isz, 0: h * w * c * isz}
+    return all(array.shape[d] == 1 or s[d] == expect[d] for d in range(4))
+
+
+def in_memory_format(array, fmt, op):
+    """``array`` laid out in memory format ``fmt`` (itself when it already is): a copy otherwise."""
+    xp = get_array_module(array)
+    if fmt is preserve_format:
+        return array
+    if fmt is contiguous_format:  # (ascontiguousarray would turn a 0-d array into 1-d)
+        return array if array.flags.c_contiguous else xp.ascontiguousarray(array)
+    if fmt is channels_last:
+        if array.ndim != 4:
+            raise ValueError(f"{op}: memory_format channels_last needs a 4-D (N, C, H, W) tensor, "
+                             f"got shape {array.shape}")
+        if is_channels_last(array):
+            return array
+        return xp.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    raise TypeError(f"{op}: memory_format must be minidl.contiguous_format, channels_last or preserve_format, "
+                    f"got {fmt!r}")
+
+
 def cuda_available():
     """True when CuPy imports and sees at least one GPU."""
-    if _cupy is None:
+    if _cupy_module() is None:
         return False
     try:
         return _cupy.cuda.runtime.getDeviceCount() > 0
@@ -82,7 +153,7 @@ def cuda_device_count():
 
 
 def _require_cuda(dev):
-    if _cupy is None:
+    if _cupy_module() is None:
         raise RuntimeError(f"device {dev}: CuPy is not installed or failed to import ({_CUPY_ERROR}); "
                            "install it with pip install 'minidl[gpu]' on a machine with an NVIDIA GPU")
     n = cuda_device_count()
@@ -92,21 +163,26 @@ def _require_cuda(dev):
 
 def get_array_module(*arrays):
     """The array module (numpy or cupy) for these arrays: cupy if any of them lives on a GPU."""
-    if _cupy is not None:
+    cp = _loaded_cupy()
+    if cp is not None:
         for a in arrays:
-            if isinstance(a, _cupy.ndarray):
-                return _cupy
+            if isinstance(a, cp.ndarray):
+                return cp
     return np
 
 
 def is_device_array(a):
     """True for NumPy and CuPy arrays (not Python scalars or lists)."""
-    return isinstance(a, np.ndarray) or (_cupy is not None and isinstance(a, _cupy.ndarray))
+    if isinstance(a, np.ndarray):
+        return True
+    cp = _loaded_cupy()
+    return cp is not None and isinstance(a, cp.ndarray)
 
 
 def device_of(array):
     """The Device an array lives on."""
-    if _cupy is not None and isinstance(array, _cupy.ndarray):
+    cp = _loaded_cupy()
+    if cp is not None and isinstance(array, cp.ndarray):
         return Device("cuda", array.device.id)
     return _CPU
 
@@ -115,8 +191,9 @@ def to_device(array, dev):
     """Return ``array`` on device ``dev`` (no copy when it is already there)."""
     dev = Device(dev)
     if dev.type == "cpu":
-        if _cupy is not None and isinstance(array, _cupy.ndarray):
-            return _cupy.asnumpy(array)
+        cp = _loaded_cupy()
+        if cp is not None and isinstance(array, cp.ndarray):
+            return cp.asnumpy(array)
         return np.asarray(array)
     _require_cuda(dev)
     with _cupy.cuda.Device(dev.index):

@@ -42,6 +42,8 @@ def as_tensor(value, like, op, name="other"):
         else:
             dtype = backend.default_dtype()
         xp = backend.get_array_module(like._data) if like is not None else np
+        if xp is not np:  # filled on the device: asarray of a host scalar would be a host-to-device copy
+            return Tensor._make(xp.full((), value, dtype=dtype))
         return Tensor._make(xp.asarray(value, dtype=dtype))
     if backend.is_device_array(value) or isinstance(value, (list, tuple)):
         return Tensor(value, device=None if like is None else like.device)
@@ -96,5 +98,6 @@ def dims(dim, ndim, op):
         out = tuple(sorted({_dim(d, ndim, op) for d in dim}))
         if len(out) != len(dim):
             raise ValueError(f"{op}: dim {tuple(dim)} repeats a dimension")
-        return out
-    return (_dim(dim, ndim, op),)
+    else:
+        out = (_dim(dim, ndim, op),)
+    return out if ndim else ()  # a 0-d tensor takes dim 0 or -1 (as torch) and has no axis to reduce

@@ -58,6 +58,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                     ("bias", bias)):
         optional_tensor(t, op, name)
     same_device(op, input, running_mean, running_var, weight, bias)
+    if input.numel() == 0:  # as torch: an empty output still in the graph, running statistics untouched
+        out = input.clone()
+        if weight is not None and weight.numel():
+            out = out * weight[0]
+        return out + bias[0] if bias is not None and bias.numel() else out
     if input.ndim < 2:
         raise ValueError(f"{op}: expected input of at least 2 dims (N, C, ...), got shape {input.shape}")
     c = input.shape[1]
@@ -124,7 +129,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.shape != (c,):
             raise ValueError(f"{op}: {name} must have shape ({c},), got {t.shape}")
-    y = _normalize(input.reshape(n, g, -1), (2,), eps).reshape(*input.shape)
+    y = _normalize(input.reshape(n, g, input.numel() // max(n * g, 1)), (2,), eps).reshape(*input.shape)
     shape = (1, c) + (1,) * (input.ndim - 2)
     if weight is not None:
         y = y * weight.reshape(*shape)

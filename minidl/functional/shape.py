@@ -76,11 +76,13 @@ class GetItem(Function):
 
     def forward(self, xp, x, key):
         key = _key_on(xp, key)
-        self.key, self.in_shape = key, x.shape
+        self.in_shape = x.shape
+        self.save_for_backward(key)
         return x[key]
 
     def backward(self, g):
-        return IndexAdd.apply(g, key=self.key, shape=self.in_shape)
+        key, = self.saved_arrays
+        return IndexAdd.apply(g, key=key, shape=self.in_shape)
 
 
 class IndexAdd(Function):
@@ -88,13 +90,14 @@ class IndexAdd(Function):
     name = "index_add"
 
     def forward(self, xp, g, key, shape):
-        self.key = key
+        self.save_for_backward(key)
         out = xp.zeros(shape, dtype=g.dtype)
         kernels.index_add(out, key, g)
         return out
 
     def backward(self, gg):
-        return GetItem.apply(gg, key=self.key)
+        key, = self.saved_arrays
+        return GetItem.apply(gg, key=key)
 
 
 class Cat(Function):
@@ -176,8 +179,11 @@ class To(Function):
 class Clone(Function):
     name = "clone"
 
-    def forward(self, xp, x):
-        return x.copy()
+    def forward(self, xp, x, memory_format=backend.preserve_format):
+        if memory_format is backend.preserve_format:
+            return x.copy(order="K")  # the same strides when x is dense (as torch), else row-major
+        y = backend.in_memory_format(x, memory_format, "clone")
+        return y.copy(order="K") if y is x else y
 
     def backward(self, g):
         return g
@@ -231,6 +237,8 @@ def transpose(input, dim0, dim1):
     """Swap two dimensions."""
     tensor_arg(input, "transpose")
     d0, d1 = _dim(dim0, input.ndim, "transpose"), _dim(dim1, input.ndim, "transpose")
+    if input.ndim == 0:
+        return permute(input)
     axes = list(range(input.ndim))
     axes[d0], axes[d1] = axes[d1], axes[d0]
     return permute(input, *axes)
@@ -300,12 +308,17 @@ def expand(input, *sizes):
     return input if shape == input.shape else Expand.apply(input, shape=shape)
 
 
-@register(method=False)
-def sum_to(input, shape):
-    """Sum ``input`` down to ``shape`` (the reverse of broadcasting ``shape`` to ``input.shape``)."""
+@register(method=False, methods=("sum_to_size",))
+def sum_to(input, *size):
+    """Sum ``input`` down to ``size`` (the reverse of broadcasting ``size`` to ``input.shape``); the size
+    as a tuple or as ints, as torch's ``Tensor.sum_to_size``."""
     tensor_arg(input, "sum_to")
-    shape = tuple(shape)
-    if np.broadcast_shapes(shape, input.shape) != input.shape:
+    shape = _shape_args(size, "sum_to")
+    try:
+        fits = np.broadcast_shapes(shape, input.shape) == input.shape
+    except ValueError:
+        fits = False
+    if not fits:
         raise ValueError(f"sum_to: shape {shape} does not broadcast to the input's shape {input.shape}")
     return input if shape == input.shape else SumTo.apply(input, shape=shape)
 
@@ -349,13 +362,15 @@ def _tensor_list(tensors, op):
 def cat(tensors, dim=0):
     """Concatenate along an existing dimension."""
     tensors = _tensor_list(tensors, "cat")
+    dtype = np.result_type(*[t.dtype for t in tensors])
+    kept = [t for t in tensors if t.shape != (0,)]  # torch's legacy rule: 1-D empty tensors are skipped
+    tensors = kept or tensors[:1]
     ref = tensors[0]
     d = _dim(dim, ref.ndim, "cat")
     for i, t in enumerate(tensors):
         if t.ndim != ref.ndim or any(a != b for j, (a, b) in enumerate(zip(t.shape, ref.shape)) if j != d):
             raise ValueError(f"cat: tensors[{i}] has shape {t.shape}, which does not match tensors[0]'s "
                              f"{ref.shape} outside dim {d}")
-    dtype = np.result_type(*[t.dtype for t in tensors])
     tensors = [t if t.dtype == dtype else t.to(dtype) for t in tensors]
     if len(tensors) == 1:
         return tensors[0]
@@ -434,25 +449,35 @@ def pad(input, pad, mode="constant", value=None):
         return out
     if value not in (None, 0):
         raise ValueError(f"pad: 'value' only applies to mode='constant', got value={value} with mode={mode!r}")
+    k = len(pad) // 2
+    if input.ndim not in (k + 1, k + 2):  # (C, *spatial) or (N, C, *spatial), as torch
+        raise ValueError(f"pad: mode {mode!r} with {len(pad)} padding values pads {k} dims of a {k + 1}-D or "
+                         f"{k + 2}-D input, got a {input.ndim}-D input")
     out = input
     for d, (lo, hi) in enumerate(widths):
         if lo == 0 and hi == 0:
             continue
         n = input.shape[d]
-        if lo < 0 or hi < 0:
-            raise ValueError(f"pad: mode {mode!r} needs non-negative padding, got {(lo, hi)} for dim {d}")
-        if mode == "reflect" and (lo >= n or hi >= n):
-            raise ValueError(f"pad: reflect padding {(lo, hi)} must be smaller than dim {d}'s size {n}")
-        if mode == "circular" and (lo > n or hi > n):
-            raise ValueError(f"pad: circular padding {(lo, hi)} must be at most dim {d}'s size {n}")
-        j = np.arange(-lo, n + hi)
-        if mode == "reflect":
-            j = np.abs(j)
-            j = np.where(j > n - 1, 2 * (n - 1) - j, j)
-        elif mode == "replicate":
-            j = np.clip(j, 0, n - 1)
-        else:
-            j = j % n
+        if n + lo + hi < 0:
+            raise ValueError(f"pad: negative padding {(lo, hi)} crops more than dim {d}'s size {n}")
+        if mode == "circular":  # negative widths crop first, then the rest wraps around what is left (as torch)
+            crop, m = -min(lo, 0), n + min(lo, 0) + min(hi, 0)
+            lo, hi = max(lo, 0), max(hi, 0)
+            if lo > m or hi > m:
+                raise ValueError(f"pad: circular padding {widths[d]} must be at most dim {d}'s size {m} "
+                                 "(after cropping)")
+            j = np.arange(-lo, m + hi) % m + crop
+        else:  # the source index of each output; a negative width starts or stops inside the dim
+            if mode == "reflect" and (lo >= n or hi >= n):
+                raise ValueError(f"pad: reflect padding {(lo, hi)} must be smaller than dim {d}'s size {n}")
+            if n == 0:
+                raise ValueError(f"pad: mode {mode!r} cannot pad dim {d} of size 0")
+            j = np.arange(-lo, n + hi)
+            if mode == "reflect":
+                j = np.abs(j)
+                j = np.where(j > n - 1, 2 * (n - 1) - j, j)
+            else:
+                j = np.clip(j, 0, n - 1)
         idx = backend.to_device(j, input.device)
         out = out[(slice(None),) * d + (idx,)]
     return out
@@ -466,6 +491,12 @@ def gather(input, dim, index):
     d = _dim(dim, input.ndim, "gather")
     if index.dtype.kind not in "iu":
         raise TypeError(f"gather: argument 'index' must have an integer dtype, got {index.dtype}")
+    if index.numel() == 0:  # any empty index gives an empty result of its shape (as torch)
+        return input.reshape(-1)[:0].reshape(index.shape)
+    if input.ndim == 0 or index.ndim == 0:  # a 0-d tensor acts as 1-D of one element (as torch)
+        if max(input.ndim, index.ndim) > 1:
+            raise ValueError(f"gather: index shape {index.shape} does not fit input shape {input.shape}")
+        return gather(input.reshape(-1), 0, index.reshape(-1)).reshape(index.shape)
     if index.ndim != input.ndim or any(a > b for i, (a, b) in enumerate(zip(index.shape, input.shape)) if i != d):
         raise ValueError(f"gather: index shape {index.shape} does not fit input shape {input.shape} at dim {d}")
     # Index values are checked for host data only: on a GPU the check would copy to the host on every call
@@ -479,28 +510,74 @@ def gather(input, dim, index):
     return Gather.apply(input, index, dim=d)
 
 
+def _is_device(a):
+    if isinstance(a, backend.Device):
+        return True
+    if isinstance(a, str):
+        return a.partition(":")[0] in ("cpu", "cuda")
+    return type(a).__module__ == "torch" and type(a).__name__ == "device"
+
+
+def _to_args(args, dtype, device, non_blocking, copy, memory_format):
+    """torch's three forms: ``to(device=None, dtype=None, non_blocking=False, copy=False,
+    memory_format=preserve_format)``, ``to(dtype, non_blocking, copy, memory_format)`` and
+    ``to(other, non_blocking, copy)``."""
+    args = list(args)
+    if args and isinstance(args[0], Tensor):
+        other = args.pop(0)
+        device, dtype = other.device, other.dtype
+        names = ["non_blocking", "copy"]
+    else:
+        if args and (args[0] is None or _is_device(args[0])):
+            device = args.pop(0)
+            if args and not isinstance(args[0], bool):
+                dtype = args.pop(0)
+        elif args:
+            dtype = args.pop(0)
+        names = ["non_blocking", "copy", "memory_format"]
+    if len(args) > len(names):
+        raise TypeError(f"to: too many positional arguments ({len(args)} after the device/dtype)")
+    given = dict(non_blocking=non_blocking, copy=copy, memory_format=memory_format)
+    given.update(zip(names, args))
+    if str(type(device)) == "<class 'torch.device'>":
+        device = str(device)
+    return dtype, device, given["copy"], given["memory_format"]
+
+
 @register(method=False)
-def to(input, dtype=None, device=None, copy=False):
-    """A copy on another device and/or in another dtype (``input`` itself if nothing changes)."""
+def to(input, *args, dtype=None, device=None, non_blocking=False, copy=False,
+       memory_format=backend.preserve_format):
+    """A copy on another device, in another dtype and/or memory format (``input`` itself if nothing
+    changes and ``copy`` is False). ``non_blocking`` is accepted; copies are synchronous."""
     tensor_arg(input, "to")
+    dtype, device, copy, memory_format = _to_args(args, dtype, device, non_blocking, copy, memory_format)
     dtype = backend.as_dtype(dtype, "to")
     if device is not None:
         device = backend.Device(device)
+    laid_out = backend.in_memory_format(input._data, memory_format, "to") is input._data
     if (dtype is None or dtype == input.dtype) and (device is None or device == input.device):
-        return input.clone() if copy else input
+        if copy or not laid_out:
+            return Clone.apply(input, memory_format=memory_format)
+        return input
     if dtype is not None and dtype.kind not in "fc" and input.requires_grad:
-        return Tensor._make(To.forward(To(), None, input._data, dtype, device))
-    return To.apply(input, dtype=dtype, device=device)
+        out = Tensor._make(To.forward(To(), None, input._data, dtype, device))
+    else:
+        out = To.apply(input, dtype=dtype, device=device)
+    return out if laid_out else contiguous(out, memory_format)
 
 
 @register()
-def clone(input):
-    """A copy that stays in the graph."""
-    return Clone.apply(tensor_arg(input, "clone"))
+def clone(input, *, memory_format=backend.preserve_format):
+    """A copy that stays in the graph; with ``preserve_format`` it keeps the input's strides."""
+    tensor_arg(input, "clone")
+    return Clone.apply(input, memory_format=memory_format)
 
 
 @register()
-def contiguous(input):
-    """``input`` itself when C-contiguous, else a contiguous copy (stays in the graph)."""
+def contiguous(input, memory_format=backend.contiguous_format):
+    """``input`` itself when laid out in ``memory_format`` (default row-major), else a copy that is."""
     tensor_arg(input, "contiguous")
-    return input if input._data.flags.c_contiguous else Clone.apply(input)
+    if memory_format is backend.preserve_format:
+        raise ValueError("contiguous: memory_format preserve_format is not supported (as torch)")
+    laid_out = backend.in_memory_format(input._data, memory_format, "contiguous") is input._data
+    return input if laid_out else Clone.apply(input, memory_format=memory_format)

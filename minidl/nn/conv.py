@@ -63,12 +63,12 @@ class Conv2d(_ConvNd):
         super().__init__("Conv2d", in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, False, device, dtype)
 
-    def forward(self, x):
+    def forward(self, input):
         if self.padding_mode == "zeros" or isinstance(self.padding, str):
-            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+            return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         ph, pw = self.padding
-        x = F.pad(x, (pw, pw, ph, ph), mode=_PAD_MODES[self.padding_mode])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        input = F.pad(input, (pw, pw, ph, ph), mode=_PAD_MODES[self.padding_mode])
+        return F.conv2d(input, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 class ConvTranspose2d(_ConvNd):
@@ -82,6 +82,6 @@ class ConvTranspose2d(_ConvNd):
                          bias, padding_mode, True, device, dtype)
         self.output_padding = pair(output_padding, "ConvTranspose2d", "output_padding", 0)
 
-    def forward(self, x):
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+    def forward(self, input):
+        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, self.output_padding,
                                   self.groups, self.dilation)

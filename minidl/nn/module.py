@@ -26,7 +26,10 @@ def _to_array(value, key):
     if type(value).__module__.startswith("torch"):
         return value.detach().cpu().numpy()
     if backend.is_device_array(value) or isinstance(value, (int, float, list)):
-        return np.asarray(value) if not backend.is_device_array(value) else value
+        arr = np.asarray(value) if not backend.is_device_array(value) else value
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"load_state_dict: value for {key!r} must hold numbers, got dtype {arr.dtype}")
+        return arr
     raise TypeError(f"load_state_dict: value for {key!r} must be a minidl tensor, a NumPy array or a torch tensor, "
                     f"got {type(value).__name__}")
 
@@ -218,9 +221,16 @@ class Module:
         """Copy values into this module's parameters and buffers (in place, keeping their dtype and device).
 
         Values may be minidl tensors, NumPy arrays or torch tensors. With ``strict`` any missing or
-        unexpected key is an error; a wrongly shaped value is always an error. Returns
-        ``(missing_keys, unexpected_keys)``.
+        unexpected key is an error; a wrongly shaped value is always an error, and nothing is changed
+        unless every value fits. Returns ``(missing_keys, unexpected_keys)``.
         """
+        apply, result = self._stage_state_dict(state_dict, strict)
+        apply()
+        return result
+
+    def _stage_state_dict(self, state_dict, strict):
+        """Check ``state_dict`` against this module; return (a function that copies it in, the keys result).
+        Raises before anything is changed (checkpoints check every part first, then apply them all)."""
         if not hasattr(state_dict, "items"):
             raise TypeError(f"load_state_dict: expected a dict, got {type(state_dict).__name__}")
         own = self.state_dict(keep_vars=True)
@@ -244,10 +254,12 @@ class Module:
                 errors.insert(0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
-        with no_grad():
-            for target, arr in staged:  # nothing is changed unless every value fits
-                target.copy_(backend.to_device(arr, target.device).astype(target.dtype, copy=False))
-        return IncompatibleKeys(missing, unexpected)
+
+        def apply():
+            with no_grad():
+                for target, arr in staged:
+                    target.copy_(backend.to_device(arr, target.device).astype(target.dtype, copy=False))
+        return apply, IncompatibleKeys(missing, unexpected)
 
     # -- modes and conversion ----------------------------------------------------------------------
     def train(self, mode=True):
