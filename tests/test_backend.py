@@ -1,4 +1,5 @@
 """Devices, dtypes, tensor creation and the import surface."""
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,33 @@ def test_import_does_not_pull_heavy_or_optional_packages():
             "if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+STUB_CUPY = """
+import sys
+sys.stdout.write("CUPY-IMPORTED\\n")
+class _Runtime:
+    @staticmethod
+    def getDeviceCount():
+        return 0
+class cuda:
+    runtime = _Runtime
+class ndarray:
+    pass
+"""
+
+
+def test_import_leaves_an_installed_cupy_alone(tmp_path):
+    """With a CuPy installed (a stub that announces its import), ``import minidl`` and CPU work must not
+    import it; asking whether CUDA is available does."""
+    (tmp_path / "cupy.py").write_text(STUB_CUPY)
+    code = ("import sys, minidl; x = minidl.randn(3, requires_grad=True); (x * 2).sum().backward(); "
+            "print('after-cpu-work', 'cupy' in sys.modules); print('available', minidl.cuda.is_available()); "
+            "print('after-asking', 'cupy' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout.split("\n")
+    assert out[:4] == ["after-cpu-work False", "CUPY-IMPORTED", "available False", "after-asking True"], out
 
 
 def test_devices_parse_and_compare():

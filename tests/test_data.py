@@ -13,7 +13,7 @@ from minidl.data import transforms as T
 
 
 def write_idx(path, array):
-    codes = {np.uint8: 0x08, np.int32: 0x0C}
+    codes = {np.uint8: 0x08, np.int8: 0x09, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
     header = struct.pack(">HBB", 0, codes[array.dtype.type], array.ndim) + struct.pack(">" + "I" * array.ndim,
                                                                                       *array.shape)
     payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()

@@ -74,7 +74,7 @@ def test_checkpoint_resumes_training_exactly(tmp_path):
         f.write(blob[: len(blob) // 2])
     with pytest.raises(ValueError, match="not a readable minidl checkpoint"):
         utils.load_checkpoint(path, c[0])
-    with pytest.raises(RuntimeError, match="Missing key"):
+    with pytest.raises(ValueError, match="(?s)model state does not fit.*Missing key"):
         utils.save_checkpoint(path, nn.Linear(2, 2))
         utils.load_checkpoint(path, c[0])
 

@@ -86,6 +86,25 @@ def download_file(urls, folder, filename, md5, timeout=5.0):
                                + "\n  ".join(errors))
 
 
+def _checked(name, images_path, images, labels_path, labels, num_classes):
+    """MNIST-format images (N, 28, 28) uint8 and labels (N,) uint8 in [0, num_classes), else a ValueError
+    naming the file: a wrong label would otherwise train silently (a NaN label became -9.2e18)."""
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"{name}: {images_path} must hold uint8 images of 28x28, got {images.dtype} of shape "
+                         f"{images.shape}")
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise ValueError(f"{name}: {labels_path} must hold one uint8 label per image, got {labels.dtype} of shape "
+                         f"{labels.shape}")
+    if len(labels) != len(images):
+        raise ValueError(f"{name}: {labels_path} has {len(labels)} labels for the {len(images)} images of "
+                         f"{images_path}")
+    bad = labels >= num_classes
+    if bad.any():
+        raise ValueError(f"{name}: {labels_path} holds label {int(labels[bad][0])} at index {int(np.argmax(bad))}; "
+                         f"labels must lie in [0, {num_classes - 1}]")
+    return images, labels.astype(np.int64)
+
+
 class MNIST(Dataset):
     """The MNIST digits (60,000 training and 10,000 test images of 28x28, labels 0-9).
 
@@ -115,10 +134,8 @@ class MNIST(Dataset):
         prefix = "train" if train else "t10k"
         images = self._find(f"{prefix}-images-idx3-ubyte", download)
         labels = self._find(f"{prefix}-labels-idx1-ubyte", download)
-        self.data, self.targets = read_idx(images), read_idx(labels).astype(np.int64)
-        if self.data.ndim != 3 or self.targets.shape != (self.data.shape[0],):
-            raise ValueError(f"{type(self).__name__}: images {self.data.shape} and labels {self.targets.shape} "
-                             "do not match")
+        self.data, self.targets = _checked(type(self).__name__, images, read_idx(images), labels, read_idx(labels),
+                                           len(self.classes))
         self.source = os.path.dirname(images)
 
     def _folders(self):

@@ -4,8 +4,11 @@
 kernels. ``use('numpy')`` forces the reference everywhere (tests compare the two); the environment
 variable ``MINIDL_KERNELS=numpy`` does the same at start-up.
 """
+import functools
 import importlib
 import os
+import threading
+import types
 
 import numpy as np
 
@@ -30,14 +33,35 @@ def _impl(x):
     if _choice == "numpy" or type(x) is not np.ndarray or x.dtype not in (np.float32, np.float64):
         return _numpy
     if _compiled is None:  # imported on first use: `import minidl` stays free of Numba's start-up
-        try:
-            _compiled = importlib.import_module(__name__ + "._numba")
-            _one_thread_pool_at_a_time()
-        except ImportError:
-            if _choice == "numba":
-                raise
-            _compiled = False
+        with _LOCK:
+            if _compiled is None:
+                try:
+                    _compiled = _locked(importlib.import_module(__name__ + "._numba"))
+                    _one_thread_pool_at_a_time()
+                except ImportError:
+                    if _choice == "numba":
+                        raise
+                    _compiled = False
     return _compiled or _numpy
+
+
+# Numba's workqueue thread pool (see below) aborts the process when two Python threads enter parallel
+# kernels at once. Every call into the compiled kernels holds this lock: kernels from several threads run
+# one at a time, each on all cores, and the rest of the work (NumPy, GEMMs, Python) runs concurrently.
+_LOCK = threading.RLock()
+
+
+def _locked(module):
+    """The public functions of ``module``, each called under _LOCK."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            with _LOCK:
+                return fn(*args, **kwargs)
+        return call
+    names = [n for n, v in vars(module).items() if not n.startswith("_") and isinstance(v, types.FunctionType)
+             and v.__module__ == module.__name__]
+    return types.SimpleNamespace(**{n: wrap(getattr(module, n)) for n in names}, __name__=module.__name__)
 
 
 def _one_thread_pool_at_a_time():
@@ -70,6 +94,10 @@ def max_pool2d_backward(gy, arg, shape):
 
 def erf(x):
     return _impl(x).erf(x)
+
+
+def argmax_nan_last(a, axis):
+    return _numpy.argmax_nan_last(a, axis)
 
 
 def index_add(out, key, values):

@@ -36,7 +36,27 @@ class LRScheduler:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer" and not callable(v)}
 
     def load_state_dict(self, state_dict):
-        self.__dict__.update(state_dict)
+        self._stage_state_dict(state_dict)()
+
+    def _stage_state_dict(self, state_dict):
+        """Check ``state_dict`` against this scheduler (the keys it saves, ``last_epoch`` an int, one base lr
+        per group); return a function that applies it."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"{name}: expected a dict, got {type(state_dict).__name__}")
+        own = self.state_dict()
+        unknown = sorted(set(state_dict) - set(own))
+        if unknown:
+            raise ValueError(f"{name}: unexpected keys {unknown} (this scheduler saves {sorted(own)})")
+        epoch = state_dict.get("last_epoch", self.last_epoch)
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise ValueError(f"{name}: last_epoch must be an int, got {epoch!r}")
+        base = state_dict.get("base_lrs", self.base_lrs)
+        if not isinstance(base, (list, tuple)) or len(base) != len(self.base_lrs):
+            raise ValueError(f"{name}: base_lrs must list one lr per parameter group ({len(self.base_lrs)}), "
+                             f"got {base!r}")
+        state = dict(state_dict)
+        return lambda: self.__dict__.update(state)
 
 
 class StepLR(LRScheduler):

@@ -93,22 +93,58 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
+        """Restore ``state_dict()``'s output; everything is checked before anything changes."""
+        self._stage_state_dict(state_dict)()
+
+    def _stage_state_dict(self, state_dict):
+        """Check ``state_dict`` against this optimizer; return a function that applies it."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("param_groups"), list) \
+                or not isinstance(state_dict.get("state"), dict):
+            raise ValueError(f"{name}: expected a dict with a 'state' dict and a 'param_groups' list, got "
+                             f"{type(state_dict).__name__}")
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: {len(groups)} parameter groups saved, "
-                             f"{len(self.param_groups)} in this optimizer")
+            raise ValueError(f"{name}: {len(groups)} parameter groups saved, {len(self.param_groups)} in this optimizer")
         for saved, own in zip(groups, self.param_groups):
+            if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
+                raise ValueError(f"{name}: a saved parameter group must be a dict with a 'params' list")
             if len(saved["params"]) != len(own["params"]):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: a saved group has {len(saved['params'])} "
-                                 f"parameters, this optimizer's has {len(own['params'])}")
+                raise ValueError(f"{name}: a saved group has {len(saved['params'])} parameters, this optimizer's "
+                                 f"has {len(own['params'])}")
+            for k, v in saved.items():
+                if k != "params" and k in own and isinstance(own[k], (int, float)) and not isinstance(own[k], bool) \
+                        and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    raise ValueError(f"{name}: group setting {k!r} must be a number, got {v!r}")
         by_index = {i: p for saved, own in zip(groups, self.param_groups) for i, p in zip(saved["params"], own["params"])}
-        self.state = {}
+        new_state = {}
         for i, st in state_dict["state"].items():
-            p = by_index[int(i)]
-            self.state[p] = {k: (backend.to_device(v, p.device).astype(p.dtype) if backend.is_device_array(v)
-                                 and v.dtype.kind == "f" else copy.deepcopy(v)) for k, v in st.items()}
-        for saved, own in zip(groups, self.param_groups):
-            own.update({k: v for k, v in saved.items() if k != "params"})
+            try:
+                p = by_index[int(i)]
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"{name}: state for parameter {i!r}, which no saved group lists") from None
+            if not isinstance(st, dict):
+                raise ValueError(f"{name}: the state of parameter {i} must be a dict, got {type(st).__name__}")
+            entry = {}
+            for k, v in st.items():
+                if isinstance(v, Tensor):
+                    v = v._data
+                if backend.is_device_array(v):
+                    if v.dtype.kind not in "biuf" or (v.ndim and v.shape != p.shape):
+                        raise ValueError(f"{name}: state {k!r} of parameter {i} has shape {v.shape} and dtype "
+                                         f"{v.dtype}; the parameter has shape {p.shape}")
+                    v = backend.to_device(v, p.device).astype(p.dtype) if v.dtype.kind == "f" else v.copy()
+                else:
+                    v = copy.deepcopy(v)
+                entry[k] = v
+            new_state[p] = entry
+        settings = [{k: copy.deepcopy(v) for k, v in saved.items() if k != "params"} for saved in groups]
+
+        def apply():
+            self.state = new_state
+            for own, s in zip(self.param_groups, settings):
+                own.update(s)
+        return apply
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]

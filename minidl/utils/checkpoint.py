@@ -1,8 +1,11 @@
 """Checkpoints: model, optimizer and scheduler state plus the epoch, in one file written atomically.
 
 The file is a NumPy ``.npz`` archive: arrays as entries, everything else as one JSON entry, loaded with
-``allow_pickle=False`` (a checkpoint cannot run code when it is opened).
+``allow_pickle=False`` (a checkpoint cannot run code when it is opened). Saving writes a temporary file
+next to the target, flushes it to disk, renames it over the target and flushes the folder, so a crash at
+any moment leaves the old checkpoint or the new one. Loading checks every part before it changes anything.
 """
+import glob
 import json
 import os
 import tempfile
@@ -40,8 +43,12 @@ def _split(obj, prefix, arrays):
 
 
 def _join(obj, arrays):
+    if isinstance(obj, list):
+        raise ValueError("a list where a tagged object was expected")
     if isinstance(obj, dict):
         if "__array__" in obj:
+            if obj["__array__"] not in arrays:
+                raise ValueError(f"array {obj['__array__']!r} is missing")
             return arrays[obj["__array__"]]
         if "__dict__" in obj:
             return {_join(k, arrays): _join(v, arrays) for k, v in obj["__dict__"]}
@@ -63,15 +70,37 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, **e
     arrays = {f"a{i}": v for i, v in enumerate(arrays.values())} | {"__keys__": np.array(list(arrays))}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ckpt-", suffix=".npz")
+    prefix = f".{os.path.basename(path)}.tmp-"
+    for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*")):
+        try:  # left by a save of this same file that was killed before its rename
+            os.remove(stale)
+        except OSError:
+            pass
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it the checkpoint
         os.replace(tmp, path)
+        _fsync_folder(folder)  # and the rename itself survives a power cut
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _fsync_folder(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform that cannot open folders (Windows): the rename is as durable as it gets
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict=True):
@@ -86,16 +115,33 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict=Tru
         raise
     except Exception as exc:  # zip errors, missing entries, bad JSON: a truncated or foreign file
         raise ValueError(f"load_checkpoint: {path} is not a readable minidl checkpoint ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"load_checkpoint: {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
-    state = {k: _join(meta[k], arrays) for k in ("model", "optimizer", "scheduler", "extra")}
-    for obj, key in ((model, "model"), (optimizer, "optimizer"), (scheduler, "scheduler")):
-        if obj is None:
-            continue
-        if state[key] is None:
-            raise ValueError(f"load_checkpoint: {path} holds no {key} state")
-        if key == "model":
-            obj.load_state_dict(state[key], strict=strict)
-        else:
-            obj.load_state_dict(state[key])
+    try:
+        if not isinstance(meta, dict):
+            raise ValueError(f"its metadata is a {type(meta).__name__}, not an object")
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        missing = [k for k in ("epoch", "model", "optimizer", "scheduler", "extra") if k not in meta]
+        if missing:
+            raise ValueError(f"its metadata lacks {missing}")
+        state = {k: _join(meta[k], arrays) for k in ("model", "optimizer", "scheduler", "extra")}
+        if not isinstance(state["model"], dict):
+            raise ValueError("its model state is not a dict")
+        # check every part first: a part that does not fit must leave model, optimizer and scheduler untouched
+        staged = []
+        for obj, key in ((model, "model"), (optimizer, "optimizer"), (scheduler, "scheduler")):
+            if obj is None:
+                continue
+            if state[key] is None:
+                raise ValueError(f"it holds no {key} state")
+            try:
+                if key == "model":
+                    staged.append(obj._stage_state_dict(state[key], strict)[0])
+                else:
+                    staged.append(obj._stage_state_dict(state[key]))
+            except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+                raise ValueError(f"its {key} state does not fit the {type(obj).__name__} given: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"load_checkpoint: {path}: {exc}") from None
+    for apply in staged:
+        apply()
     return {"epoch": meta["epoch"], **state}
