@@ -13,6 +13,7 @@ import torch.nn.functional as TF
 
 import minidl
 import minidl.nn.functional as F
+from minidl.autograd.function import Function
 
 
 class A:
@@ -73,6 +74,16 @@ class OpInfo:
     random: bool = False      # seed minidl before each call (the reference reseeds the same way)
     dtypes: tuple = (np.float32, np.float64)
     no_gradcheck: tuple = ()  # sample indices whose float64 finite differences cannot be exact
+    variant: str = ""         # tells apart rows of one op (e.g. batch_norm 'eval'); part of test ids
+    twice: bool = None        # differentiable twice; None: as the op's Function classes declare
+
+    def __post_init__(self):
+        if self.twice is None:
+            self.twice = Function.twice_differentiable(self.name)
+
+    @property
+    def id(self):
+        return f"{self.name}.{self.variant}" if self.variant else self.name
 
 
 def make_inputs(sample, dtype, seed):
@@ -296,7 +307,7 @@ OPS = [
     OpInfo("batch_norm", _bn_eval_fn, _bn_eval_ref, [
         S(A(4, 3, 5, 4), A(3, grad=False), A(3, low=0.5, grad=False), A(3), A(3)),
         S(A(2, 4, nc=True), A(4, grad=False), A(4, low=0.5, grad=False)),
-    ]),
+    ], variant="eval"),
     OpInfo("layer_norm", F.layer_norm,
            lambda x, ns, *a: TF.layer_norm(x, (ns,) if isinstance(ns, int) else ns, *a), [
         S(A(2, 3, 4), (4,), A(4), A(4)), S(A(2, 3, 4, nc=True), (3, 4), A(3, 4), A(3, 4)), S(A(1, 5), 5),
@@ -315,5 +326,5 @@ def cases():
     out = []
     for op in OPS:
         for k, s in enumerate(op.samples):
-            out.append((f"{op.name}-{'eval-' if op.fn is _bn_eval_fn else ''}{k}", op, k, s))
+            out.append((f"{op.id}-{k}", op, k, s))
     return out

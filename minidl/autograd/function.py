@@ -23,12 +23,25 @@ from .grad_mode import is_grad_enabled
 _OUTPUT = object()  # marks "the output array" among the saved ones
 
 
+FUNCTIONS = {}  # op name -> the Function classes that carry it (filled as classes are defined)
+
+
 class Function:
     name = None                 # the public op name, used in error messages
     differentiable_twice = True
 
     __slots__ = ("needs_input_grad", "_edges", "_saved", "_out", "_hooks", "_to_save", "__dict__",
                  "__weakref__")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            FUNCTIONS.setdefault(cls.name, []).append(cls)
+
+    @staticmethod
+    def twice_differentiable(op):
+        """False when a Function carrying op ``op`` declares a backward that cannot be differentiated again."""
+        return all(cls.differentiable_twice for cls in FUNCTIONS.get(op, ()))
 
     def __init__(self):
         self.needs_input_grad = ()
