@@ -24,9 +24,10 @@ class A:
 
     def make(self, rng, dtype):
         shape = self.shape + (2,) if self.nc else self.shape
-        x = rng.uniform(self.low, self.high, size=shape)
+        x = np.asarray(rng.uniform(self.low, self.high, size=shape))
         if self.away:
             x = np.sign(x) * (self.away + np.abs(x) * (self.high - self.away) / self.high)
+            x = np.asarray(x)
             x[x == 0] = self.away
         x = x.astype(dtype)
         return x[..., 0] if self.nc else x  # every other element: a non-contiguous view

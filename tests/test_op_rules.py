@@ -5,6 +5,7 @@
 - NaN in an input reaches the output (and the gradient) where torch's does;
 - 0-d and empty inputs work where torch accepts them.
 """
+import copy
 import zlib
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 import minidl
 from minidl import backend
 
-from opinfo import cases, make_inputs
+from opinfo import A, B, I, S, cases, make_inputs
 
 GRAD_CASES = [c for c in cases() if c[1].grad]
 
@@ -143,3 +144,69 @@ def test_nan_in_the_input_goes_where_torch_sends_it(case_id, op, k, sample):
         if b is None or a is None:
             continue
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9, equal_nan=True, err_msg=f"gradient of input {i}")
+
+
+def _reshaped(sample, kind):
+    """The sample with every generated array made 0-d ('0d') or given a first dim of 0 ('empty'), or only
+    the first array given a first dim of 0 ('batch0': an empty batch)."""
+    def shape(s):
+        return () if kind == "0d" else ((0,) + s[1:] if s else s)
+    args = []
+    for i, a in enumerate(sample.args):
+        if isinstance(a, (A, I, B)) and (kind != "batch0" or i == 0):
+            a = copy.copy(a)
+            a.shape = shape(a.shape)
+            if isinstance(a, A):
+                a.nc = a.nc and bool(a.shape)
+        args.append(a)
+    return S(*args, **sample.kwargs)
+
+
+def _outputs(lib, op, args, requires, sample):
+    ins = [(torch.tensor(a, requires_grad=r) if lib is torch else minidl.tensor(a, requires_grad=r))
+           if isinstance(a, np.ndarray) else a for a, r in zip(args, requires)]
+    if op.random:
+        minidl.manual_seed(0)
+    outs = (op.ref if lib is torch else op.fn)(*ins, **sample.kwargs)
+    return ins, list(outs) if isinstance(outs, (tuple, list)) else [outs]
+
+
+SHAPE_CASES = [(f"{c[0]}-{kind}", c[1], kind, c[3]) for c in cases() for kind in ("0d", "empty", "batch0")
+               if any(isinstance(a, (A, I, B)) and a.shape for a in c[3].args)]
+
+
+@pytest.mark.parametrize("case_id, op, kind, sample", SHAPE_CASES, ids=[c[0] for c in SHAPE_CASES])
+def test_zero_dim_and_empty_inputs_work_where_torch_accepts_them(case_id, op, kind, sample):
+    """Where torch computes the op on 0-d or empty inputs, minidl gives the same values and gradients;
+    where torch refuses, minidl refuses with one of its own errors (naming the op), not a crash inside NumPy."""
+    sample = _reshaped(sample, kind)
+    seed = zlib.crc32(case_id.encode())
+    args, requires = make_inputs(sample, np.float64, seed)
+    requires = [r and op.grad for r in requires]
+    try:
+        t_ins, t_outs = _outputs(torch, op, args, requires, sample)
+    except Exception:  # noqa: BLE001 - torch refuses these inputs
+        with pytest.raises((ValueError, TypeError, IndexError, RuntimeError, ZeroDivisionError)) as info:
+            _outputs(minidl, op, args, requires, sample)
+        assert type(info.value).__module__ == "builtins" and ":" in str(info.value), repr(info.value)
+        return
+    m_ins, m_outs = _outputs(minidl, op, args, requires, sample)
+    assert len(m_outs) == len(t_outs)
+    for i, (a, b) in enumerate(zip(m_outs, t_outs)):
+        assert tuple(a.shape) == tuple(b.shape), f"output {i}: shape {tuple(a.shape)}, torch {tuple(b.shape)}"
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-7, atol=1e-9, equal_nan=True, err_msg=f"output {i}")
+    pairs = [(a, b) for a, b in zip(m_outs, t_outs) if isinstance(b, torch.Tensor) and b.requires_grad]
+    t_leaves = [t for t, r in zip(t_ins, requires) if r]
+    if not pairs or not t_leaves:
+        return
+    rng = np.random.default_rng(seed)
+    gs = [rng.uniform(-1, 1, size=tuple(b.shape)) for _, b in pairs]
+    t_g = torch.autograd.grad([b for _, b in pairs], t_leaves, [torch.tensor(g) for g in gs], allow_unused=True)
+    m_g = minidl.autograd.grad([a for a, _ in pairs], [t for t, r in zip(m_ins, requires) if r],
+                               [minidl.tensor(g) for g in gs], allow_unused=True)
+    for i, (a, b) in enumerate(zip(m_g, t_g)):
+        if b is None:
+            assert a is None or not np.any(_np(a))
+            continue
+        a = np.zeros(tuple(b.shape)) if a is None else _np(a)
+        np.testing.assert_allclose(a, _np(b), rtol=1e-7, atol=1e-9, equal_nan=True, err_msg=f"gradient {i}")

@@ -101,3 +101,14 @@ def dims(dim, ndim, op):
     else:
         out = (_dim(dim, ndim, op),)
     return out if ndim else ()  # a 0-d tensor takes dim 0 or -1 (as torch) and has no axis to reduce
+
+
+def empty_result(shape, like, *inputs):
+    """An empty tensor of ``shape`` that stays in the graph of ``inputs`` (their gradients come out as
+    zeros, as torch's): what an op returns for an empty batch without running its kernels."""
+    xp = backend.get_array_module(like._data)
+    out = Tensor._make(xp.zeros(shape, dtype=like.dtype))
+    for t in inputs:
+        if t is not None and t.requires_grad:
+            out = out + t.sum() * 0.0  # a 0-d term: broadcasting keeps the (empty) shape
+    return out

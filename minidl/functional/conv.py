@@ -6,7 +6,7 @@ Backward passes are raw kernels: these ops are differentiable once.
 from .. import backend, kernels
 from ..backend import get_array_module
 from ..autograd import Function
-from ._checks import float_tensor, optional_tensor, pair, int_arg, same_device
+from ._checks import float_tensor, optional_tensor, pair, int_arg, same_device, empty_result
 from ._registry import register
 
 
@@ -213,6 +213,9 @@ def _conv_common(op, input, weight, bias, stride, dilation, groups):
                          f"with shape {input.shape}")
     if weight.ndim != 4:
         raise ValueError(f"{op}: expected weight to be 4-D, got shape {weight.shape}")
+    if 0 in weight.shape or 0 in input.shape[-3:]:
+        raise ValueError(f"{op}: weight {weight.shape} and input {input.shape} must have no empty dimension "
+                         "(but the batch)")
     if input.dtype != weight.dtype:
         raise TypeError(f"{op}: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
     groups = int_arg(groups, op, "groups", 1)
@@ -260,6 +263,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"({h + 2 * padding[0]}, {w + 2 * padding[1]})")
     if out is None:
         out = ((h + 2 * padding[0] - ekh) // stride[0] + 1, (w + 2 * padding[1] - ekw) // stride[1] + 1)
+    if n == 0:  # an empty batch: an empty output, zero gradients (as torch)
+        y = empty_result((0, o, *out), input, input, weight, bias)
+        return y.squeeze(0) if unbatched else y
     y = Conv2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
                      out_hw=out)
     return y.squeeze(0) if unbatched else y
@@ -296,6 +302,9 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if min(out) <= 0:
         raise ValueError(f"{op}: the output size {out} would not be positive (input {(h, w)}, "
                          f"kernel {(kh, kw)}, padding {padding})")
+    if n == 0:  # an empty batch: an empty output, zero gradients (as torch)
+        y = empty_result((0, cog * groups, *out), input, input, weight, bias)
+        return y.squeeze(0) if unbatched else y
     y = ConvTranspose2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
                               groups=groups, out_hw=out)
     return y.squeeze(0) if unbatched else y

@@ -60,9 +60,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     same_device(op, input, running_mean, running_var, weight, bias)
     if input.numel() == 0:  # as torch: an empty output still in the graph, running statistics untouched
         out = input.clone()
-        if weight is not None and weight.numel():
+        for name, t in (("weight", weight), ("bias", bias)):
+            if t is not None and t.numel() == 0:
+                raise ValueError(f"{op}: {name} has no elements (an input with 0 channels)")
+        if weight is not None:
             out = out * weight[0]
-        return out + bias[0] if bias is not None and bias.numel() else out
+        return out + bias[0] if bias is not None else out
     if input.ndim < 2:
         raise ValueError(f"{op}: expected input of at least 2 dims (N, C, ...), got shape {input.shape}")
     c = input.shape[1]

@@ -99,7 +99,7 @@ class AdaptiveMaxPool2d(Function):
         arg = xp.empty((n, c, oh, ow), dtype=np.int64)
         for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
             for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
-                win = x[:, :, hs:he, ws:we].reshape(n, c, -1)
+                win = x[:, :, hs:he, ws:we].reshape(n, c, (he - hs) * (we - ws))
                 k = kernels.argmax_nan_last(win, 2)
                 y[:, :, i, j] = xp.take_along_axis(win, k[:, :, None], axis=2)[:, :, 0]
                 arg[:, :, i, j] = (hs + k // (we - ws)) * w + ws + k % (we - ws)
@@ -119,6 +119,10 @@ def _pool_input(input, op):
     if input.ndim not in (3, 4):
         raise ValueError(f"{op}: expected input to be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.ndim}-D "
                          f"with shape {input.shape}")
+    # torch's rule: max/avg pooling needs every dim but a 4-D input's batch; adaptive pooling only H and W
+    if 0 in input.shape[-2 if op.startswith("adaptive") else -3:]:
+        raise ValueError(f"{op}: expected non-empty {'spatial' if op.startswith('adaptive') else 'channel and spatial'}"
+                         f" dims, got shape {input.shape}")
     return input.ndim == 3, (input.unsqueeze(0) if input.ndim == 3 else input)
 
 

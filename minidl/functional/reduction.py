@@ -169,7 +169,7 @@ def amin(input, dim=(), keepdim=False):
 
 
 def _nonempty(input, axes, op):
-    if any(input.shape[a] == 0 for a in axes) or input.numel() == 0:
+    if any(input.shape[a] == 0 for a in axes):
         raise ValueError(f"{op}: cannot reduce over an empty dimension (shape {input.shape})")
 
 

@@ -258,6 +258,7 @@ def flatten(input, start_dim=0, end_dim=-1):
     """Merge dims ``start_dim..end_dim`` into one."""
     tensor_arg(input, "flatten")
     if input.ndim == 0:
+        _dim(start_dim, 0, "flatten"), _dim(end_dim, 0, "flatten")
         return input.reshape(1)
     s, e = _dim(start_dim, input.ndim, "flatten"), _dim(end_dim, input.ndim, "flatten")
     if s > e:
@@ -362,6 +363,9 @@ def _tensor_list(tensors, op):
 def cat(tensors, dim=0):
     """Concatenate along an existing dimension."""
     tensors = _tensor_list(tensors, "cat")
+    for i, t in enumerate(tensors):
+        if t.ndim == 0:
+            raise ValueError(f"cat: tensors[{i}] is 0-d; only tensors with dimensions can be concatenated")
     dtype = np.result_type(*[t.dtype for t in tensors])
     kept = [t for t in tensors if t.shape != (0,)]  # torch's legacy rule: 1-D empty tensors are skipped
     tensors = kept or tensors[:1]
@@ -392,6 +396,8 @@ def stack(tensors, dim=0):
 def split(tensor, split_size_or_sections, dim=0):
     """Split into pieces of ``split_size`` (the last may be smaller) or of the given section sizes."""
     tensor_arg(tensor, "split", "tensor")
+    if tensor.ndim == 0:
+        raise ValueError("split: expects at least a 1-dimensional tensor, got a 0-d tensor")
     d = _dim(dim, tensor.ndim, "split")
     n = tensor.shape[d]
     if isinstance(split_size_or_sections, (list, tuple)):
@@ -413,7 +419,11 @@ def chunk(input, chunks, dim=0):
     """Split into ``chunks`` pieces of ceil(size / chunks) (fewer when the size runs out), as torch."""
     tensor_arg(input, "chunk")
     chunks = int_arg(chunks, "chunk", "chunks", 1)
+    if input.ndim == 0:
+        raise ValueError("chunk: expects at least a 1-dimensional tensor, got a 0-d tensor")
     d = _dim(dim, input.ndim, "chunk")
+    if input.shape[d] == 0:  # an empty dim gives ``chunks`` empty pieces (as torch)
+        return tuple(input[(slice(None),) * d + (slice(0, 0),)] for _ in range(chunks))
     size = -(-input.shape[d] // chunks)
     return split(input, max(size, 1), d)
 
