@@ -16,15 +16,15 @@ import os
 # instead of 6-10 ms). The same setting for both engines; minidl sets it too when imported first.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -184,7 +184,8 @@ def bench_steps(args):
             m, t = compare(make_step(name, batch, "minidl", rng), make_step(name, batch, "torch", rng), reps, warmup=2)
             rows.append(dict(name=name, batch=batch, minidl_ms=m, torch_ms=t, ratio=m / t,
                              minidl_img_s=batch / m * 1e3, torch_img_s=batch / t * 1e3))
-            print(f"  {name:15s} batch {batch:3d}  minidl {m:8.1f} ms ({batch / m * 1e3:6.0f} img/s)  torch {t:8.1f} ms "
+            print(f"  {name:15s} batch {batch:3d}  minidl {m:8.1f} ms ({batch / m * 1e3:6.0f} img/s)  "
+                  f"torch {t:8.1f} ms "
                   f"({batch / t * 1e3:6.0f} img/s)  ratio {m / t:5.2f}", flush=True)
     return rows
 
@@ -264,7 +265,8 @@ def bench_epoch(args):
     import minidl
     try:
         ds = minidl.data.FashionMNIST("data", train=True)
-        x_all, y_all, source = ((ds.data.astype(np.float32) / 255 - 0.286) / 0.353)[:, None], ds.targets, "Fashion-MNIST"
+        x_all = ((ds.data.astype(np.float32) / 255 - 0.286) / 0.353)[:, None]
+        y_all, source = ds.targets, "Fashion-MNIST"
     except (minidl.data.DatasetNotFoundError, ValueError):
         rng = np.random.default_rng(0)
         x_all, y_all, source = rng.standard_normal((60000, 1, 28, 28)).astype(np.float32), \
@@ -326,7 +328,8 @@ def markdown(results):
     if "steps" in results:
         out += ["| training step (SGD momentum) | batch | minidl ms | torch ms | minidl img/s | ratio |",
                 "|---|---:|---:|---:|---:|---:|"]
-        out += [f"| {r['name']} | {r['batch']} | {r['minidl_ms']:.1f} | {r['torch_ms']:.1f} | {r['minidl_img_s']:.0f} | "
+        out += [f"| {r['name']} | {r['batch']} | {r['minidl_ms']:.1f} | {r['torch_ms']:.1f} | "
+                f"{r['minidl_img_s']:.0f} | "
                 f"{r['ratio']:.2f} |" for r in results["steps"]]
         out.append("")
     if "layers" in results:

@@ -8,17 +8,17 @@ import os
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before NumPy/torch load OpenBLAS: see bench.py
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import time
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import minidl  # noqa: E402
-import minidl.nn.functional as F  # noqa: E402
-from minidl import data, models, optim  # noqa: E402
-from minidl.testing import torch_twins  # noqa: E402
+import minidl
+import minidl.nn.functional as F
+from minidl import data, models, optim
+from minidl.testing import torch_twins
 
 NETS = {"LeNet5": (models.LeNet5, torch_twins.LeNet5, 12), "InceptionNet": (models.InceptionNet,
         torch_twins.InceptionNet, 8), "ResidualNet": (models.ResidualNet, torch_twins.ResidualNet, 8)}

@@ -34,7 +34,7 @@ def load_datasets(args):
     except (data.DatasetNotFoundError, ValueError) as exc:
         if args.dataset != "mnist":
             raise SystemExit(f"{cls.__name__} is not available: {exc}\nInstall Debian's dataset-fashion-mnist "
-                             "package or put the IDX files in --data-dir.")
+                             "package or put the IDX files in --data-dir.") from None
         first = str(exc).splitlines()[0]
         train, test = data.MNISTSubset(True, to_tensor), data.MNISTSubset(False, to_tensor)
         print(f"data: full MNIST not available ({first}); using the bundled MNIST subset "

@@ -7,7 +7,7 @@ import os as _os
 # minidl is imported before NumPy; a value the user set wins.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-import numpy as _np  # noqa: E402
+import numpy as _np
 
 from . import backend
 from .backend import Device as device, set_default_dtype, default_dtype as get_default_dtype
@@ -31,8 +31,8 @@ float16 = _np.dtype(_np.float16)
 int64 = _np.dtype(_np.int64)
 int32 = _np.dtype(_np.int32)
 uint8 = _np.dtype(_np.uint8)
-bool = _np.dtype(_np.bool_)  # noqa: A001  (torch.bool)
-float, double, long, half = float32, float64, int64, float16  # noqa: A001
+bool = _np.dtype(_np.bool_)
+float, double, long, half = float32, float64, int64, float16
 concat = cat
 
 __version__ = "0.1.0"

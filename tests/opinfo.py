@@ -33,7 +33,7 @@ class A:
         return x[..., 0] if self.nc else x  # every other element: a non-contiguous view
 
 
-class I:
+class I:  # noqa: E742  (I for integer arrays, next to A and B)
     """An int64 array with values in [low, high)."""
     grad = False
 

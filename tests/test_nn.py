@@ -143,7 +143,8 @@ def test_assigning_before_super_init_is_a_clear_error():
      lambda: torch.nn.Conv2d(2, 4, 3, padding=(1, 2), padding_mode="circular"), (2, 2, 5, 6)),
     (lambda: nn.GroupNorm(2, 4), lambda: torch.nn.GroupNorm(2, 4), (2, 4, 3, 3)),
     (lambda: nn.LayerNorm((3, 3)), lambda: torch.nn.LayerNorm((3, 3)), (2, 4, 3, 3)),
-    (lambda: nn.AvgPool2d(3, 2, 1, count_include_pad=False), lambda: torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+    (lambda: nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+     lambda: torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False),
      (2, 4, 7, 7)),
 ])
 def test_layers_match_torch_modules(make, tmake, shape):

@@ -46,8 +46,11 @@ def test_forward(case_id, op, k, sample, dtype):
                          before=before)
 
 
+GRAD_CASES = [c for c in CASES if c[1].grad]
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case_id, op, k, sample", [c for c in CASES if c[1].grad], ids=[c[0] for c in CASES if c[1].grad])
+@pytest.mark.parametrize("case_id, op, k, sample", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
 def test_backward(case_id, op, k, sample, dtype):
     args, requires, before = _setup(op, sample, dtype, case_id)
     assert any(requires), "a differentiable row's sample must have an input that requires grad"

@@ -42,7 +42,7 @@ def test_two_threads_train_two_models_and_get_the_sequential_numbers():
     def run(seed):
         try:
             results[seed] = _train(fresh[seed], seed)
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
     threads = [threading.Thread(target=run, args=(s,)) for s in (1, 2)]
     for t in threads:
@@ -231,3 +231,30 @@ def test_mnist_rejects_images_of_the_wrong_size(tmp_path):
 def test_tensor_from_non_numeric_data_is_a_type_error(bad):
     with pytest.raises(TypeError, match="tensor: cannot make a tensor"):
         minidl.tensor(bad)
+
+
+# ---- determinism --------------------------------------------------------------------------------------
+DETERMINISM_SCRIPT = """
+import hashlib, numpy as np, minidl, minidl.nn.functional as F
+from minidl import models, optim
+minidl.manual_seed(0)
+rng = np.random.default_rng(0)
+for model in (models.LeNet5(), models.ResidualNet()):
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(3):
+        x = minidl.tensor(rng.standard_normal((16, 1, 28, 28)).astype(np.float32))
+        opt.zero_grad()
+        F.cross_entropy(model(x), minidl.tensor(rng.integers(0, 10, 16))).backward()
+        opt.step()
+    print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest())
+"""
+
+
+def test_training_is_bit_identical_across_processes_with_the_reference_algorithms():
+    """What the README promises: the same seed, thread count and MINIDL_AUTOTUNE=0 give the same bits."""
+    import subprocess
+    import sys
+    env = dict(os.environ, MINIDL_AUTOTUNE="0")
+    runs = [subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT], capture_output=True, text=True, env=env,
+                           check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0].split()) == 2, runs

@@ -191,7 +191,7 @@ def test_torch_op_samples(name, info):
             continue
         try:
             run_op_sample(info, sample, zlib.crc32(f"{name}-{k}".encode()))
-        except Exception as e:  # noqa: BLE001 - every failure is reported with its sample
+        except Exception as e:
             failures.append(f"sample {k} ({sample.summary() if hasattr(sample, 'summary') else sample}): "
                             f"{type(e).__name__}: {str(e)[:300]}")
     assert not failures, f"{len(failures)} failing samples:\n" + "\n".join(failures)
@@ -240,7 +240,7 @@ def test_torch_module_samples(name, info):
             continue
         try:
             run_module_sample(info, mi, zlib.crc32(f"{name}-{k}".encode()))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             failures.append(f"sample {k} ({mi.constructor_input.args}, {mi.constructor_input.kwargs}; "
                             f"{mi.forward_input.args[0].shape if mi.forward_input.args else ''}): "
                             f"{type(e).__name__}: {str(e)[:300]}")
@@ -262,7 +262,7 @@ def report(verbose=False):
                 try:
                     run(info, s, zlib.crc32(f"{name}-{k}".encode()))
                     passed += 1
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     if verbose:
                         print(f"FAIL {kind} {name} #{k}: {type(e).__name__}: {str(e)[:200]}")
         counts[kind] = (passed, total)

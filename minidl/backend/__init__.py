@@ -90,7 +90,7 @@ device = Device
 _CPU = Device("cpu")
 
 
-class memory_format:  # noqa: N801  (torch's name)
+class memory_format:
     """How a tensor's elements lie in memory; the shape (and every op's meaning) does not change.
 
     ``contiguous_format``: row-major in the NCHW shape. ``channels_last``: a 4-D (N, C, H, W) tensor whose

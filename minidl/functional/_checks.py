@@ -70,13 +70,6 @@ def pair(v, op, name, minimum=None):
     return (v, v)
 
 
-def ndim_in(x, op, allowed, name="input", what=None):
-    if x.ndim not in allowed:
-        exp = " or ".join(f"{d}-D" for d in allowed)
-        raise ValueError(f"{op}: expected {name} to be {exp}{' ' + what if what else ''}, "
-                         f"got {x.ndim}-D with shape {x.shape}")
-
-
 def same_device(op, *tensors):
     devs = {t.device for t in tensors if t is not None}
     if len(devs) > 1:

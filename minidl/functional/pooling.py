@@ -128,7 +128,8 @@ def _pool_input(input, op):
 
 def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     k = pair(kernel_size, op, "kernel_size", 1)
-    s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else pair(stride, op, "stride", 1)
+    no_stride = stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
+    s = k if no_stride else pair(stride, op, "stride", 1)
     p = pair(padding, op, "padding", 0)
     d = pair(dilation, op, "dilation", 1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:

@@ -1,3 +1,3 @@
 """``minidl.nn.functional`` (import it as ``F``), as torch.nn.functional: the ops of minidl.functional."""
-from ..functional import *  # noqa: F401,F403
+from ..functional import *  # noqa: F403
 from ..functional import __all__  # noqa: F401

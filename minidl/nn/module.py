@@ -64,7 +64,8 @@ class Module:
             self._require_init()
         for store in ("_parameters", "_modules", "_buffers"):
             d = self.__dict__.get(store)
-            if d is not None and name in d and not (store == "_buffers" and (value is None or isinstance(value, Tensor))):
+            keeps_buffer = store == "_buffers" and (value is None or isinstance(value, Tensor))
+            if d is not None and name in d and not keeps_buffer:
                 del d[name]
         if isinstance(value, (Parameter, Module)):
             self.__dict__.pop(name, None)  # a plain attribute of that name would hide the registered one

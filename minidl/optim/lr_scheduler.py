@@ -179,7 +179,8 @@ class OneCycleLR(LRScheduler):
         end = float(pct_start * total_steps) - 1
         if three_phase:
             self.phases = [(end, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
-                           (float(2 * pct_start * total_steps) - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
+                           (float(2 * pct_start * total_steps) - 2, "max_lr", "initial_lr", "base_momentum",
+                            "max_momentum"),
                            (total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum")]
         else:
             self.phases = [(end, "initial_lr", "max_lr", "max_momentum", "base_momentum"),

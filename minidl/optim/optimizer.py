@@ -105,7 +105,8 @@ class Optimizer:
                              f"{type(state_dict).__name__}")
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
-            raise ValueError(f"{name}: {len(groups)} parameter groups saved, {len(self.param_groups)} in this optimizer")
+            raise ValueError(f"{name}: {len(groups)} parameter groups saved, {len(self.param_groups)} in this "
+                             "optimizer")
         for saved, own in zip(groups, self.param_groups):
             if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
                 raise ValueError(f"{name}: a saved parameter group must be a dict with a 'params' list")
@@ -116,7 +117,8 @@ class Optimizer:
                 if k != "params" and k in own and isinstance(own[k], (int, float)) and not isinstance(own[k], bool) \
                         and (isinstance(v, bool) or not isinstance(v, (int, float))):
                     raise ValueError(f"{name}: group setting {k!r} must be a number, got {v!r}")
-        by_index = {i: p for saved, own in zip(groups, self.param_groups) for i, p in zip(saved["params"], own["params"])}
+        by_index = {i: p for saved, own in zip(groups, self.param_groups)
+                    for i, p in zip(saved["params"], own["params"])}
         new_state = {}
         for i, st in state_dict["state"].items():
             try:

@@ -66,7 +66,7 @@ def assert_matches_torch(fn, torch_fn, inputs, *, grad=True, requires_grad=None,
     pairs = [(a, b) for a, b in zip(m_out, t_out) if isinstance(a, Tensor) and a.requires_grad]
     m_leaves = [t for t in m_in if isinstance(t, Tensor) and t.requires_grad]
     t_leaves = [t for t in t_in if isinstance(t, torch.Tensor) and t.requires_grad]
-    for k, (a, b) in enumerate(pairs):
+    for k, (_, b) in enumerate(pairs):
         if not b.requires_grad:
             raise AssertionError(f"output {k}: minidl's requires grad, torch's does not")
     if not pairs or not m_leaves:
