@@ -264,6 +264,8 @@ OPS = [
         S(A(2, 2, 8, 7), A(3, 2, 3, 3), None, padding=2, dilation=(2, 1)),
         S(A(1, 4, 6, 5), A(6, 2, 3, 3), A(6), groups=2, stride=2, padding=1),
         S(A(2, 3, 5, 5), A(3, 1, 3, 3), A(3), groups=3, padding=1),              # depthwise
+        S(A(2, 4, 7, 6), A(8, 1, 3, 3), A(8), groups=4, stride=2, padding=1),    # depthwise, multiplier 2
+        S(A(1, 6, 6, 7), A(4, 3, 3, 2), None, groups=2, dilation=(1, 2), padding=(1, 0)),  # grouped, 3 per group
         S(A(1, 2, 6, 5), A(3, 2, 4, 2), A(3), padding="same", dilation=2),       # 'same' with even kernel
         S(A(2, 3, 5, 4, nc=True), A(2, 3, 1, 1), A(2)),                          # 1x1, non-contiguous input
         S(A(3, 6, 5), A(2, 3, 2, 3), A(2), padding="valid", stride=(1, 2)),      # unbatched

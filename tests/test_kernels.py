@@ -140,19 +140,19 @@ CONV_SAMPLES = [(k, s) for k, s in enumerate(opinfo.ROWS["conv2d"][0].samples)]
 def test_every_conv_algorithm_matches_torch(algo, k, sample):
     op = opinfo.ROWS["conv2d"][0]
     chosen, offered = [], []
-    from minidl.functional import conv as conv_mod
-    original_forward, original_algorithms = conv_mod._conv_forward, conv_mod._conv_algorithms
+    from minidl.kernels import conv as conv_kernels
+    original_choose, original_algorithms = conv_kernels.choose, conv_kernels.algorithms
 
-    def spy_forward(a, *args):
-        chosen.append(a)
-        return original_forward(a, *args)
+    def spy_choose(*args, **kwargs):
+        chosen.append(original_choose(*args, **kwargs))
+        return chosen[-1]
 
     def spy_algorithms(*args):
         algos = original_algorithms(*args)
         offered.append(algos)
         return algos
-    conv_mod._conv_forward, conv_mod._conv_algorithms = spy_forward, spy_algorithms
-    chunk_bytes, conv_mod._CHUNK_BYTES = conv_mod._CHUNK_BYTES, 64  # several chunks even for small samples
+    conv_kernels.choose, conv_kernels.algorithms = spy_choose, spy_algorithms
+    chunk_bytes, conv_kernels.CHUNK_BYTES = conv_kernels.CHUNK_BYTES, 64  # several chunks even for small samples
     try:
         with autotune.force("conv2d", algo):
             for dtype in (np.float32, np.float64):
@@ -164,8 +164,8 @@ def test_every_conv_algorithm_matches_torch(algo, k, sample):
                    for a, r in zip(args, requires)]
             assert gradcheck(lambda *a: op.fn(*a, **sample.kwargs), ins)
     finally:
-        conv_mod._conv_forward, conv_mod._conv_algorithms = original_forward, original_algorithms
-        conv_mod._CHUNK_BYTES = chunk_bytes
+        conv_kernels.choose, conv_kernels.algorithms = original_choose, original_algorithms
+        conv_kernels.CHUNK_BYTES = chunk_bytes
     if algo in offered[0]:  # where the op can run it, the forced algorithm is the one that ran
         assert set(chosen) == {algo}
 

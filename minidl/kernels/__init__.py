@@ -119,16 +119,16 @@ def has_direct_conv(x):
     return name_for(x) == "numba"
 
 
-def conv_direct(x, w, stride, padding, dilation, out_hw):
-    return _impl(x).conv_direct(x, w, stride, padding, dilation, out_hw)
+def conv_direct(x, w, stride, padding, dilation, groups, out_hw):
+    return _impl(x).conv_direct(x, w, stride, padding, dilation, groups, out_hw)
 
 
-def conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation):
-    return _impl(x).conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation)
+def conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation, groups):
+    return _impl(x).conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation, groups)
 
 
-def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation):
-    return _impl(gy).conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation)
+def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups):
+    return _impl(gy).conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups)
 
 
 def batch_norm_stats(x):

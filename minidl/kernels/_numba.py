@@ -136,16 +136,18 @@ def _span(size, out, s, p, k_off):
 
 
 @njit(parallel=True, cache=True)
-def _conv_direct(x, w, y, sh, sw, ph, pw, dh, dw):
+def _conv_direct(x, w, y, sh, sw, ph, pw, dh, dw, groups):
     n, c, h, wd = x.shape
-    o, _, kh, kw = w.shape
+    o, cg, kh, kw = w.shape
+    og = o // groups
     out_h, out_w = y.shape[2], y.shape[3]
     for p in prange(n * o):  # one (sample, output channel) plane per iteration
         b = p // o
         oc = p % o
+        c0 = (oc // og) * cg  # the first input channel of this output channel's group
         plane = y[b, oc]
         plane[:] = 0
-        for ci in range(c):
+        for ci in range(cg):
             for i in range(kh):
                 lo_h, hi_h = _span(h, out_h, sh, ph, i * dh)
                 for j in range(kw):
@@ -154,17 +156,19 @@ def _conv_direct(x, w, y, sh, sw, ph, pw, dh, dw):
                     for oh in range(lo_h, hi_h):
                         yy = oh * sh - ph + i * dh
                         for ow in range(lo_w, hi_w):
-                            plane[oh, ow] += wv * x[b, ci, yy, ow * sw - pw + j * dw]
+                            plane[oh, ow] += wv * x[b, c0 + ci, yy, ow * sw - pw + j * dw]
 
 
 @njit(parallel=True, cache=True)
-def _conv_direct_grad_w(x, gy, gw, sh, sw, ph, pw, dh, dw):
+def _conv_direct_grad_w(x, gy, gw, sh, sw, ph, pw, dh, dw, groups):
     n, c, h, wd = x.shape
-    o, _, kh, kw = gw.shape
+    o, cg, kh, kw = gw.shape
+    og = o // groups
     out_h, out_w = gy.shape[2], gy.shape[3]
-    for p in prange(o * c):  # each weight element is summed by one iteration
-        oc = p // c
-        ci = p % c
+    for p in prange(o * cg):  # each weight element is summed by one iteration
+        oc = p // cg
+        ci = p % cg
+        xc = (oc // og) * cg + ci  # its input channel
         for i in range(kh):
             lo_h, hi_h = _span(h, out_h, sh, ph, i * dh)
             for j in range(kw):
@@ -174,21 +178,24 @@ def _conv_direct_grad_w(x, gy, gw, sh, sw, ph, pw, dh, dw):
                     for oh in range(lo_h, hi_h):
                         yy = oh * sh - ph + i * dh
                         for ow in range(lo_w, hi_w):
-                            acc += gy[b, oc, oh, ow] * x[b, ci, yy, ow * sw - pw + j * dw]
+                            acc += gy[b, oc, oh, ow] * x[b, xc, yy, ow * sw - pw + j * dw]
                 gw[oc, ci, i, j] = acc
 
 
 @njit(parallel=True, cache=True)
-def _conv_direct_grad_x(gy, w, gx, sh, sw, ph, pw, dh, dw):
+def _conv_direct_grad_x(gy, w, gx, sh, sw, ph, pw, dh, dw, groups):
     n, c, h, wd = gx.shape
-    o, _, kh, kw = w.shape
+    o, cg, kh, kw = w.shape
+    og = o // groups
     out_h, out_w = gy.shape[2], gy.shape[3]
     for p in prange(n * c):  # one input plane per iteration: its scatter cannot race
         b = p // c
-        ci = p % c
-        plane = gx[b, ci]
+        xc = p % c
+        g = xc // cg
+        ci = xc - g * cg  # its index within the group's weights
+        plane = gx[b, xc]
         plane[:] = 0
-        for oc in range(o):
+        for oc in range(g * og, (g + 1) * og):
             for i in range(kh):
                 lo_h, hi_h = _span(h, out_h, sh, ph, i * dh)
                 for j in range(kw):
@@ -200,22 +207,24 @@ def _conv_direct_grad_x(gy, w, gx, sh, sw, ph, pw, dh, dw):
                             plane[yy, ow * sw - pw + j * dw] += wv * gy[b, oc, oh, ow]
 
 
-def conv_direct(x, w, stride, padding, dilation, out_hw):
-    """Direct convolution (groups = 1), without a column matrix: for tiny input channel counts."""
+def conv_direct(x, w, stride, padding, dilation, groups, out_hw):
+    """Direct convolution without a column matrix: for few input channels per group (incl. depthwise)."""
     y = np.empty((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype)
-    _conv_direct(np.ascontiguousarray(x), np.ascontiguousarray(w), y, *stride, *padding, *dilation)
+    _conv_direct(np.ascontiguousarray(x), np.ascontiguousarray(w), y, *stride, *padding, *dilation, groups)
     return y
 
 
-def conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation):
+def conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation, groups):
     gw = np.empty(w_shape, dtype=gy.dtype)
-    _conv_direct_grad_w(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, *stride, *padding, *dilation)
+    _conv_direct_grad_w(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, *stride, *padding, *dilation,
+                        groups)
     return gw
 
 
-def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation):
+def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups):
     gx = np.empty(x_shape, dtype=gy.dtype)
-    _conv_direct_grad_x(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, *stride, *padding, *dilation)
+    _conv_direct_grad_x(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, *stride, *padding, *dilation,
+                        groups)
     return gx
 
 

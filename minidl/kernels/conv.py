@@ -1,0 +1,140 @@
+"""The fast ways to run conv2d, and the choice among them.
+
+``functional/conv.py`` holds the reference, im2col + GEMM, written out. For each shape the tuner
+(``autotune.choose``) times the reference and every algorithm here that can run it, once, and caches the
+fastest; ``forward``/``backward`` run the chosen one. Each algorithm is tested against the reference
+(tests/test_kernels.py forces every one over the op table's conv2d samples):
+
+- ``im2col_chunked``: the reference in batch chunks of about CHUNK_BYTES of columns; keeps no column
+  matrix between forward and backward (rebuilds it), which is why the tuner prefers it within a margin;
+- ``gemm1x1``: a 1x1 convolution without padding is a batched GEMM straight on NCHW data;
+- ``direct``: Numba loops with no column matrix, for few input channels per group (first layers,
+  depthwise and grouped convolutions).
+"""
+from . import autotune, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, col2im, \
+    name_for
+from ..backend import device_of
+
+# Column matrices are built this many bytes at a time (benchmarks/NOTES.md, change 8). Measured: 2 MB chunks
+# lose on small maps (per-chunk overhead); 16 MB chunks stay under glibc's 32 MB mmap ceiling, so a freed
+# chunk's memory is reused by the next one instead of being page-faulted in afresh, as a whole-batch matrix is.
+CHUNK_BYTES = 16 << 20
+
+# Algorithms that keep no column matrix between forward and backward: the tuner takes one of them unless
+# a memory-hungry one is more than autotune.LEAN_MARGIN faster.
+LEAN = ("im2col_chunked", "gemm1x1", "direct")
+
+
+def group_matmul(xp, a, b, groups, ta=False):
+    """Block-diagonal product: group g multiplies a's g-th row block (or, ``ta``, its transpose)
+    with b's g-th row block."""
+    if groups == 1:
+        return (a.T if ta else a) @ b
+    ar, br = a.shape[0] // groups, b.shape[0] // groups
+    return xp.concatenate([(a[g * ar:(g + 1) * ar].T if ta else a[g * ar:(g + 1) * ar]) @ b[g * br:(g + 1) * br]
+                           for g in range(groups)], axis=0)
+
+
+def group_outer(xp, a, b, groups):
+    """Per group g: a_g @ b_g.T, stacked on rows (the weight gradient)."""
+    if groups == 1:
+        return a @ b.T
+    ar, br = a.shape[0] // groups, b.shape[0] // groups
+    return xp.concatenate([a[g * ar:(g + 1) * ar] @ b[g * br:(g + 1) * br].T for g in range(groups)], axis=0)
+
+
+def chunks(n, itemsize, w, out_hw):
+    """Ranges over a batch of ``n`` whose column matrices hold about CHUNK_BYTES each."""
+    per_sample = w.shape[1] * w.shape[2] * w.shape[3] * out_hw[0] * out_hw[1] * itemsize
+    step = max(1, CHUNK_BYTES // max(per_sample, 1))
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
+
+
+def algorithms(x, w, stride, padding, dilation, groups):
+    """The algorithms that can run this convolution, the reference ('im2col') first."""
+    algos = ["im2col"]
+    if x.shape[0] > 1:  # chunks split the batch
+        algos.append("im2col_chunked")
+    if groups == 1 and w.shape[2:] == (1, 1) and padding == (0, 0):
+        algos.append("gemm1x1")
+    if w.shape[1] <= 3 and has_direct_conv(x):  # few input channels per group (incl. depthwise)
+        algos.append("direct")
+    return algos
+
+
+def choose(xp, x, w, stride, padding, dilation, groups, out_hw, reference):
+    """The algorithm for this convolution: the forced one, the reference when tuning is off, else the
+    fastest measured (once per shape). ``reference`` is the (forward, backward) pair of the reference."""
+    algos = algorithms(x, w, stride, padding, dilation, groups)
+    key = ("conv2d", device_of(x), name_for(x), x.dtype.str, x.shape, w.shape, stride, padding, dilation, groups)
+    gy = []  # the trials' upstream gradient, made by the first trial: a cached choice allocates nothing
+
+    def trial(algo):
+        fwd, bwd = reference if algo == "im2col" else (
+            lambda *a: forward(algo, *a), lambda *a: backward(algo, *a))
+
+        def run():
+            if not gy:
+                gy.append(xp.ones((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype))
+            _, saved = fwd(xp, x, w, stride, padding, dilation, groups, out_hw)
+            bwd(xp, saved, gy[0], x.shape, stride, padding, dilation, groups, True, True)
+        return run
+    return autotune.choose(key, [(a, trial(a)) for a in algos], lean=LEAN)
+
+
+def forward(algo, xp, x, w, stride, padding, dilation, groups, out_hw):
+    """One conv2d forward (no bias) by a fast algorithm; returns the output and what backward needs."""
+    n, o = x.shape[0], w.shape[0]
+    oh, ow = out_hw
+    if algo == "direct":
+        return conv_direct(x, w, stride, padding, dilation, groups, out_hw), (x, w)
+    if algo == "gemm1x1":  # no im2col and no transposes: (O, C) @ (N, C, oh*ow)
+        x3 = xp.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(n, x.shape[1], oh * ow)
+        return xp.matmul(w.reshape(o, -1), x3).reshape(n, o, oh, ow), (x3, w)
+    if algo == "im2col_chunked":
+        geom = (*w.shape[2:], *stride, *padding, *dilation, oh, ow)
+        y = xp.empty((n, o, oh, ow), dtype=x.dtype)
+        for a, b in chunks(n, x.itemsize, w, out_hw):
+            col = im2col(x[a:b], *geom)
+            y[a:b] = group_matmul(xp, w.reshape(o, -1), col, groups).reshape(o, b - a, oh, ow).transpose(1, 0, 2, 3)
+        return y, (x, w)
+    raise ValueError(f"conv2d: unknown algorithm {algo!r}")
+
+
+def backward(algo, xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+    """Input and weight gradients of one conv2d, for the fast algorithm that ran its forward."""
+    a, w = saved
+    o = w.shape[0]
+    gx = gw = None
+    if algo == "direct":
+        if need_x:
+            gx = conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups)
+        if need_w:
+            gw = conv_direct_grad_w(a, gy, w.shape, stride, padding, dilation, groups)
+        return gx, gw
+    if algo == "gemm1x1":
+        n, c = x_shape[:2]
+        gy3 = gy.reshape(n, o, gy.shape[2] * gy.shape[3])
+        if need_x:
+            g3 = xp.matmul(w.reshape(o, c).T, gy3).reshape(n, c, *gy.shape[2:])
+            if stride == (1, 1):
+                gx = g3
+            else:
+                gx = xp.zeros(x_shape, dtype=gy.dtype)
+                gx[:, :, ::stride[0], ::stride[1]] = g3
+        if need_w:
+            gw = xp.matmul(gy3, a.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+        return gx, gw
+    if algo == "im2col_chunked":  # a is the input: its columns are rebuilt chunk by chunk
+        geom = (*w.shape[2:], *stride, *padding, *dilation, *gy.shape[2:])
+        gx = xp.empty(x_shape, dtype=gy.dtype) if need_x else None
+        gw = xp.zeros(w.shape, dtype=gy.dtype) if need_w else None
+        for lo, hi in chunks(a.shape[0], a.itemsize, w, gy.shape[2:]):
+            gy_mat = gy[lo:hi].transpose(1, 0, 2, 3).reshape(o, -1)
+            if need_w:
+                gw += group_outer(xp, gy_mat, im2col(a[lo:hi], *geom), groups).reshape(w.shape)
+            if need_x:
+                gcol = group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True)
+                gx[lo:hi] = col2im(gcol, (hi - lo, *x_shape[1:]), *geom)
+        return gx, gw
+    raise ValueError(f"conv2d: unknown algorithm {algo!r}")
