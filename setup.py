@@ -14,11 +14,11 @@ setup(
         "numba>=0.59",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "threadpoolctl>=3.1",  # kernels/blas.py: OpenBLAS on one thread while minidl splits large products
     ],
     extras_require={
         # torch is pinned to the CPU build: an unpinned torch pulls gigabytes of CUDA packages
-        "dev": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "expecttest", "ruff>=0.5", "threadpoolctl>=3.1",
-                "torch==2.13.0"],
+        "dev": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "expecttest", "ruff>=0.5", "torch==2.13.0"],
         "gpu": ["cupy-cuda12x>=13"],
     },
 )

@@ -6,7 +6,8 @@
 Sections: 'layers' (forward+backward of single layers), 'steps' (a whole training step: forward,
 backward, SGD with momentum; time, images/s, ratio), 'memory' (peak resident memory of a training step,
 each in a fresh process), 'epoch' (one LeNet-5 epoch over 60,000 28x28 images), 'latency' (import
-minidl + first LeNet step, Numba cache cold and warm). Ratios are minidl time / torch time (lower is
+minidl + first LeNet step, Numba cache cold and warm), 'load' (median and worst step next to 0, 3 and 10
+CPU-burning processes). Ratios are minidl time / torch time (lower is
 better), measured with the same number of threads for both. Results go to benchmarks/results.json.
 """
 import os
@@ -308,6 +309,48 @@ print(time.perf_counter() - t0)
 """
 
 
+LOAD = """
+import sys, time, json, numpy as np
+sys.path.insert(0, {here!r})
+from bench import make_step
+step = make_step({name!r}, 128, {lib!r}, np.random.default_rng(0))
+if {lib!r} == "torch":
+    import torch
+    torch.set_num_threads({threads})
+step(); step()
+ts, end = [], time.time() + {seconds}
+while time.time() < end or len(ts) < 3:
+    t0 = time.perf_counter(); step(); ts.append(time.perf_counter() - t0)
+print(json.dumps(ts))
+"""
+
+
+def bench_load(args):
+    """A training step next to CPU-burning processes (a busy machine: load about burners + threads on this
+    machine's cores), each engine in its own process with the same threads; median and worst step."""
+    rows = []
+    for burners in (0, 3, 10):
+        for name in ("LeNet5", "ResidualNet"):
+            row = dict(name=name, burners=burners)
+            for lib in ("minidl", "torch"):
+                procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(burners)]
+                try:
+                    code = LOAD.format(here=HERE, name=name, lib=lib, threads=args.threads, seconds=args.load_seconds)
+                    ts = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                   check=True).stdout.strip().splitlines()[-1])
+                finally:
+                    for p in procs:
+                        p.kill()
+                row[f"{lib}_median_ms"] = 1e3 * statistics.median(ts)
+                row[f"{lib}_worst_ms"] = 1e3 * max(ts)
+                row[f"{lib}_steps"] = len(ts)
+            rows.append(row)
+            print(f"  {name:12s} {burners:2d} burners  minidl median {row['minidl_median_ms']:7.1f} ms worst "
+                  f"{row['minidl_worst_ms']:7.1f} ms  torch median {row['torch_median_ms']:7.1f} ms worst "
+                  f"{row['torch_worst_ms']:7.1f} ms", flush=True)
+    return rows
+
+
 def bench_latency(args):
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
@@ -319,7 +362,7 @@ def bench_latency(args):
 
 
 SECTIONS = {"layers": bench_layers, "steps": bench_steps, "memory": bench_memory, "epoch": bench_epoch,
-            "latency": bench_latency, "gpu": bench_gpu}
+            "latency": bench_latency, "gpu": bench_gpu, "load": bench_load}
 
 
 def markdown(results):
@@ -351,6 +394,12 @@ def markdown(results):
         out += [f"| {r['name']} | {r['minidl_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |"
                 for r in results["gpu"]]
         out.append("")
+    if results.get("load"):
+        out += ["| step next to CPU burners, batch 128 | burners | minidl median / worst ms | "
+                "torch median / worst ms |", "|---|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['burners']} | {r['minidl_median_ms']:.0f} / {r['minidl_worst_ms']:.0f} | "
+                f"{r['torch_median_ms']:.0f} / {r['torch_worst_ms']:.0f} |" for r in results["load"]]
+        out.append("")
     if "epoch" in results:
         e = results["epoch"]
         out.append(f"One LeNet-5 epoch over 60,000 {e['source']} images (batch 128): minidl {e['minidl_s']:.1f} s, "
@@ -367,6 +416,7 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="print the README tables from --out and stop")
     ap.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--load-seconds", type=float, default=10.0, help="how long each 'load' run lasts")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     args = ap.parse_args()

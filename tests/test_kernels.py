@@ -245,3 +245,25 @@ def test_avg_pool_numba_equals_reference(geom, seed):
     gy = rng.uniform(-2, 2, size=y1.shape).astype(dtype)
     np.testing.assert_allclose(numba_k.avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw),
                                ref.avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw), rtol=tol, atol=tol)
+
+
+# ---- matrix products: split across minidl's threads, OpenBLAS on one thread ------------------------------
+@pytest.mark.parametrize("sa, sb", [
+    ((300, 200), (200, 250)),          # tall enough to split by rows
+    ((20, 400), (400, 3000)),          # wide: blocks of columns
+    ((7, 40), (5, 40, 600)),           # broadcast batch, split along it
+    ((3, 1, 50, 60), (4, 60, 70)),     # broadcast on both sides
+    ((64,), (64, 32)),                 # 1-D operand
+])
+def test_blas_matmul_split_equals_numpy(monkeypatch, sa, sb):
+    from minidl.kernels import blas
+    blas._setup()
+    monkeypatch.setattr(blas, "SPLIT_FLOPS", 1)  # split everything that can be split
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    expect = np.matmul(a, b)
+    got = blas.matmul(a, b)
+    assert got.shape == expect.shape and got.dtype == expect.dtype
+    np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(blas.matmul(a, b), got)  # the same split, the same bits
+    assert all(c.num_threads == 1 for c in blas._state["libs"])  # this thread's products: one BLAS thread

@@ -159,7 +159,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     geom = _pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     indices = [] if return_indices else None
     y = _finish(MaxPool2d.apply(x, geom=geom, indices=indices), unbatched)
-    return (y, _finish(Tensor._make(indices[0]), unbatched)) if return_indices else y
+    return (y, _finish(Tensor._make(indices[0].astype(np.int64)), unbatched)) if return_indices else y
 
 
 @register(method=False)

@@ -12,7 +12,9 @@ import types
 
 import numpy as np
 
-from . import _numpy, autotune
+from ..backend import get_array_module
+
+from . import _numpy, autotune, blas
 
 _choice = os.environ.get("MINIDL_KERNELS", "auto")
 _compiled = None  # the Numba kernel module once imported, False when Numba is missing
@@ -94,6 +96,14 @@ def max_pool2d_backward(gy, arg, shape):
 
 def erf(x):
     return _impl(x).erf(x)
+
+
+def matmul(a, b):
+    """``a @ b``; on the CPU through kernels/blas.py (OpenBLAS on one thread, large products split across
+    minidl's worker threads), on a GPU by CuPy (cuBLAS)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return blas.matmul(a, b)
+    return get_array_module(a, b).matmul(a, b)
 
 
 def argmax_nan_last(a, axis):

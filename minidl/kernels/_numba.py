@@ -5,6 +5,8 @@ import math
 import numpy as np
 from numba import njit, prange, vectorize
 
+from ._numpy import index_dtype
+
 
 @njit(parallel=True, cache=True)
 def _im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value):
@@ -93,7 +95,7 @@ def _max_pool2d(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
 def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     n, c = x.shape[:2]
     y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
-    arg = np.empty((n, c, out_h, out_w), dtype=np.int64)
+    arg = np.empty((n, c, out_h, out_w), dtype=index_dtype(x.shape[2] * x.shape[3]))
     _max_pool2d(np.ascontiguousarray(x), y, arg, kh, kw, sh, sw, ph, pw, dh, dw)
     return y, arg
 

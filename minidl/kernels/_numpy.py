@@ -65,7 +65,13 @@ def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     hh = oh * sh - ph + (k // kw) * dh
     ww = ow * sw - pw + (k % kw) * dw
     arg = xp.where(xp.isneginf(y.reshape(k.shape)) & ((hh < 0) | (hh >= h) | (ww < 0) | (ww >= w)), -1, hh * w + ww)
-    return y.reshape(n, c, out_h, out_w), arg.reshape(n, c, out_h, out_w).astype(np.int64)
+    return y.reshape(n, c, out_h, out_w), arg.reshape(n, c, out_h, out_w).astype(index_dtype(h * w))
+
+
+def index_dtype(plane_size):
+    """The smallest integer type for flat indices into a plane of ``plane_size`` elements (and -1): max
+    pooling keeps one per output element until backward (int16 for maps up to 181x181, else int32)."""
+    return np.dtype(np.int16 if plane_size < 2 ** 15 else np.int32 if plane_size < 2 ** 31 else np.int64)
 
 
 def argmax_nan_last(a, axis):

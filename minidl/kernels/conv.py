@@ -12,7 +12,7 @@ fastest; ``forward``/``backward`` run the chosen one. Each algorithm is tested a
   depthwise and grouped convolutions).
 """
 from . import autotune, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, col2im, \
-    name_for
+    matmul, name_for
 from ..backend import device_of
 
 # Column matrices are built this many bytes at a time (benchmarks/NOTES.md, change 8). Measured: 2 MB chunks
@@ -29,18 +29,18 @@ def group_matmul(xp, a, b, groups, ta=False):
     """Block-diagonal product: group g multiplies a's g-th row block (or, ``ta``, its transpose)
     with b's g-th row block."""
     if groups == 1:
-        return (a.T if ta else a) @ b
+        return matmul(a.T if ta else a, b)
     ar, br = a.shape[0] // groups, b.shape[0] // groups
-    return xp.concatenate([(a[g * ar:(g + 1) * ar].T if ta else a[g * ar:(g + 1) * ar]) @ b[g * br:(g + 1) * br]
+    return xp.concatenate([matmul(a[g * ar:(g + 1) * ar].T if ta else a[g * ar:(g + 1) * ar], b[g * br:(g + 1) * br])
                            for g in range(groups)], axis=0)
 
 
 def group_outer(xp, a, b, groups):
     """Per group g: a_g @ b_g.T, stacked on rows (the weight gradient)."""
     if groups == 1:
-        return a @ b.T
+        return matmul(a, b.T)
     ar, br = a.shape[0] // groups, b.shape[0] // groups
-    return xp.concatenate([a[g * ar:(g + 1) * ar] @ b[g * br:(g + 1) * br].T for g in range(groups)], axis=0)
+    return xp.concatenate([matmul(a[g * ar:(g + 1) * ar], b[g * br:(g + 1) * br].T) for g in range(groups)], axis=0)
 
 
 def chunks(n, itemsize, w, out_hw):
@@ -90,7 +90,7 @@ def forward(algo, xp, x, w, stride, padding, dilation, groups, out_hw):
         return conv_direct(x, w, stride, padding, dilation, groups, out_hw), (x, w)
     if algo == "gemm1x1":  # no im2col and no transposes: (O, C) @ (N, C, oh*ow)
         x3 = xp.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(n, x.shape[1], oh * ow)
-        return xp.matmul(w.reshape(o, -1), x3).reshape(n, o, oh, ow), (x3, w)
+        return matmul(w.reshape(o, -1), x3).reshape(n, o, oh, ow), (x3, w)
     if algo == "im2col_chunked":
         geom = (*w.shape[2:], *stride, *padding, *dilation, oh, ow)
         y = xp.empty((n, o, oh, ow), dtype=x.dtype)
@@ -116,14 +116,14 @@ def backward(algo, xp, saved, gy, x_shape, stride, padding, dilation, groups, ne
         n, c = x_shape[:2]
         gy3 = gy.reshape(n, o, gy.shape[2] * gy.shape[3])
         if need_x:
-            g3 = xp.matmul(w.reshape(o, c).T, gy3).reshape(n, c, *gy.shape[2:])
+            g3 = matmul(w.reshape(o, c).T, gy3).reshape(n, c, *gy.shape[2:])
             if stride == (1, 1):
                 gx = g3
             else:
                 gx = xp.zeros(x_shape, dtype=gy.dtype)
                 gx[:, :, ::stride[0], ::stride[1]] = g3
         if need_w:
-            gw = xp.matmul(gy3, a.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+            gw = matmul(gy3, a.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
         return gx, gw
     if algo == "im2col_chunked":  # a is the input: its columns are rebuilt chunk by chunk
         geom = (*w.shape[2:], *stride, *padding, *dilation, *gy.shape[2:])

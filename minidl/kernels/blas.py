@@ -1,0 +1,101 @@
+"""Matrix products on the CPU that degrade smoothly on a busy machine.
+
+OpenBLAS's own threads wait for each other by spinning. When the OS pauses one of them (a machine
+with more runnable threads than cores), the others spin until it comes back: on 2 cores next to 10
+CPU-bound processes a LeNet-5 step took 0.5-1.5 s, and up to 54 s with Numba on one thread, against
+0.17-0.31 s with OpenBLAS on one thread (benchmarks/NOTES.md, change 10). So minidl runs its products
+with OpenBLAS on one thread (in the threads that run them: see _one_blas_thread), and splits a large
+product into row (or column) blocks computed by its own worker threads, which wait by blocking. NumPy
+releases the GIL inside matmul, so the blocks run in parallel. The split depends only on the shapes and
+the thread count: results are deterministic.
+
+The worker count is OpenBLAS's own thread setting when minidl first multiplies (OPENBLAS_NUM_THREADS,
+threadpoolctl limits), so a user's limit holds. Without threadpoolctl, products run as NumPy runs them.
+"""
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+# Below this many floating-point operations a product runs on the calling thread. Measured on 2 cores
+# (NOTES.md, change 10): handing blocks to a worker costs 0.3-0.5 ms here, as much as a 2^24-flop product
+# takes, while a 2^30-flop product split in two runs as fast as on OpenBLAS's own two threads.
+SPLIT_FLOPS = 1 << 27
+
+_state = {}
+_init_lock = threading.Lock()
+
+
+def _setup():
+    """(BLAS controllers, worker count, thread pool or None), found once."""
+    with _init_lock:
+        if not _state:
+            try:
+                from threadpoolctl import ThreadpoolController
+                libs = [c for c in ThreadpoolController().select(user_api="blas").lib_controllers]
+            except Exception:  # threadpoolctl missing or unable to see the BLAS: NumPy as it is
+                libs = []
+            threads = max([c.num_threads for c in libs] + [1]) if libs else 1
+            threads = min(threads, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else os.cpu_count() or 1)
+            _state.update(libs=libs, threads=threads,
+                          pool=ThreadPoolExecutor(threads - 1, thread_name_prefix="minidl-gemm",
+                                                  initializer=_one_blas_thread, initargs=(libs,))
+                          if libs and threads > 1 else None)
+    return _state["libs"], _state["threads"], _state["pool"]
+
+
+_local = threading.local()
+
+
+def _one_blas_thread(libs):
+    """Put OpenBLAS on one thread for the calling thread, once. OpenBLAS 0.3.31 (NumPy's) keeps this
+    setting per thread: set in one thread, another still saw 2, and the same product then gave other bits
+    there. So every thread that runs minidl's products (callers and the pool's workers) sets it, and keeps
+    it: a thread's later NumPy products run on one BLAS thread too."""
+    if not getattr(_local, "single", False):
+        for c in libs:
+            if c.num_threads != 1:
+                c.set_num_threads(1)
+        _local.single = True
+
+
+def _blocks(size, parts):
+    step = -(-size // parts)
+    return [(lo, min(lo + step, size)) for lo in range(0, size, step)]
+
+
+def matmul(a, b):
+    """``a @ b`` for NumPy arrays, with NumPy's broadcasting rules."""
+    libs, threads, pool = _setup()
+    if not libs:
+        return np.matmul(a, b)
+    m = a.shape[-2] if a.ndim > 1 else 1
+    k = a.shape[-1]
+    n = b.shape[-1] if b.ndim > 1 else 1
+    batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) if a.ndim > 2 or b.ndim > 2 else 1
+    _one_blas_thread(libs)
+    if pool is None or 2 * m * n * k * batch < SPLIT_FLOPS or a.ndim == 1 or b.ndim == 1:
+        return np.matmul(a, b)
+    out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n),
+                   dtype=np.result_type(a.dtype, b.dtype))
+    if out.ndim > 2 and out.shape[0] >= threads:  # a batch of products: split the leading batch dim
+        a_b = np.broadcast_to(a, out.shape[:-2] + a.shape[-2:])
+        b_b = np.broadcast_to(b, out.shape[:-2] + b.shape[-2:])
+        jobs = [(a_b[lo:hi], b_b[lo:hi], out[lo:hi]) for lo, hi in _blocks(out.shape[0], threads)]
+    elif out.ndim == 2 and m >= n:  # tall: blocks of rows of a
+        jobs = [(a[lo:hi], b, out[lo:hi]) for lo, hi in _blocks(m, threads)]
+    elif out.ndim == 2:  # wide: blocks of columns of b
+        jobs = [(a, b[:, lo:hi], out[:, lo:hi]) for lo, hi in _blocks(n, threads)]
+    else:
+        return np.matmul(a, b)
+    futures = [pool.submit(_product, *job) for job in jobs[1:]]
+    _product(*jobs[0])  # the calling thread takes the first block
+    for f in futures:
+        f.result()
+    return out
+
+
+def _product(a, b, out):
+    np.matmul(a, b, out=out)  # a column block of out is strided by rows: still a BLAS layout
