@@ -19,8 +19,10 @@ raises an error naming the op instead of returning a wrong number.
 """
 from .. import backend
 from .grad_mode import is_grad_enabled
+from .tensor import Tensor
 
 _OUTPUT = object()  # marks "the output array" among the saved ones
+_NDARRAY = backend.np.ndarray
 
 
 FUNCTIONS = {}  # op name -> the Function classes that carry it (filled as classes are defined)
@@ -103,10 +105,10 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         """Run the op on Tensors (or None for absent optional inputs) and record it in the graph."""
-        from .tensor import Tensor
         arrays = tuple(None if t is None else t._data for t in inputs)
         present = [a for a in arrays if a is not None]
-        xp = backend.get_array_module(*present)
+        # the common case first: host arrays only (get_array_module's general check costs microseconds)
+        xp = backend.np if all(type(a) is _NDARRAY for a in present) else backend.get_array_module(*present)
         if xp is not backend.np:
             devs = {backend.device_of(a) for a in present}
             if len(devs) > 1:
@@ -114,7 +116,7 @@ class Function:
                                  + " and ".join(sorted(map(str, devs))))
         fn = cls()
         raw = out = fn.forward(xp, *arrays, **params)
-        if not backend.is_device_array(out):  # NumPy turns 0-d results into scalars
+        if type(out) is not _NDARRAY and not backend.is_device_array(out):  # NumPy turns 0-d results into scalars
             out = xp.asarray(out)
         needs = tuple(t is not None and t.requires_grad for t in inputs)
         if not (is_grad_enabled() and any(needs)):
@@ -136,6 +138,7 @@ class Function:
         fn._saved = tuple(saved)
         fn._to_save = ()
         return Tensor._make(out, requires_grad=True, grad_fn=fn)
+
 
 
 class DoubleBackwardError(Function):

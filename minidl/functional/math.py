@@ -32,6 +32,8 @@ def _operands(a, b, op, broadcast=True):
 
 
 def _check_broadcast(op, *shapes):
+    if all(s == shapes[0] for s in shapes):  # equal shapes broadcast (and np.broadcast_shapes costs microseconds)
+        return shapes[0]
     try:
         return np.broadcast_shapes(*shapes)
     except ValueError:
