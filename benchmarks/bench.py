@@ -136,7 +136,31 @@ STEP_MODELS = {
     "InceptionNet": ((1, 28, 28), "InceptionNet", "InceptionNet", {}),
     "ResidualNet": ((1, 28, 28), "ResidualNet", "ResidualNet", {}),
     "resnet18 32x32": ((3, 32, 32), "resnet18", "ResNet", dict(num_classes=10, small_input=True)),
+    "MobileNetV2 blocks 32x32": ((3, 32, 32), "mobile", "mobile", {}),
 }
+
+
+def mobile_blocks(nn):
+    """MobileNetV2-style inverted residual blocks (1x1 expand, depthwise 3x3, 1x1 project; BN; ReLU) at 32x32,
+    built from ``nn`` = minidl.nn or torch.nn (the same code, so the same state_dict keys)."""
+    class Inverted(nn.Module):
+        def __init__(self, cin, cout, stride, t):
+            super().__init__()
+            mid = cin * t
+            layers = [] if t == 1 else [nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU()]
+            layers += [nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
+                       nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+            self.body = nn.Sequential(*layers)
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            return x + self.body(x) if self.residual else self.body(x)
+
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        Inverted(32, 16, 1, 1), Inverted(16, 24, 2, 6), Inverted(24, 24, 1, 6), Inverted(24, 32, 2, 6),
+        Inverted(32, 32, 1, 6), nn.Conv2d(32, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
 
 
 def make_step(name, batch, lib, rng, device="cpu"):
@@ -146,11 +170,12 @@ def make_step(name, batch, lib, rng, device="cpu"):
     from minidl.testing import torch_twins
     shape, m_name, t_name, kw = STEP_MODELS[name]
     minidl.manual_seed(0)
-    model = getattr(models, m_name)(**kw)
+    model = mobile_blocks(minidl.nn) if m_name == "mobile" else getattr(models, m_name)(**kw)
     x = rng.standard_normal((batch, *shape)).astype(np.float32)
     y = rng.integers(0, 10, batch)
     if lib == "torch":
-        twin = torch_twins.ResNet([2, 2, 2, 2], 10, 3, True) if t_name == "ResNet" else getattr(torch_twins, t_name)()
+        twin = (torch_twins.ResNet([2, 2, 2, 2], 10, 3, True) if t_name == "ResNet" else mobile_blocks(torch.nn)
+                if t_name == "mobile" else getattr(torch_twins, t_name)())
         twin.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
         model, x, y = twin.to(device), torch.tensor(x, device=device), torch.tensor(y, device=device)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

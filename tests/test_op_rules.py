@@ -210,3 +210,64 @@ def test_zero_dim_and_empty_inputs_work_where_torch_accepts_them(case_id, op, ki
             continue
         a = np.zeros(tuple(b.shape)) if a is None else _np(a)
         np.testing.assert_allclose(a, _np(b), rtol=1e-7, atol=1e-9, equal_nan=True, err_msg=f"gradient {i}")
+
+
+def _channels_last(a):
+    """The same values, laid out NHWC in memory (strides make it NCHW in shape), as torch's channels_last."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+LAYOUT_CASES = [c for c in GRAD_CASES if any(isinstance(a, A) and len(a.shape) == 4 for a in c[3].args)]
+
+
+@pytest.mark.parametrize("case_id, op, k, sample", LAYOUT_CASES, ids=[c[0] for c in LAYOUT_CASES])
+def test_channels_last_inputs_give_the_same_values_and_gradients(case_id, op, k, sample):
+    """Every op takes 4-D inputs in either memory layout: the same outputs and input gradients (to the last
+    bit or two: NumPy's reductions may sum a strided array in another order)."""
+    seed = zlib.crc32(f"{case_id}-layout".encode())
+    args, requires = make_inputs(sample, np.float64, seed)
+    results = []
+    for layout in ("nchw", "nhwc"):
+        ins_np = [_channels_last(a) if layout == "nhwc" and isinstance(a, np.ndarray) and a.ndim == 4 else a
+                  for a in args]
+        ins = [minidl.Tensor(a, requires_grad=r) if isinstance(a, np.ndarray) else a for a, r in zip(ins_np, requires)]
+        if layout == "nhwc":  # (with one channel, or a 1x1 map, both layouts are the same memory)
+            assert all(t.is_contiguous(memory_format=minidl.channels_last) for t in ins
+                       if isinstance(t, minidl.Tensor) and t.ndim == 4)
+        if op.random:
+            minidl.manual_seed(0)
+        outs = op.fn(*ins, **sample.kwargs)
+        outs = [o for o in (outs if isinstance(outs, (tuple, list)) else [outs]) if o.requires_grad]
+        rng = np.random.default_rng(seed)
+        grads = minidl.autograd.grad(outs, [t for t, r in zip(ins, requires) if r],
+                                     [minidl.tensor(rng.uniform(-1, 1, size=o.shape)) for o in outs], allow_unused=True)
+        results.append(([_np(o) for o in outs], [None if g is None else _np(g) for g in grads]))
+    for a, b in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):
+        if a is None or b is None:
+            assert a is None and b is None
+            continue
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_a_model_in_channels_last_trains_as_in_nchw():
+    from minidl import models, optim
+    import minidl.nn.functional as F
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 1, 28, 28)), rng.integers(0, 10, 8)
+    params = []
+    for layout in (None, minidl.channels_last):
+        minidl.manual_seed(0)
+        model = models.ResidualNet().double()
+        if layout is not None:
+            model.to(memory_format=layout)
+            assert model.conv1.weight.is_contiguous(memory_format=minidl.channels_last)
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        xt = minidl.tensor(x)
+        xt = xt if layout is None else xt.to(memory_format=layout)
+        for _ in range(2):
+            opt.zero_grad()
+            F.cross_entropy(model(xt), minidl.tensor(y)).backward()
+            opt.step()
+        params.append([p.detach().numpy().copy() for p in model.parameters()])
+    for a, b in zip(*params):
+        np.testing.assert_array_equal(a, b)

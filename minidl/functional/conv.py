@@ -31,9 +31,12 @@ def _im2col_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, 
     geom = (*w.shape[2:], *stride, *padding, *dilation, *gy.shape[2:])
     gy_mat = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(o, -1)       # (O, N*oh*ow)
     gx = gw = None
-    if need_x:
-        gcol = group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True)       # (C*kh*kw, N*oh*ow)
-        gx = kernels.col2im(gcol, x_shape, *geom)                                 # (N, C, H, W)
+    if need_x:  # a batch chunk at a time: a second full-size column matrix next to ``col`` would double the peak
+        gx = xp.empty(x_shape, dtype=gy.dtype)                                    # (N, C, H, W)
+        per = gy.shape[2] * gy.shape[3]
+        for lo, hi in conv_kernels.chunks(x_shape[0], gy.itemsize, w, gy.shape[2:]):
+            gcol = group_matmul(xp, w.reshape(o, -1), gy_mat[:, lo * per:hi * per], groups, ta=True)
+            gx[lo:hi] = kernels.col2im(gcol, (hi - lo, *x_shape[1:]), *geom)      # gcol: (C*kh*kw, n*oh*ow)
     if need_w:
         gw = group_outer(xp, gy_mat, col, groups).reshape(w.shape)               # (O, C/groups, kh, kw)
     return gx, gw

@@ -8,8 +8,8 @@ fastest; ``forward``/``backward`` run the chosen one. Each algorithm is tested a
 - ``im2col_chunked``: the reference in batch chunks of about CHUNK_BYTES of columns; keeps no column
   matrix between forward and backward (rebuilds it), which is why the tuner prefers it within a margin;
 - ``gemm1x1``: a 1x1 convolution without padding is a batched GEMM straight on NCHW data;
-- ``direct``: Numba loops with no column matrix, for few input channels per group (first layers,
-  depthwise and grouped convolutions).
+- ``direct``: Numba loops with no column matrix, for few input channels per group (depthwise and
+  grouped convolutions).
 """
 from . import autotune, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, col2im, \
     matmul, name_for
@@ -57,7 +57,10 @@ def algorithms(x, w, stride, padding, dilation, groups):
         algos.append("im2col_chunked")
     if groups == 1 and w.shape[2:] == (1, 1) and padding == (0, 0):
         algos.append("gemm1x1")
-    if w.shape[1] <= 3 and has_direct_conv(x):  # few input channels per group (incl. depthwise)
+    # few input channels per group: depthwise and grouped convs. Not offered for groups = 1: measured, it never
+    # won there (LeNet's 1->6 conv: 22-40 ms against 14-15 ms for im2col_chunked), and trying it compiles three
+    # kernels, 4 of the 9.7 s of a first LeNet step with a cold Numba cache (NOTES.md, change 14).
+    if groups > 1 and w.shape[1] <= 3 and has_direct_conv(x):
         algos.append("direct")
     return algos
 

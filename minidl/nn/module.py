@@ -304,14 +304,23 @@ class Module:
                             t.grad = Tensor._make(fn(t.grad._data))
         return self
 
-    def to(self, *args, device=None, dtype=None):
+    def to(self, *args, device=None, dtype=None, non_blocking=False, memory_format=None):
         """Move parameters and buffers to a device and/or cast the floating ones to a dtype, in place
-        (the Parameter objects stay the same, so optimizers keep working)."""
+        (the Parameter objects stay the same, so optimizers keep working). ``memory_format`` lays out
+        4-D parameters and buffers in that format (``minidl.channels_last``), as torch's Module.to.
+        ``non_blocking`` is accepted; copies are synchronous."""
         for a in args:
             if isinstance(a, (str, backend.Device)):
                 device = a
+            elif isinstance(a, bool):  # non_blocking: accepted, copies are synchronous
+                continue
+            elif isinstance(a, backend.memory_format):
+                memory_format = a
             else:
                 dtype = a
+        if memory_format is not None and memory_format not in (backend.channels_last, backend.contiguous_format,
+                                                               backend.preserve_format):
+            raise TypeError(f"Module.to: memory_format must be a minidl memory format, got {memory_format!r}")
         dtype = backend.as_dtype(dtype, "Module.to")
         if dtype is not None and dtype.kind != "f":
             raise TypeError(f"Module.to: only floating dtypes are allowed, got {dtype}")
@@ -321,6 +330,8 @@ class Module:
                 arr = backend.to_device(arr, device)
             if dtype is not None and arr.dtype.kind == "f":
                 arr = arr.astype(dtype, copy=False)
+            if memory_format is not None and arr.ndim == 4:
+                arr = backend.in_memory_format(arr, memory_format, "Module.to")
             return arr
         return self._convert(fn)
 
