@@ -259,6 +259,7 @@ def test_blas_matmul_split_equals_numpy(monkeypatch, sa, sb):
     from minidl.kernels import blas
     blas._setup()
     monkeypatch.setattr(blas, "SPLIT_FLOPS", 1)  # split everything that can be split
+    monkeypatch.setattr(blas, "own_threads", lambda cores: True)  # as on a busy machine
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(sa), rng.standard_normal(sb)
     expect = np.matmul(a, b)
@@ -267,3 +268,27 @@ def test_blas_matmul_split_equals_numpy(monkeypatch, sa, sb):
     np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(blas.matmul(a, b), got)  # the same split, the same bits
     assert all(c.num_threads == 1 for c in blas._state["libs"])  # this thread's products: one BLAS thread
+
+
+def test_blas_uses_its_own_threads_in_reproducible_mode_or_on_a_busy_machine(monkeypatch):
+    from minidl.kernels import blas
+    import builtins
+    import io
+    real_open = builtins.open
+
+    def machine(loadavg):
+        monkeypatch.setattr(blas, "_load", {"at": -1e9, "until": -1e9})
+        monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(loadavg)
+                            if path == "/proc/loadavg" else real_open(path, *a, **k))
+    machine("0.40 0.40 0.40 2/77 100")
+    assert blas.own_threads(2) is False           # idle: OpenBLAS's own threads
+    machine("0.40 0.40 0.40 11/98 100")
+    assert blas.own_threads(2) is True            # 11 runnable threads on 2 cores, before the average rises
+    machine("4.10 3.00 2.00 1/98 100")
+    assert blas.own_threads(2) is False           # a high average, but nothing runs now (the average lags)
+    machine("0.40 0.40 0.40 2/77 100")
+    old = autotune.set_enabled(False)
+    try:
+        assert blas.own_threads(2) is True        # reproducible mode: always one OpenBLAS thread
+    finally:
+        autotune.set_enabled(old)

@@ -10,6 +10,7 @@ import minidl
 import minidl.nn as nn
 import minidl.nn.functional as F
 from minidl import data, models, optim, utils
+from minidl.kernels import autotune
 
 from test_data import write_idx
 
@@ -33,8 +34,11 @@ def _train(model, seed, steps=4):
     return [p.detach().numpy().copy() for p in model.parameters()]
 
 
-def test_two_threads_train_two_models_and_get_the_sequential_numbers():
-    """Numba's workqueue pool aborted the process (SIGABRT) when two threads ran parallel kernels at once."""
+def test_two_threads_train_two_models_and_get_the_sequential_numbers(monkeypatch):
+    """Numba's workqueue pool aborted the process (SIGABRT) when two threads ran parallel kernels at once.
+    In reproducible mode (autotune off: fixed algorithms, and products on one OpenBLAS thread whatever the
+    machine's load) the numbers equal sequential runs bit for bit."""
+    monkeypatch.setattr(autotune, "_enabled", False)
     sequential = [_train(_model(s), s) for s in (1, 2)]
     results, errors = {}, []
     fresh = {s: _model(s) for s in (1, 2)}

@@ -3,20 +3,24 @@
 OpenBLAS's own threads wait for each other by spinning. When the OS pauses one of them (a machine
 with more runnable threads than cores), the others spin until it comes back: on 2 cores next to 10
 CPU-bound processes a LeNet-5 step took 0.5-1.5 s, and up to 54 s with Numba on one thread, against
-0.17-0.31 s with OpenBLAS on one thread (benchmarks/NOTES.md, change 10). So minidl runs its products
-with OpenBLAS on one thread (in the threads that run them: see _one_blas_thread), and splits a large
-product into row (or column) blocks computed by its own worker threads, which wait by blocking. NumPy
-releases the GIL inside matmul, so the blocks run in parallel. The split depends only on the shapes and
-the thread count: results are deterministic.
+0.17-0.31 s with OpenBLAS on one thread (benchmarks/NOTES.md, change 10). So on a busy machine (load
+average above the cores), and always in reproducible mode (autotune off), minidl runs its products with
+OpenBLAS on one thread and splits a large product into row (or column) blocks computed by its own worker
+threads, which wait by blocking (NumPy releases the GIL inside matmul, so the blocks run in parallel; the
+split depends only on the shapes and the thread count). On an idle machine OpenBLAS's own threads are
+faster (change 16) and run the products as NumPy would.
 
 The worker count is OpenBLAS's own thread setting when minidl first multiplies (OPENBLAS_NUM_THREADS,
 threadpoolctl limits), so a user's limit holds. Without threadpoolctl, products run as NumPy runs them.
 """
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from . import autotune
 
 # Below this many floating-point operations a product runs on the calling thread. Measured on 2 cores
 # (NOTES.md, change 10): handing blocks to a worker costs 0.3-0.5 ms here, as much as a 2^24-flop product
@@ -41,7 +45,7 @@ def _setup():
                           else os.cpu_count() or 1)
             _state.update(libs=libs, threads=threads,
                           pool=ThreadPoolExecutor(threads - 1, thread_name_prefix="minidl-gemm",
-                                                  initializer=_one_blas_thread, initargs=(libs,))
+                                                  initializer=_blas_threads, initargs=(libs, 1))
                           if libs and threads > 1 else None)
     return _state["libs"], _state["threads"], _state["pool"]
 
@@ -49,16 +53,52 @@ def _setup():
 _local = threading.local()
 
 
-def _one_blas_thread(libs):
-    """Put OpenBLAS on one thread for the calling thread, once. OpenBLAS 0.3.31 (NumPy's) keeps this
-    setting per thread: set in one thread, another still saw 2, and the same product then gave other bits
-    there. So every thread that runs minidl's products (callers and the pool's workers) sets it, and keeps
-    it: a thread's later NumPy products run on one BLAS thread too."""
-    if not getattr(_local, "single", False):
+def _blas_threads(libs, n):
+    """Set OpenBLAS's thread count for the calling thread (only when it changes). OpenBLAS 0.3.31 (NumPy's)
+    keeps this setting per thread: set in one thread, another still saw 2, and the same product then gave
+    other bits there. So each thread that runs minidl's products sets it, and keeps it."""
+    if getattr(_local, "blas_threads", None) != n:
         for c in libs:
-            if c.num_threads != 1:
-                c.set_num_threads(1)
-        _local.single = True
+            if c.num_threads != n:
+                c.set_num_threads(n)
+        _local.blas_threads = n
+
+
+# Whether the CPUs are oversubscribed, looked at once a second: more runnable threads right now than the
+# cores plus one (/proc/loadavg's fourth field, which counts this process's running threads too). The load
+# average lags both ways: next to 10 new CPU burners it took seconds to rise (steps stalled up to 1.7 s in
+# between), and a minute after they stopped it still said busy. Once busy, the machine counts as busy for
+# HOLD_S more seconds. Where there is no /proc/loadavg, the 1-minute load average decides.
+# Measured (NOTES.md, change 16): on an idle machine OpenBLAS's own threads run LeNet's conv GEMMs 30% faster
+# than one thread plus minidl's split; next to CPU burners its spinning threads lose (worst steps 2-4x).
+BUSY_CHECK_S = 1.0
+HOLD_S = 5.0
+_load = {"at": -1e9, "until": -1e9}
+
+
+def _busy(cores):
+    now = time.monotonic()
+    if now - _load["at"] > BUSY_CHECK_S:
+        _load["at"] = now
+        try:
+            with open("/proc/loadavg") as f:
+                fields = f.read().split()
+            busy = int(fields[3].split("/")[0]) > cores + 1
+        except (OSError, ValueError, IndexError):  # not Linux: the load average where there is one
+            try:
+                busy = os.getloadavg()[0] > cores + 0.5
+            except OSError:
+                busy = True  # nothing to go by: the safe side
+        if busy:
+            _load["until"] = now + HOLD_S
+    return now < _load["until"]
+
+
+def own_threads(cores):
+    """True when minidl runs products on one OpenBLAS thread and splits large ones across its own threads:
+    always in reproducible mode (autotune off, so that the bits do not depend on the machine's load), else
+    when the machine is busy."""
+    return not autotune.is_enabled() or _busy(cores)
 
 
 def _blocks(size, parts):
@@ -75,7 +115,10 @@ def matmul(a, b):
     k = a.shape[-1]
     n = b.shape[-1] if b.ndim > 1 else 1
     batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) if a.ndim > 2 or b.ndim > 2 else 1
-    _one_blas_thread(libs)
+    if not own_threads(threads):  # an idle machine: OpenBLAS's own threads are the fastest
+        _blas_threads(libs, threads)
+        return np.matmul(a, b)
+    _blas_threads(libs, 1)
     if pool is None or 2 * m * n * k * batch < SPLIT_FLOPS or a.ndim == 1 or b.ndim == 1:
         return np.matmul(a, b)
     out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n),
