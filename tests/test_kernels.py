@@ -292,3 +292,32 @@ def test_blas_uses_its_own_threads_in_reproducible_mode_or_on_a_busy_machine(mon
         assert blas.own_threads(2) is True        # reproducible mode: always one OpenBLAS thread
     finally:
         autotune.set_enabled(old)
+
+
+def _forked_product(queue):
+    from minidl.kernels import blas
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((300, 200)), rng.standard_normal((200, 250))
+    queue.put(bool(np.allclose(blas.matmul(a, b), a @ b)))
+
+
+def test_blas_split_works_in_a_forked_child(monkeypatch):
+    """A pool made before fork has no threads in the child: the child must make its own, not hang."""
+    import multiprocessing
+    from minidl.kernels import blas
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    monkeypatch.setattr(blas, "SPLIT_FLOPS", 1)
+    monkeypatch.setattr(blas, "own_threads", lambda cores: True)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((300, 200)), rng.standard_normal((200, 250))
+    blas.matmul(a, b)  # the parent's pool exists now
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_forked_product, args=(queue,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and queue.get(timeout=5) is True

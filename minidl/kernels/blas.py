@@ -31,6 +31,18 @@ _state = {}
 _init_lock = threading.Lock()
 
 
+def _after_fork():
+    """A forked child has none of the parent's worker threads: it makes its own pool when it needs one
+    (a pool inherited by fork would take jobs that no thread ever runs, and the product would hang)."""
+    global _init_lock
+    _init_lock = threading.Lock()
+    _state.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def _setup():
     """(BLAS controllers, worker count, thread pool or None), found once."""
     with _init_lock:
