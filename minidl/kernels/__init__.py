@@ -53,6 +53,15 @@ def _impl(x):
 _LOCK = threading.RLock()
 
 
+def _fresh_lock_after_fork():  # a lock held by another thread at fork time would stay held in the child
+    global _LOCK
+    _LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_after_fork)
+
+
 def _locked(module):
     """The public functions of ``module``, each called under _LOCK."""
     def wrap(fn):
