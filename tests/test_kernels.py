@@ -321,3 +321,18 @@ def test_blas_split_works_in_a_forked_child(monkeypatch):
     if alive:
         child.kill()
     assert not alive and queue.get(timeout=5) is True
+
+
+def test_the_tuner_does_not_keep_a_large_column_matrix(monkeypatch):
+    """Above COL_KEEP_BYTES of columns the reference is not a candidate (a lean algorithm runs), unless forced."""
+    from minidl.kernels import conv as conv_kernels
+    monkeypatch.setattr(conv_kernels, "COL_KEEP_BYTES", 1024)
+    autotune.clear()
+    x, w = np.ones((4, 3, 12, 12), np.float32), np.ones((5, 3, 3, 3), np.float32)  # columns: 27 x 400 > 1 KiB
+    args = (np, x, w, (1, 1), (0, 0), (1, 1), 1, (10, 10))
+    assert conv_kernels.choose(*args, reference=(None, None)) == "im2col_chunked"  # the only candidate left
+    with autotune.force("conv2d", "im2col"):
+        assert conv_kernels.choose(*args, reference=(None, None)) == "im2col"
+    monkeypatch.setattr(conv_kernels, "COL_KEEP_BYTES", 1 << 30)
+    assert "im2col" in conv_kernels.algorithms(x, w, (1, 1), (0, 0), (1, 1), 1)
+    autotune.clear()

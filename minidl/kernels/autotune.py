@@ -22,6 +22,11 @@ def is_enabled():
     return _enabled
 
 
+def forced(op):
+    """The algorithm forced for ``op`` (see ``force``), or None."""
+    return _forced.get(op)
+
+
 def cache():
     """A copy of the choices made so far: {key: (name, {name: seconds})}."""
     return dict(_cache)

@@ -24,6 +24,12 @@ CHUNK_BYTES = 16 << 20
 # a memory-hungry one is more than autotune.LEAN_MARGIN faster.
 LEAN = ("im2col_chunked", "gemm1x1", "direct")
 
+# The reference keeps its whole column matrix from forward to backward. Above this size the tuner does not
+# offer it (a lean algorithm runs instead; forcing it or turning tuning off still runs it): measured
+# (NOTES.md, change 17), resnet18 at batch 128 peaked at 1.8-2.3 GiB of live arrays when the reference won
+# its 3x3 convs (151-302 MiB of columns each) and at 0.63 GiB when none kept columns (torch: 0.56 GiB).
+COL_KEEP_BYTES = 64 << 20
+
 
 def group_matmul(xp, a, b, groups, ta=False):
     """Block-diagonal product: group g multiplies a's g-th row block (or, ``ta``, its transpose)
@@ -69,6 +75,9 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw, reference):
     """The algorithm for this convolution: the forced one, the reference when tuning is off, else the
     fastest measured (once per shape). ``reference`` is the (forward, backward) pair of the reference."""
     algos = algorithms(x, w, stride, padding, dilation, groups)
+    col_bytes = w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * out_hw[0] * out_hw[1] * x.itemsize
+    if col_bytes > COL_KEEP_BYTES and len(algos) > 1 and autotune.is_enabled() and not autotune.forced("conv2d"):
+        algos = algos[1:]  # the reference's column matrix would stay alive until backward
     key = ("conv2d", device_of(x), name_for(x), x.dtype.str, x.shape, w.shape, stride, padding, dilation, groups)
     gy = []  # the trials' upstream gradient, made by the first trial: a cached choice allocates nothing
 
