@@ -183,18 +183,28 @@ def op_samples(info):
 OP_CASES = [(_full_name(i), i) for i in op_infos()]
 
 
+def failures(name, info, samples, run, describe, skip_different=True):
+    """Run every sample of one OpInfo/ModuleInfo: (how many ran, the failures' descriptions)."""
+    ran, out = 0, []
+    for k, sample in enumerate(samples(info)):
+        if skip_different and (name, k) in DIFFERENT:
+            continue
+        ran += 1
+        try:
+            run(info, sample, zlib.crc32(f"{name}-{k}".encode()))
+        except Exception as e:
+            out.append(f"sample {k} ({describe(sample)}): {type(e).__name__}: {str(e)[:300]}")
+    return ran, out
+
+
+def _describe_op(sample):
+    return sample.summary() if hasattr(sample, "summary") else sample
+
+
 @pytest.mark.parametrize("name, info", OP_CASES, ids=[c[0] for c in OP_CASES])
 def test_torch_op_samples(name, info):
-    failures = []
-    for k, sample in enumerate(op_samples(info)):
-        if (name, k) in DIFFERENT:
-            continue
-        try:
-            run_op_sample(info, sample, zlib.crc32(f"{name}-{k}".encode()))
-        except Exception as e:
-            failures.append(f"sample {k} ({sample.summary() if hasattr(sample, 'summary') else sample}): "
-                            f"{type(e).__name__}: {str(e)[:300]}")
-    assert not failures, f"{len(failures)} failing samples:\n" + "\n".join(failures)
+    _, found = failures(name, info, op_samples, run_op_sample, _describe_op)
+    assert not found, f"{len(found)} failing samples:\n" + "\n".join(found)
 
 
 # ---- modules ------------------------------------------------------------------------------------
@@ -231,40 +241,35 @@ def run_module_sample(info, mi, seed):
 MODULE_CASES = [(m.module_cls.__name__, m) for m in module_infos()]
 
 
+def module_samples(info):
+    return list(info.module_inputs_func(info, device="cpu", dtype=torch.float64, requires_grad=True, training=True))
+
+
+def _describe_module(mi):
+    return (f"{mi.constructor_input.args}, {mi.constructor_input.kwargs}; "
+            f"{mi.forward_input.args[0].shape if mi.forward_input.args else ''}")
+
+
 @pytest.mark.parametrize("name, info", MODULE_CASES, ids=[c[0] for c in MODULE_CASES])
 def test_torch_module_samples(name, info):
-    failures = []
-    for k, mi in enumerate(info.module_inputs_func(info, device="cpu", dtype=torch.float64, requires_grad=True,
-                                                   training=True)):
-        if (name, k) in DIFFERENT:
-            continue
-        try:
-            run_module_sample(info, mi, zlib.crc32(f"{name}-{k}".encode()))
-        except Exception as e:
-            failures.append(f"sample {k} ({mi.constructor_input.args}, {mi.constructor_input.kwargs}; "
-                            f"{mi.forward_input.args[0].shape if mi.forward_input.args else ''}): "
-                            f"{type(e).__name__}: {str(e)[:300]}")
-    assert not failures, f"{len(failures)} failing samples:\n" + "\n".join(failures)
+    _, found = failures(name, info, module_samples, run_module_sample, _describe_module)
+    assert not found, f"{len(found)} failing samples:\n" + "\n".join(found)
 
 
 def report(verbose=False):
-    """(passed, total) for ops and for modules; with ``verbose`` print every failure."""
+    """(passed, total) for ops and for modules, deliberate differences counted as failures; with ``verbose``
+    print every failure."""
     counts = {}
-    for kind, cases, run, samples in (
-            ("ops", OP_CASES, run_op_sample, op_samples),
-            ("modules", MODULE_CASES, run_module_sample,
-             lambda i: list(i.module_inputs_func(i, device="cpu", dtype=torch.float64, requires_grad=True,
-                                                 training=True)))):
+    for kind, cases, samples, run, describe in (("ops", OP_CASES, op_samples, run_op_sample, _describe_op),
+                                                ("modules", MODULE_CASES, module_samples, run_module_sample,
+                                                 _describe_module)):
         passed = total = 0
         for name, info in cases:
-            for k, s in enumerate(samples(info)):
-                total += 1
-                try:
-                    run(info, s, zlib.crc32(f"{name}-{k}".encode()))
-                    passed += 1
-                except Exception as e:
-                    if verbose:
-                        print(f"FAIL {kind} {name} #{k}: {type(e).__name__}: {str(e)[:200]}")
+            n, failed = failures(name, info, samples, run, describe, skip_different=False)
+            total, passed = total + n, passed + n - len(failed)
+            if verbose:
+                for f in failed:
+                    print(f"FAIL {kind} {name} {f[:250]}")
         counts[kind] = (passed, total)
     return counts
 

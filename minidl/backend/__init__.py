@@ -120,22 +120,29 @@ def is_channels_last(array):
     return all(array.shape[d] == 1 or s[d] == expect[d] for d in range(4))
 
 
-def in_memory_format(array, fmt, op):
-    """``array`` laid out in memory format ``fmt`` (itself when it already is): a copy otherwise."""
-    xp = get_array_module(array)
+def has_memory_format(array, fmt, op):
+    """Whether ``array`` is laid out in memory format ``fmt`` (``preserve_format``: always); checks ``fmt``."""
     if fmt is preserve_format:
-        return array
-    if fmt is contiguous_format:  # (ascontiguousarray would turn a 0-d array into 1-d)
-        return array if array.flags.c_contiguous else xp.ascontiguousarray(array)
+        return True
+    if fmt is contiguous_format:
+        return bool(array.flags.c_contiguous)
     if fmt is channels_last:
         if array.ndim != 4:
             raise ValueError(f"{op}: memory_format channels_last needs a 4-D (N, C, H, W) tensor, "
                              f"got shape {array.shape}")
-        if is_channels_last(array):
-            return array
-        return xp.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        return is_channels_last(array)
     raise TypeError(f"{op}: memory_format must be minidl.contiguous_format, channels_last or preserve_format, "
                     f"got {fmt!r}")
+
+
+def in_memory_format(array, fmt, op):
+    """``array`` laid out in memory format ``fmt`` (itself when it already is): a copy otherwise."""
+    if has_memory_format(array, fmt, op):
+        return array
+    xp = get_array_module(array)
+    if fmt is contiguous_format:  # (ascontiguousarray would turn a 0-d array into 1-d; a 0-d array is contiguous)
+        return xp.ascontiguousarray(array)
+    return xp.ascontiguousarray(array.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
 def cuda_available():

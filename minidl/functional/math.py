@@ -335,22 +335,11 @@ class ClampTensor(Function):
     def backward(self, g):
         x, lo, hi = self.saved_arrays
         xp = backend.get_array_module(x)
-        in_x = xp.ones(x.shape, dtype=bool)
-        if lo is not None:
-            in_x = in_x & (x >= lo)
-        if hi is not None:
-            in_x = in_x & (x <= hi)
-        masks = [in_x]
-        if lo is not None:
-            masks.append((x < lo) & (True if hi is None else lo < hi))
-        if hi is not None:
-            masks.append((x > hi) | (False if lo is None else hi < lo))
-        present = [s for s in self.shapes if s is not None]
-        needs = [n for n, s in zip(self.needs_input_grad, self.shapes) if s is not None]
-        grads = [unbroadcast(g * Tensor._make(xp.broadcast_to(m, g.shape).astype(g.dtype)), shape, dtype)
-                 if need else None for m, (shape, dtype), need in zip(masks, present, needs)]
-        it = iter(grads)
-        return tuple(None if s is None else next(it) for s in self.shapes)
+        masks = ((True if lo is None else x >= lo) & (True if hi is None else x <= hi),   # to x
+                 None if lo is None else (x < lo) & (True if hi is None else lo < hi),   # to lo
+                 None if hi is None else (x > hi) | (False if lo is None else hi < lo))  # to hi
+        return tuple(unbroadcast(g * Tensor._make(xp.broadcast_to(m, g.shape).astype(g.dtype)), *shape)
+                     if need else None for m, shape, need in zip(masks, self.shapes, self.needs_input_grad))
 
 
 # ---- public functions -------------------------------------------------------------------------------

@@ -549,7 +549,7 @@ def _to_args(args, dtype, device, non_blocking, copy, memory_format):
         raise TypeError(f"to: too many positional arguments ({len(args)} after the device/dtype)")
     given = dict(non_blocking=non_blocking, copy=copy, memory_format=memory_format)
     given.update(zip(names, args))
-    if str(type(device)) == "<class 'torch.device'>":
+    if device is not None and not isinstance(device, (str, backend.Device)):  # a torch.device
         device = str(device)
     return dtype, device, given["copy"], given["memory_format"]
 
@@ -564,7 +564,7 @@ def to(input, *args, dtype=None, device=None, non_blocking=False, copy=False,
     dtype = backend.as_dtype(dtype, "to")
     if device is not None:
         device = backend.Device(device)
-    laid_out = backend.in_memory_format(input._data, memory_format, "to") is input._data
+    laid_out = backend.has_memory_format(input._data, memory_format, "to")
     if (dtype is None or dtype == input.dtype) and (device is None or device == input.device):
         if copy or not laid_out:
             return Clone.apply(input, memory_format=memory_format)
@@ -589,5 +589,5 @@ def contiguous(input, memory_format=backend.contiguous_format):
     tensor_arg(input, "contiguous")
     if memory_format is backend.preserve_format:
         raise ValueError("contiguous: memory_format preserve_format is not supported (as torch)")
-    laid_out = backend.in_memory_format(input._data, memory_format, "contiguous") is input._data
+    laid_out = backend.has_memory_format(input._data, memory_format, "contiguous")
     return input if laid_out else Clone.apply(input, memory_format=memory_format)

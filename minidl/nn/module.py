@@ -318,8 +318,7 @@ class Module:
                 memory_format = a
             else:
                 dtype = a
-        if memory_format is not None and memory_format not in (backend.channels_last, backend.contiguous_format,
-                                                               backend.preserve_format):
+        if memory_format is not None and not isinstance(memory_format, backend.memory_format):
             raise TypeError(f"Module.to: memory_format must be a minidl memory format, got {memory_format!r}")
         dtype = backend.as_dtype(dtype, "Module.to")
         if dtype is not None and dtype.kind != "f":
