@@ -55,6 +55,9 @@ def test_max_pool_numba_equals_reference(geom, seed):
         return  # torch drops a last window that starts in the right padding; so does minidl's size rule
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, size=shape).astype(dtype)
+    if seed % 3 == 1:  # ties (the first maximum wins) and NaNs (the last NaN wins), as torch
+        x = rng.integers(-1, 2, size=shape).astype(dtype)
+        x[rng.uniform(size=shape) < 0.2] = np.nan
     y1, a1 = numba_k.max_pool2d(x, *g)
     y2, a2 = ref.max_pool2d(x, *g)
     np.testing.assert_array_equal(y1, y2)
@@ -229,6 +232,9 @@ def test_batch_norm_kernels_equal_reference(shape, training):
     for a1, a2 in zip(numba_k.batch_norm_backward(x, gy, m2, invstd, w, training),
                       ref.batch_norm_backward(x, gy, m2, invstd, w, training)):
         np.testing.assert_allclose(a1, a2, rtol=1e-4, atol=1e-4)
+    if not training:  # the running statistics are constants: an infinite input does not reach gx
+        x.flat[0] = np.inf
+        assert np.isfinite(numba_k.batch_norm_backward(x, gy, m2, invstd, w, False)[0]).all()
 
 
 @settings(max_examples=40, deadline=None)
