@@ -19,6 +19,7 @@ setup(
     extras_require={
         # torch is pinned to the CPU build: an unpinned torch pulls gigabytes of CUDA packages
         "dev": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "expecttest", "ruff>=0.5", "torch==2.13.0"],
-        "gpu": ["cupy-cuda12x>=13"],
+        # numba-cuda: the GPU kernels (kernels/_cuda.py); its cu12 extra brings NVVM and the CUDA runtime as wheels
+        "gpu": ["cupy-cuda12x>=13", "numba-cuda[cu12]>=0.20"],
     },
 )

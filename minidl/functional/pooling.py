@@ -24,7 +24,7 @@ class MaxPool2d(Function):
     differentiable_twice = False
 
     def forward(self, xp, x, geom, indices=None):
-        self.x_shape = x.shape
+        self.x_shape, self.window = x.shape, geom[:8]
         y, arg = kernels.max_pool2d(x, *geom)
         self.save_for_backward(arg)
         if indices is not None:  # a list that receives the argmax array, for return_indices=True
@@ -33,7 +33,7 @@ class MaxPool2d(Function):
 
     def backward(self, gy):
         arg, = self.saved_arrays
-        return kernels.max_pool2d_backward(gy._data, arg, self.x_shape)
+        return kernels.max_pool2d_backward(gy._data, arg, self.x_shape, self.window)
 
 
 class AvgPool2d(Function):

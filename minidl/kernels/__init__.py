@@ -1,8 +1,9 @@
 """Kernels: the only place that knows about devices and speed.
 
 ``_numpy.py`` is the readable reference (and runs CuPy arrays too), ``_numba.py`` the compiled CPU
-kernels. ``use('numpy')`` forces the reference everywhere (tests compare the two); the environment
-variable ``MINIDL_KERNELS=numpy`` does the same at start-up.
+kernels, ``_cuda.py`` the GPU kernels (Numba's CUDA target, for CuPy arrays where a GPU is usable).
+``use('numpy')`` forces the reference everywhere (tests compare them); the environment variable
+``MINIDL_KERNELS=numpy`` does the same at start-up.
 """
 import functools
 import importlib
@@ -18,6 +19,7 @@ from . import _numpy, autotune, blas
 
 _choice = os.environ.get("MINIDL_KERNELS", "auto")
 _compiled = None  # the Numba kernel module once imported, False when Numba is missing
+_gpu = None  # the CUDA kernel module once imported, False when Numba's CUDA target cannot run here
 
 
 def use(name):
@@ -30,10 +32,13 @@ def use(name):
 
 
 def _impl(x):
-    """The kernel module for this array: Numba for float32/float64 NumPy arrays, else the reference."""
+    """The kernel module for this array: Numba for float32/float64 NumPy arrays, the CUDA kernels for
+    float32/float64 device arrays on a usable GPU, else the reference."""
     global _compiled
-    if _choice == "numpy" or type(x) is not np.ndarray or x.dtype not in (np.float32, np.float64):
+    if _choice == "numpy" or x.dtype not in (np.float32, np.float64):
         return _numpy
+    if type(x) is not np.ndarray:
+        return (hasattr(x, "__cuda_array_interface__") and _gpu_kernels()) or _numpy
     if _compiled is None:  # imported on first use: `import minidl` stays free of Numba's start-up
         with _LOCK:
             if _compiled is None:
@@ -45,6 +50,20 @@ def _impl(x):
                         raise
                     _compiled = False
     return _compiled or _numpy
+
+
+def _gpu_kernels():
+    """kernels/_cuda.py when Numba's CUDA target finds a GPU, else False (asked once)."""
+    global _gpu
+    if _gpu is None:
+        with _LOCK:
+            if _gpu is None:
+                try:
+                    from numba import cuda
+                    _gpu = importlib.import_module(__name__ + "._cuda") if cuda.is_available() else False
+                except Exception:  # no numba-cuda, no driver: CuPy runs the reference kernels
+                    _gpu = False
+    return _gpu
 
 
 # Numba's workqueue thread pool (see below) aborts the process when two Python threads enter parallel
@@ -99,8 +118,10 @@ def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     return _impl(x).max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
 
 
-def max_pool2d_backward(gy, arg, shape):
-    return _impl(gy).max_pool2d_backward(gy, arg, shape)
+def max_pool2d_backward(gy, arg, shape, window=None):
+    """``window`` = (kh, kw, sh, sw, ph, pw, dh, dw) where the windows have one geometry (not adaptive pooling):
+    the GPU kernel gathers by it; the CPU kernels scatter by ``arg`` alone."""
+    return _impl(gy).max_pool2d_backward(gy, arg, shape, window)
 
 
 def erf(x):
@@ -128,14 +149,15 @@ def scatter_add_along(out, index, src, dim):
 
 
 def name_for(x):
-    """'numba' or 'numpy': which kernels run on this array now (part of autotune keys, since the
+    """'numba', 'cuda' or 'numpy': which kernels run on this array now (part of autotune keys, since the
     candidates differ)."""
-    return "numpy" if _impl(x) is _numpy else "numba"
+    impl = _impl(x)
+    return "numpy" if impl is _numpy else "cuda" if impl is _gpu else "numba"
 
 
 def has_direct_conv(x):
-    """Whether the compiled direct convolution can run on this array."""
-    return name_for(x) == "numba"
+    """Whether a compiled direct convolution (CPU or GPU) can run on this array."""
+    return name_for(x) != "numpy"
 
 
 def conv_direct(x, w, stride, padding, dilation, groups, out_hw):

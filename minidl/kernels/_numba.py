@@ -161,7 +161,7 @@ def _max_pool2d_backward(gy, arg, gx):
                 gxf[d + U(a)] += gyf[s + t]
 
 
-def max_pool2d_backward(gy, arg, shape):
+def max_pool2d_backward(gy, arg, shape, window=None):
     gx = np.zeros(shape, dtype=gy.dtype)
     _max_pool2d_backward(np.ascontiguousarray(gy), np.ascontiguousarray(arg), gx)
     return gx

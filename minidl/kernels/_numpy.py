@@ -85,7 +85,7 @@ def argmax_nan_last(a, axis):
     return xp.where(nan.any(axis=axis), last, k)
 
 
-def max_pool2d_backward(gy, arg, shape):
+def max_pool2d_backward(gy, arg, shape, window=None):
     xp = get_array_module(gy)
     n, c, h, w = shape
     gx = xp.zeros((n * c, h * w), dtype=gy.dtype)

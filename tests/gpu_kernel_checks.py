@@ -1,0 +1,141 @@
+"""The GPU kernels (minidl/kernels/_cuda.py) against the NumPy reference, over random small geometries.
+
+Run by tests/test_cuda_kernels.py: under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, NumPy arrays, no GPU
+needed; this is how CI runs them) or, where a GPU and CuPy are there, on the GPU with CuPy arrays.
+Not collected on its own (its name does not start with test_): the simulator must be switched on before
+Numba is imported, so it runs in a process of its own.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from numba import config
+
+from minidl.kernels import _numpy as ref
+from test_kernels import geometry
+
+gpu = pytest.importorskip("minidl.kernels._cuda")
+SIMULATED = bool(config.ENABLE_CUDASIM)
+if SIMULATED:
+    xp = np
+    gpu.BLOCK = 8  # the simulator runs each thread as a Python thread: small blocks keep it quick
+else:
+    xp = pytest.importorskip("cupy")
+
+
+def dev(a):
+    return xp.asarray(a)
+
+
+def host(a):
+    return a if xp is np else a.get()
+
+
+def tol(dtype):
+    return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+def _pool_geometry_ok(shape, g):
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = g
+    return (oh - 1) * sh < shape[2] + ph and (ow - 1) * sw < shape[3] + pw  # as torch's size rule
+
+
+@settings(max_examples=25, deadline=None)
+@given(geometry(), st.integers(0, 2 ** 31))
+def test_im2col_col2im(geom, seed):
+    shape, g, dtype = geom
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=shape).astype(dtype)
+    for pad in (0.0, -np.inf):
+        np.testing.assert_array_equal(host(gpu.im2col(dev(x), *g, pad_value=pad)), ref.im2col(x, *g, pad_value=pad))
+    c = rng.uniform(-2, 2, size=ref.im2col(x, *g).shape).astype(dtype)
+    np.testing.assert_allclose(host(gpu.col2im(dev(c), shape, *g)), ref.col2im(c, shape, *g), **tol(dtype))
+
+
+@settings(max_examples=25, deadline=None)
+@given(geometry(), st.integers(0, 2 ** 31))
+def test_max_pool(geom, seed):
+    shape, g, dtype = geom
+    if not _pool_geometry_ok(shape, g):
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=shape).astype(dtype)
+    if seed % 3 == 1:  # ties (the first maximum wins) and NaNs (the last NaN wins), as torch
+        x = rng.integers(-1, 2, size=shape).astype(dtype)
+        x[rng.uniform(size=shape) < 0.2] = np.nan
+    y, arg = gpu.max_pool2d(dev(x), *g)
+    y_ref, arg_ref = ref.max_pool2d(x, *g)
+    np.testing.assert_array_equal(host(y), y_ref)
+    np.testing.assert_array_equal(host(arg), arg_ref)
+    assert arg.dtype == arg_ref.dtype
+    gy = rng.uniform(-2, 2, size=y_ref.shape).astype(dtype)
+    expected = ref.max_pool2d_backward(gy, arg_ref, shape)
+    for window in (g[:8], None):  # gathered by the window geometry, and scattered (adaptive pooling)
+        np.testing.assert_allclose(host(gpu.max_pool2d_backward(dev(gy), arg, shape, window)), expected,
+                                   **tol(dtype))
+
+
+@settings(max_examples=25, deadline=None)
+@given(geometry(), st.integers(0, 2 ** 31))
+def test_avg_pool(geom, seed):
+    shape, (kh, kw, sh, sw, ph, pw, _, _, oh, ow), dtype = geom
+    if not _pool_geometry_ok(shape, (kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)):
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=shape).astype(dtype)
+    div = rng.integers(1, 10, size=(oh, ow)).astype(dtype)
+    g = (kh, kw, sh, sw, ph, pw)
+    np.testing.assert_allclose(host(gpu.avg_pool2d(dev(x), dev(div), *g, oh, ow)), ref.avg_pool2d(x, div, *g, oh, ow),
+                               **tol(dtype))
+    gy = rng.uniform(-2, 2, size=(*shape[:2], oh, ow)).astype(dtype)
+    np.testing.assert_allclose(host(gpu.avg_pool2d_backward(dev(gy), dev(div), shape, *g)),
+                               ref.avg_pool2d_backward(gy, div, shape, *g), **tol(dtype))
+
+
+@settings(max_examples=10, deadline=None)
+@given(geometry(), st.sampled_from([1, 2, 3]), st.integers(1, 2), st.integers(0, 2 ** 31))
+def test_direct_conv(geom, groups, per_group_out, seed):
+    """Grouped and depthwise convolutions: forward and both gradients against im2col + GEMM."""
+    (n, _, h, w), (kh, kw, sh, sw, ph, pw, dh, dw, _, _), dtype = geom
+    oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1  # conv2d's sizes
+    rng = np.random.default_rng(seed)
+    cg = int(rng.integers(1, 3))
+    c, o = cg * groups, per_group_out * groups
+    x = rng.uniform(-2, 2, size=(n, c, h, w)).astype(dtype)
+    wt = rng.uniform(-2, 2, size=(o, cg, kh, kw)).astype(dtype)
+    gy = rng.uniform(-2, 2, size=(n, o, oh, ow)).astype(dtype)
+    args = ((sh, sw), (ph, pw), (dh, dw), groups)
+    col = ref.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow).reshape(groups, cg * kh * kw, -1)
+    wg = wt.reshape(groups, o // groups, -1)
+    y_ref = np.concatenate([wg[k] @ col[k] for k in range(groups)]).reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(host(gpu.conv_direct(dev(x), dev(wt), *args, (oh, ow))), y_ref, **tol(dtype))
+    gyg = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)
+    gw_ref = np.concatenate([gyg[k] @ col[k].T for k in range(groups)]).reshape(wt.shape)
+    np.testing.assert_allclose(host(gpu.conv_direct_grad_w(dev(x), dev(gy), wt.shape, *args)), gw_ref, **tol(dtype))
+    gcol = np.concatenate([wg[k].T @ gyg[k] for k in range(groups)])
+    gx_ref = ref.col2im(gcol, x.shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    np.testing.assert_allclose(host(gpu.conv_direct_grad_x(dev(gy), dev(wt), x.shape, *args)), gx_ref, **tol(dtype))
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 2), (3, 4, 9), (2, 1, 40, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm(shape, training, dtype):
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=shape) * 3 + 1).astype(dtype)
+    gy = rng.normal(size=shape).astype(dtype)
+    c = shape[1]
+    w, b = rng.normal(size=c).astype(dtype), rng.normal(size=c).astype(dtype)
+    m_ref, v_ref = ref.batch_norm_stats(x)
+    m, v = gpu.batch_norm_stats(dev(x))
+    np.testing.assert_allclose(host(m), m_ref, **tol(dtype))
+    np.testing.assert_allclose(host(v), v_ref, **tol(dtype))
+    assert m.dtype == m_ref.dtype and v.dtype == v_ref.dtype
+    invstd = (1 / np.sqrt(v_ref + 1e-5)).astype(dtype)
+    args = (m_ref, invstd, w)
+    np.testing.assert_allclose(host(gpu.batch_norm_apply(dev(x), *map(dev, args), dev(b))),
+                               ref.batch_norm_apply(x, *args, b), **tol(dtype))
+    for got, want in zip(gpu.batch_norm_backward(dev(x), dev(gy), *map(dev, args), training),
+                         ref.batch_norm_backward(x, gy, *args, training)):
+        np.testing.assert_allclose(host(got), want, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                                   atol=1e-4 if dtype == np.float32 else 1e-10)
+        assert got.dtype == want.dtype
