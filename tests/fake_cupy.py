@@ -8,7 +8,11 @@
 - returns 0-d device arrays from reductions, not host scalars;
 - counts every copy between host and device: explicit ones (``cupy.asarray`` of host data,
   ``cupy.asnumpy``, ``.get()``) and the synchronising reads (``.item()``, ``float(a)``, ``bool(a)``,
-  ``.tolist()``) in ``TRANSFERS``.
+  ``.tolist()``) in ``TRANSFERS``;
+- counts kernel launches in ``LAUNCHES["kernels"]``, as CuPy would make them: one per ufunc call (in place
+  or not), per assignment, and per function, method or index whose result is new data; none for views
+  (reshape, transpose, basic slices) or uninitialised allocations (``empty``). An estimate: CuPy fuses
+  nothing by itself, but some of its functions launch more than one kernel (reductions, sorts).
 
 NumPy functions called on StrictArrays still work through ``__array_ufunc__``/``__array_function__``, as
 they do on CuPy arrays. What this cannot catch: CuPy functions that NumPy has and CuPy lacks (or whose
@@ -21,10 +25,22 @@ import types
 import numpy as np
 
 TRANSFERS = {"to_device": 0, "to_host": 0}
+LAUNCHES = {"kernels": 0}
+_NO_KERNEL = {"empty", "empty_like"}
 
 
 def reset_transfers():
     TRANSFERS.update(to_device=0, to_host=0)
+
+
+def _launched(result, inputs, name=""):
+    """Count one kernel unless ``result`` is a view of one of ``inputs`` (or uninitialised memory)."""
+    if name in _NO_KERNEL:
+        return
+    r = result._a if isinstance(result, StrictArray) else result
+    if isinstance(r, np.ndarray) and any(isinstance(i, StrictArray) and np.may_share_memory(r, i._a) for i in inputs):
+        return
+    LAUNCHES["kernels"] += 1
 
 
 def _unwrap(obj, where):
@@ -95,13 +111,16 @@ class StrictArray:
         if out is not None:
             kwargs["out"] = tuple(_unwrap(o, where) for o in out)
         r = getattr(ufunc, method)(*_unwrap(inputs, where), **kwargs)
+        LAUNCHES["kernels"] += 1
         if out is not None:
             return out[0] if len(out) == 1 else out
         return _wrap(r)
 
     def __array_function__(self, func, types_, args, kwargs):
         where = f"numpy.{func.__name__}"
-        return _wrap(func(*_unwrap(args, where), **_unwrap(kwargs, where)))
+        r = _wrap(func(*_unwrap(args, where), **_unwrap(kwargs, where)))
+        _launched(r, args, func.__name__)
+        return r
 
     # -- reads that copy to the host ---------------------------------------------------------------------
     def get(self):
@@ -139,15 +158,20 @@ class StrictArray:
         attr = getattr(self._a, name)
         if callable(attr):
             def method(*args, **kwargs):
-                return _wrap(attr(*_unwrap(args, f"ndarray.{name}"), **_unwrap(kwargs, f"ndarray.{name}")))
+                r = _wrap(attr(*_unwrap(args, f"ndarray.{name}"), **_unwrap(kwargs, f"ndarray.{name}")))
+                _launched(r, (self,), name)
+                return r
             return method
         return _wrap(attr)
 
     def __getitem__(self, key):
-        return _wrap(self._a[_index(key)])
+        r = _wrap(self._a[_index(key)])
+        _launched(r, (self,))
+        return r
 
     def __setitem__(self, key, value):
         self._a[_index(key)] = _unwrap(value, "assignment")
+        LAUNCHES["kernels"] += 1
 
     def __len__(self):
         return len(self._a)
@@ -191,7 +215,9 @@ for _name, _uf in [("neg", np.negative), ("pos", np.positive), ("abs", np.absolu
 # ---- the module ----------------------------------------------------------------------------------------
 def _function(name, fn):
     def call(*args, **kwargs):
-        return _wrap(fn(*_unwrap(args, f"cupy.{name}"), **_unwrap(kwargs, f"cupy.{name}")))
+        r = _wrap(fn(*_unwrap(args, f"cupy.{name}"), **_unwrap(kwargs, f"cupy.{name}")))
+        _launched(r, args, name)
+        return r
     call.__name__ = name
     return call
 

@@ -103,3 +103,15 @@ def test_out_of_range_targets_on_a_device_make_the_loss_nan_without_a_copy(stric
     assert np.isnan(loss.item())
     ok = minidl.nn.functional.cross_entropy(logits, minidl.tensor(np.array([0, 3, 2]), device="cuda"))
     assert np.isfinite(ok.item())
+
+
+@pytest.mark.parametrize("opt_name, per_param", [("sgd", 5), ("adam", 13)])
+def test_kernel_launches_of_an_optimizer_step_on_the_array_path(strict_cuda, opt_name, per_param):
+    """The stand-in's launch estimate (fake_cupy.LAUNCHES) for one optimizer step on the array code: 5 kernels
+    per parameter for SGD with momentum, 13 for Adam. On a GPU the fused kernels (kernels/_cuda.py sgd_step,
+    adam_step; checked in tests/gpu_kernel_checks.py) make that one per parameter."""
+    model, opt, _, _ = _train("LeNet5", (1, 28, 28), {}, opt_name, "cuda", steps=1)
+    params = list(model.parameters())
+    fake_cupy.LAUNCHES["kernels"] = 0
+    opt.step()
+    assert fake_cupy.LAUNCHES["kernels"] == per_param * len(params)

@@ -172,6 +172,17 @@ def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups):
     return _impl(gy).conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups)
 
 
+def fused_step(p, *arrays):
+    """The GPU kernels when a fused optimizer step (``sgd_step``, ``adam_step`` in kernels/_cuda.py: one kernel
+    per parameter) can update ``p`` in place: C-contiguous device arrays on a usable GPU. Else None: the
+    optimizer's array code runs (on the CPU NumPy's in-place operations already make no temporaries worth
+    fusing)."""
+    impl = _impl(p)
+    if impl is _gpu and impl and all(a.flags.c_contiguous for a in (p, *arrays)):
+        return impl
+    return None
+
+
 def batch_norm_stats(x):
     return _impl(x).batch_norm_stats(x)
 

@@ -413,3 +413,53 @@ def batch_norm_backward(x, gy, mean, invstd, w, training):
     _launch(_bn_grad_x, gx.size, xf, gf, mean, w * inv, sg / cnt, sgx * inv * inv / cnt, gx.reshape(-1), c, m,
             training)
     return gx, (sgx * inv).astype(gy.dtype), sg.astype(gy.dtype)
+
+
+# ---- fused optimizer steps: one kernel per parameter instead of one per array operation -----------------------
+
+@cuda.jit
+def _sgd_step(p, g, buf, lr, wd, mu, damp, nesterov, first):
+    e = cuda.grid(1)
+    if e < p.size:
+        d = g[e] + wd * p[e] if wd != 0 else g[e]
+        if mu != 0:  # buf = g on the first step, else mu buf + (1 - dampening) g
+            b = d if first else mu * buf[e] + (1 - damp) * d
+            buf[e] = b
+            d = d + mu * b if nesterov else b
+        p[e] -= lr * d
+
+
+def sgd_step(p, g, buf, lr, weight_decay, momentum, dampening, nesterov, first):
+    """torch.optim.SGD's update of one parameter in place (``buf``: its momentum buffer, written on the first
+    step; None without momentum). All arrays C-contiguous, same shape. (An unused array argument is ``g``, which
+    the kernel only reads: no argument may alias one that it writes.)"""
+    _launch(_sgd_step, p.size, p.reshape(-1), g.reshape(-1), (g if buf is None else buf).reshape(-1), lr,
+            weight_decay, momentum, dampening, nesterov, first)
+
+
+@cuda.jit
+def _adam_step(p, g, m, v, vmax, lr, b1, b2, eps, wd, decoupled, amsgrad, bc1, bc2_sqrt):
+    e = cuda.grid(1)
+    if e < p.size:
+        pe = p[e]
+        d = g[e]
+        if decoupled:  # AdamW: p *= 1 - lr wd, the gradient untouched
+            pe *= 1 - lr * wd
+        elif wd != 0:  # Adam: L2 added to the gradient
+            d += wd * pe
+        me = m[e] + (1 - b1) * (d - m[e])
+        ve = v[e] * b2 + (1 - b2) * d * d
+        m[e] = me
+        v[e] = ve
+        if amsgrad:
+            ve = max(vmax[e], ve)
+            vmax[e] = ve
+        p[e] = pe - (lr / bc1) * me / (math.sqrt(ve) / bc2_sqrt + eps)
+
+
+def adam_step(p, g, m, v, vmax, lr, b1, b2, eps, weight_decay, decoupled, step):
+    """torch.optim.Adam's (``decoupled``: AdamW's) update of one parameter in place, at step ``step`` (1, 2, ...);
+    ``vmax`` is the AMSGrad running maximum or None."""
+    _launch(_adam_step, p.size, p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+            (g if vmax is None else vmax).reshape(-1), lr, b1, b2, eps, weight_decay, decoupled, vmax is not None,
+            1 - b1 ** step, (1 - b2 ** step) ** 0.5)

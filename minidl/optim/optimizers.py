@@ -1,4 +1,5 @@
 """SGD, Adam, AdamW, RMSprop, Adagrad: torch's update rules, step for step, on raw arrays."""
+from .. import kernels
 from ..backend import get_array_module
 from .optimizer import Optimizer
 
@@ -22,8 +23,17 @@ class SGD(Optimizer):
             raise ValueError(f"SGD: invalid momentum {group['momentum']} or weight_decay {group['weight_decay']}")
 
     def _update(self, p, g, state, group):
-        g = _decay(p, g, group["weight_decay"])
         mu = group["momentum"]
+        gpu = kernels.fused_step(p, g, *([state["momentum_buffer"]] if state.get("momentum_buffer") is not None
+                                         else []))
+        if gpu:  # the same update as below, in one GPU kernel
+            first = mu != 0 and state.get("momentum_buffer") is None
+            if first:
+                state["momentum_buffer"] = get_array_module(p).empty_like(p)
+            gpu.sgd_step(p, g, state["momentum_buffer"] if mu else None, group["lr"], group["weight_decay"], mu,
+                         group["dampening"], group["nesterov"], first)
+            return
+        g = _decay(p, g, group["weight_decay"])
         if mu:
             buf = state.get("momentum_buffer")
             if buf is None:
@@ -52,10 +62,6 @@ class Adam(Optimizer):
     def _update(self, p, g, state, group):
         xp = get_array_module(p)
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if self._decoupled:
-            p *= 1 - lr * wd
-        else:
-            g = _decay(p, g, wd)
         if not state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p)
@@ -64,6 +70,14 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = xp.zeros_like(p)
         state["step"] += 1
         m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        gpu = kernels.fused_step(p, g, m, v, *([state["max_exp_avg_sq"]] if group["amsgrad"] else []))
+        if gpu:  # the same update as below, in one GPU kernel
+            gpu.adam_step(p, g, m, v, state.get("max_exp_avg_sq"), lr, b1, b2, eps, wd, self._decoupled, t)
+            return
+        if self._decoupled:
+            p *= 1 - lr * wd
+        else:
+            g = _decay(p, g, wd)
         m += (1 - b1) * (g - m)
         v *= b2
         v += (1 - b2) * g * g
