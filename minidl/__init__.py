@@ -13,17 +13,19 @@ from . import backend
 from .backend import Device as device, set_default_dtype, default_dtype as get_default_dtype
 from .backend import cuda
 from .backend import memory_format, contiguous_format, channels_last, preserve_format
-from .autograd import Tensor, no_grad, enable_grad, set_grad_enabled, is_grad_enabled
+from .autograd import Tensor, no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode
 from . import autograd
 from .autograd.creation import (tensor, as_tensor, from_numpy, zeros, ones, empty, full, arange, linspace, eye,
-                                rand, randn, randint, zeros_like, ones_like, empty_like, full_like, rand_like,
+                                rand, randn, randint, randperm, zeros_like, ones_like, empty_like, full_like, rand_like,
                                 randn_like)
 from . import functional, kernels
 from .functional import (add, sub, mul, div, neg, pow, matmul, exp, log, sqrt, abs, erf, clamp, maximum, minimum,
                          where, eq, ne, lt, le, gt, ge, logical_not, reshape, permute, transpose, t, flatten,
                          squeeze, unsqueeze, cat, stack, split, chunk, gather, sum, mean, var, std, max, min,
-                         amax, amin, argmax, argmin, logsumexp, relu, sigmoid, tanh, softmax, log_softmax, clone)
-from . import nn, optim, data, testing, models, utils
+                         amax, amin, argmax, argmin, logsumexp, relu, sigmoid, tanh, softmax, log_softmax, clone,
+                         square, reciprocal, rsqrt, sign, floor, ceil, round, trunc, isnan, mm, bmm, masked_fill,
+                         narrow, unbind, flip, roll, index_select, cumsum, all, any)
+from . import nn, optim, data, testing, models, utils, accelerator
 
 float32 = _np.dtype(_np.float32)
 float64 = _np.dtype(_np.float64)

@@ -317,6 +317,33 @@ OPS = [
         S(A(3, 6), (6,), A(6), None, 1e-3)]),
     OpInfo("group_norm", F.group_norm, TF.group_norm, [
         S(A(2, 6, 3, 3), 3, A(6), A(6)), S(A(1, 4, 5, nc=True), 1, A(4), A(4)), S(A(2, 4, 2, 3), 4), S(A(3, 6), 2, A(6), A(6))]),
+    # PyTorch's everyday ops (issue 12): composed of the ops above, or zero-gradient / bool results
+    OpInfo("view_as", F.view_as, lambda x, o: x.view_as(o), [S(A(6), A(2, 3, grad=False)), S(A(2, 3), A(3, 2, grad=False))]),
+    OpInfo("expand_as", F.expand_as, lambda x, o: x.expand_as(o),
+           [S(A(3, 1), A(3, 4, grad=False)), S(A(4), A(2, 4, grad=False)), S(A(1, 3, nc=True), A(2, 3, grad=False))]),
+    OpInfo("narrow", F.narrow, torch.narrow, [S(A(4, 5), 1, 1, 3), S(A(4, 5), 0, -2, 2), S(A(3, 4, nc=True), 1, 0, 4)]),
+    OpInfo("unbind", F.unbind, torch.unbind, [S(A(3, 4)), S(A(3, 4), 1), S(A(2, 3, nc=True), -1)]),
+    OpInfo("flip", F.flip, torch.flip, [S(A(3, 4), (0,)), S(A(2, 3, 4), (0, 2)), S(A(3, 4, nc=True), [1]), S(A(3), ())]),
+    OpInfo("roll", F.roll, torch.roll, [S(A(3, 4), 1, 1), S(A(3, 4), (1, -2), (0, 1)), S(A(3, 4), 5),
+                                       S(A(2, 5, nc=True), -1, 1)]),
+    OpInfo("repeat", F.repeat, lambda x, *s: x.repeat(*s), [S(A(2, 3), 2, 1), S(A(3), 2, 2), S(A(2, 1, nc=True), 1, 3, 2)]),
+    OpInfo("index_select", F.index_select, torch.index_select,
+           [S(A(3, 4), 1, I(3, high=4)), S(A(5, 2), 0, I(7, high=5)), S(A(3, 4, nc=True), -1, I(2, high=4))]),
+    OpInfo("square", F.square, torch.square, [S(A(3, 4)), S(A(2, 3, nc=True))]),
+    OpInfo("reciprocal", F.reciprocal, torch.reciprocal, [S(A(3, 4, away=0.5)), S(A(2, 3, nc=True, away=0.5))]),
+    OpInfo("rsqrt", F.rsqrt, torch.rsqrt, [S(A(3, 4, **_pos)), S(A(2, 3, nc=True, **_pos))]),
+    *[OpInfo(n, getattr(F, n), getattr(torch, n), [S(A(3, 4, away=0.1)), S(A(2, 3, nc=True, away=0.1))])
+      for n in ("sign", "floor", "ceil", "trunc")],
+    OpInfo("round", F.round, torch.round, [S(A(3, 4, away=0.1)), S(A(2, 3, nc=True)), S(A(3, 4), decimals=1)]),
+    OpInfo("isnan", F.isnan, torch.isnan, [S(A(3, 4))], grad=False),
+    OpInfo("mm", F.mm, torch.mm, [S(A(3, 4), A(4, 5)), S(A(2, 3, nc=True), A(3, 2))]),
+    OpInfo("bmm", F.bmm, torch.bmm, [S(A(2, 3, 4), A(2, 4, 5)), S(A(1, 2, 3, nc=True), A(1, 3, 2))]),
+    OpInfo("one_hot", F.one_hot, TF.one_hot, [S(I(5, high=4)), S(I(2, 3, high=3), 5)], grad=False),
+    OpInfo("cumsum", F.cumsum, torch.cumsum, [S(A(3, 4), 1), S(A(3, 4), 0), S(A(2, 3, nc=True), -1), S(A(5), 0)]),
+    *[OpInfo(n, getattr(F, n), getattr(torch, n), [S(B(3, 4)), S(B(3, 4), 1), S(A(3, 4), 0, True)], grad=False)
+      for n in ("all", "any")],
+    OpInfo("masked_fill", F.masked_fill, torch.masked_fill,
+           [S(A(3, 4), B(3, 4), 0.5), S(A(3, 4), B(4), -1.0), S(A(2, 3, nc=True), B(2, 3), 2.0)]),
 ]
 
 ROWS = {}

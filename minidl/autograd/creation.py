@@ -120,6 +120,15 @@ def randint(low, high=None, size=(), dtype=None, device=None):
                                      dtype=backend.as_dtype(dtype, "randint") or np.int64))
 
 
+def randperm(n, *, dtype=None, device=None, requires_grad=False):
+    """A random permutation of 0..n-1 (int64 by default), from the device's generator."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
+    gen = backend.generator(device or "cpu")
+    return _finish(gen.permutation(int(n)).astype(backend.as_dtype(dtype, "randperm") or np.int64, copy=False),
+                   device, requires_grad)
+
+
 def _like(fn, input, dtype, device, requires_grad, *args):
     if not isinstance(input, Tensor):
         raise TypeError(f"{fn.__name__}_like: expected a Tensor, got {type(input).__name__}")

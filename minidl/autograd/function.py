@@ -17,6 +17,8 @@ written with minidl ops, it is differentiable again (double backward). A backwar
 arrays (``saved_arrays``) sets ``differentiable_twice = False``; asking for its second derivative
 raises an error naming the op instead of returning a wrong number.
 """
+import weakref
+
 from .. import backend
 from .grad_mode import is_grad_enabled
 from .tensor import Tensor
@@ -52,6 +54,7 @@ class Function:
         self._out = None
         self._hooks = None
         self._to_save = ()
+        self._versions = ()
 
     # -- to be written by each op ---------------------------------------------------------------
     def forward(self, xp, *arrays):
@@ -69,6 +72,13 @@ class Function:
             raise RuntimeError(
                 f"{self.op_name}: trying to backward through the graph a second time (or to use saved "
                 "values after they were freed); pass retain_graph=True to the first backward()")
+        for ref, version in self._versions:
+            t = ref()
+            if t is not None and t._vc[0] != version:
+                raise RuntimeError(
+                    f"{self.op_name}: one of the tensors needed for gradient computation has been modified by an "
+                    f"in-place operation: a tensor of shape {t.shape} is at version {t._version}; expected version "
+                    f"{version} instead (change a copy, or change it after backward)")
 
     @property
     def saved_tensors(self):
@@ -120,10 +130,13 @@ class Function:
             out = xp.asarray(out)
         needs = tuple(t is not None and t.requires_grad for t in inputs)
         if not (is_grad_enabled() and any(needs)):
-            return Tensor._make(out)
+            result = Tensor._make(out)
+            _share_version_with_base(result, inputs)
+            return result
         fn.needs_input_grad = needs
         fn._edges = tuple(None if t is None or not t.requires_grad else (t.grad_fn or t) for t in inputs)
         saved = []
+        watched = []  # saved tensors whose in-place change must stop backward (their version now)
         for a in fn._to_save:
             if a is out or a is raw:
                 saved.append(_OUTPUT)
@@ -132,13 +145,30 @@ class Function:
             for t in inputs:
                 if t is not None and a is t._data:
                     saved.append(t)
+                    watched.append((weakref.ref(t), t._vc[0]))
                     break
             else:
                 saved.append(a)
         fn._saved = tuple(saved)
         fn._to_save = ()
-        return Tensor._make(out, requires_grad=True, grad_fn=fn)
+        result = Tensor._make(out, requires_grad=True, grad_fn=fn)
+        _share_version_with_base(result, inputs)
+        if fn._out is not None:
+            watched.append((weakref.ref(result), result._vc[0]))
+        fn._versions = tuple(watched)
+        return result
 
+
+
+def _share_version_with_base(result, inputs):
+    """A view (reshape, transpose, a slice...) counts in-place changes together with the tensor it views."""
+    base = getattr(result._data, "base", None)
+    if base is None:
+        return
+    for t in inputs:
+        if t is not None and (t._data is base or getattr(t._data, "base", None) is base):
+            result._vc = t._vc
+            return
 
 
 class DoubleBackwardError(Function):

@@ -57,3 +57,17 @@ class no_grad(_Mode):
 class enable_grad(_Mode):
     """Turns graph recording back on inside a no_grad block."""
     mode = True
+
+
+class inference_mode(_Mode):
+    """torch.inference_mode: here the same as no_grad (``mode=False`` records graphs as usual)."""
+
+    def __init__(self, mode=True):
+        self.mode = not mode
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(not self.mode):
+                return fn(*args, **kwargs)
+        return wrapper

@@ -65,6 +65,16 @@ def _nested_numpy(seq):
     return backend.to_device(seq._data, "cpu") if isinstance(seq, Tensor) else seq
 
 
+def _raw(x):
+    return x._data if isinstance(x, Tensor) else x
+
+
+_TYPE_NAMES = {np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "DoubleTensor",
+               np.dtype(np.float16): "HalfTensor", np.dtype(np.int64): "LongTensor", np.dtype(np.int32): "IntTensor",
+               np.dtype(np.int16): "ShortTensor", np.dtype(np.int8): "CharTensor", np.dtype(np.uint8): "ByteTensor",
+               np.dtype(np.bool_): "BoolTensor"}
+
+
 class Tensor:
     """An n-dimensional array that records the ops applied to it, for reverse-mode autodiff.
 
@@ -72,7 +82,10 @@ class Tensor:
     accepts the same data as ``minidl.tensor``.
     """
 
-    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_hooks", "_retains_grad", "__weakref__")
+    # _vc counts in-place changes, as torch's version counter: a graph that saved this tensor refuses to run
+    # backward once it changed (the saved values would be silently wrong). A one-element list, shared by the
+    # views of one array (Function.apply hands it on) and by detach(), so that a change through any of them counts.
+    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_hooks", "_retains_grad", "_vc", "__weakref__")
     __array_priority__ = 1000  # NumPy defers to Tensor's operators: np.float32(2) * t is a Tensor
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -81,6 +94,7 @@ class Tensor:
         self.grad_fn = None
         self._hooks = None
         self._retains_grad = False
+        self._vc = [0]
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -95,6 +109,7 @@ class Tensor:
         t.grad_fn = grad_fn
         t._hooks = None
         t._retains_grad = False
+        t._vc = [0]
         return t
 
     # -- properties --------------------------------------------------------------------------------
@@ -123,8 +138,14 @@ class Tensor:
         return self.device.type == "cuda"
 
     @property
+    def _version(self):
+        """How many in-place changes this tensor (or a view of the same array) has seen."""
+        return self._vc[0]
+
+    @property
     def data(self):
-        """A tensor sharing this one's array, detached from the graph (as torch's ``.data``)."""
+        """A tensor sharing this one's array, detached from the graph (as torch's ``.data``: changes made through
+        it are not counted in the version, so autograd cannot see them)."""
         return Tensor._make(self._data)
 
     @data.setter
@@ -250,8 +271,10 @@ class Tensor:
         return self
 
     def detach(self):
-        """A tensor sharing this one's array, cut from the graph."""
-        return Tensor._make(self._data)
+        """A tensor sharing this one's array (and its version counter), cut from the graph."""
+        t = Tensor._make(self._data)
+        t._vc = self._vc
+        return t
 
     def detach_(self):
         self.grad_fn = None
@@ -302,6 +325,7 @@ class Tensor:
         arr = value._data if isinstance(value, Tensor) else value
         xp = backend.get_array_module(self._data)
         self._data[...] = xp.asarray(arr, dtype=self._data.dtype) if not np.isscalar(arr) else arr
+        self._vc[0] += 1
         return self
 
     def zero_(self):
@@ -337,6 +361,61 @@ class Tensor:
         xp = backend.get_array_module(self._data)
         return self._assign("clamp_", xp.clip(self._data, min, max))
 
+    def addcmul_(self, tensor1, tensor2, value=1):
+        """self += value * tensor1 * tensor2 (the way optimizers are written)."""
+        return self._assign("addcmul_", self._data + value * _raw(tensor1) * _raw(tensor2))
+
+    def addcdiv_(self, tensor1, tensor2, value=1):
+        """self += value * tensor1 / tensor2."""
+        return self._assign("addcdiv_", self._data + value * _raw(tensor1) / _raw(tensor2))
+
+    def sqrt_(self):
+        return self._assign("sqrt_", backend.get_array_module(self._data).sqrt(self._data))
+
+    def masked_fill_(self, mask, value):
+        """Set the elements where ``mask`` (bool, broadcast to self) is True to ``value``."""
+        m = _raw(mask)
+        if getattr(m, "dtype", None) != np.bool_:
+            raise TypeError(f"masked_fill_: mask must be a bool tensor, got {getattr(m, 'dtype', type(m).__name__)}")
+        xp = backend.get_array_module(self._data)
+        return self._assign("masked_fill_", xp.where(m, _raw(value), self._data))
+
+    # -- new tensors like this one (dtype and device from self) -------------------------------------
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import zeros
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import ones
+        return ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        from .creation import full
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        from .creation import empty
+        return empty(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        from .creation import tensor
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def type(self, dtype=None):
+        """Without an argument, the type's name as torch spells it ('minidl.FloatTensor'); with a dtype (or
+        such a name), this tensor converted to it."""
+        if dtype is None:
+            name = _TYPE_NAMES.get(self.dtype, self.dtype.name)
+            return f"minidl.{'cuda.' if self.device.type == 'cuda' else ''}{name}"
+        if isinstance(dtype, str):
+            names = {v: k for k, v in _TYPE_NAMES.items()}
+            short = dtype.split(".")[-1]
+            if short not in names:
+                raise ValueError(f"type: unknown tensor type {dtype!r}; expected one of {sorted(names)}")
+            dtype = names[short]
+        return self.to(dtype)
+
     def uniform_(self, a=0.0, b=1.0):
         g = backend.generator(self.device)
         return self._assign("uniform_", g.uniform(a, b, size=self.shape))
@@ -350,6 +429,7 @@ class Tensor:
         key = _index_key(key)
         arr = value._data if isinstance(value, Tensor) else value
         self._data[key] = arr
+        self._vc[0] += 1
 
     # -- methods and operators: registered by minidl.functional ------------------------------------
     def __getattr__(self, name):

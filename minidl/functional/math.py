@@ -529,3 +529,172 @@ def logical_not(input):
     tensor_arg(input, "logical_not")
     return Tensor._make(~input._data.astype(bool))
 
+
+
+# ---- more elementwise ops, PyTorch's everyday ones ---------------------------------------------------------
+
+@register()
+def square(input):
+    """input * input."""
+    return mul(tensor_arg(input, "square"), input)
+
+
+@register()
+def reciprocal(input):
+    """1 / input (integers become floats, as torch)."""
+    return 1.0 / _float(tensor_arg(input, "reciprocal"))
+
+
+@register()
+def rsqrt(input):
+    """1 / sqrt(input)."""
+    return 1.0 / sqrt(tensor_arg(input, "rsqrt"))
+
+
+def _float(t):
+    return t if t.dtype.kind == "f" else t.to(backend.default_dtype())
+
+
+class _Stepwise(Function):
+    """A piecewise-constant function: its gradient is zero wherever it is defined (torch gives zero everywhere)."""
+
+    def forward(self, xp, x):
+        return self.fn(xp, x)
+
+    def backward(self, g):
+        return Tensor._make(backend.get_array_module(g._data).zeros_like(g._data))
+
+
+class Sign(_Stepwise):
+    name = "sign"
+    fn = staticmethod(lambda xp, x: ((x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)))  # NaN -> 0, as torch
+
+
+class Floor(_Stepwise):
+    name = "floor"
+    fn = staticmethod(lambda xp, x: xp.floor(x))
+
+
+class Ceil(_Stepwise):
+    name = "ceil"
+    fn = staticmethod(lambda xp, x: xp.ceil(x))
+
+
+class Round(_Stepwise):
+    name = "round"
+    fn = staticmethod(lambda xp, x: xp.round(x))  # halves to even, as torch
+
+
+class Trunc(_Stepwise):
+    name = "trunc"
+    fn = staticmethod(lambda xp, x: xp.trunc(x))
+
+
+def _stepwise(cls, input):
+    tensor_arg(input, cls.name)
+    if input.dtype.kind == "b" and cls is not Sign:
+        raise TypeError(f"{cls.name}: not defined for bool tensors")
+    if input.dtype.kind in "iu" and cls is not Sign:  # integers are their own floor/ceil/round (a copy)
+        return Tensor._make(input._data.copy())
+    return cls.apply(input)
+
+
+@register()
+def sign(input):
+    """-1, 0 or 1 by the sign of each element (0 for NaN, as torch); zero gradient."""
+    if tensor_arg(input, "sign").dtype.kind == "b":
+        return Tensor._make(input._data.copy())
+    return _stepwise(Sign, input)
+
+
+@register()
+def floor(input):
+    return _stepwise(Floor, input)
+
+
+@register()
+def ceil(input):
+    return _stepwise(Ceil, input)
+
+
+@register()
+def round(input, *, decimals=0):
+    """Round to the nearest integer, halves to even (as torch); ``decimals`` shifts the rounding digit."""
+    if decimals:
+        scale = 10.0 ** int(decimals)
+        return _stepwise(Round, input * scale) / scale
+    return _stepwise(Round, input)
+
+
+@register()
+def trunc(input):
+    return _stepwise(Trunc, input)
+
+
+@register()
+def isnan(input):
+    """A bool tensor: True where the element is NaN."""
+    tensor_arg(input, "isnan")
+    return Tensor._make(backend.get_array_module(input._data).isnan(input._data))
+
+
+@register()
+def mm(input, mat2):
+    """The product of two matrices (2-D only; no broadcasting, as torch)."""
+    tensor_arg(input, "mm")
+    tensor_arg(mat2, "mm", "mat2")
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise ValueError(f"mm: expects two 2-D tensors, got shapes {input.shape} and {mat2.shape}")
+    if input.shape[1] != mat2.shape[0]:
+        raise ValueError(f"mm: shapes {input.shape} and {mat2.shape} cannot be multiplied")
+    return matmul(input, mat2)
+
+
+@register()
+def bmm(input, mat2):
+    """Batched products of (b, n, m) and (b, m, p) (no broadcasting, as torch)."""
+    tensor_arg(input, "bmm")
+    tensor_arg(mat2, "bmm", "mat2")
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise ValueError(f"bmm: expects two 3-D tensors, got shapes {input.shape} and {mat2.shape}")
+    if input.shape[0] != mat2.shape[0] or input.shape[2] != mat2.shape[1]:
+        raise ValueError(f"bmm: shapes {input.shape} and {mat2.shape} cannot be multiplied batch by batch")
+    return matmul(input, mat2)
+
+
+@register(method=False)
+def one_hot(tensor, num_classes=-1):
+    """int64 tensor of shape (*tensor.shape, num_classes) with a 1 at each class index (as torch's F.one_hot).
+    ``num_classes=-1`` takes the largest class + 1 (a read of the values: a host copy on a device)."""
+    tensor_arg(tensor, "one_hot", "tensor")
+    if tensor.dtype != np.int64:
+        raise TypeError(f"one_hot: tensor must be int64 (class indices), got {tensor.dtype}")
+    xp = backend.get_array_module(tensor._data)
+    t = tensor._data
+    if num_classes == -1:
+        if t.size == 0:
+            raise ValueError("one_hot: cannot infer num_classes of an empty tensor; pass num_classes")
+        num_classes = int(t.max()) + 1
+    num_classes = int(num_classes)
+    if t.size and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+        raise ValueError(f"one_hot: class values must be in [0, {num_classes}), got [{int(t.min())}, "
+                         f"{int(t.max())}]")
+    return Tensor._make((t[..., None] == xp.arange(num_classes)).astype(np.int64))
+
+
+@register()
+def masked_fill(input, mask, value):
+    """``input`` with the elements where ``mask`` (bool; input and mask broadcast together) is True set to
+    ``value`` (a number or a 0-d tensor); the gradient flows to the other elements."""
+    tensor_arg(input, "masked_fill")
+    tensor_arg(mask, "masked_fill", "mask")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
+    if isinstance(value, Tensor) and value.ndim:
+        raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
+    _check_broadcast("masked_fill", input.shape, mask.shape)
+    if isinstance(value, Tensor):
+        v = value.to(input.dtype)
+    else:
+        v = Tensor._make(backend.get_array_module(input._data).asarray(value, dtype=input.dtype))
+    return where(mask, v, input)

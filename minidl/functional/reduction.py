@@ -245,3 +245,43 @@ def logsumexp(input, dim, keepdim=False):
     y = LogSumExp.apply(input, axes=axes)
     return y if keepdim else y.reshape(*[s for i, s in enumerate(y.shape) if i not in axes])
 
+
+
+class Cumsum(Function):
+    name = "cumsum"
+
+    def forward(self, xp, x, dim, dtype):
+        self.dim = dim
+        return xp.cumsum(x, axis=dim, dtype=dtype)
+
+    def backward(self, g):  # each input adds to every later output: the reversed running sum of g
+        from .shape import flip
+        return flip(cumsum(flip(g, self.dim), self.dim), self.dim)
+
+
+@register()
+def cumsum(input, dim, *, dtype=None):
+    """Running sum along ``dim``; bool and integer inputs sum in int64 (as torch)."""
+    tensor_arg(input, "cumsum")
+    from .. import backend
+    dtype = backend.as_dtype(dtype, "cumsum")
+    if dtype is None and input.dtype.kind in "biu":
+        dtype = np.dtype(np.int64)
+    d = _dim(dim, input.ndim, "cumsum")
+    if input.ndim == 0:
+        return input.to(dtype) if dtype is not None else input.clone()
+    return Cumsum.apply(input, dim=d, dtype=dtype)
+
+
+def _logical(name, fn):
+    def reduce(input, dim=None, keepdim=False):
+        axes = _reduce_args(input, dim, name)
+        return Tensor._make(fn(input._data.astype(bool), axis=axes, keepdims=keepdim))
+    reduce.__name__ = reduce.__qualname__ = name
+    reduce.__doc__ = f"Whether {name} elements (over ``dim``) are nonzero: a bool tensor, no gradient."
+    return register(name)(reduce)
+
+
+# (not named all/any here: this module uses the builtins)
+all_ = _logical("all", lambda a, axis, keepdims: a.all(axis=axis, keepdims=keepdims))
+any_ = _logical("any", lambda a, axis, keepdims: a.any(axis=axis, keepdims=keepdims))

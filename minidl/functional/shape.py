@@ -591,3 +591,120 @@ def contiguous(input, memory_format=backend.contiguous_format):
         raise ValueError("contiguous: memory_format preserve_format is not supported (as torch)")
     laid_out = backend.has_memory_format(input._data, memory_format, "contiguous")
     return input if laid_out else Clone.apply(input, memory_format=memory_format)
+
+
+# ---- composed shape ops (their gradients come from the ops they are made of) -----------------------------
+
+@register()
+def view_as(input, other):
+    """``input.reshape(other.shape)``."""
+    tensor_arg(other, "view_as", "other")
+    return reshape(tensor_arg(input, "view_as"), *other.shape)
+
+
+@register()
+def expand_as(input, other):
+    """``input.expand(other.shape)``."""
+    tensor_arg(other, "expand_as", "other")
+    return expand(tensor_arg(input, "expand_as"), *other.shape)
+
+
+@register()
+def narrow(input, dim, start, length):
+    """The slice ``start:start + length`` along ``dim`` (a view); a negative ``start`` counts from the end."""
+    tensor_arg(input, "narrow")
+    if input.ndim == 0:
+        raise ValueError("narrow: cannot be applied to a 0-d tensor")
+    d = _dim(dim, input.ndim, "narrow")
+    n = input.shape[d]
+    if isinstance(start, Tensor):  # torch takes a 0-d integer tensor too
+        if start.ndim or start.dtype.kind not in "iu":
+            raise TypeError(f"narrow: start must be an int or a 0-d integer tensor, got {start.dtype} {start.shape}")
+        start = int(start.item())
+    start, length = int_arg(start, "narrow", "start"), int_arg(length, "narrow", "length", 0)
+    if not -n <= start <= n:
+        raise IndexError(f"narrow: start {start} is out of range for dim {d} of size {n}")
+    start %= n if n else 1
+    if start + length > n:
+        raise ValueError(f"narrow: start ({start}) + length ({length}) exceeds dim {d} of size {n}")
+    return input[(slice(None),) * d + (slice(start, start + length),)]
+
+
+@register()
+def unbind(input, dim=0):
+    """The slices along ``dim``, that dimension removed, as a tuple."""
+    tensor_arg(input, "unbind")
+    if input.ndim == 0:
+        raise ValueError("unbind: expects at least a 1-dimensional tensor, got a 0-d tensor")
+    d = _dim(dim, input.ndim, "unbind")
+    return tuple(input[(slice(None),) * d + (i,)] for i in range(input.shape[d]))
+
+
+@register()
+def flip(input, *dims_, dims=None):
+    """Reverse the order of elements along ``dims`` (a copy, as torch): ``flip(x, (0, 1))``, ``x.flip(0, 1)``."""
+    tensor_arg(input, "flip")
+    if dims is not None:
+        if dims_:
+            raise TypeError("flip: dims given both positionally and as a keyword")
+        dims_ = (dims,)
+    ds = dims_[0] if len(dims_) == 1 and isinstance(dims_[0], (list, tuple)) else dims_
+    axes = [_dim(d, input.ndim, "flip") for d in ds]
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"flip: dims {tuple(ds)} name a dimension twice")
+    key = tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(input.ndim))
+    return input[key].clone() if axes else input.clone()
+
+
+@register()
+def roll(input, shifts, dims=None):
+    """Shift elements along ``dims`` cyclically (over the flattened tensor when ``dims`` is None)."""
+    tensor_arg(input, "roll")
+    shifts = tuple(shifts) if isinstance(shifts, (list, tuple)) else (shifts,)
+    if dims is None:
+        if len(shifts) != 1:
+            raise ValueError(f"roll: without dims, shifts must be one int, got {shifts}")
+        return roll(input.reshape(-1), shifts[0], 0).reshape(*input.shape)
+    dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
+    if len(shifts) != len(dims):
+        raise ValueError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+    out = input
+    if input.ndim == 0:
+        raise IndexError(f"roll: dims {dims} given for a 0-d tensor, which has none")
+    for s, d in zip(shifts, dims):
+        d = _dim(d, input.ndim, "roll")
+        n = input.shape[d]
+        s = int_arg(s, "roll", "shifts") % n if n else 0
+        if s:
+            out = cat([narrow(out, d, n - s, s), narrow(out, d, 0, n - s)], d)
+    return out if out is not input else input.clone()
+
+
+@register()
+def repeat(input, *sizes):
+    """Tile: dim i repeated ``sizes[i]`` times (new leading dims when there are more sizes than dims)."""
+    tensor_arg(input, "repeat")
+    sizes = _shape_args(sizes, "repeat")
+    if len(sizes) < input.ndim:
+        raise ValueError(f"repeat: the number of repeats ({len(sizes)}) must be >= the tensor's dims "
+                         f"({input.ndim})")
+    if any(s < 0 for s in sizes):
+        raise ValueError(f"repeat: repeats must be non-negative, got {sizes}")
+    shape = (1,) * (len(sizes) - input.ndim) + input.shape
+    x = input.reshape(*[v for s in shape for v in (1, s)])       # (1, s0, 1, s1, ...)
+    x = x.expand(*[v for r, s in zip(sizes, shape) for v in (r, s)])  # (r0, s0, r1, s1, ...)
+    return x.reshape(*[r * s for r, s in zip(sizes, shape)])
+
+
+@register()
+def index_select(input, dim, index):
+    """The entries at ``index`` (a 1-D or 0-d integer tensor) along ``dim``."""
+    tensor_arg(input, "index_select")
+    tensor_arg(index, "index_select", "index")
+    if index.ndim > 1 or index.dtype.kind not in "iu":
+        raise TypeError(f"index_select: index must be a 0-d or 1-D integer tensor, got {index.ndim}-D "
+                        f"{index.dtype}")
+    d = _dim(dim, input.ndim, "index_select")
+    if input.ndim == 0:  # a 0-d input: the index may only hold 0s, and the result is 0-d (as torch)
+        return input.reshape(1)[index.reshape(-1)].reshape(())
+    return input[(slice(None),) * d + (index.reshape(-1),)]

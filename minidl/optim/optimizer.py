@@ -1,5 +1,6 @@
 """Optimizer base: parameter groups, per-parameter state, state_dict, zero_grad."""
 import copy
+from collections import defaultdict
 
 from .. import backend
 from ..autograd.tensor import Tensor
@@ -11,7 +12,7 @@ class Optimizer:
 
     def __init__(self, params, defaults):
         self.defaults = defaults
-        self.state = {}
+        self.state = defaultdict(dict)  # as torch: custom optimizers index it directly
         self.param_groups = []
         params = list(params)
         if not params:
@@ -69,7 +70,8 @@ class Optimizer:
                                        f"parameter's {p.shape}")
                 if group.get("maximize"):
                     g = -g
-                self._update(p._data, g, self.state.setdefault(p, {}), group)
+                self._update(p._data, g, self.state[p], group)
+                p._vc[0] += 1  # changed in place: a graph that saved p can no longer run backward (as torch)
         return loss
 
     def _update(self, p, g, state, group):
@@ -143,7 +145,7 @@ class Optimizer:
         settings = [{k: copy.deepcopy(v) for k, v in saved.items() if k != "params"} for saved in groups]
 
         def apply():
-            self.state = new_state
+            self.state = defaultdict(dict, new_state)
             for own, s in zip(self.param_groups, settings):
                 own.update(s)
         return apply

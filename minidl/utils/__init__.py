@@ -4,3 +4,7 @@ from .summary import summary
 from .checkpoint import save_checkpoint, load_checkpoint
 from .training import train_one_epoch, evaluate, fit
 from . import plots
+import sys as _sys
+from .. import data
+
+_sys.modules[__name__ + ".data"] = data  # minidl.utils.data is minidl.data, as torch.utils.data is torch's

@@ -1,0 +1,147 @@
+"""The PyTorch idioms that are not ops (ops have their rows in tests/opinfo.py): in-place methods and torch's
+version counter, tensor factories on a tensor, type(), optimizer.state, module aliases, grad modes."""
+import numpy as np
+import pytest
+import torch
+
+import minidl
+import minidl.nn.functional as F
+
+
+def _pair(shape, seed=0):
+    a = np.random.default_rng(seed).uniform(0.5, 2.0, size=shape)
+    return minidl.tensor(a), torch.tensor(a)
+
+
+@pytest.mark.parametrize("name, args", [
+    ("addcmul_", lambda T: (T(2), T(3), {"value": 0.5})), ("addcdiv_", lambda T: (T(2), T(3), {"value": -2})),
+    ("sqrt_", lambda T: ({},)), ("add_", lambda T: (T(2), {"alpha": 3})), ("mul_", lambda T: (T(2), {})),
+    ("div_", lambda T: (T(3), {})), ("clamp_", lambda T: ({"min": 0.8, "max": 1.5},)), ("zero_", lambda T: ({},)),
+    ("fill_", lambda T: (0.25, {})), ("copy_", lambda T: (T(4), {})),
+    ("masked_fill_", lambda T: (T(5) > 1.2, -1.0, {})),
+])
+def test_in_place_methods_match_torch(name, args):
+    (m, t), pairs = _pair((3, 4)), {}
+
+    def arg(lib):
+        def T(seed):
+            pairs.setdefault(seed, _pair((3, 4), seed))
+            return pairs[seed][0 if lib == "m" else 1]
+        return T
+    *m_args, m_kw = args(arg("m"))
+    *t_args, t_kw = args(arg("t"))
+    out = getattr(m, name)(*m_args, **m_kw)
+    getattr(t, name)(*t_args, **t_kw)
+    assert out is m
+    np.testing.assert_allclose(m.numpy(), t.numpy(), rtol=1e-15, atol=0)
+    assert m._version == 1
+
+
+def test_a_saved_tensor_changed_in_place_stops_backward_as_in_torch():
+    w = minidl.randn(3, requires_grad=True)
+    x = minidl.randn(3)
+    y = (w * x).sum()  # mul saved x
+    with minidl.no_grad():
+        x.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        y.backward()
+    # an output the graph saved (exp keeps its result) changed under no_grad
+    a = minidl.randn(3, requires_grad=True)
+    b = a.exp()
+    with minidl.no_grad():
+        b.add_(1)
+    with pytest.raises(RuntimeError, match="in-place"):
+        b.sum().backward()
+    # add saves nothing: changing its input afterwards is fine (as torch)
+    c = minidl.randn(3)
+    d = a + c
+    c.add_(1)
+    d.sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), np.ones(3))
+
+
+def test_an_optimizer_step_between_two_backwards_is_caught_as_in_torch():
+    model = minidl.nn.Linear(3, 2)
+    opt = minidl.optim.SGD(model.parameters(), lr=0.1)
+    loss = model(minidl.randn(4, 3)).sum()
+    loss.backward(retain_graph=True)
+    opt.step()  # changes the weight that the graph saved for the input gradient... and for matmul
+    with pytest.raises(RuntimeError, match="in-place"):
+        loss.backward()
+
+
+def test_optimizer_state_is_a_defaultdict_as_custom_optimizers_expect():
+    p = minidl.nn.Parameter(minidl.ones(2))
+
+    class Momentum(minidl.optim.Optimizer):  # written as a torch user writes one
+        def __init__(self, params, lr):
+            super().__init__(params, dict(lr=lr))
+
+        @minidl.no_grad()
+        def step(self):
+            for group in self.param_groups:
+                for q in group["params"]:
+                    state = self.state[q]
+                    if "buf" not in state:
+                        state["buf"] = minidl.zeros_like(q)
+                    state["buf"].mul_(0.9).add_(q.grad)
+                    q.add_(state["buf"], alpha=-group["lr"])
+
+    opt = Momentum([p], lr=0.5)
+    for _ in range(2):
+        opt.zero_grad()
+        (p * p).sum().backward()
+        opt.step()
+    tp = torch.nn.Parameter(torch.ones(2))
+    buf = torch.zeros(2)
+    for _ in range(2):
+        tp.grad = None
+        (tp * tp).sum().backward()
+        with torch.no_grad():
+            buf.mul_(0.9).add_(tp.grad)
+            tp.add_(buf, alpha=-0.5)
+    np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-6)
+
+
+def test_tensor_factories_and_type_follow_torch():
+    x = minidl.ones(2, dtype=minidl.float64)
+    assert x.new_zeros(2, 3).dtype == np.float64 and x.new_zeros(2, 3).shape == (2, 3)
+    assert x.new_ones((4,), dtype=minidl.float32).dtype == np.float32
+    assert x.new_full((2,), 7).numpy().tolist() == [7.0, 7.0]
+    assert x.new_tensor([1, 2]).dtype == np.float64
+    assert x.type() == "minidl.DoubleTensor"
+    assert minidl.ones(1).type() == torch.ones(1).type().replace("torch", "minidl")
+    assert x.type(minidl.float32).dtype == np.float32 and x.type("torch.LongTensor").dtype == np.int64
+    with pytest.raises(ValueError, match="type: unknown tensor type"):
+        x.type("torch.Nonsense")
+
+
+def test_randperm_one_hot_and_their_errors():
+    minidl.manual_seed(0)
+    p = minidl.randperm(7)
+    assert p.dtype == np.int64 and sorted(p.numpy().tolist()) == list(range(7))
+    with pytest.raises(ValueError, match="randperm"):
+        minidl.randperm(-1)
+    with pytest.raises(ValueError, match="one_hot: class values"):
+        F.one_hot(minidl.tensor([0, 3]), 3)
+    with pytest.raises(TypeError, match="one_hot: tensor must be int64"):
+        F.one_hot(minidl.tensor([0.0, 1.0]))
+    np.testing.assert_array_equal(F.one_hot(minidl.tensor([2, 0])).numpy(), [[0, 0, 1], [1, 0, 0]])
+
+
+def test_modules_and_modes_torch_programs_import():
+    import minidl.utils.data as data
+    from minidl.utils.data import DataLoader
+    assert data is minidl.data and DataLoader is minidl.data.DataLoader
+    assert minidl.accelerator.is_available() == minidl.cuda.is_available()
+    assert (minidl.accelerator.current_accelerator() is None) == (not minidl.cuda.is_available())
+    x = minidl.ones(2, requires_grad=True)
+    with minidl.inference_mode():
+        assert not (x * 2).requires_grad
+    with minidl.inference_mode(False):
+        assert (x * 2).requires_grad
+
+    @minidl.inference_mode()
+    def f():
+        return x * 2
+    assert not f().requires_grad
