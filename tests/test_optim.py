@@ -29,8 +29,13 @@ OPTIMIZERS = [
     ("rmsprop", dict(lr=1e-2)),
     ("rmsprop", dict(lr=1e-2, momentum=0.9, centered=True, weight_decay=1e-2)),
     ("adagrad", dict(lr=0.1, lr_decay=1e-2, weight_decay=1e-2, initial_accumulator_value=0.1)),
+    ("adadelta", dict()),
+    ("adadelta", dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=1e-2, maximize=True)),
+    ("adamax", dict(lr=1e-2)),
+    ("adamax", dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-3, weight_decay=1e-2)),
 ]
-NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
+NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
+         "adadelta": "Adadelta", "adamax": "Adamax"}
 
 
 @pytest.mark.parametrize("name, kw", OPTIMIZERS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPTIMIZERS)])

@@ -154,3 +154,62 @@ class Adagrad(Optimizer):
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         state["sum"] += g * g
         p -= clr * g / (xp.sqrt(state["sum"]) + group["eps"])
+
+
+class Adadelta(Optimizer):
+    """Adadelta, as torch.optim.Adadelta: steps scaled by the running RMS of past steps over that of gradients."""
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, maximize=False):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        if not 0 <= group["rho"] <= 1 or group["eps"] < 0 or group["weight_decay"] < 0:
+            raise ValueError(f"Adadelta: invalid rho {group['rho']}, eps {group['eps']} or weight_decay "
+                             f"{group['weight_decay']}")
+
+    def _update(self, p, g, state, group):
+        xp = get_array_module(p)
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = xp.zeros_like(p)
+            state["acc_delta"] = xp.zeros_like(p)
+        state["step"] += 1
+        rho, eps = group["rho"], group["eps"]
+        g = _decay(p, g, group["weight_decay"])
+        sq, acc = state["square_avg"], state["acc_delta"]
+        sq *= rho
+        sq += (1 - rho) * g * g
+        delta = xp.sqrt(acc + eps) / xp.sqrt(sq + eps) * g
+        acc *= rho
+        acc += (1 - rho) * delta * delta
+        p -= group["lr"] * delta
+
+
+class Adamax(Optimizer):
+    """Adamax, as torch.optim.Adamax: Adam with the infinity norm in place of the second moment."""
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize))
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        b1, b2 = group["betas"]
+        if not (0 <= b1 < 1 and 0 <= b2 < 1) or group["eps"] < 0:
+            raise ValueError(f"Adamax: invalid betas {group['betas']} or eps {group['eps']}")
+
+    def _update(self, p, g, state, group):
+        xp = get_array_module(p)
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p)
+            state["exp_inf"] = xp.zeros_like(p)
+        state["step"] += 1
+        (b1, b2), eps = group["betas"], group["eps"]
+        g = _decay(p, g, group["weight_decay"])
+        m, u = state["exp_avg"], state["exp_inf"]
+        m += (1 - b1) * (g - m)
+        u *= b2
+        xp.maximum(u, xp.abs(g) + eps, out=u)
+        p -= group["lr"] / (1 - b1 ** state["step"]) * m / u

@@ -25,10 +25,10 @@ def _cpu(v):
 
 
 def _split(obj, prefix, arrays):
-    """JSON-able structure with every array replaced by a reference into ``arrays``."""
+    """JSON-able structure with every array replaced by a reference into ``arrays`` (Tensors marked as such)."""
     if isinstance(obj, Tensor) or backend.is_device_array(obj):
         arrays[prefix] = _cpu(obj)
-        return {"__array__": prefix}
+        return {"__array__": prefix, "tensor": True} if isinstance(obj, Tensor) else {"__array__": prefix}
     if isinstance(obj, dict):
         return {"__dict__": [[_split(k, f"{prefix}/k{i}", arrays), _split(v, f"{prefix}/{i}", arrays)]
                              for i, (k, v) in enumerate(obj.items())]}
@@ -42,20 +42,24 @@ def _split(obj, prefix, arrays):
     raise TypeError(f"save_checkpoint: cannot store a value of type {type(obj).__name__} at {prefix!r}")
 
 
-def _join(obj, arrays):
+def _join(obj, arrays, device=None):
+    """The structure back, arrays in place (Tensors as Tensors, on ``device`` when given)."""
     if isinstance(obj, list):
         raise ValueError("a list where a tagged object was expected")
     if isinstance(obj, dict):
         if "__array__" in obj:
             if obj["__array__"] not in arrays:
                 raise ValueError(f"array {obj['__array__']!r} is missing")
-            return arrays[obj["__array__"]]
+            a = arrays[obj["__array__"]]
+            if not obj.get("tensor"):
+                return a
+            return Tensor._make(a if device is None else backend.to_device(a, device))
         if "__dict__" in obj:
-            return {_join(k, arrays): _join(v, arrays) for k, v in obj["__dict__"]}
+            return {_join(k, arrays, device): _join(v, arrays, device) for k, v in obj["__dict__"]}
         if "__tuple__" in obj:
-            return tuple(_join(v, arrays) for v in obj["__tuple__"])
+            return tuple(_join(v, arrays, device) for v in obj["__tuple__"])
         if "__list__" in obj:
-            return [_join(v, arrays) for v in obj["__list__"]]
+            return [_join(v, arrays, device) for v in obj["__list__"]]
     return obj
 
 
@@ -67,7 +71,16 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, **e
             "model": _split(model.state_dict(), "model", arrays),
             "optimizer": None if optimizer is None else _split(optimizer.state_dict(), "optimizer", arrays),
             "scheduler": None if scheduler is None else _split(scheduler.state_dict(), "scheduler", arrays)}
+    return _write(path, meta, arrays)
+
+
+def _write(path, meta, arrays):
+    """``meta`` (JSON) and ``arrays`` as one .npz at ``path``, atomically; or into an open binary file."""
     arrays = {f"a{i}": v for i, v in enumerate(arrays.values())} | {"__keys__": np.array(list(arrays))}
+    if hasattr(path, "write"):  # a file object: written as it is (no rename to make it atomic)
+        np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+        return path
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     prefix = f".{os.path.basename(path)}.tmp-"
@@ -82,12 +95,21 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, **e
             np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the rename makes it the checkpoint
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have made
         os.replace(tmp, path)
         _fsync_folder(folder)  # and the rename itself survives a power cut
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _umask():
+    try:  # read, not set: os.umask() changes the process's umask for a moment (a race with other threads)
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0o022
 
 
 def _fsync_folder(folder):
@@ -103,9 +125,8 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
-def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict=True):
-    """Read a checkpoint written by :func:`save_checkpoint`, restore the given objects, and return a dict
-    with 'epoch' and 'extra' (and the raw 'model', 'optimizer', 'scheduler' states)."""
+def _read(path, op, what):
+    """(meta, arrays) of a file written by _write; ``what`` names the kind of file in errors."""
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["__meta__"]))
@@ -114,10 +135,46 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict=Tru
     except FileNotFoundError:
         raise
     except Exception as exc:  # zip errors, missing entries, bad JSON: a truncated or foreign file
-        raise ValueError(f"load_checkpoint: {path} is not a readable minidl checkpoint ({exc})") from None
+        raise ValueError(f"{op}: {path} is not a readable minidl {what} ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{op}: {path}: its metadata is a {type(meta).__name__}, not an object")
+    return meta, arrays
+
+
+SAVE_FORMAT = "minidl-save-1"
+
+
+def save(obj, f):
+    """torch.save's place: ``obj`` (a state_dict, or dicts/lists/tuples of Tensors, arrays, numbers, strings,
+    None) to ``f`` (a path, written atomically, or a binary file object). No pickle: the file is an .npz
+    archive of the arrays plus a JSON description, and loading it cannot run code."""
+    arrays = {}
     try:
-        if not isinstance(meta, dict):
-            raise ValueError(f"its metadata is a {type(meta).__name__}, not an object")
+        meta = {"format": SAVE_FORMAT, "obj": _split(obj, "obj", arrays)}
+    except TypeError as exc:
+        raise TypeError(str(exc).replace("save_checkpoint:", "save:", 1)) from None
+    return _write(f, meta, arrays)
+
+
+def load(f, map_location=None, weights_only=True):
+    """torch.load's place, for files written by :func:`save`: the object back, Tensors as Tensors (on
+    ``map_location`` when given: 'cpu', 'cuda' or a device). Only data is ever loaded (``weights_only`` is
+    accepted for torch's signature; there is no other mode)."""
+    meta, arrays = _read(f, "load", "file")
+    if meta.get("format") != SAVE_FORMAT or "obj" not in meta:
+        raise ValueError(f"load: {f} was not written by minidl.save (format {meta.get('format')!r}); checkpoints "
+                         "from save_checkpoint load with load_checkpoint")
+    try:
+        return _join(meta["obj"], arrays, map_location)
+    except ValueError as exc:
+        raise ValueError(f"load: {f}: {exc}") from None
+
+
+def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict=True):
+    """Read a checkpoint written by :func:`save_checkpoint`, restore the given objects, and return a dict
+    with 'epoch' and 'extra' (and the raw 'model', 'optimizer', 'scheduler' states)."""
+    meta, arrays = _read(path, "load_checkpoint", "checkpoint")
+    try:
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         missing = [k for k in ("epoch", "model", "optimizer", "scheduler", "extra") if k not in meta]
