@@ -8,7 +8,7 @@ from ..autograd.tensor import Tensor
 from ._checks import float_tensor, tensor_arg, optional_tensor, reduction_arg, same_device
 from ._registry import register
 from .activation import log_softmax, softplus
-from .math import abs as _abs, clamp, log, where
+from .math import abs as _abs, clamp, exp, log, where, _check_broadcast
 from .reduction import sum as _sum, mean as _mean
 
 
@@ -239,4 +239,51 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     loss = (1 - target) * input + sp
     if weight is not None:
         loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+@register()
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    """0.5 (input - target)^2 where |input - target| < delta, else delta (|input - target| - 0.5 delta)."""
+    diff = _difference(input, target, reduction, "huber_loss")
+    if not delta > 0:
+        raise ValueError(f"huber_loss: delta must be positive, got {delta}")
+    d = _abs(diff)
+    return _reduce(where(d < delta, 0.5 * diff * diff, delta * (d - 0.5 * delta)), reduction)
+
+
+@register()
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """0.5 (input - target)^2 / beta where |input - target| < beta, else |input - target| - 0.5 beta
+    (the L1 loss for beta = 0)."""
+    diff = _difference(input, target, reduction, "smooth_l1_loss")
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
+    d = _abs(diff)
+    if beta == 0:
+        return _reduce(d, reduction)
+    return _reduce(where(d < beta, 0.5 * diff * diff / beta, d - 0.5 * beta), reduction)
+
+
+@register()
+def kl_div(input, target, reduction="mean", log_target=False):
+    """Kullback-Leibler divergence with ``input`` as log-probabilities: target (log target - input), 0 where
+    the target is 0 (as torch); ``log_target=True`` takes the target as log-probabilities too.
+    ``reduction='batchmean'`` divides the sum by the batch size (the KL divergence per sample; torch's 'mean'
+    averages over every element)."""
+    op = "kl_div"
+    float_tensor(input, op)
+    float_tensor(target, op, "target")
+    same_device(op, input, target)
+    _check_broadcast(op, input.shape, target.shape)
+    if reduction not in ("mean", "sum", "none", "batchmean"):
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum', 'none' or 'batchmean', got {reduction!r}")
+    if log_target:
+        loss = exp(target) * (target - input)
+    else:
+        positive = target > 0
+        safe = where(positive, target, Tensor._make(backend.get_array_module(target._data).ones_like(target._data)))
+        loss = where(positive, target * log(safe), 0.0 * target) - target * input
+    if reduction == "batchmean":
+        return _sum(loss) / (input.shape[0] if input.ndim else 1)
     return _reduce(loss, reduction)
