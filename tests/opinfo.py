@@ -104,6 +104,16 @@ def _dropout_ref(x, p=0.5, training=True):
     return x * torch.tensor((keep / (1.0 - p)).astype(x.detach().numpy().dtype)) if training else x
 
 
+def _dropout2d_ref(x, p=0.5, training=True):
+    if x.ndim < 2:
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")  # as torch
+    minidl.manual_seed(0)
+    lead = 1 if x.ndim == 3 else 2
+    dt = x.detach().numpy().dtype
+    keep = minidl.backend.generator("cpu").random(tuple(x.shape[:lead]) + (1,) * (x.ndim - lead), dtype=dt) >= p
+    return x * torch.tensor((keep / (1.0 - p)).astype(dt)) if training else x
+
+
 def _bn(training):
     def fn(x, rm, rv, w=None, b=None, **kw):
         return F.batch_norm(x, rm, rv, w, b, training=training, **kw)
@@ -220,6 +230,8 @@ OPS = [
     OpInfo("log_softmax", F.log_softmax, TF.log_softmax, [S(A(3, 4), 1), S(A(2, 3, 4, nc=True), 0), S(A(1, 5), -1)]),
     OpInfo("dropout", F.dropout, _dropout_ref, [S(A(4, 5)), S(A(3, 6, nc=True), 0.3), S(A(3, 4), 0.5, False)],
            random=True),
+    OpInfo("dropout2d", F.dropout2d, _dropout2d_ref, [S(A(4, 6, 3, 2)), S(A(5, 2, 3, nc=True), 0.3),
+                                                      S(A(2, 3, 2, 2), 0.5, False)], random=True),
     # ---- losses ----------------------------------------------------------------------------------
     OpInfo("cross_entropy", F.cross_entropy, TF.cross_entropy, [
         S(A(5, 4), I(5, high=4)),
@@ -351,6 +363,12 @@ OPS = [
     OpInfo("cumsum", F.cumsum, torch.cumsum, [S(A(3, 4), 1), S(A(3, 4), 0), S(A(2, 3, nc=True), -1), S(A(5), 0)]),
     *[OpInfo(n, getattr(F, n), getattr(torch, n), [S(B(3, 4)), S(B(3, 4), 1), S(A(3, 4), 0, True)], grad=False)
       for n in ("all", "any")],
+    OpInfo("sort", F.sort, torch.sort, [S(A(3, 5)), S(A(4, 3), 0, True), S(A(2, 5, nc=True), descending=True),
+                                       S(A(3, 4), dim=-1, stable=True)]),
+    OpInfo("argsort", F.argsort, torch.argsort, [S(A(3, 5)), S(A(4, 3), 0, True), S(A(2, 5, nc=True), descending=True)],
+           grad=False),
+    OpInfo("topk", F.topk, torch.topk, [S(A(3, 5), 2), S(A(4, 3), 3, 0), S(A(2, 5, nc=True), 1, largest=False),
+                                       S(A(6), 0)]),
     OpInfo("masked_fill", F.masked_fill, torch.masked_fill,
            [S(A(3, 4), B(3, 4), 0.5), S(A(3, 4), B(4), -1.0), S(A(2, 3, nc=True), B(2, 3), 2.0)]),
 ]

@@ -173,7 +173,15 @@ def check_dropout(out, args, kwargs, seed):
         np.testing.assert_allclose(_np(gx), np.where(kept, g * scale, 0.0), rtol=1e-12)
 
 
-RANDOM = {"dropout": check_dropout}  # ops whose samples are random: checked for structure, not values
+def check_dropout2d(out, args, kwargs, seed):
+    """As dropout, and each (sample, channel) plane is kept or dropped whole."""
+    check_dropout(out, args, kwargs, seed)
+    x, y = _np(args[0]), _np(out)
+    planes = (y != 0).reshape(*x.shape[:x.ndim - 2], -1) | (x == 0).reshape(*x.shape[:x.ndim - 2], -1)
+    assert (planes.all(-1) | ~(y != 0).reshape(planes.shape).any(-1)).all(), "a channel was partly dropped"
+
+
+RANDOM = {"dropout": check_dropout, "dropout2d": check_dropout2d}  # random ops: checked for structure
 
 
 def op_samples(info):

@@ -238,3 +238,23 @@ def dropout(input, p=0.5, training=True, inplace=False):
     gen = backend.generator(input.device)
     keep = gen.random(input.shape, dtype=input.dtype) >= p
     return input * Tensor._make((keep / (1.0 - p)).astype(input.dtype))
+
+
+@register(method=False)
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """Zero whole channels with probability ``p`` and scale the rest by ``1 / (1 - p)`` (training only): input
+    (N, C, H, W), or (C, H, W) without a batch (other ranks from 2 up, as torch: (N, C, ...)). The mask, one
+    value per (sample, channel), is drawn as in ``dropout``."""
+    float_tensor(input, "dropout2d")
+    if input.ndim < 2:
+        raise ValueError(f"dropout2d: needs at least 2 dimensions (N, C, ...), got shape {input.shape}")
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout2d: probability 'p' must be a number in [0, 1], got {p!r}")
+    if not training or p == 0:
+        return input
+    if p == 1:
+        return input * 0.0
+    lead = 1 if input.ndim == 3 else 2
+    gen = backend.generator(input.device)
+    keep = gen.random(input.shape[:lead] + (1,) * (input.ndim - lead), dtype=input.dtype) >= p
+    return input * Tensor._make((keep / (1.0 - p)).astype(input.dtype))

@@ -285,3 +285,65 @@ def _logical(name, fn):
 # (not named all/any here: this module uses the builtins)
 all_ = _logical("all", lambda a, axis, keepdims: a.all(axis=axis, keepdims=keepdims))
 any_ = _logical("any", lambda a, axis, keepdims: a.any(axis=axis, keepdims=keepdims))
+
+
+def _sort_index(a, axis, descending, xp):
+    """Stable sort order along ``axis`` with torch's NaN rule: NaN counts as the largest value."""
+    a = xp.moveaxis(a, axis, -1)
+    if a.dtype.kind == "b":
+        a = a.astype(np.int8)
+    if descending:  # NaN first, then the values from the largest; ties keep their order
+        nan = xp.isnan(a) if a.dtype.kind == "f" else xp.zeros(a.shape, dtype=bool)
+        key = xp.where(nan, 0, -a) if a.dtype.kind == "f" else -a.astype(np.int64)
+        idx = xp.lexsort(xp.stack([key, ~nan])) if a.ndim == 1 else _lexsort_last(xp, key, ~nan)
+    else:  # NumPy's stable sort already puts NaN last
+        idx = xp.argsort(a, axis=-1, kind="stable")
+    return xp.moveaxis(idx, -1, axis).astype(np.int64)
+
+
+def _lexsort_last(xp, key, first):
+    """lexsort over the last axis of N-D arrays: by ``first``, then ``key``."""
+    order = xp.argsort(key, axis=-1, kind="stable")
+    f = xp.take_along_axis(first, order, axis=-1)
+    return xp.take_along_axis(order, xp.argsort(f, axis=-1, kind="stable"), axis=-1)
+
+
+def _sort_args(input, dim, op):
+    tensor_arg(input, op)
+    return _dim(dim, input.ndim, op)
+
+
+@register()
+def sort(input, dim=-1, descending=False, *, stable=False):
+    """(values, indices) sorted along ``dim``; always stable (ties keep their order; torch's default does not
+    promise an order for ties), NaN as the largest value. Gradients flow back through the indices."""
+    d = _sort_args(input, dim, "sort")
+    if input.ndim == 0:
+        return values_indices(input * 1, Tensor._make(np.zeros((), dtype=np.int64)))
+    from .. import backend
+    idx = Tensor._make(_sort_index(input._data, d, descending, backend.get_array_module(input._data)))
+    return values_indices(gather(input, d, idx), idx)
+
+
+@register()
+def argsort(input, dim=-1, descending=False, *, stable=False):
+    """The indices that sort ``input`` along ``dim`` (see :func:`sort`)."""
+    d = _sort_args(input, dim, "argsort")
+    if input.ndim == 0:
+        return Tensor._make(np.zeros((), dtype=np.int64))
+    from .. import backend
+    return Tensor._make(_sort_index(input._data, d, descending, backend.get_array_module(input._data)))
+
+
+@register()
+def topk(input, k, dim=-1, largest=True, sorted=True):
+    """(values, indices) of the ``k`` largest (``largest=False``: smallest) entries along ``dim``, in order."""
+    d = _sort_args(input, dim, "topk")
+    n = input.shape[d] if input.ndim else 1
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
+        raise ValueError(f"topk: k must be an int in [0, {n}] (the size of dim {dim}), got {k!r}")
+    if input.ndim == 0:
+        return values_indices(input * 1, Tensor._make(np.zeros((), dtype=np.int64)))
+    values, idx = sort(input, d, descending=largest)
+    key = (slice(None),) * d + (slice(0, k),)
+    return values_indices(values[key], idx[key])

@@ -90,5 +90,12 @@ class Dropout(Module):
     def forward(self, input):
         return F.dropout(input, self.p, self.training)
 
+
+class Dropout2d(Dropout):
+    """Zeroes whole channels with probability ``p`` in training mode (scaling the rest by 1/(1-p))."""
+
+    def forward(self, input):
+        return F.dropout2d(input, self.p, self.training)
+
     def extra_repr(self):
         return f"p={self.p}"
