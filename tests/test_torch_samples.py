@@ -59,8 +59,12 @@ _DTYPES = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: 
 
 def to_minidl(v, leaves):
     """A torch value as minidl's: tensors keep their values, strides and requires_grad; ``leaves``
-    collects (torch leaf, minidl leaf) pairs whose gradients are compared."""
+    collects (torch leaf, minidl leaf) pairs whose gradients are compared. A tensor passed twice (a sample may
+    give the same tensor as input and target) becomes one minidl tensor, so its gradient sums both uses."""
     if isinstance(v, torch.Tensor):
+        for tv, tm in leaves:
+            if tv is v:
+                return tm
         a = v.detach().numpy()
         if not v.is_contiguous():  # keep a non-contiguous view non-contiguous
             a = np.lib.stride_tricks.as_strided(a, strides=tuple(s * a.itemsize for s in v.stride()))

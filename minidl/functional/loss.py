@@ -265,6 +265,23 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     return _reduce(where(d < beta, 0.5 * diff * diff / beta, d - 0.5 * beta), reduction)
 
 
+class XLogX(Function):
+    """t log t, 0 at t = 0, as torch's xlogy(t, t) (kl_div's target term), including its gradient there:
+    log t (0 where t = 0) + t / t, which is NaN at t = 0 and for t < 0, as torch's."""
+    name = "kl_div"
+
+    def forward(self, xp, t):
+        self.save_for_backward(t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return xp.where(t == 0, 0, t * xp.log(xp.where(t == 0, 1, t)))
+
+    def backward(self, g):
+        t, = self.saved_tensors
+        zero = t == 0
+        logt = log(where(zero, Tensor._make(backend.get_array_module(t._data).ones_like(t._data)), t))
+        return g * (where(zero, 0.0 * t, logt) + t / t)
+
+
 @register()
 def kl_div(input, target, reduction="mean", log_target=False):
     """Kullback-Leibler divergence with ``input`` as log-probabilities: target (log target - input), 0 where
@@ -281,9 +298,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
     if log_target:
         loss = exp(target) * (target - input)
     else:
-        positive = target > 0
-        safe = where(positive, target, Tensor._make(backend.get_array_module(target._data).ones_like(target._data)))
-        loss = where(positive, target * log(safe), 0.0 * target) - target * input
+        loss = XLogX.apply(target) - target * input
     if reduction == "batchmean":
         return _sum(loss) / (input.shape[0] if input.ndim else 1)
     return _reduce(loss, reduction)
