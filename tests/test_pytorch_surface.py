@@ -200,3 +200,19 @@ def test_pytorchs_mnist_example_runs_with_only_its_imports_changed(tmp_path):
     net = runpy.run_path(script)["Net"]()
     net.load_state_dict(state)
     assert net(minidl.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("script", ["lecture11_inception.py", "lecture11_residual.py"])
+def test_the_pytorch_course_lecture11_scripts_run(script, tmp_path):
+    """The course's InceptionA and ResidualBlock nets as students type them (imports changed): a short run
+    trains a few batches and tests."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, os.path.join(root, "examples", "pytorch_style", script), "--epochs", "1",
+                          "--max-batches", "3"], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "Test set: Average loss:" in run.stdout
+    loss = float(run.stdout.split("Average loss:")[1].split(",")[0])
+    assert 0 < loss < 5  # a real negative log-likelihood of 10 classes, not logits passed as log-probabilities
