@@ -216,3 +216,43 @@ def test_the_pytorch_course_lecture11_scripts_run(script, tmp_path):
     assert "Test set: Average loss:" in run.stdout
     loss = float(run.stdout.split("Average loss:")[1].split(",")[0])
     assert 0 < loss < 5  # a real negative log-likelihood of 10 classes, not logits passed as log-probabilities
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, float("inf")])
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])
+def test_clip_grad_norm_and_value_match_torch(norm_type, max_norm):
+    rng = np.random.default_rng(0)
+    shapes = [(3, 4), (5,), (2, 2, 2)]
+    grads = [rng.normal(size=s) for s in shapes]
+    mp = [minidl.nn.Parameter(minidl.zeros(*s, dtype=minidl.float64)) for s in shapes]
+    tp = [torch.nn.Parameter(torch.zeros(*s, dtype=torch.float64)) for s in shapes]
+    for m, t, g in zip(mp, tp, grads):
+        m.grad, t.grad = minidl.tensor(g.copy()), torch.tensor(g.copy())
+    total_m = minidl.nn.utils.clip_grad_norm_(mp, max_norm, norm_type)
+    total_t = torch.nn.utils.clip_grad_norm_(tp, max_norm, norm_type)
+    np.testing.assert_allclose(total_m.item(), total_t.item(), rtol=1e-12)
+    for m, t in zip(mp, tp):
+        np.testing.assert_allclose(m.grad.numpy(), t.grad.numpy(), rtol=1e-12)
+    minidl.nn.utils.clip_grad_value_(mp, 0.1)
+    torch.nn.utils.clip_grad_value_(tp, 0.1)
+    for m, t in zip(mp, tp):
+        np.testing.assert_array_equal(m.grad.numpy(), t.grad.numpy())
+    mp[0].grad._data[0, 0] = np.nan
+    with pytest.raises(RuntimeError, match="clip_grad_norm_: the total norm"):
+        minidl.nn.utils.clip_grad_norm_(mp, 1.0, error_if_nonfinite=True)
+
+
+def test_parameters_to_vector_and_back_match_torch():
+    m = minidl.nn.Linear(3, 2)
+    t = torch.nn.Linear(3, 2)
+    t.load_state_dict({k: torch.tensor(v.numpy()) for k, v in m.state_dict().items()})
+    vm = minidl.nn.utils.parameters_to_vector(m.parameters())
+    vt = torch.nn.utils.parameters_to_vector(t.parameters())
+    np.testing.assert_array_equal(vm.detach().numpy(), vt.detach().numpy())
+    assert vm.requires_grad
+    minidl.nn.utils.vector_to_parameters(vm.detach() * 2, m.parameters())
+    torch.nn.utils.vector_to_parameters(vt.detach() * 2, t.parameters())
+    for (k, a), (_, b) in zip(m.state_dict().items(), t.state_dict().items()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+    with pytest.raises(ValueError, match="vector_to_parameters: vec has 3 elements"):
+        minidl.nn.utils.vector_to_parameters(minidl.zeros(3), m.parameters())
