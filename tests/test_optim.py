@@ -105,6 +105,11 @@ SCHEDULERS = [
     ("LinearLR", dict(start_factor=0.25, total_iters=4)),
     ("OneCycleLR", dict(max_lr=1.0, total_steps=20)),
     ("OneCycleLR", dict(max_lr=[1.0, 0.5], epochs=4, steps_per_epoch=5, anneal_strategy="linear", three_phase=True)),
+    ("LambdaLR", dict(lr_lambda=lambda e: 0.9 ** e + 0.01 * e)),
+    ("LambdaLR", dict(lr_lambda=[lambda e: 1 / (1 + e), lambda e: 0.5])),
+    ("MultiplicativeLR", dict(lr_lambda=lambda e: 0.95)),
+    ("ConstantLR", dict(factor=0.5, total_iters=4)),
+    ("PolynomialLR", dict(total_iters=10, power=2.0)),
 ]
 
 
@@ -129,3 +134,21 @@ def test_scheduler_follows_torch(name, kw, opt_name):
         ot.step()
         sm.step()
         st.step()
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(mode="max", factor=0.5, patience=2, threshold=0.1, threshold_mode="abs",
+                                             cooldown=2, min_lr=[0.0, 0.02])])
+def test_reduce_lr_on_plateau_follows_torch(kw):
+    m, t = _pair()
+    om = optim.SGD([{"params": m[0].parameters()}, {"params": m[2].parameters(), "lr": 0.05}], lr=0.1)
+    ot = torch.optim.SGD([{"params": t[0].parameters()}, {"params": t[2].parameters(), "lr": 0.05}], lr=0.1)
+    sm = optim.lr_scheduler.ReduceLROnPlateau(om, **kw)
+    st = torch.optim.lr_scheduler.ReduceLROnPlateau(ot, **kw)
+    metrics = [1.0, 0.9, 0.95, 0.95, 0.96, 0.97, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.2] * 2
+    for x in metrics:
+        sm.step(minidl.tensor(x))
+        st.step(x)
+        assert sm.get_last_lr() == pytest.approx(st.get_last_lr(), rel=1e-12)
+    sm2 = optim.lr_scheduler.ReduceLROnPlateau(om, **kw)
+    sm2.load_state_dict(sm.state_dict())
+    assert sm2.best == sm.best and sm2.num_bad_epochs == sm.num_bad_epochs

@@ -229,3 +229,127 @@ class OneCycleLR(LRScheduler):
                     break
                 start = end
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+
+class LambdaLR(LRScheduler):
+    """lr = base * lr_lambda(epoch); one function, or one per parameter group. The functions are not part of
+    the state_dict (as torch, which keeps only callable objects' state)."""
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        self.lr_lambdas = _per_group(optimizer, lr_lambda, type(self).__name__)
+        super().__init__(optimizer, last_epoch)
+
+    def _lr_at(self, base, g):
+        return base * self._fn(g)(self.last_epoch)
+
+    def _fn(self, g):  # the group's function (groups are found by identity: == would compare their tensors)
+        return next(f for f, own in zip(self.lr_lambdas, self.optimizer.param_groups) if own is g)
+
+    def state_dict(self):
+        return {k: v for k, v in super().state_dict().items() if k != "lr_lambdas"}
+
+
+class MultiplicativeLR(LambdaLR):
+    """lr = previous lr * lr_lambda(epoch) from epoch 1 on."""
+
+    def _lr_at(self, base, g):
+        if self.last_epoch > 0:
+            return g["lr"] * self._fn(g)(self.last_epoch)
+        return g["lr"]
+
+
+def _per_group(optimizer, fn, name):
+    groups = len(optimizer.param_groups)
+    fns = list(fn) if isinstance(fn, (list, tuple)) else [fn] * groups
+    if len(fns) != groups or not all(callable(f) for f in fns):
+        raise ValueError(f"{name}: expected one function or {groups} (one per parameter group), got {fn!r}")
+    return fns
+
+
+class ConstantLR(LRScheduler):
+    """lr = base * factor for the first total_iters epochs, then base."""
+
+    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
+        if not 0 <= factor <= 1:
+            raise ValueError(f"ConstantLR: factor must be in [0, 1], got {factor}")
+        self.factor, self.total_iters = factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def _lr_at(self, base, g):
+        return base * (self.factor if self.last_epoch < self.total_iters else 1.0)
+
+
+class PolynomialLR(LRScheduler):
+    """lr = base * (1 - min(epoch, total_iters) / total_iters) ** power."""
+
+    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+        self.total_iters, self.power = total_iters, power
+        super().__init__(optimizer, last_epoch)
+
+    def _lr_at(self, base, g):
+        return base * (1.0 - min(self.last_epoch, self.total_iters) / self.total_iters) ** self.power
+
+
+class ReduceLROnPlateau:
+    """Multiply the lr by ``factor`` once a metric has not improved for ``patience`` epochs: call
+    ``scheduler.step(metric)`` after each validation, as torch."""
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                 cooldown=0, min_lr=0, eps=1e-8):
+        if not hasattr(optimizer, "param_groups"):
+            raise TypeError(f"ReduceLROnPlateau: expected an Optimizer, got {type(optimizer).__name__}")
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be < 1.0, got {factor}")
+        if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max' and threshold_mode 'rel' or 'abs', got "
+                             f"{mode!r} and {threshold_mode!r}")
+        self.optimizer = optimizer
+        groups = len(optimizer.param_groups)
+        self.min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * groups
+        if len(self.min_lrs) != groups:
+            raise ValueError(f"ReduceLROnPlateau: expected {groups} min_lrs, got {len(self.min_lrs)}")
+        self.mode, self.factor, self.patience, self.threshold = mode, factor, patience, threshold
+        self.threshold_mode, self.cooldown, self.eps = threshold_mode, cooldown, eps
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = self.cooldown_counter = 0
+        self.last_epoch = 0
+        self._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+    def _better(self, a, best):
+        if self.mode == "min":
+            return a < (best * (1 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
+        return a > (best * (1 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold)
+
+    def step(self, metrics, epoch=None):
+        current = float(metrics.item() if hasattr(metrics, "item") else metrics)
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
+        if self._better(current, self.best):
+            self.best, self.num_bad_epochs = current, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            for g, low in zip(self.optimizer.param_groups, self.min_lrs):
+                new = max(g["lr"] * self.factor, low)
+                if g["lr"] - new > self.eps:
+                    g["lr"] = new
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+    def get_last_lr(self):
+        return list(self._last_lr)
+
+    def state_dict(self):
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict):
+        self._stage_state_dict(state_dict)()
+
+    def _stage_state_dict(self, state_dict):
+        if not isinstance(state_dict, dict) or set(state_dict) - set(self.state_dict()):
+            raise ValueError(f"ReduceLROnPlateau.load_state_dict: expected a dict with keys among "
+                             f"{sorted(self.state_dict())}, got {state_dict!r}")
+        state = dict(state_dict)
+        return lambda: self.__dict__.update(state)
