@@ -339,6 +339,8 @@ OPS = [
     OpInfo("group_norm", F.group_norm, TF.group_norm, [
         S(A(2, 6, 3, 3), 3, A(6), A(6)), S(A(1, 4, 5, nc=True), 1, A(4), A(4)), S(A(2, 4, 2, 3), 4), S(A(3, 6), 2, A(6), A(6))]),
     # PyTorch's everyday ops (issue 12): composed of the ops above, or zero-gradient / bool results
+    OpInfo("view", F.view, lambda x, *s: x.view(*s), [S(A(2, 3, 4), 6, 4), S(A(3, 4), -1), S(A(2, 3, nc=True), 6),
+                                                     S(A(4, 6), (2, 2, 6))]),
     OpInfo("view_as", F.view_as, lambda x, o: x.view_as(o), [S(A(6), A(2, 3, grad=False)), S(A(2, 3), A(3, 2, grad=False))]),
     OpInfo("expand_as", F.expand_as, lambda x, o: x.expand_as(o),
            [S(A(3, 1), A(3, 4, grad=False)), S(A(4), A(2, 4, grad=False)), S(A(1, 3, nc=True), A(2, 3, grad=False))]),

@@ -256,3 +256,25 @@ def test_parameters_to_vector_and_back_match_torch():
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
     with pytest.raises(ValueError, match="vector_to_parameters: vec has 3 elements"):
         minidl.nn.utils.vector_to_parameters(minidl.zeros(3), m.parameters())
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda lib, x: x.t(), (12,)), (lambda lib, x: x.t(), (2, 6)), (lambda lib, x: x[:, ::2], (6,)),
+    (lambda lib, x: x.reshape(1, 3, 2, 2).to(memory_format=lib.channels_last), (1, 12)),
+    (lambda lib, x: x[:1].expand(3, 4), (12,)), (lambda lib, x: x[:, :2], (3, 2, 1)), (lambda lib, x: x[1:], (8,)),
+])
+def test_view_refuses_exactly_where_torch_does(make, shape):
+    a = np.arange(12.0).reshape(3, 4)
+    t = make(torch, torch.tensor(a))
+    m = make(minidl, minidl.tensor(a))
+    assert m.shape == tuple(t.shape)
+    try:
+        expected = t.view(*shape).numpy()
+    except RuntimeError:
+        with pytest.raises(ValueError, match="view: a tensor of shape"):
+            m.view(*shape)
+        np.testing.assert_array_equal(m.reshape(*shape).numpy(), t.reshape(*shape).numpy())
+        return
+    got = m.view(*shape)
+    np.testing.assert_array_equal(got.numpy(), expected)
+    assert np.shares_memory(got.numpy(), m.numpy())

@@ -199,21 +199,48 @@ def _shape_args(shape, op):
     return tuple(int(s) for s in shape)
 
 
-@register(methods=("view",))
-def reshape(input, *shape):
-    """The same data with a new shape; one dimension may be -1."""
-    tensor_arg(input, "reshape")
-    shape = _shape_args(shape, "reshape")
+def _target_shape(input, shape, op):
+    shape = _shape_args(shape, op)
     known = int(np.prod([s for s in shape if s != -1]))
     if shape.count(-1) > 1 or any(s < -1 for s in shape) or (
             -1 not in shape and known != input.numel()) or (
             -1 in shape and (known == 0 or input.numel() % known)):
-        raise ValueError(f"reshape: shape {shape} is invalid for input of size {input.numel()} "
+        raise ValueError(f"{op}: shape {shape} is invalid for input of size {input.numel()} "
                          f"(shape {input.shape})")
     if -1 in shape:
         shape = tuple(input.numel() // known if s == -1 else s for s in shape)
+    return shape
+
+
+@register()
+def reshape(input, *shape):
+    """The same data with a new shape (a view where the strides allow, else a copy); one dimension may be -1."""
+    tensor_arg(input, "reshape")
+    shape = _target_shape(input, shape, "reshape")
     if shape == input.shape:
         return input
+    return Reshape.apply(input, shape=shape)
+
+
+@register()
+def view(input, *shape):
+    """A view with a new shape, sharing the data; refused where the strides do not allow one (as torch: a
+    transposed or channels_last tensor flattened, say), so that code written on minidl stays valid torch.
+    ``reshape`` copies in those cases."""
+    tensor_arg(input, "view")
+    shape = _target_shape(input, shape, "view")
+    if shape == input.shape:
+        return input
+    a = input._data
+    # ask NumPy whether a view exists, on an array with the same shape and strides but no data to copy
+    probe = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=a.dtype), shape=a.shape, strides=a.strides)
+    try:
+        np.reshape(probe, shape, copy=False)
+    except ValueError:
+        strides = tuple(s // a.itemsize for s in a.strides)
+        raise ValueError(f"view: a tensor of shape {input.shape} with strides {strides} cannot be viewed as shape "
+                         f"{shape} (its memory is not laid out for it); use .reshape(...), which copies, or "
+                         ".contiguous().view(...)") from None
     return Reshape.apply(input, shape=shape)
 
 
