@@ -1,5 +1,6 @@
-"""Activations: relu, leaky_relu, elu, gelu, silu, sigmoid, tanh, softplus, softmax, log_softmax,
-dropout. Backward passes use minidl ops, so they differentiate again."""
+"""Activations: relu, leaky_relu, elu, gelu, silu, sigmoid, tanh, softplus, hardtanh, relu6, hardsigmoid,
+hardswish, mish, prelu, softmax, log_softmax, dropout, dropout2d. Backward passes use minidl ops, so they
+differentiate again."""
 import math
 
 from .. import backend
@@ -96,6 +97,46 @@ class Softplus(Function):
     def backward(self, g):
         x, lin = self.saved_tensors
         return where(lin, g, g * sigmoid(x * self.beta))
+
+
+class Hardtanh(Function):
+    name = "hardtanh"
+
+    def forward(self, xp, x, lo, hi):
+        # the gradient passes strictly inside; not at NaN, as torch's vectorised kernel (its scalar tail, for a
+        # few trailing elements, passes it: torch disagrees with itself there; minidl takes the common path)
+        keep = (x > lo) & (x < hi)
+        self.save_for_backward(_mask(keep, x.dtype))
+        return xp.clip(x, lo, hi)
+
+    def backward(self, g):
+        keep, = self.saved_tensors
+        return g * keep
+
+
+class Hardsigmoid(Function):
+    name = "hardsigmoid"
+    differentiable_twice = False  # torch: "derivative for aten::hardsigmoid_backward is not implemented"
+
+    def forward(self, xp, x):
+        self.save_for_backward(((x > -3) & (x < 3)).astype(x.dtype) / 6)
+        return xp.clip(x / 6 + 0.5, 0, 1).astype(x.dtype)
+
+    def backward(self, g):
+        slope, = self.saved_arrays
+        return g._data * slope
+
+
+class Hardswish(Function):
+    name = "hardswish"
+
+    def forward(self, xp, x):
+        self.save_for_backward(x)
+        return (x * xp.clip(x + 3, 0, 6) / 6).astype(x.dtype)
+
+    def backward(self, g):  # d/dx: 0 up to -3, x/3 + 1/2 between (NaN at NaN), 1 from 3 on, as torch
+        x, = self.saved_tensors
+        return g * where(x <= -3, 0.0 * x, where(x >= 3, 0.0 * x + 1.0, x / 3 + 0.5))
 
 
 class Softmax(Function):
@@ -258,3 +299,54 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     gen = backend.generator(input.device)
     keep = gen.random(input.shape[:lead] + (1,) * (input.ndim - lead), dtype=input.dtype) >= p
     return input * Tensor._make((keep / (1.0 - p)).astype(input.dtype))
+
+
+@register()
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """``input`` clamped into [min_val, max_val]."""
+    float_tensor(input, "hardtanh")
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
+    return Hardtanh.apply(input, lo=float(min_val), hi=float(max_val))
+
+
+@register()
+def relu6(input, inplace=False):
+    """min(max(input, 0), 6) (MobileNet's activation)."""
+    return hardtanh(float_tensor(input, "relu6"), 0.0, 6.0)
+
+
+@register()
+def hardsigmoid(input, inplace=False):
+    """relu6(input + 3) / 6."""
+    return Hardsigmoid.apply(float_tensor(input, "hardsigmoid"))
+
+
+@register()
+def hardswish(input, inplace=False):
+    """input * relu6(input + 3) / 6 (MobileNetV3's activation)."""
+    return Hardswish.apply(float_tensor(input, "hardswish"))
+
+
+@register()
+def mish(input, inplace=False):
+    """input * tanh(softplus(input))."""
+    return mul(float_tensor(input, "mish"), tanh(softplus(input)))
+
+
+@register(method=False)
+def prelu(input, weight):
+    """``input`` where positive, ``weight * input`` elsewhere; ``weight`` holds one slope, or one per channel
+    (dim 1)."""
+    float_tensor(input, "prelu")
+    float_tensor(weight, "prelu", "weight")
+    if weight.ndim > 1:
+        raise ValueError(f"prelu: weight must be 0-D or 1-D, got shape {weight.shape}")
+    channels = input.shape[1] if input.ndim >= 2 else 1
+    if weight.numel() not in (1, channels):
+        raise ValueError(f"prelu: weight has {weight.numel()} slopes; the input has {channels} channels (dim 1)")
+    if weight.numel() > 1:
+        w = weight.reshape(-1, *([1] * (input.ndim - 2)))
+    else:
+        w = weight.reshape(*([1] * input.ndim)) if input.ndim else weight.reshape(())
+    return where(input > 0, input, w * input)

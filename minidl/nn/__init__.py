@@ -7,6 +7,7 @@ from .linear import Linear, Identity, Flatten
 from .conv import Conv2d, ConvTranspose2d
 from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm
-from .activation import ReLU, LeakyReLU, GELU, SiLU, Sigmoid, Tanh, Softmax, LogSoftmax, Dropout, Dropout2d
+from .activation import (ReLU, LeakyReLU, GELU, SiLU, Sigmoid, Tanh, Softmax, LogSoftmax, Dropout, Dropout2d, Hardtanh,
+                         ReLU6, Hardsigmoid, Hardswish, Mish, Softplus, PReLU)
 from .loss import (CrossEntropyLoss, NLLLoss, MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, HuberLoss, SmoothL1Loss,
                    KLDivLoss)
