@@ -77,10 +77,11 @@ class OpInfo:
     no_gradcheck: tuple = ()  # sample indices whose float64 finite differences cannot be exact
     variant: str = ""         # tells apart rows of one op (e.g. batch_norm 'eval'); part of test ids
     twice: bool = None        # differentiable twice; None: as the op's Function classes declare
+    via: str = ""             # the op whose Functions this one is made of (conv1d: conv2d), for `twice` and errors
 
     def __post_init__(self):
         if self.twice is None:
-            self.twice = Function.twice_differentiable(self.name)
+            self.twice = Function.twice_differentiable(self.via or self.name)
 
     @property
     def id(self):
@@ -344,6 +345,19 @@ OPS = [
         S(A(3, 6), (6,), A(6), None, 1e-3)]),
     OpInfo("group_norm", F.group_norm, TF.group_norm, [
         S(A(2, 6, 3, 3), 3, A(6), A(6)), S(A(1, 4, 5, nc=True), 1, A(4), A(4)), S(A(2, 4, 2, 3), 4), S(A(3, 6), 2, A(6), A(6))]),
+    OpInfo("conv1d", F.conv1d, TF.conv1d, [S(A(2, 4, 9), A(6, 2, 3), A(6), groups=2, padding=1),
+                                           S(A(1, 3, 10, nc=True), A(4, 3, 2), None, 2, 0, 2),
+                                           S(A(3, 8), A(5, 3, 3), padding="same"), S(A(2, 3, 7), A(2, 3, 1), stride=3)],
+           via="conv2d"),
+    OpInfo("max_pool1d", F.max_pool1d, TF.max_pool1d, [S(A(2, 3, 9), 2), S(A(1, 2, 10, nc=True), 3, 2, 1),
+                                                       S(A(3, 8), 3, 1, 1, 2, True)], via="max_pool2d"),
+    OpInfo("avg_pool1d", F.avg_pool1d, TF.avg_pool1d, [S(A(2, 3, 9), 2), S(A(1, 2, 10, nc=True), 3, 2, 1),
+                                                       S(A(3, 8), 3, 2, 1, True, False)], via="avg_pool2d"),
+    OpInfo("channel_shuffle", F.channel_shuffle, TF.channel_shuffle if hasattr(TF, "channel_shuffle") else
+           torch.channel_shuffle, [S(A(2, 6, 3, 2), 3), S(A(1, 4, 5, nc=True), 2)]),
+    OpInfo("embedding", F.embedding, TF.embedding, [S(I(2, 3, high=5), A(5, 4)), S(I(7, high=3), A(3, 2), padding_idx=1),
+                                                     S(I(4, high=6), A(6, 3, nc=True), padding_idx=-1)],
+           no_gradcheck=(1, 2)),  # the padding row's values count, its gradient is 0 by definition (as torch)
     # PyTorch's everyday ops (issue 12): composed of the ops above, or zero-gradient / bool results
     OpInfo("view", F.view, lambda x, *s: x.view(*s), [S(A(2, 3, 4), 6, 4), S(A(3, 4), -1), S(A(2, 3, nc=True), 6),
                                                      S(A(4, 6), (2, 2, 6))]),

@@ -28,6 +28,7 @@ SKIP_OPINFOS = {
 # torch OpInfos whose op takes its arguments in another order than the public function of that name
 ADAPTERS = {
     "where": lambda op: lambda input, condition, other: op(condition, input, other),  # x.where(cond, y)
+    "embedding": lambda op: lambda weight, input, **kw: op(input, weight, **kw),  # the table is the sample input
 }
 # Deliberate differences: (opinfo name with variant, sample index) -> why. Keep this short and true.
 DIFFERENT = {}

@@ -219,3 +219,27 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     y = ConvTranspose2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
                               groups=groups, out_hw=out)
     return y.squeeze(0) if unbatched else y
+
+
+def _single(v, op, name, minimum):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {v!r}")
+        v = v[0]
+    return int_arg(v, op, name, minimum)
+
+
+@register(method=False)
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution: conv2d over a height of 1. Shape: input (N, C_in, L) or (C_in, L); weight
+    (C_out, C_in / groups, K); padding an int, 'valid' or 'same'."""
+    op = "conv1d"
+    float_tensor(input, op)
+    float_tensor(weight, op, "weight")
+    if input.ndim not in (2, 3) or weight.ndim != 3:
+        raise ValueError(f"{op}: expected input (N, C, L) or (C, L) and weight (C_out, C_in / groups, K), got "
+                         f"shapes {input.shape} and {weight.shape}")
+    pad = padding if isinstance(padding, str) else (0, _single(padding, op, "padding", 0))
+    y = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, _single(stride, op, "stride", 1)), pad,
+               (1, _single(dilation, op, "dilation", 1)), groups)
+    return y.squeeze(-2)

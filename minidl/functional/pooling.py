@@ -232,3 +232,41 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     indices = [] if return_indices else None
     y = _finish(AdaptiveMaxPool2d.apply(x, out_hw=out, indices=indices), unbatched)
     return (y, _finish(Tensor._make(indices[0]), unbatched)) if return_indices else y
+
+
+def _one_d(input, op):
+    float_tensor(input, op)
+    if input.ndim not in (2, 3):
+        raise ValueError(f"{op}: expected a 3-D (N, C, L) or 2-D (C, L) input, got shape {input.shape}")
+    return input.unsqueeze(-2)
+
+
+def _single(v, op, name):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {v!r}")
+        v = v[0]
+    return v
+
+
+@register(method=False)
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over windows along the last dim: max_pool2d over a height of 1 (indices index into L)."""
+    op = "max_pool1d"
+    k = _single(kernel_size, op, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _single(stride, op, "stride")
+    out = max_pool2d(_one_d(input, op), (1, k), (1, s), (0, _single(padding, op, "padding")),
+                     (1, _single(dilation, op, "dilation")), ceil_mode, return_indices)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
+
+
+@register(method=False)
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Mean over windows along the last dim: avg_pool2d over a height of 1."""
+    op = "avg_pool1d"
+    k = _single(kernel_size, op, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _single(stride, op, "stride")
+    return avg_pool2d(_one_d(input, op), (1, k), (1, s), (0, _single(padding, op, "padding")), ceil_mode,
+                      count_include_pad).squeeze(-2)

@@ -735,3 +735,45 @@ def index_select(input, dim, index):
     if input.ndim == 0:  # a 0-d input: the index may only hold 0s, and the result is 0-d (as torch)
         return input.reshape(1)[index.reshape(-1)].reshape(())
     return input[(slice(None),) * d + (index.reshape(-1),)]
+
+
+@register(method=False)
+def channel_shuffle(input, groups):
+    """ShuffleNet's channel shuffle: (N, g * k, ...) -> channels reordered as (k, g): reshape, swap, reshape."""
+    tensor_arg(input, "channel_shuffle")
+    groups = int_arg(groups, "channel_shuffle", "groups", 1)
+    if input.ndim < 3:
+        raise ValueError(f"channel_shuffle: expects (N, C, *) with at least 3 dims, got shape {input.shape}")
+    n, c, *rest = input.shape
+    if c % groups:
+        raise ValueError(f"channel_shuffle: {c} channels are not divisible by groups={groups}")
+    return input.reshape(n, groups, c // groups, *rest).transpose(1, 2).reshape(n, c, *rest)
+
+
+@register(method=False)
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+              sparse=False):
+    """Rows of ``weight`` (num_embeddings, dim) picked by the integer tensor ``input``: output
+    (*input.shape, dim). The row at ``padding_idx`` gets no gradient (as torch)."""
+    tensor_arg(input, "embedding")
+    tensor_arg(weight, "embedding", "weight")
+    if input.dtype.kind not in "iu":
+        raise TypeError(f"embedding: input must hold integer indices, got {input.dtype}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise ValueError("embedding: max_norm, scale_grad_by_freq and sparse are not supported by minidl")
+    n = weight.shape[0]
+    if input.numel() and not backend.is_device_array(input._data):  # on the host: checked (on a device: a copy)
+        lo, hi = int(input._data.min()), int(input._data.max())
+        if lo < -n or hi >= n:
+            raise IndexError(f"embedding: index out of range: values in [{lo}, {hi}], {n} embeddings")
+    out = weight[input]
+    if padding_idx is not None:
+        padding_idx = int_arg(padding_idx, "embedding", "padding_idx")
+        if not -n <= padding_idx < n:
+            raise ValueError(f"embedding: padding_idx {padding_idx} is out of range for {n} embeddings")
+        if out.requires_grad:  # the same values, the padding row's cut from the graph
+            from .math import where
+            out = where((input == padding_idx % n).unsqueeze(-1), out.detach(), out)
+    return out

@@ -3,9 +3,10 @@ from . import functional, init, utils
 from .parameter import Parameter
 from .module import Module
 from .container import Sequential, ModuleList, ModuleDict
-from .linear import Linear, Identity, Flatten
-from .conv import Conv2d, ConvTranspose2d
-from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d
+from .linear import Linear, Identity, Flatten, ZeroPad2d, ChannelShuffle
+from .conv import Conv1d, Conv2d, ConvTranspose2d
+from .pooling import MaxPool1d, AvgPool1d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d
+from .sparse import Embedding
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm
 from .activation import (ReLU, LeakyReLU, GELU, SiLU, Sigmoid, Tanh, Softmax, LogSoftmax, Dropout, Dropout2d, Hardtanh,
                          ReLU6, Hardsigmoid, Hardswish, Mish, Softplus, PReLU)

@@ -85,3 +85,41 @@ class ConvTranspose2d(_ConvNd):
     def forward(self, input):
         return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, self.output_padding,
                                   self.groups, self.dilation)
+
+
+class Conv1d(Module):
+    """1-D convolution layer, as torch.nn.Conv1d (weight (out, in / groups, K)); computed as conv2d over a height
+    of 1."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        op = "Conv1d"
+        groups = int_arg(groups, op, "groups", 1)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                             f"divisible by groups ({groups})")
+        if padding_mode != "zeros":
+            raise ValueError(f"{op}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+
+        def one(v, name, lo):  # an int or a 1-tuple, kept as a 1-tuple (as torch's attributes)
+            return (int_arg(v[0] if isinstance(v, (tuple, list)) else v, op, name, lo),)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride = one(kernel_size, "kernel_size", 1), one(stride, "stride", 1)
+        self.padding = padding if isinstance(padding, str) else one(padding, "padding", 0)
+        self.dilation, self.padding_mode = one(dilation, "dilation", 1), padding_mode
+        self.weight = Parameter(empty(out_channels, in_channels // groups, *self.kernel_size, dtype=dtype,
+                                      device=device))
+        if bias:
+            self.bias = Parameter(empty(out_channels, dtype=dtype, device=device))
+        else:
+            self.register_parameter("bias", None)
+        init.layer_default_(self.weight, self.bias)
+
+    def forward(self, input):
+        padding = self.padding if isinstance(self.padding, str) else self.padding[0]
+        return F.conv1d(input, self.weight, self.bias, self.stride[0], padding, self.dilation[0], self.groups)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}" + ("" if self.bias is not None else ", bias=False"))

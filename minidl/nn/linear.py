@@ -1,4 +1,4 @@
-"""Linear, Identity, Flatten."""
+"""Linear, and the layers that only move data: Identity, Flatten, ZeroPad2d, ChannelShuffle."""
 from .. import functional as F
 from ..autograd.creation import empty
 from . import init
@@ -48,3 +48,34 @@ class Flatten(Module):
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class ZeroPad2d(Module):
+    """Pad the last two dims with zeros: ``padding`` an int or (left, right, top, bottom), as torch."""
+
+    def __init__(self, padding):
+        super().__init__()
+        p = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
+        if len(p) != 4:
+            raise ValueError(f"ZeroPad2d: padding must be an int or 4 ints (left, right, top, bottom), got {padding}")
+        self.padding = p
+
+    def forward(self, input):
+        return F.pad(input, self.padding, mode="constant", value=0.0)
+
+    def extra_repr(self):
+        return f"{self.padding}"
+
+
+class ChannelShuffle(Module):
+    """ShuffleNet's channel shuffle over ``groups``."""
+
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, input):
+        return F.channel_shuffle(input, self.groups)
+
+    def extra_repr(self):
+        return f"groups={self.groups}"
