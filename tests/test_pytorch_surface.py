@@ -278,3 +278,14 @@ def test_view_refuses_exactly_where_torch_does(make, shape):
     got = m.view(*shape)
     np.testing.assert_array_equal(got.numpy(), expected)
     assert np.shares_memory(got.numpy(), m.numpy())
+
+
+def test_torch_takes_minidl_tensors_directly():
+    x = minidl.tensor(np.arange(6.0).reshape(2, 3))
+    for make in (torch.tensor, torch.as_tensor, torch.from_dlpack):
+        np.testing.assert_array_equal(make(x).numpy(), x.numpy())
+    shared = torch.from_dlpack(x)  # no copy: the same memory
+    shared[0, 0] = 7.0
+    assert x[0, 0].item() == 7.0
+    back = minidl.tensor(torch.ones(2).numpy())
+    assert back.shape == (2,)

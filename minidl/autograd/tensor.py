@@ -201,6 +201,25 @@ class Tensor:
         arr = self.numpy()
         return arr if dtype is None else arr.astype(dtype)
 
+    # -- exchange with other libraries: torch.tensor(t), torch.as_tensor(t), torch.from_dlpack(t), cupy.asarray(t)
+    @property
+    def __array_interface__(self):
+        if backend.is_device_array(self._data):
+            raise AttributeError("__array_interface__: a device tensor has no host memory to share")
+        return self._data.__array_interface__
+
+    @property
+    def __cuda_array_interface__(self):
+        if not backend.is_device_array(self._data):
+            raise AttributeError("__cuda_array_interface__: a CPU tensor")
+        return self._data.__cuda_array_interface__
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._data.__dlpack_device__()
+
     def item(self):
         if self._data.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, "
