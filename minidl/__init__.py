@@ -24,7 +24,8 @@ from .functional import (add, sub, mul, div, neg, pow, matmul, exp, log, sqrt, a
                          squeeze, unsqueeze, cat, stack, split, chunk, gather, sum, mean, var, std, max, min,
                          amax, amin, argmax, argmin, logsumexp, relu, sigmoid, tanh, softmax, log_softmax, clone,
                          square, reciprocal, rsqrt, sign, floor, ceil, round, trunc, isnan, mm, bmm, masked_fill,
-                         narrow, unbind, flip, roll, index_select, cumsum, all, any, sort, argsort, topk)
+                         narrow, unbind, flip, roll, index_select, cumsum, all, any, sort, argsort, topk, prod,
+                         nonzero)
 from . import nn, optim, data, testing, models, utils, accelerator
 from .utils.checkpoint import save, load
 

@@ -391,6 +391,8 @@ OPS = [
            grad=False),
     OpInfo("topk", F.topk, torch.topk, [S(A(3, 5), 2), S(A(4, 3), 3, 0), S(A(2, 5, nc=True), 1, largest=False),
                                        S(A(6), 0)]),
+    OpInfo("prod", F.prod, torch.prod, [S(A(3, 4)), S(A(3, 4), 1), S(A(2, 3, nc=True), 0, True), S(A(5), 0)]),
+    OpInfo("nonzero", F.nonzero, torch.nonzero, [S(B(3, 4)), S(A(2, 3)), S(B(5), as_tuple=True)], grad=False),
     OpInfo("masked_fill", F.masked_fill, torch.masked_fill,
            [S(A(3, 4), B(3, 4), 0.5), S(A(3, 4), B(4), -1.0), S(A(2, 3, nc=True), B(2, 3), 2.0)]),
 ]

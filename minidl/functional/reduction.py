@@ -347,3 +347,70 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     values, idx = sort(input, d, descending=largest)
     key = (slice(None),) * d + (slice(0, k),)
     return values_indices(values[key], idx[key])
+
+
+class Prod(Function):
+    name = "prod"
+    differentiable_twice = False  # the backward works on raw arrays (products of the other elements)
+
+    def forward(self, xp, x, axis, keepdim, dtype):
+        self.axis, self.keepdim = axis, keepdim
+        y = xp.prod(x, axis=axis, keepdims=keepdim, dtype=dtype)
+        self.save_for_backward(x, y)
+        return y
+
+    def backward(self, gy):
+        from .. import backend
+        x, y = self.saved_arrays
+        g = gy._data
+        xp = backend.get_array_module(x)
+        axis = self.axis
+        if x.size == 0:
+            return xp.zeros_like(x)
+        if axis is not None and not self.keepdim:
+            g, y = xp.expand_dims(g, axis), xp.expand_dims(y, axis)
+        if not bool((x == 0).any()):  # no zeros: result / x, as torch (so a NaN spreads to every element)
+            return (g * y / x).astype(x.dtype)
+        axis = self.axis
+        if axis is None:  # over everything: the same, on the flattened array
+            flat, g = x.reshape(1, -1), g.reshape(1, 1)
+        else:
+            flat = xp.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+            g = xp.moveaxis(g, axis, -1).reshape(-1, 1)
+        # zeros somewhere: the product of all the others, exactly, from exclusive running products from both ends
+        # (torch's "safe zeros" backward, chosen as torch chooses it: for the whole tensor)
+        ones = xp.ones((flat.shape[0], 1), dtype=flat.dtype)
+        left = xp.cumprod(xp.concatenate([ones, flat[:, :-1]], axis=1), axis=1)
+        right = xp.cumprod(xp.concatenate([ones, flat[:, :0:-1]], axis=1), axis=1)[:, ::-1]
+        gx = (left * right * g).astype(x.dtype)
+        if axis is None:
+            return gx.reshape(x.shape)
+        moved = xp.moveaxis(x, axis, -1).shape
+        return xp.moveaxis(gx.reshape(moved), -1, axis)
+
+
+@register()
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    """The product of all elements, or along ``dim``; bool and integer inputs multiply in int64 (as torch).
+    Its gradient is the product of the other elements, exact where some are zero."""
+    tensor_arg(input, "prod")
+    from .. import backend
+    dtype = backend.as_dtype(dtype, "prod")
+    if dtype is None and input.dtype.kind in "biu":
+        dtype = np.dtype(np.int64)
+    axis = None if dim is None else _dim(dim, input.ndim, "prod")
+    if input.ndim == 0:
+        axis = None
+    return Prod.apply(input, axis=axis, keepdim=keepdim and dim is not None, dtype=dtype)
+
+
+@register()
+def nonzero(input, *, as_tuple=False):
+    """Indices of the nonzero elements: an int64 (n, ndim) tensor, or with ``as_tuple`` one 1-D tensor per dim.
+    (Its size depends on the values: on a device this reads them, as torch's does.)"""
+    tensor_arg(input, "nonzero")
+    from .. import backend
+    xp = backend.get_array_module(input._data)
+    if as_tuple:
+        return tuple(Tensor._make(i.astype(np.int64)) for i in xp.nonzero(xp.atleast_1d(input._data)))
+    return Tensor._make(xp.argwhere(input._data).astype(np.int64))
