@@ -33,9 +33,15 @@ OPTIMIZERS = [
     ("adadelta", dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=1e-2, maximize=True)),
     ("adamax", dict(lr=1e-2)),
     ("adamax", dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-3, weight_decay=1e-2)),
+    ("nadam", dict(lr=1e-2)),
+    ("nadam", dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=1e-2, momentum_decay=1e-2)),
+    ("nadam", dict(lr=1e-2, weight_decay=1e-1, decoupled_weight_decay=True)),
+    ("radam", dict(lr=1e-2)),
+    ("radam", dict(lr=1e-2, betas=(0.8, 0.9), weight_decay=1e-2)),
+    ("radam", dict(lr=1e-2, weight_decay=1e-1, decoupled_weight_decay=True, maximize=True)),
 ]
 NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
-         "adadelta": "Adadelta", "adamax": "Adamax"}
+         "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "NAdam", "radam": "RAdam"}
 
 
 @pytest.mark.parametrize("name, kw", OPTIMIZERS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPTIMIZERS)])

@@ -1,6 +1,8 @@
 """SGD, Adam, AdamW, RMSprop, Adagrad: torch's update rules, step for step, on raw arrays."""
+import math
+
 from .. import kernels
-from ..backend import get_array_module
+from ..backend import get_array_module, default_dtype
 from .optimizer import Optimizer
 
 
@@ -213,3 +215,85 @@ class Adamax(Optimizer):
         u *= b2
         xp.maximum(u, xp.abs(g) + eps, out=u)
         p -= group["lr"] / (1 - b1 ** state["step"]) * m / u
+
+
+class NAdam(Optimizer):
+    """NAdam (Adam with Nesterov momentum and a momentum decay schedule), as torch.optim.NAdam."""
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
+                 decoupled_weight_decay=False, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize))
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        b1, b2 = group["betas"]
+        if not (0 <= b1 < 1 and 0 <= b2 < 1) or group["eps"] < 0 or group["momentum_decay"] < 0:
+            raise ValueError(f"NAdam: invalid betas {group['betas']}, eps {group['eps']} or momentum_decay "
+                             f"{group['momentum_decay']}")
+
+    def _update(self, p, g, state, group):
+        xp = get_array_module(p)
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if not state:
+            state.update(step=0, mu_product=1.0, exp_avg=xp.zeros_like(p), exp_avg_sq=xp.zeros_like(p))
+        # torch keeps mu_product as a scalar of the default dtype (float32 unless changed), whatever the
+        # parameters' dtype, and its trajectories show that rounding: minidl rounds the same way
+        scalar = default_dtype().type
+        state["step"] += 1
+        t = state["step"]
+        if wd and group["decoupled_weight_decay"]:
+            p *= 1 - lr * wd
+        else:
+            g = _decay(p, g, wd)
+        mu = b1 * (1.0 - 0.5 * 0.96 ** (t * group["momentum_decay"]))
+        mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * group["momentum_decay"]))
+        state["mu_product"] = float(scalar(state["mu_product"]) * scalar(mu))
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m += (1 - b1) * (g - m)
+        v *= b2
+        v += (1 - b2) * g * g
+        denom = xp.sqrt(v / (1 - b2 ** t)) + eps
+        p -= lr * (1.0 - mu) / (1.0 - state["mu_product"]) * g / denom
+        p -= lr * mu_next / (1.0 - state["mu_product"] * mu_next) * m / denom
+
+
+class RAdam(Optimizer):
+    """RAdam (Adam with the variance of the adaptive lr rectified; plain momentum SGD for the first steps), as
+    torch.optim.RAdam."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
+                 maximize=False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        b1, b2 = group["betas"]
+        if not (0 <= b1 < 1 and 0 <= b2 < 1) or group["eps"] < 0:
+            raise ValueError(f"RAdam: invalid betas {group['betas']} or eps {group['eps']}")
+
+    def _update(self, p, g, state, group):
+        xp = get_array_module(p)
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if not state:
+            state.update(step=0, exp_avg=xp.zeros_like(p), exp_avg_sq=xp.zeros_like(p))
+        state["step"] += 1
+        t = state["step"]
+        if wd and group["decoupled_weight_decay"]:
+            p *= 1 - lr * wd
+        else:
+            g = _decay(p, g, wd)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m += (1 - b1) * (g - m)
+        v *= b2
+        v += (1 - b2) * g * g
+        bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
+        rho_inf = 2 / (1 - b2) - 1
+        rho_t = rho_inf - 2 * t * (b2 ** t) / bc2
+        if rho_t > 5.0:  # the variance is tractable: rectified adaptive step
+            rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            p -= m / bc1 * lr * (math.sqrt(bc2) / (xp.sqrt(v) + eps)) * rect
+        else:
+            p -= m / bc1 * lr
