@@ -289,3 +289,18 @@ def test_torch_takes_minidl_tensors_directly():
     assert x[0, 0].item() == 7.0
     back = minidl.tensor(torch.ones(2).numpy())
     assert back.shape == (2,)
+
+
+@pytest.mark.parametrize("view", [lambda w: w[1:], lambda w: w.reshape(2, 2), lambda w: w.reshape(2, 2).t(),
+                                  lambda w: w.detach()])
+def test_an_in_place_change_through_a_view_is_seen_as_in_torch(view):
+    x = minidl.randn(4, requires_grad=True)
+    w = minidl.randn(4)
+    y = (x * w).sum()  # mul saved w
+    with minidl.no_grad():
+        view(w).mul_(2)  # changes w's memory through a view
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        y.backward()
+    z = (x * w.data).sum()  # .data shares memory but not the version (as torch): not seen
+    w.data.mul_(2)
+    z.backward()

@@ -161,12 +161,14 @@ class Function:
 
 
 def _share_version_with_base(result, inputs):
-    """A view (reshape, transpose, a slice...) counts in-place changes together with the tensor it views."""
-    base = getattr(result._data, "base", None)
-    if base is None:
-        return
+    """A view (reshape, transpose, a slice...), or an op that hands back its input's own array, counts in-place
+    changes together with the tensor whose memory it shares."""
+    out = result._data
+    base = getattr(out, "base", None)
     for t in inputs:
-        if t is not None and (t._data is base or getattr(t._data, "base", None) is base):
+        if t is None:
+            continue
+        if t._data is out or (base is not None and (t._data is base or getattr(t._data, "base", None) is base)):
             result._vc = t._vc
             return
 
