@@ -159,7 +159,6 @@ class Function:
         return result
 
 
-
 def _share_version_with_base(result, inputs):
     """A view (reshape, transpose, a slice...), or an op that hands back its input's own array, counts in-place
     changes together with the tensor whose memory it shares."""

@@ -73,6 +73,7 @@ _TYPE_NAMES = {np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "Doubl
                np.dtype(np.float16): "HalfTensor", np.dtype(np.int64): "LongTensor", np.dtype(np.int32): "IntTensor",
                np.dtype(np.int16): "ShortTensor", np.dtype(np.int8): "CharTensor", np.dtype(np.uint8): "ByteTensor",
                np.dtype(np.bool_): "BoolTensor"}
+_TYPE_DTYPES = {name: dtype for dtype, name in _TYPE_NAMES.items()}
 
 
 class Tensor:
@@ -428,11 +429,10 @@ class Tensor:
             name = _TYPE_NAMES.get(self.dtype, self.dtype.name)
             return f"minidl.{'cuda.' if self.device.type == 'cuda' else ''}{name}"
         if isinstance(dtype, str):
-            names = {v: k for k, v in _TYPE_NAMES.items()}
             short = dtype.split(".")[-1]
-            if short not in names:
-                raise ValueError(f"type: unknown tensor type {dtype!r}; expected one of {sorted(names)}")
-            dtype = names[short]
+            if short not in _TYPE_DTYPES:
+                raise ValueError(f"type: unknown tensor type {dtype!r}; expected one of {sorted(_TYPE_DTYPES)}")
+            dtype = _TYPE_DTYPES[short]
         return self.to(dtype)
 
     def uniform_(self, a=0.0, b=1.0):

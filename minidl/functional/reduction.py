@@ -295,14 +295,14 @@ def _sort_index(a, axis, descending, xp):
     if descending:  # NaN first, then the values from the largest; ties keep their order
         nan = xp.isnan(a) if a.dtype.kind == "f" else xp.zeros(a.shape, dtype=bool)
         key = xp.where(nan, 0, -a) if a.dtype.kind == "f" else -a.astype(np.int64)
-        idx = xp.lexsort(xp.stack([key, ~nan])) if a.ndim == 1 else _lexsort_last(xp, key, ~nan)
+        idx = _lexsort_last(xp, key, ~nan)
     else:  # NumPy's stable sort already puts NaN last
         idx = xp.argsort(a, axis=-1, kind="stable")
     return xp.moveaxis(idx, -1, axis).astype(np.int64)
 
 
 def _lexsort_last(xp, key, first):
-    """lexsort over the last axis of N-D arrays: by ``first``, then ``key``."""
+    """Stable order over the last axis: by ``first``, then ``key`` (ties keep their order)."""
     order = xp.argsort(key, axis=-1, kind="stable")
     f = xp.take_along_axis(first, order, axis=-1)
     return xp.take_along_axis(order, xp.argsort(f, axis=-1, kind="stable"), axis=-1)

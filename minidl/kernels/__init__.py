@@ -176,9 +176,11 @@ def fused_step(p, *arrays):
     """The GPU kernels when a fused optimizer step (``sgd_step``, ``adam_step`` in kernels/_cuda.py: one kernel
     per parameter) can update ``p`` in place: C-contiguous device arrays on a usable GPU. Else None: the
     optimizer's array code runs (on the CPU NumPy's in-place operations already make no temporaries worth
-    fusing)."""
+    fusing). ``arrays`` may hold None for state not made yet."""
+    if type(p) is np.ndarray:  # the CPU never fuses: answered without touching (or importing) the kernels
+        return None
     impl = _impl(p)
-    if impl is _gpu and impl and all(a.flags.c_contiguous for a in (p, *arrays)):
+    if impl is _gpu and impl and all(a.flags.c_contiguous for a in (p, *arrays) if a is not None):
         return impl
     return None
 

@@ -1,4 +1,5 @@
-"""SGD, Adam, AdamW, RMSprop, Adagrad: torch's update rules, step for step, on raw arrays."""
+"""SGD, Adam, AdamW, NAdam, RAdam, Adamax, RMSprop, Adagrad, Adadelta: torch's update rules, step for step, on
+raw arrays."""
 import math
 
 from .. import kernels
@@ -8,6 +9,31 @@ from .optimizer import Optimizer
 
 def _decay(p, g, wd):
     return g + wd * p if wd else g
+
+
+def _weight_decay(p, g, lr, wd, decoupled):
+    """AdamW's decoupled decay (p *= 1 - lr wd, in place) or L2 added to the gradient; returns the gradient."""
+    if decoupled:
+        p *= 1 - lr * wd
+        return g
+    return _decay(p, g, wd)
+
+
+def _moments(m, v, g, b1, b2):
+    """Adam's running first and second moments, in place."""
+    m += (1 - b1) * (g - m)
+    v *= b2
+    v += (1 - b2) * g * g
+
+
+class _AdamFamily(Optimizer):
+    """The checks the Adam-like optimizers share: betas in [0, 1), eps >= 0."""
+
+    def _check_group(self, group):
+        super()._check_group(group)
+        b1, b2 = group["betas"]
+        if not (0 <= b1 < 1 and 0 <= b2 < 1) or group["eps"] < 0:
+            raise ValueError(f"{type(self).__name__}: invalid betas {group['betas']} or eps {group['eps']}")
 
 
 class SGD(Optimizer):
@@ -26,8 +52,7 @@ class SGD(Optimizer):
 
     def _update(self, p, g, state, group):
         mu = group["momentum"]
-        gpu = kernels.fused_step(p, g, *([state["momentum_buffer"]] if state.get("momentum_buffer") is not None
-                                         else []))
+        gpu = kernels.fused_step(p, g, state.get("momentum_buffer"))
         if gpu:  # the same update as below, in one GPU kernel
             first = mu != 0 and state.get("momentum_buffer") is None
             if first:
@@ -47,19 +72,13 @@ class SGD(Optimizer):
         p -= group["lr"] * g
 
 
-class Adam(Optimizer):
+class Adam(_AdamFamily):
     """Adam (and AMSGrad), as torch.optim.Adam; ``weight_decay`` is L2 added to the gradient."""
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize))
-
-    def _check_group(self, group):
-        super()._check_group(group)
-        b1, b2 = group["betas"]
-        if not (0 <= b1 < 1 and 0 <= b2 < 1) or group["eps"] < 0:
-            raise ValueError(f"{type(self).__name__}: invalid betas {group['betas']} or eps {group['eps']}")
 
     def _update(self, p, g, state, group):
         xp = get_array_module(p)
@@ -72,17 +91,12 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = xp.zeros_like(p)
         state["step"] += 1
         m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-        gpu = kernels.fused_step(p, g, m, v, *([state["max_exp_avg_sq"]] if group["amsgrad"] else []))
+        gpu = kernels.fused_step(p, g, m, v, state.get("max_exp_avg_sq"))
         if gpu:  # the same update as below, in one GPU kernel
             gpu.adam_step(p, g, m, v, state.get("max_exp_avg_sq"), lr, b1, b2, eps, wd, self._decoupled, t)
             return
-        if self._decoupled:
-            p *= 1 - lr * wd
-        else:
-            g = _decay(p, g, wd)
-        m += (1 - b1) * (g - m)
-        v *= b2
-        v += (1 - b2) * g * g
+        g = _weight_decay(p, g, lr, wd, self._decoupled)
+        _moments(m, v, g, b1, b2)
         bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
         if group["amsgrad"]:
             xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
@@ -188,18 +202,12 @@ class Adadelta(Optimizer):
         p -= group["lr"] * delta
 
 
-class Adamax(Optimizer):
+class Adamax(_AdamFamily):
     """Adamax, as torch.optim.Adamax: Adam with the infinity norm in place of the second moment."""
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, maximize=False):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       maximize=maximize))
-
-    def _check_group(self, group):
-        super()._check_group(group)
-        b1, b2 = group["betas"]
-        if not (0 <= b1 < 1 and 0 <= b2 < 1) or group["eps"] < 0:
-            raise ValueError(f"Adamax: invalid betas {group['betas']} or eps {group['eps']}")
 
     def _update(self, p, g, state, group):
         xp = get_array_module(p)
@@ -217,7 +225,7 @@ class Adamax(Optimizer):
         p -= group["lr"] / (1 - b1 ** state["step"]) * m / u
 
 
-class NAdam(Optimizer):
+class NAdam(_AdamFamily):
     """NAdam (Adam with Nesterov momentum and a momentum decay schedule), as torch.optim.NAdam."""
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
@@ -228,10 +236,8 @@ class NAdam(Optimizer):
 
     def _check_group(self, group):
         super()._check_group(group)
-        b1, b2 = group["betas"]
-        if not (0 <= b1 < 1 and 0 <= b2 < 1) or group["eps"] < 0 or group["momentum_decay"] < 0:
-            raise ValueError(f"NAdam: invalid betas {group['betas']}, eps {group['eps']} or momentum_decay "
-                             f"{group['momentum_decay']}")
+        if group["momentum_decay"] < 0:
+            raise ValueError(f"NAdam: invalid momentum_decay {group['momentum_decay']}")
 
     def _update(self, p, g, state, group):
         xp = get_array_module(p)
@@ -243,23 +249,18 @@ class NAdam(Optimizer):
         scalar = default_dtype().type
         state["step"] += 1
         t = state["step"]
-        if wd and group["decoupled_weight_decay"]:
-            p *= 1 - lr * wd
-        else:
-            g = _decay(p, g, wd)
+        g = _weight_decay(p, g, lr, wd, group["decoupled_weight_decay"])
         mu = b1 * (1.0 - 0.5 * 0.96 ** (t * group["momentum_decay"]))
         mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * group["momentum_decay"]))
         state["mu_product"] = float(scalar(state["mu_product"]) * scalar(mu))
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m += (1 - b1) * (g - m)
-        v *= b2
-        v += (1 - b2) * g * g
+        _moments(m, v, g, b1, b2)
         denom = xp.sqrt(v / (1 - b2 ** t)) + eps
         p -= lr * (1.0 - mu) / (1.0 - state["mu_product"]) * g / denom
         p -= lr * mu_next / (1.0 - state["mu_product"] * mu_next) * m / denom
 
 
-class RAdam(Optimizer):
+class RAdam(_AdamFamily):
     """RAdam (Adam with the variance of the adaptive lr rectified; plain momentum SGD for the first steps), as
     torch.optim.RAdam."""
 
@@ -268,12 +269,6 @@ class RAdam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
 
-    def _check_group(self, group):
-        super()._check_group(group)
-        b1, b2 = group["betas"]
-        if not (0 <= b1 < 1 and 0 <= b2 < 1) or group["eps"] < 0:
-            raise ValueError(f"RAdam: invalid betas {group['betas']} or eps {group['eps']}")
-
     def _update(self, p, g, state, group):
         xp = get_array_module(p)
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -281,14 +276,9 @@ class RAdam(Optimizer):
             state.update(step=0, exp_avg=xp.zeros_like(p), exp_avg_sq=xp.zeros_like(p))
         state["step"] += 1
         t = state["step"]
-        if wd and group["decoupled_weight_decay"]:
-            p *= 1 - lr * wd
-        else:
-            g = _decay(p, g, wd)
+        g = _weight_decay(p, g, lr, wd, group["decoupled_weight_decay"])
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m += (1 - b1) * (g - m)
-        v *= b2
-        v += (1 - b2) * g * g
+        _moments(m, v, g, b1, b2)
         bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
         rho_inf = 2 / (1 - b2) - 1
         rho_t = rho_inf - 2 * t * (b2 ** t) / bc2

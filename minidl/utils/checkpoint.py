@@ -24,22 +24,22 @@ def _cpu(v):
     return backend.to_device(v, "cpu") if backend.is_device_array(v) else v
 
 
-def _split(obj, prefix, arrays):
+def _split(obj, prefix, arrays, op="save_checkpoint"):
     """JSON-able structure with every array replaced by a reference into ``arrays`` (Tensors marked as such)."""
     if isinstance(obj, Tensor) or backend.is_device_array(obj):
         arrays[prefix] = _cpu(obj)
         return {"__array__": prefix, "tensor": True} if isinstance(obj, Tensor) else {"__array__": prefix}
     if isinstance(obj, dict):
-        return {"__dict__": [[_split(k, f"{prefix}/k{i}", arrays), _split(v, f"{prefix}/{i}", arrays)]
+        return {"__dict__": [[_split(k, f"{prefix}/k{i}", arrays, op), _split(v, f"{prefix}/{i}", arrays, op)]
                              for i, (k, v) in enumerate(obj.items())]}
     if isinstance(obj, (list, tuple)):
         return {"__tuple__" if isinstance(obj, tuple) else "__list__":
-                [_split(v, f"{prefix}/{i}", arrays) for i, v in enumerate(obj)]}
+                [_split(v, f"{prefix}/{i}", arrays, op) for i, v in enumerate(obj)]}
     if isinstance(obj, (np.integer, np.floating, np.bool_)):
         return obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    raise TypeError(f"save_checkpoint: cannot store a value of type {type(obj).__name__} at {prefix!r}")
+    raise TypeError(f"{op}: cannot store a value of type {type(obj).__name__} at {prefix!r}")
 
 
 def _join(obj, arrays, device=None):
@@ -149,11 +149,7 @@ def save(obj, f):
     None) to ``f`` (a path, written atomically, or a binary file object). No pickle: the file is an .npz
     archive of the arrays plus a JSON description, and loading it cannot run code."""
     arrays = {}
-    try:
-        meta = {"format": SAVE_FORMAT, "obj": _split(obj, "obj", arrays)}
-    except TypeError as exc:
-        raise TypeError(str(exc).replace("save_checkpoint:", "save:", 1)) from None
-    return _write(f, meta, arrays)
+    return _write(f, {"format": SAVE_FORMAT, "obj": _split(obj, "obj", arrays, "save")}, arrays)
 
 
 def load(f, map_location=None, weights_only=True):
