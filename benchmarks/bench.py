@@ -131,13 +131,41 @@ def bench_layers(args):
 
 
 # ---- training steps ---------------------------------------------------------------------------------------
+def _twin(name, *args, **kw):
+    from minidl.testing import torch_twins
+    return lambda: getattr(torch_twins, name)(*args, **kw)
+
+
+def _model(name, **kw):
+    from minidl import models
+    return lambda: getattr(models, name)(**kw)
+
+
+def _zoo_twin(name):
+    from minidl.models import vgg
+    from minidl.testing import torch_twins as tw
+    return {"mobilenet_v2": lambda: tw.MobileNetV2(10, 3, True),
+            "shufflenet_v2_x1_0": lambda: tw.ShuffleNetV2([24, 116, 232, 464, 1024], 10, 3, True),
+            "googlenet": lambda: tw.GoogLeNet(10, False, 3, True),
+            "vgg11_bn": lambda: tw.VGG(vgg.CFGS["A"], 10, 3, True),
+            "resnet50": lambda: tw.ResNet([3, 4, 6, 3], 10, 3, True, block=tw.Bottleneck)}[name]
+
+
+# name: (input shape, minidl model, torch twin, batch sizes). The torchvision models run with their small-input
+# stems (CIFAR-sized images), GoogLeNet without its auxiliary classifiers, at batch 32: their steps take seconds.
 STEP_MODELS = {
-    "LeNet5": ((1, 28, 28), "LeNet5", "LeNet5", {}),
-    "InceptionNet": ((1, 28, 28), "InceptionNet", "InceptionNet", {}),
-    "ResidualNet": ((1, 28, 28), "ResidualNet", "ResidualNet", {}),
-    "resnet18 32x32": ((3, 32, 32), "resnet18", "ResNet", dict(num_classes=10, small_input=True)),
-    "MobileNetV2 blocks 32x32": ((3, 32, 32), "mobile", "mobile", {}),
+    "LeNet5": ((1, 28, 28), _model("LeNet5"), _twin("LeNet5"), (64, 128)),
+    "InceptionNet": ((1, 28, 28), _model("InceptionNet"), _twin("InceptionNet"), (64, 128)),
+    "ResidualNet": ((1, 28, 28), _model("ResidualNet"), _twin("ResidualNet"), (64, 128)),
+    "resnet18 32x32": ((3, 32, 32), _model("resnet18", num_classes=10, small_input=True),
+                       _twin("ResNet", [2, 2, 2, 2], 10, 3, True), (64, 128)),
+    "MobileNetV2 blocks 32x32": ((3, 32, 32), lambda: mobile_blocks(__import__("minidl").nn),
+                                 lambda: mobile_blocks(__import__("torch").nn), (64, 128)),
+    **{f"{name} 32x32": ((3, 32, 32), _model(name, num_classes=10, small_input=True, **kw), _zoo_twin(name), (32,))
+       for name, kw in [("mobilenet_v2", {}), ("shufflenet_v2_x1_0", {}), ("googlenet", dict(aux_logits=False)),
+                        ("vgg11_bn", {}), ("resnet50", {})]},
 }
+ZOO = [name for name, spec in STEP_MODELS.items() if 128 not in spec[3]]  # too slow for the memory and GPU rows
 
 
 def mobile_blocks(nn):
@@ -166,16 +194,13 @@ def mobile_blocks(nn):
 def make_step(name, batch, lib, rng, device="cpu"):
     import torch
     import minidl
-    from minidl import models
-    from minidl.testing import torch_twins
-    shape, m_name, t_name, kw = STEP_MODELS[name]
+    shape, make_model, make_twin, _ = STEP_MODELS[name]
     minidl.manual_seed(0)
-    model = mobile_blocks(minidl.nn) if m_name == "mobile" else getattr(models, m_name)(**kw)
+    model = make_model()
     x = rng.standard_normal((batch, *shape)).astype(np.float32)
     y = rng.integers(0, 10, batch)
     if lib == "torch":
-        twin = (torch_twins.ResNet([2, 2, 2, 2], 10, 3, True) if t_name == "ResNet" else mobile_blocks(torch.nn)
-                if t_name == "mobile" else getattr(torch_twins, t_name)())
+        twin = make_twin()
         twin.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
         model, x, y = twin.to(device), torch.tensor(x, device=device), torch.tensor(y, device=device)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -204,9 +229,11 @@ def make_step(name, batch, lib, rng, device="cpu"):
 def bench_steps(args):
     rng = np.random.default_rng(0)
     rows = []
-    for name in STEP_MODELS:
-        for batch in (64, 128):
-            reps = max(5, args.reps // (4 if "resnet18" in name else 1))
+    for name, spec in STEP_MODELS.items():
+        if args.models and name not in args.models:
+            continue
+        for batch in spec[3]:
+            reps = max(5, args.reps // (1 if spec[3] == (64, 128) and "resnet18" not in name else 4))
             m, t = compare(make_step(name, batch, "minidl", rng), make_step(name, batch, "torch", rng), reps, warmup=2)
             rows.append(dict(name=name, batch=batch, minidl_ms=m, torch_ms=t, ratio=m / t,
                              minidl_img_s=batch / m * 1e3, torch_img_s=batch / t * 1e3))
@@ -274,7 +301,7 @@ def bench_memory(args):
     arrays, not of what the allocator happens to cache. The memory the warm-up adds (kernel code: Numba's
     compiled kernels and LLVM for minidl, oneDNN's for torch) is reported next to it."""
     rows = []
-    for name in STEP_MODELS:
+    for name in (n for n in STEP_MODELS if n not in ZOO):
         (m_code, m), (t_code, t) = (_child("memory", name, 128, lib, args.threads, MALLOC_MMAP_THRESHOLD_="65536")
                                     for lib in ("minidl", "torch"))
         rows.append(dict(name=name, batch=128, minidl_mib=m, torch_mib=t, ratio=m / max(t, 1e-9),
@@ -441,6 +468,8 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="print the README tables from --out and stop")
     ap.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--models", nargs="*", choices=list(STEP_MODELS), default=None,
+                    help="time only these rows of the step table (the other rows keep their results)")
     ap.add_argument("--load-seconds", type=float, default=10.0, help="how long each 'load' run lasts")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -463,6 +492,9 @@ def main():
     if os.path.exists(args.out):  # keep sections not rerun
         with open(args.out) as f:
             old = json.load(f)
+        if args.models and "steps" in results:  # a partial step table: replace only the rows rerun
+            rerun = {r["name"] for r in results["steps"]}
+            results["steps"] = [r for r in old.get("steps", []) if r["name"] not in rerun] + results["steps"]
         results = {**old, **results}
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:

@@ -1,5 +1,5 @@
-"""Residual networks: the small ResidualNet for MNIST, ResNet-18/34 (v1, torchvision's layout and
-parameter names) and the pre-activation ResNet-18 (v2, identity mappings)."""
+"""Residual networks: the small ResidualNet for MNIST, ResNet-18/34 and the Bottleneck ResNet-50/101/152
+(v1, torchvision's layout and parameter names) and the pre-activation ResNet-18 (v2, identity mappings)."""
 from .. import functional as F
 from .. import nn
 
@@ -72,6 +72,32 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
+class Bottleneck(nn.Module):
+    """torchvision's Bottleneck (ResNet v1.5: the stride sits on the 3x3 conv): conv1x1 -> BN -> ReLU ->
+    conv3x3 -> BN -> ReLU -> conv1x1 (4x the planes) -> BN, plus the (downsampled) input, ReLU."""
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        width = planes
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
 class ResNet(nn.Module):
     """ResNet v1 with torchvision's layout and state_dict keys.
 
@@ -102,7 +128,9 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
         if zero_init_residual:
             for m in self.modules():
-                if isinstance(m, BasicBlock):
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
+                elif isinstance(m, BasicBlock):
                     nn.init.zeros_(m.bn2.weight)
 
     def _make_layer(self, block, planes, blocks, stride=1):
@@ -129,6 +157,21 @@ def resnet18(num_classes=1000, in_channels=3, small_input=False, **kwargs):
 def resnet34(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """ResNet-34 (torchvision layout and names)."""
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, in_channels, small_input, **kwargs)
+
+
+def resnet50(num_classes=1000, in_channels=3, small_input=False, **kwargs):
+    """ResNet-50 (Bottleneck blocks; torchvision layout and names)."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, small_input, **kwargs)
+
+
+def resnet101(num_classes=1000, in_channels=3, small_input=False, **kwargs):
+    """ResNet-101 (Bottleneck blocks; torchvision layout and names)."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, in_channels, small_input, **kwargs)
+
+
+def resnet152(num_classes=1000, in_channels=3, small_input=False, **kwargs):
+    """ResNet-152 (Bottleneck blocks; torchvision layout and names)."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, in_channels, small_input, **kwargs)
 
 
 class PreActBlock(nn.Module):
