@@ -304,3 +304,63 @@ def test_an_in_place_change_through_a_view_is_seen_as_in_torch(view):
     z = (x * w.data).sum()  # .data shares memory but not the version (as torch): not seen
     w.data.mul_(2)
     z.backward()
+
+
+# ---- layers of issue 12, item 2: modules around the ops (the ops have their opinfo rows) -------------------
+@pytest.mark.parametrize("make", [
+    lambda nn: nn.Upsample(scale_factor=2), lambda nn: nn.Upsample(size=(5, 9), mode="bilinear"),
+    lambda nn: nn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=True),
+    lambda nn: nn.UpsamplingNearest2d(scale_factor=3), lambda nn: nn.UpsamplingBilinear2d(size=(7, 3)),
+    lambda nn: nn.Unfold((2, 3), padding=1, stride=(1, 2)), lambda nn: nn.InstanceNorm2d(3),
+    lambda nn: nn.InstanceNorm2d(3, affine=True, track_running_stats=True),
+], ids=["nearest", "bilinear", "bilinear_corners", "nearest2d", "bilinear2d", "unfold", "instnorm", "instnorm_stats"])
+def test_resampling_and_instance_norm_modules_match_torch(make):
+    x = np.random.default_rng(0).uniform(-2, 2, size=(2, 3, 4, 6))
+    m, t = make(minidl.nn).double(), make(torch.nn).double()
+    assert list(m.state_dict()) == list(t.state_dict())
+    xm, xt = minidl.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    for train in (True, False, True):  # the running statistics move in training, are used in eval
+        m.train(train)
+        t.train(train)
+        ym, yt = m(xm), t(xt)
+        np.testing.assert_allclose(ym.detach().numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    g = np.random.default_rng(1).uniform(-1, 1, size=ym.shape)
+    ym.backward(minidl.tensor(g))
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(xm.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for k, v in t.state_dict().items():
+        np.testing.assert_allclose(m.state_dict()[k].numpy(), v.numpy(), rtol=1e-12, err_msg=k)
+
+
+def test_unfold_is_the_first_half_of_conv2d_and_fold_its_adjoint():
+    rng = np.random.default_rng(0)
+    x, w = minidl.tensor(rng.uniform(-2, 2, (2, 3, 7, 6))), minidl.tensor(rng.uniform(-1, 1, (4, 3, 3, 2)))
+    cols = F.unfold(x, (3, 2), padding=1, stride=(2, 1))                       # (N, C*kh*kw, L)
+    y = (w.reshape(4, -1) @ cols).reshape(2, 4, 4, 7)
+    np.testing.assert_allclose(y.numpy(), F.conv2d(x, w, padding=1, stride=(2, 1)).numpy(), rtol=1e-12)
+    # <unfold(x), c> == <x, fold(c)>: fold is unfold's transpose
+    c = minidl.tensor(rng.uniform(-1, 1, cols.shape))
+    lhs = float((cols * c).sum())
+    rhs = float((x * F.fold(c, (7, 6), (3, 2), padding=1, stride=(2, 1))).sum())
+    assert abs(lhs - rhs) < 1e-10 * abs(lhs)
+    fold = minidl.nn.Fold((7, 6), (3, 2), padding=1, stride=(2, 1))
+    np.testing.assert_allclose(fold(c).numpy(), torch.nn.Fold((7, 6), (3, 2), padding=1, stride=(2, 1))(
+        torch.tensor(c.numpy())).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda x: F.interpolate(x, scale_factor=2, mode="bicubic"), "bicubic"),
+    (lambda x: F.interpolate(x, scale_factor=2, mode="nearest", align_corners=True), "align_corners"),
+    (lambda x: F.interpolate(x, scale_factor=2, mode="linear"), "3-D"),
+    (lambda x: F.interpolate(x, size=4, scale_factor=2), "exactly one"),
+    (lambda x: F.interpolate(x, scale_factor=2, antialias=True, mode="bilinear"), "antialias"),
+    (lambda x: F.interpolate(x, size=(2, 0)), "size"),
+    (lambda x: F.unfold(x, 7), "kernel_size"),
+    (lambda x: F.fold(x.reshape(2, 3, 10), (4, 5), 2), "divisible"),
+    (lambda x: F.fold(x.reshape(1, 12, 5), (4, 5), 2), "blocks"),
+    (lambda x: minidl.nn.InstanceNorm2d(4, affine=True)(x), "channels"),
+])
+def test_resampling_errors_name_the_op_and_argument(call, match):
+    x = minidl.randn(2, 3, 2, 5)
+    with pytest.raises(ValueError, match=match):
+        call(x)

@@ -24,7 +24,10 @@ OP_NAMES = {"__getitem__": "getitem", "sum_to_size": "sum_to"}
 # torch OpInfos whose samples call a different function than minidl's op of that name
 SKIP_OPINFOS = {
     "max_pool2d_with_indices_backward",  # a backward kernel, not a user-facing op
+    "unfold",  # Tensor.unfold(dim, size, step), another op than nn.functional.unfold (im2col), which runs
 }
+# torch OpInfo variants for what minidl deliberately does not have; minidl refuses them (tests/test_nn.py)
+SKIP_VARIANTS = {"nn.functional.interpolate.bicubic"}
 # torch OpInfos whose op takes its arguments in another order than the public function of that name
 ADAPTERS = {
     "where": lambda op: lambda input, condition, other: op(condition, input, other),  # x.where(cond, y)
@@ -43,7 +46,8 @@ def op_infos():
     out = []
     for info in cmi.op_db:
         name = _minidl_name(info)
-        if name in OPS and info.name not in SKIP_OPINFOS and torch.float64 in info.supported_dtypes("cpu"):
+        if (name in OPS and info.name not in SKIP_OPINFOS and _full_name(info) not in SKIP_VARIANTS
+                and torch.float64 in info.supported_dtypes("cpu")):
             out.append(info)
     return out
 

@@ -243,3 +243,94 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     y = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, _single(stride, op, "stride", 1)), pad,
                (1, _single(dilation, op, "dilation", 1)), groups)
     return y.squeeze(-2)
+
+
+class Unfold(Function):
+    """im2col, the first half of a convolution: every kh x kw window of the (padded) image becomes a column.
+    ``geom`` = (kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w). Its gradient is fold (col2im) and fold's is
+    unfold: each op is the other's adjoint, so both are differentiable twice."""
+    name = "unfold"
+
+    def forward(self, xp, x, geom):
+        self.geom, self.x_shape = geom, x.shape
+        col = kernels.im2col(x, *geom)                               # (C*kh*kw, N*L)
+        return xp.ascontiguousarray(col.reshape(col.shape[0], x.shape[0], -1).transpose(1, 0, 2))  # (N, C*kh*kw, L)
+
+    def backward(self, g):
+        return Fold.apply(g, shape=self.x_shape, geom=self.geom)
+
+
+class Fold(Function):
+    """col2im: columns (N, C*kh*kw, L) summed back into an image (N, C, H, W), overlaps adding up."""
+    name = "fold"
+
+    def forward(self, xp, col, shape, geom):
+        self.geom = geom
+        n, ck, l = col.shape
+        col = xp.ascontiguousarray(col.transpose(1, 0, 2)).reshape(ck, n * l)
+        return kernels.col2im(col, shape, *geom)
+
+    def backward(self, g):
+        return Unfold.apply(g, geom=self.geom)
+
+
+def _blocks(op, size, kernel_size, dilation, padding, stride):
+    """Checked geometry and the number of windows per spatial dim."""
+    k = pair(kernel_size, op, "kernel_size", 1)
+    d, p, s = pair(dilation, op, "dilation", 1), pair(padding, op, "padding", 0), pair(stride, op, "stride", 1)
+    blocks = tuple((size[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(2))
+    if min(blocks) < 1:
+        raise ValueError(f"{op}: kernel_size {k} (dilation {d}) does not fit the padded size "
+                         f"({size[0] + 2 * p[0]}, {size[1] + 2 * p[1]})")
+    return (*k, *s, *p, *d, *blocks), blocks
+
+
+@register(method=False)
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """Extract sliding blocks (im2col): (N, C, H, W) -> (N, C * kh * kw, L), L the number of windows.
+
+    This is the first half of conv2d: ``conv2d(x, w)`` equals
+    ``(w.view(C_out, -1) @ unfold(x, (kh, kw))).view(N, C_out, out_h, out_w)``. Shape: 3-D (C, H, W) input
+    gives a 2-D (C * kh * kw, L) output."""
+    op = "unfold"
+    float_tensor(input, op)
+    if input.ndim not in (3, 4):
+        raise ValueError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+    x = input.unsqueeze(0) if input.ndim == 3 else input
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{op}: only the batch dim may be empty, got input of shape {input.shape}")
+    geom, _ = _blocks(op, x.shape[2:], kernel_size, dilation, padding, stride)
+    if x.numel() == 0:
+        y = empty_result((x.shape[0], x.shape[1] * geom[0] * geom[1], geom[8] * geom[9]), x, x)
+    else:
+        y = Unfold.apply(x, geom=geom)
+    return y.squeeze(0) if input.ndim == 3 else y
+
+
+@register(method=False)
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """Combine sliding blocks into an image (col2im), summing where blocks overlap; the adjoint of unfold.
+
+    Shape: input (N, C * kh * kw, L) or (C * kh * kw, L), L the number of windows in ``output_size``;
+    output (N, C, *output_size) or (C, *output_size). ``fold(unfold(x))`` is x times the number of windows
+    covering each pixel."""
+    op = "fold"
+    float_tensor(input, op)
+    if input.ndim not in (2, 3):
+        raise ValueError(f"{op}: expected a 2-D (C*kh*kw, L) or 3-D (N, C*kh*kw, L) input, got shape {input.shape}")
+    col = input.unsqueeze(0) if input.ndim == 2 else input
+    if 0 in col.shape[1:]:
+        raise ValueError(f"{op}: only the batch dim may be empty, got input of shape {input.shape}")
+    size = pair(output_size, op, "output_size", 1)
+    geom, blocks = _blocks(op, size, kernel_size, dilation, padding, stride)
+    n, ck, l = col.shape
+    kk = geom[0] * geom[1]
+    if ck % kk:
+        raise ValueError(f"{op}: dim 1 of the input ({ck}) must be divisible by kernel_size's product ({kk})")
+    if l != blocks[0] * blocks[1]:
+        raise ValueError(f"{op}: the input has {l} blocks (dim 2), but output_size {size} with kernel_size "
+                         f"{geom[:2]}, dilation {geom[6:8]}, padding {geom[4:6]}, stride {geom[2:4]} makes "
+                         f"{blocks[0] * blocks[1]}")
+    shape = (n, ck // kk, *size)
+    y = empty_result(shape, col, col) if n == 0 else Fold.apply(col, shape=shape, geom=geom)
+    return y.squeeze(0) if input.ndim == 2 else y

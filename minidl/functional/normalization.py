@@ -137,3 +137,53 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     if weight is not None:
         y = y * weight.reshape(*shape)
     return y if bias is None else y + bias.reshape(*shape)
+
+
+@register(method=False)
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5):
+    """Normalise each sample's channel over its spatial positions (style transfer, GANs): input (N, C, ...).
+
+    With ``use_input_stats`` (the default) every (sample, channel) uses its own statistics, and the running
+    statistics, when given, move towards their mean over the batch (unbiased variance, as batch_norm).
+    Without, it is batch_norm in eval mode with the running statistics."""
+    op = "instance_norm"
+    float_tensor(input, op)
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        optional_tensor(t, op, name)
+    same_device(op, input, running_mean, running_var, weight, bias)
+    if input.ndim < 3:
+        raise ValueError(f"{op}: expected input of at least 3 dims (N, C, ...), got shape {input.shape}")
+    n, c = input.shape[:2]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"{op}: {name} must have shape ({c},) for an input with {c} channels, got {t.shape}")
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{op}: running_mean and running_var are needed when use_input_stats=False")
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    if n == 0 and (weight is not None or bias is not None):  # torch fails there too: code must stay valid torch
+        raise ValueError(f"{op}: an empty batch with weight or bias is refused (as torch does), got input of shape "
+                         f"{input.shape}")
+    spatial = 1
+    for d in input.shape[2:]:
+        spatial *= d
+    if spatial <= 1:
+        raise ValueError(f"{op}: expected more than 1 spatial element per channel, got input of shape {input.shape}")
+    axes = tuple(range(2, input.ndim))
+    if (running_mean is not None or running_var is not None) and n > 0:
+        from ..autograd import no_grad
+        with no_grad():
+            x = input.detach()
+            mu = _mean(x, axes)                                        # (N, C)
+            var = _mean((x - mu.reshape(n, c, *(1,) * len(axes))) ** 2, axes) * (spatial / (spatial - 1))
+            for stat, batch in ((running_mean, mu), (running_var, var)):
+                if stat is not None:
+                    stat.mul_(1 - momentum).add_(_mean(batch, 0) * momentum)
+    y = _normalize(input, axes, eps)
+    shape = (1, c) + (1,) * len(axes)
+    if weight is not None:
+        y = y * weight.reshape(*shape)
+    return y if bias is None else y + bias.reshape(*shape)

@@ -270,3 +270,109 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _single(stride, op, "stride")
     return avg_pool2d(_one_d(input, op), (1, k), (1, s), (0, _single(padding, op, "padding")), ceil_mode,
                       count_include_pad).squeeze(-2)
+
+
+_LINEAR = {"linear": 1, "bilinear": 2, "trilinear": 3}
+_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
+
+
+def _interp_sizes(op, spatial, size, scale_factor, recompute_scale_factor):
+    """Output sizes, and the scale (input / output) to map coordinates with per dim: 1 / scale_factor when a
+    scale factor is given (and recompute_scale_factor is not True), else input / output, as torch."""
+    d = len(spatial)
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{op}: give exactly one of size and scale_factor, got size={size!r}, "
+                         f"scale_factor={scale_factor!r}")
+    if size is not None:
+        if recompute_scale_factor:
+            raise ValueError(f"{op}: recompute_scale_factor is for scale_factor, not size")
+        out = tuple(size) if isinstance(size, (tuple, list)) else (size,) * d
+        if len(out) != d or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+                                    for v in out):
+            raise ValueError(f"{op}: size must be a positive int or {d} of them for a {d + 2}-D input, got {size!r}")
+        return tuple(int(v) for v in out), tuple(i / o for i, o in zip(spatial, out))
+    sf = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * d
+    if len(sf) != d or not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                               and v > 0 for v in sf):
+        raise ValueError(f"{op}: scale_factor must be a positive number or {d} of them for a {d + 2}-D input, "
+                         f"got {scale_factor!r}")
+    out = tuple(int(math.floor(i * float(s))) for i, s in zip(spatial, sf))
+    if min(out) < 1:
+        raise ValueError(f"{op}: scale_factor {scale_factor!r} makes an empty output from spatial size {spatial}")
+    if recompute_scale_factor:
+        return out, tuple(i / o for i, o in zip(spatial, out))
+    return out, tuple(1.0 / float(s) for s in sf)
+
+
+def _nearest_index(n_in, n_out, scale, exact):
+    """Source index of each output position: floor(dst * scale), or floor((dst + 0.5) * scale) for
+    'nearest-exact', clamped to the input; computed in float32 as torch computes it."""
+    dst = np.arange(n_out, dtype=np.float32) + np.float32(0.5 if exact else 0.0)
+    return np.minimum(np.floor(dst * np.float32(scale)).astype(np.int64), n_in - 1)
+
+
+def _linear_weights(n_in, n_out, scale, align_corners, dtype):
+    """For each output position the two source indices and their weights (torch's area_pixel rule): the source
+    coordinate is dst * (n_in - 1) / (n_out - 1) with align_corners, else (dst + 0.5) * scale - 0.5 clamped at 0."""
+    dst = np.arange(n_out, dtype=dtype)
+    if align_corners:
+        src = dst * dtype.type((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        src = np.maximum((dst + dtype.type(0.5)) * dtype.type(scale) - dtype.type(0.5), 0)
+    i0 = np.minimum(src.astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = (src - i0).astype(dtype)
+    return i0, i1, (1 - w1).astype(dtype), w1
+
+
+@register(method=False)
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """Resize the spatial dims of (N, C, L), (N, C, H, W) or (N, C, D, H, W) inputs, as
+    torch.nn.functional.interpolate.
+
+    Modes: 'nearest' (torch's floor rule, which shifts the image by half a pixel), 'nearest-exact' (the
+    pixel-centre rule), 'linear' / 'bilinear' / 'trilinear' (for 3-, 4- and 5-D inputs) with or without
+    ``align_corners``, 'area' (adaptive average pooling). Every mode is separable: it resizes one spatial dim
+    at a time, with indexing and arithmetic, so it is differentiable twice; the gradient of an upsampling sums
+    each output's gradient back into the inputs it read. 'bicubic' and ``antialias`` are not supported."""
+    op = "interpolate"
+    float_tensor(input, op)
+    if mode not in _MODES:
+        raise ValueError(f"{op}: mode must be one of {', '.join(_MODES)} (bicubic is not supported), got {mode!r}")
+    if input.ndim not in (3, 4, 5):
+        raise ValueError(f"{op}: expected a 3-D (N, C, L), 4-D (N, C, H, W) or 5-D (N, C, D, H, W) input, got "
+                         f"shape {input.shape}")
+    if mode in _LINEAR and _LINEAR[mode] != input.ndim - 2:
+        raise ValueError(f"{op}: mode {mode!r} needs a {_LINEAR[mode] + 2}-D input, got shape {input.shape}")
+    if align_corners is not None and mode not in _LINEAR:
+        raise ValueError(f"{op}: align_corners can only be set with the interpolating modes linear, bilinear and "
+                         f"trilinear, got mode {mode!r}")
+    if antialias:
+        raise ValueError(f"{op}: antialias=True is not supported")
+    out, scales = _interp_sizes(op, input.shape[2:], size, scale_factor, recompute_scale_factor)
+    if mode == "area":  # adaptive average pooling, separable: the leading spatial dim first, then the last two
+        if input.ndim == 3:
+            return adaptive_avg_pool2d(input.unsqueeze(2), (1, out[0])).squeeze(2)
+        if input.ndim == 5:
+            n, c, d, h, w = input.shape
+            y = adaptive_avg_pool2d(input.reshape(n, c, d, h * w), (out[0], h * w))
+            return adaptive_avg_pool2d(y.reshape(n, c * out[0], h, w), out[1:]).reshape(n, c, *out)
+        return adaptive_avg_pool2d(input, out)
+    y, xp = input, get_array_module(input._data)
+    for axis, (n_in, n_out, scale) in enumerate(zip(input.shape[2:], out, scales), start=2):
+        lead = (slice(None),) * axis
+        if mode in _LINEAR:
+            if n_in == n_out and (align_corners or scale == 1.0):
+                continue  # the identity (weights 1 and 0)
+            i0, i1, w0, w1 = _linear_weights(n_in, n_out, scale, bool(align_corners), np.dtype(input.dtype))
+            shape = (-1,) + (1,) * (input.ndim - 1 - axis)
+            w0, w1 = (Tensor._make(xp.asarray(w.reshape(shape))) for w in (w0, w1))
+            y = y[lead + (xp.asarray(i0),)] * w0 + y[lead + (xp.asarray(i1),)] * w1
+        elif mode == "nearest-exact":
+            y = y[lead + (xp.asarray(_nearest_index(n_in, n_out, scale, True)),)]
+        elif n_out == 2 * n_in:  # torch's shortcuts for 'nearest': these sizes ignore the scale
+            y = y[lead + (xp.asarray(np.arange(n_out) // 2),)]
+        elif n_out != n_in:
+            y = y[lead + (xp.asarray(_nearest_index(n_in, n_out, scale, False)),)]
+    return y if y is not input else input.clone()

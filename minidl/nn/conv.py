@@ -1,4 +1,4 @@
-"""Conv2d and ConvTranspose2d: parameters plus a call into functional."""
+"""Conv1d, Conv2d and ConvTranspose2d: parameters plus a call into functional; Unfold and Fold."""
 from .. import functional as F
 from ..autograd.creation import empty
 from ..functional._checks import pair, int_arg
@@ -123,3 +123,32 @@ class Conv1d(Module):
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}" + ("" if self.bias is not None else ", bias=False"))
+
+
+class Unfold(Module):
+    """Sliding blocks as columns (im2col), see F.unfold."""
+
+    def __init__(self, kernel_size, dilation=1, padding=0, stride=1):
+        super().__init__()
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+
+    def forward(self, input):
+        return F.unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, dilation={self.dilation}, padding={self.padding}, "
+                f"stride={self.stride}")
+
+
+class Fold(Unfold):
+    """Columns summed back into an image (col2im), see F.fold."""
+
+    def __init__(self, output_size, kernel_size, dilation=1, padding=0, stride=1):
+        super().__init__(kernel_size, dilation, padding, stride)
+        self.output_size = output_size
+
+    def forward(self, input):
+        return F.fold(input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}, " + super().extra_repr()

@@ -1,4 +1,4 @@
-"""BatchNorm1d/2d, LayerNorm, GroupNorm."""
+"""BatchNorm1d/2d, InstanceNorm1d/2d, LayerNorm, GroupNorm."""
 import numbers
 
 import numpy as np
@@ -81,6 +81,40 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     """Batch norm over (N, C, H, W) inputs, as torch.nn.BatchNorm2d."""
     _dims = (4,)
+
+
+class _InstanceNorm(_BatchNorm):
+    """Instance norm: torch's defaults differ from batch norm's (no affine parameters, no running statistics);
+    the same parameters and buffers when asked for, so the state_dict keys are torch's."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False, device=None,
+                 dtype=None, *, bias=True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
+
+    def forward(self, input):
+        name = type(self).__name__
+        if input.ndim not in self._dims:
+            exp = " or ".join(f"{d}-D" for d in self._dims)
+            raise ValueError(f"{name}: expected {exp} input, got {input.ndim}-D with shape {input.shape}")
+        unbatched = input.ndim == self._dims[0]
+        x = input.unsqueeze(0) if unbatched else input
+        if x.shape[1] != self.num_features and self.affine:
+            raise ValueError(f"{name}: expected {self.num_features} channels (dim {0 if unbatched else 1}) for "
+                             f"affine=True, got input of shape {input.shape}")
+        use_input_stats = self.training or not self.track_running_stats  # torch leaves num_batches_tracked at 0
+        y = F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias, use_input_stats,
+                            0.0 if self.momentum is None else self.momentum, self.eps)
+        return y.squeeze(0) if unbatched else y
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance norm over (N, C, L) or unbatched (C, L) inputs, as torch.nn.InstanceNorm1d."""
+    _dims = (2, 3)
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance norm over (N, C, H, W) or unbatched (C, H, W) inputs, as torch.nn.InstanceNorm2d."""
+    _dims = (3, 4)
 
 
 class LayerNorm(Module):
