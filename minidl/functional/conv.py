@@ -266,8 +266,8 @@ class Fold(Function):
 
     def forward(self, xp, col, shape, geom):
         self.geom = geom
-        n, ck, l = col.shape
-        col = xp.ascontiguousarray(col.transpose(1, 0, 2)).reshape(ck, n * l)
+        n, ck, blocks = col.shape
+        col = xp.ascontiguousarray(col.transpose(1, 0, 2)).reshape(ck, n * blocks)
         return kernels.col2im(col, shape, *geom)
 
     def backward(self, g):
@@ -323,12 +323,12 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
         raise ValueError(f"{op}: only the batch dim may be empty, got input of shape {input.shape}")
     size = pair(output_size, op, "output_size", 1)
     geom, blocks = _blocks(op, size, kernel_size, dilation, padding, stride)
-    n, ck, l = col.shape
+    n, ck, n_blocks = col.shape
     kk = geom[0] * geom[1]
     if ck % kk:
         raise ValueError(f"{op}: dim 1 of the input ({ck}) must be divisible by kernel_size's product ({kk})")
-    if l != blocks[0] * blocks[1]:
-        raise ValueError(f"{op}: the input has {l} blocks (dim 2), but output_size {size} with kernel_size "
+    if n_blocks != blocks[0] * blocks[1]:
+        raise ValueError(f"{op}: the input has {n_blocks} blocks (dim 2), but output_size {size} with kernel_size "
                          f"{geom[:2]}, dilation {geom[6:8]}, padding {geom[4:6]}, stride {geom[2:4]} makes "
                          f"{blocks[0] * blocks[1]}")
     shape = (n, ck // kk, *size)
