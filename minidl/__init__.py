@@ -25,7 +25,7 @@ from .functional import (add, sub, mul, div, neg, pow, matmul, exp, log, sqrt, a
                          amax, amin, argmax, argmin, logsumexp, relu, sigmoid, tanh, softmax, log_softmax, clone,
                          square, reciprocal, rsqrt, sign, floor, ceil, round, trunc, isnan, mm, bmm, masked_fill,
                          narrow, unbind, flip, roll, index_select, cumsum, all, any, sort, argsort, topk, prod,
-                         nonzero)
+                         nonzero, scatter, scatter_add, norm)
 from . import nn, optim, data, testing, models, utils, accelerator
 from .utils.checkpoint import save, load
 

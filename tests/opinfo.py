@@ -55,6 +55,22 @@ class B:
         return rng.random(self.shape) < 0.5
 
 
+class ScatterIndex(I):
+    """An int64 index with no repeats along ``dim`` (scatter's result is then well defined): each slice along
+    ``dim`` is a random permutation of range(high), cut to the shape."""
+
+    def __init__(self, shape, high, dim):
+        super().__init__(*shape, high=high)
+        self.dim = dim
+
+    def make(self, rng, dtype):
+        if not self.shape:
+            return np.zeros((), dtype=np.int64)
+        moved = np.moveaxis(np.empty(self.shape), self.dim, -1).shape
+        perms = np.argsort(rng.random(moved[:-1] + (self.high,)), axis=-1)[..., :moved[-1]]
+        return np.moveaxis(perms, -1, self.dim).astype(np.int64)
+
+
 @dataclass
 class S:
     """One sample: positional args (A/I/B specs become arrays, anything else passes as is) and kwargs."""
@@ -388,6 +404,16 @@ OPS = [
     OpInfo("instance_norm", F.instance_norm, TF.instance_norm, [
         S(A(2, 3, 4, 5)), S(A(1, 4, 5, 3, nc=True), None, None, A(4), A(4)), S(A(2, 3, 6), None, None, A(3), eps=1e-3),
         S(A(3, 2, 2, 3, 2))]),
+    OpInfo("norm", F.norm, torch.norm, [
+        S(A(3, 4)), S(A(3, 4), 3, 1), S(A(2, 3, 4, nc=True), 1.5, (0, 2), True), S(A(3, 4, away=0.1), 1, 0),
+        S(A(3, 4, away=0.1), 0.5), S(A(5, away=0.1), -1), S(A(3, 4), float("inf"), 1), S(A(3, 4), -float("inf")),
+        S(A(2, 3), "fro", (0, 1)), S(A(4, 3), 2, -1, True)]),
+    OpInfo("scatter", F.scatter, torch.scatter, [
+        S(A(3, 5), 0, ScatterIndex((2, 5), 3, 0), A(2, 5)), S(A(4, 3, nc=True), 1, ScatterIndex((4, 2), 3, 1), A(4, 2)),
+        S(A(2, 3, 4), -1, ScatterIndex((2, 3, 4), 4, 2), A(2, 3, 4)), S(A(3, 5), 0, ScatterIndex((2, 5), 3, 0), 1.5)]),
+    OpInfo("scatter_add", F.scatter_add, torch.scatter_add, [
+        S(A(3, 5), 0, I(2, 5, high=3), A(2, 5)), S(A(4, 3, nc=True), 1, I(4, 3, high=3), A(4, 3)),
+        S(A(2, 3, 4), -1, I(2, 3, 4, high=4), A(2, 3, 4))]),
     # PyTorch's everyday ops (issue 12): composed of the ops above, or zero-gradient / bool results
     OpInfo("view", F.view, lambda x, *s: x.view(*s), [S(A(2, 3, 4), 6, 4), S(A(3, 4), -1), S(A(2, 3, nc=True), 6),
                                                      S(A(4, 6), (2, 2, 6))]),

@@ -364,3 +364,20 @@ def test_resampling_errors_name_the_op_and_argument(call, match):
     x = minidl.randn(2, 3, 2, 5)
     with pytest.raises(ValueError, match=match):
         call(x)
+
+
+def test_scatter_in_place_methods_match_torch():
+    idx = np.array([[0, 2, 1, 3], [3, 0, 2, 1]])
+    src = np.random.default_rng(0).uniform(-2, 2, size=(2, 4))
+    for lib in (minidl, torch):
+        x = lib.zeros(3, 4, dtype=lib.float64)
+        x.scatter_(1, lib.tensor(idx[:, :3]), lib.tensor(src))
+        x.scatter_(0, lib.tensor(idx[:1] % 3), 7.5)
+        x.scatter_add_(1, lib.tensor(idx), lib.tensor(src))
+        x.scatter_(1, lib.tensor(idx[:, :1]), lib.tensor(src), reduce="add")
+        if lib is minidl:
+            m = x.numpy()
+    np.testing.assert_allclose(m, x.numpy(), rtol=1e-12)
+    leaf = minidl.zeros(3, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="scatter_"):
+        leaf.scatter_(1, minidl.tensor(idx[:, :3]), 1.0)

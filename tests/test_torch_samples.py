@@ -27,7 +27,7 @@ SKIP_OPINFOS = {
     "unfold",  # Tensor.unfold(dim, size, step), another op than nn.functional.unfold (im2col), which runs
 }
 # torch OpInfo variants for what minidl deliberately does not have; minidl refuses them (tests/test_nn.py)
-SKIP_VARIANTS = {"nn.functional.interpolate.bicubic"}
+SKIP_VARIANTS = {"nn.functional.interpolate.bicubic", "norm.nuc"}
 # torch OpInfos whose op takes its arguments in another order than the public function of that name
 ADAPTERS = {
     "where": lambda op: lambda input, condition, other: op(condition, input, other),  # x.where(cond, y)

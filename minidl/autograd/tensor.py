@@ -400,6 +400,16 @@ class Tensor:
         xp = backend.get_array_module(self._data)
         return self._assign("masked_fill_", xp.where(m, _raw(value), self._data))
 
+    def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
+        """In-place scatter (see minidl.scatter): ``self[..., index, ...] = src`` along ``dim``."""
+        from ..functional.shape import scatter
+        return self._assign("scatter_", scatter(self.detach(), dim, index, src, value=value, reduce=reduce))
+
+    def scatter_add_(self, dim, index, src):
+        """In-place scatter_add: ``src`` added at ``index`` along ``dim``."""
+        from ..functional.shape import scatter_add
+        return self._assign("scatter_add_", scatter_add(self.detach(), dim, index, src.detach()))
+
     # -- new tensors like this one (dtype and device from self) -------------------------------------
     def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
         from .creation import zeros

@@ -414,3 +414,71 @@ def nonzero(input, *, as_tuple=False):
     if as_tuple:
         return tuple(Tensor._make(i.astype(np.int64)) for i in xp.nonzero(xp.atleast_1d(input._data)))
     return Tensor._make(xp.argwhere(input._data).astype(np.int64))
+
+
+class Norm(Function):
+    """The p-norm (sum |x|^p)^(1/p) over ``axes`` for p other than 1; p = 0 counts the nonzeros, p = +-inf is the
+    largest / smallest |x|. The gradient follows torch's formulas, with torch's choice of 0 where the norm (or, for p < 1, x) is 0."""
+    name = "norm"
+
+    def forward(self, xp, x, p, axes, keepdim):
+        self.p, self.axes, self.in_shape = p, axes, x.shape
+        if p == 0:
+            y = (x != 0).sum(axis=axes, keepdims=True).astype(x.dtype)
+        elif p == np.inf or p == -np.inf:
+            y = (xp.abs(x).max if p > 0 else xp.abs(x).min)(axis=axes, keepdims=True)
+        elif p == 2:
+            y = xp.sqrt((x * x).sum(axis=axes, keepdims=True))
+        else:
+            with np.errstate(divide="ignore"):  # p < 0 with a zero: |0|^p = inf, and the norm is 0 (as torch)
+                y = (xp.abs(x) ** p).sum(axis=axes, keepdims=True) ** (1.0 / p)
+        self.save_for_backward(x)
+        return y if keepdim else y.reshape([s for i, s in enumerate(y.shape) if i not in axes])
+
+    def backward(self, g):
+        x, = self.saved_tensors
+        g, p = g.reshape(_kept_shape(self.in_shape, self.axes)), self.p
+        if p == 0:
+            return None  # a count: in the graph, but no gradient flows (torch leaves x.grad as None)
+        # the norm again, from x with minidl ops, so that the second derivative sees how it depends on x
+        y = Norm.apply(x, p=p, axes=self.axes, keepdim=True)
+        if p == np.inf or p == -np.inf:  # shared among the extremes, NaNs counting as extremes (torch's rule)
+            xa = x._data.__abs__()
+            hit = (xa == y._data) | (xa != xa)
+            share = Tensor._make((hit / hit.sum(axis=self.axes, keepdims=True)).astype(x.dtype))
+            sign = Tensor._make(xa == xa) * x.sign()  # torch's sign of NaN is 0
+            return g * share * sign
+        zero = Tensor._make(y._data == 0)
+        if p < 1:  # sgn(x) |x|^(p-1), 0 at x = 0, times g norm^(1-p)
+            xz = Tensor._make(x._data == 0)
+            scaled = where(xz, 0.0, x.sign() * where(xz, 1.0, x.abs()) ** (p - 1))
+            return scaled * (g * y ** (1 - p))
+        scale = where(zero, 0.0, g / where(zero, 1.0, y) ** (p - 1))
+        if p == 2:
+            return x * scale
+        return (x.sign() * x.abs() ** (p - 1) if p < 2 else x * x.abs() ** (p - 2)) * scale
+
+
+@register()
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    """The vector p-norm over ``dim`` (all dims when None), as torch.norm: p a number (inf and -inf included) or
+    'fro' (= 2). The matrix nuclear norm ('nuc') is not supported."""
+    op = "norm"
+    tensor_arg(input, op)
+    if input.dtype.kind != "f":
+        raise TypeError(f"{op}: input must be a floating tensor, got {input.dtype}")
+    if dtype is not None:
+        from .. import backend
+        input = input.to(backend.as_dtype(dtype, op))
+    if p == "fro" or p is None:
+        p = 2
+    if isinstance(p, str) or isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{op}: p must be a number, inf, -inf or 'fro' ('nuc' is not supported), got {p!r}")
+    axes = _reduce_args(input, dim, op)
+    p = float(p)
+    if (p < 0 or p == np.inf) and any(input.shape[a] == 0 for a in axes):
+        raise ValueError(f"{op}: the {p} norm of an empty tensor is undefined (the reduction has no identity), "
+                         f"got shape {input.shape}")
+    if p == 1:
+        return input.abs().sum(axes, keepdim=keepdim)
+    return Norm.apply(input, p=p, axes=axes, keepdim=keepdim)

@@ -157,6 +157,8 @@ class ScatterAdd(Function):
 
     def backward(self, g):
         index, = self.saved_arrays
+        if index.shape != g.shape:  # an index smaller than the output: gather from the part it addresses
+            g = g[tuple(slice(0, s) if i != self.dim else slice(None) for i, s in enumerate(index.shape))]
         return Gather.apply(g, Tensor._make(index), dim=self.dim), None
 
 
@@ -735,6 +737,108 @@ def index_select(input, dim, index):
     if input.ndim == 0:  # a 0-d input: the index may only hold 0s, and the result is 0-d (as torch)
         return input.reshape(1)[index.reshape(-1)].reshape(())
     return input[(slice(None),) * d + (index.reshape(-1),)]
+
+
+def _along(xp, index, dim):
+    """The full index tuple that puts ``index`` along ``dim`` (torch's scatter/gather addressing)."""
+    key = list(xp.ix_(*[xp.arange(s) for s in index.shape]))
+    key[dim] = index
+    return tuple(key)
+
+
+class Scatter(Function):
+    """``input`` with ``src`` written at ``index`` along ``dim``. Where an index repeats, one write wins (torch
+    does not say which either); the gradient of ``src`` is gathered at every index, as torch's."""
+    name = "scatter"
+    differentiable_twice = False
+
+    def forward(self, xp, x, src, index, dim):
+        self.dim, self.src_shape = dim, src.shape
+        self.save_for_backward(index)
+        out = x.copy()
+        out[_along(xp, index, dim)] = src[tuple(slice(0, s) for s in index.shape)]
+        return out
+
+    def backward(self, g):
+        index, = self.saved_arrays
+        g = g._data
+        xp = backend.get_array_module(g)
+        key = _along(xp, index, self.dim)
+        gx = gsrc = None
+        if self.needs_input_grad[0]:
+            gx = g.copy()
+            gx[key] = 0
+        if self.needs_input_grad[1]:
+            gsrc = xp.zeros(self.src_shape, dtype=g.dtype)
+            gsrc[tuple(slice(0, s) for s in index.shape)] = g[key]
+        return gx, gsrc, None
+
+
+def _scatter_args(op, input, dim, index, src):
+    tensor_arg(input, op)
+    tensor_arg(index, op, "index")
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"{op}: argument 'index' must have an integer dtype, got {index.dtype}")
+    d = _dim(dim, input.ndim, op)
+    if index.ndim != input.ndim or (src is not None and src.ndim != input.ndim):
+        raise ValueError(f"{op}: index {index.shape}" + (f", src {src.shape}" if src is not None else "") +
+                         f" and input {input.shape} must have the same number of dims")
+    if any(a > b for i, (a, b) in enumerate(zip(index.shape, input.shape)) if i != d) or (
+            src is not None and any(a > b for a, b in zip(index.shape, src.shape))):
+        raise ValueError(f"{op}: index shape {index.shape} must be no larger than src's"
+                         + (f" {src.shape}" if src is not None else "") +
+                         f" in every dim and than input's {input.shape} in every dim but {d}")
+    if index.numel() and backend.get_array_module(index._data) is np and (
+            int(index._data.min()) < -input.shape[d] or int(index._data.max()) >= input.shape[d]):
+        raise IndexError(f"{op}: index out of range for dim {d} of size {input.shape[d]}")
+    same_device(op, input, index, src)
+    return d
+
+
+@register()
+def scatter(input, dim, index, src=None, *, value=None, reduce=None):
+    """A copy of ``input`` with ``out[i][index[i][j][k]][k] = src[i][j][k]`` for dim=1 (as torch.scatter); ``src``
+    may be a number (or ``value=``). ``reduce='add'`` sums into ``input`` instead (see scatter_add)."""
+    op = "scatter"
+    if src is None:
+        src = value
+    if src is None:
+        raise TypeError(f"{op}: give src (a tensor or a number)")
+    if reduce not in (None, "add"):
+        raise ValueError(f"{op}: reduce must be None or 'add' ('multiply' is not supported), got {reduce!r}")
+    if not isinstance(src, Tensor):
+        if not isinstance(src, numbers.Number):
+            raise TypeError(f"{op}: src must be a tensor or a number, got {type(src).__name__}")
+        tensor_arg(index, op, "index")
+        src = Tensor._make(backend.get_array_module(input._data).full(index.shape, src, dtype=input.dtype))
+    if reduce == "add":
+        return scatter_add(input, dim, index, src)
+    if input.ndim == 0 and index.ndim == 0 and src.ndim == 0:  # a 0-d tensor acts as 1-D of one element
+        return scatter(input.reshape(1), dim, index.reshape(1), src.reshape(1)).reshape(())
+    d = _scatter_args(op, input, dim, index, src)
+    if src.dtype != input.dtype:
+        raise TypeError(f"{op}: src dtype {src.dtype} differs from input dtype {input.dtype}")
+    if index.numel() == 0:
+        return input + src.sum() * 0.0 if src.requires_grad else input.clone()
+    return Scatter.apply(input, src, index, dim=d)
+
+
+@register()
+def scatter_add(input, dim, index, src):
+    """A copy of ``input`` with ``src`` added at ``index`` along ``dim`` (repeated indices add up)."""
+    op = "scatter_add"
+    tensor_arg(src, op, "src")
+    tensor_arg(index, op, "index")
+    if input.ndim == 0 and index.ndim == 0 and src.ndim == 0:  # a 0-d tensor acts as 1-D of one element
+        return scatter_add(input.reshape(1), dim, index.reshape(1), src.reshape(1)).reshape(())
+    d = _scatter_args(op, input, dim, index, src)
+    if src.dtype != input.dtype:
+        raise TypeError(f"{op}: src dtype {src.dtype} differs from input dtype {input.dtype}")
+    if index.numel() == 0:
+        return input + src.sum() * 0.0 if src.requires_grad else input.clone()
+    if src.shape != index.shape:
+        src = src[tuple(slice(0, s) for s in index.shape)]
+    return input + ScatterAdd.apply(src, index, dim=d, shape=input.shape)
 
 
 @register(method=False)
