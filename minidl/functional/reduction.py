@@ -417,8 +417,9 @@ def nonzero(input, *, as_tuple=False):
 
 
 class Norm(Function):
-    """The p-norm (sum |x|^p)^(1/p) over ``axes`` for p other than 1; p = 0 counts the nonzeros, p = +-inf is the
-    largest / smallest |x|. The gradient follows torch's formulas, with torch's choice of 0 where the norm (or, for p < 1, x) is 0."""
+    """The p-norm (sum |x|^p)^(1/p) over ``axes`` for p other than 1; p = 0 counts the nonzeros, p = +-inf is
+    the largest / smallest |x|. The gradient follows torch's formulas, with torch's choice of 0 where the norm
+    (or, for p < 1, x) is 0."""
     name = "norm"
 
     def forward(self, xp, x, p, axes, keepdim):
