@@ -116,6 +116,12 @@ SCHEDULERS = [
     ("MultiplicativeLR", dict(lr_lambda=lambda e: 0.95)),
     ("ConstantLR", dict(factor=0.5, total_iters=4)),
     ("PolynomialLR", dict(total_iters=10, power=2.0)),
+    ("CyclicLR", dict(base_lr=0.01, max_lr=0.1, step_size_up=4)),
+    ("CyclicLR", dict(base_lr=[0.01, 0.02], max_lr=[0.1, 0.3], step_size_up=3, step_size_down=5, mode="triangular2",
+                      base_momentum=[0.8, 0.85], max_momentum=0.95)),
+    ("CyclicLR", dict(base_lr=0.01, max_lr=0.1, step_size_up=2, mode="exp_range", gamma=0.9)),
+    ("CyclicLR", dict(base_lr=0.01, max_lr=0.1, step_size_up=3, scale_fn=lambda x: 1 / (1 + 0.1 * x),
+                      scale_mode="iterations", cycle_momentum=False)),
 ]
 
 
@@ -140,6 +146,33 @@ def test_scheduler_follows_torch(name, kw, opt_name):
         ot.step()
         sm.step()
         st.step()
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+def test_sequential_lr_follows_torch(opt_name, tmp_path):
+    m, t = _pair()
+    runs = []
+    for lib, model in ((optim, m), (torch.optim, t)):
+        opt = getattr(lib, opt_name)([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.05}],
+                                     lr=0.1)
+        s = lib.lr_scheduler
+        seq = s.SequentialLR(opt, [s.LinearLR(opt, start_factor=0.1, total_iters=4), s.ExponentialLR(opt, gamma=0.8),
+                                   s.CosineAnnealingLR(opt, T_max=6, eta_min=0.001)], milestones=[4, 9])
+        lrs = []
+        for _ in range(20):
+            lrs += seq.get_last_lr() + [g["lr"] for g in opt.param_groups]
+            opt.step()
+            seq.step()
+        runs.append((lrs, seq))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-12)
+    state = runs[0][1].state_dict()
+    assert state["last_epoch"] == runs[1][1].state_dict()["last_epoch"] == 20
+    minidl.save({"scheduler": state}, tmp_path / "s.pt")  # plain numbers and lists: a checkpoint keeps them
+    fresh, seq = runs[0][1]._schedulers, runs[0][1]
+    seq.load_state_dict(minidl.load(tmp_path / "s.pt")["scheduler"])
+    assert seq.state_dict() == state and fresh[2].last_epoch == state["_schedulers"][2]["last_epoch"]
+    with pytest.raises(ValueError, match="SequentialLR"):
+        optim.lr_scheduler.SequentialLR(runs[0][1].optimizer, runs[0][1]._schedulers, milestones=[4])
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(mode="max", factor=0.5, patience=2, threshold=0.1, threshold_mode="abs",

@@ -353,3 +353,142 @@ class ReduceLROnPlateau:
                              f"{sorted(self.state_dict())}, got {state_dict!r}")
         state = dict(state_dict)
         return lambda: self.__dict__.update(state)
+
+
+def _per_group(name, optimizer, value):
+    """One value per parameter group: a list as given (checked), or one value repeated."""
+    n = len(optimizer.param_groups)
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"CyclicLR: expected {n} values for {name} (one per parameter group), got {len(value)}")
+        return list(value)
+    return [value] * n
+
+
+class CyclicLR(LRScheduler):
+    """Cyclical learning rates (Smith 2017): the lr climbs from ``base_lr`` to ``max_lr`` over ``step_size_up``
+    steps and back down over ``step_size_down``; momentum (or Adam's beta1) moves the other way. Modes:
+    'triangular' (constant amplitude), 'triangular2' (halved each cycle), 'exp_range' (times gamma**step), or a
+    ``scale_fn`` of the cycle number ('cycle') or the step ('iterations'). Step it once per batch."""
+
+    def __init__(self, optimizer, base_lr, max_lr, step_size_up=2000, step_size_down=None, mode="triangular",
+                 gamma=1.0, scale_fn=None, scale_mode="cycle", cycle_momentum=True, base_momentum=0.8,
+                 max_momentum=0.9, last_epoch=-1):
+        base_lrs = _per_group("base_lr", optimizer, base_lr)
+        if last_epoch == -1:
+            for lr, g in zip(base_lrs, optimizer.param_groups):
+                g["lr"] = lr
+        self.max_lrs = _per_group("max_lr", optimizer, max_lr)
+        up = float(step_size_up)
+        down = float(step_size_down) if step_size_down is not None else up
+        if up <= 0 or down < 0:
+            raise ValueError(f"CyclicLR: step_size_up must be positive and step_size_down not negative, got "
+                             f"{step_size_up}, {step_size_down}")
+        self.total_size = up + down
+        self.step_ratio = up / self.total_size
+        if scale_fn is None and mode not in ("triangular", "triangular2", "exp_range"):
+            raise ValueError(f"CyclicLR: mode must be 'triangular', 'triangular2' or 'exp_range' (or give scale_fn), "
+                             f"got {mode!r}")
+        if scale_mode not in ("cycle", "iterations"):
+            raise ValueError(f"CyclicLR: scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
+        self.mode, self.gamma, self._custom_scale_fn = mode, gamma, scale_fn
+        self.scale_mode = scale_mode if scale_fn is not None else ("iterations" if mode == "exp_range" else "cycle")
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError("CyclicLR: the optimizer has no momentum or beta1 to cycle; pass cycle_momentum=False")
+            self.use_beta1 = "betas" in optimizer.defaults
+            self.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
+            self.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
+            if last_epoch == -1:
+                for m, b, g in zip(self.max_momentums, self.base_momentums, optimizer.param_groups):
+                    self._set_momentum(g, m)
+                    g["max_momentum"], g["base_momentum"] = m, b
+        super().__init__(optimizer, last_epoch)
+        self.base_lrs = base_lrs
+
+    def scale_fn(self, x):
+        if self._custom_scale_fn is not None:
+            return self._custom_scale_fn(x)
+        if self.mode == "triangular":
+            return 1.0
+        if self.mode == "triangular2":
+            return 1 / (2.0 ** (x - 1))
+        return self.gamma ** x
+
+    def _set_momentum(self, g, m):
+        if self.use_beta1:
+            g["betas"] = (m, *g["betas"][1:])
+        else:
+            g["momentum"] = m
+
+    def step(self, epoch=None):
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
+        cycle = math.floor(1 + self.last_epoch / self.total_size)
+        x = 1.0 + self.last_epoch / self.total_size - cycle
+        factor = x / self.step_ratio if x <= self.step_ratio else (x - 1) / (self.step_ratio - 1)
+        scale = self.scale_fn(cycle if self.scale_mode == "cycle" else self.last_epoch)
+        for i, g in enumerate(self.optimizer.param_groups):
+            g["lr"] = self.base_lrs[i] + (self.max_lrs[i] - self.base_lrs[i]) * factor * scale
+            if self.cycle_momentum:
+                high, low = self.max_momentums[i], self.base_momentums[i]
+                self._set_momentum(g, high - (high - low) * factor * scale)
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+
+class SequentialLR:
+    """Hands the schedule from one scheduler to the next at each of ``milestones`` (steps): warm-up with
+    LinearLR, then decay with CosineAnnealingLR, say. Each scheduler counts its steps from 0 when its turn
+    comes."""
+
+    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+        if not schedulers:
+            raise ValueError("SequentialLR: expected at least one scheduler")
+        for i, s in enumerate(schedulers):
+            if isinstance(s, ReduceLROnPlateau):
+                raise ValueError(f"SequentialLR: scheduler {i} is a ReduceLROnPlateau, which steps on a metric; "
+                                 "it cannot be part of a sequence")
+            if getattr(s, "optimizer", None) is not optimizer:
+                raise ValueError(f"SequentialLR: scheduler {i} ({type(s).__name__}) is bound to another optimizer")
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"SequentialLR: expected {len(schedulers) - 1} milestones for {len(schedulers)} "
+                             f"schedulers, got {len(milestones)}")
+        self.optimizer, self._schedulers, self._milestones = optimizer, list(schedulers), list(milestones)
+        self.last_epoch = last_epoch + 1
+        for g in optimizer.param_groups:  # undo what the schedulers did when they were built
+            g["lr"] = g["initial_lr"]
+        for s in self._schedulers:
+            s.last_epoch -= 1
+        self._schedulers[0].step()  # and start the first one again
+        self._last_lr = self._schedulers[0].get_last_lr()
+
+    def step(self):
+        self.last_epoch += 1
+        idx = bisect.bisect_right(self._milestones, self.last_epoch)
+        scheduler = self._schedulers[idx]
+        if idx > 0 and self._milestones[idx - 1] == self.last_epoch:
+            scheduler.step(0)
+        else:
+            scheduler.step()
+        self._last_lr = scheduler.get_last_lr()
+
+    def get_last_lr(self):
+        return list(self._last_lr)
+
+    def state_dict(self):
+        return {"last_epoch": self.last_epoch, "_milestones": list(self._milestones), "_last_lr": list(self._last_lr),
+                "_schedulers": [s.state_dict() for s in self._schedulers]}
+
+    def load_state_dict(self, state_dict):
+        name = "SequentialLR.load_state_dict"
+        if not isinstance(state_dict, dict) or set(state_dict) != set(self.state_dict()):
+            raise ValueError(f"{name}: expected a dict with keys {sorted(self.state_dict())}, got "
+                             f"{sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__}")
+        subs = state_dict["_schedulers"]
+        if not isinstance(subs, list) or len(subs) != len(self._schedulers):
+            raise ValueError(f"{name}: expected {len(self._schedulers)} scheduler states, got {subs!r:.80}")
+        staged = [s._stage_state_dict(d) for s, d in zip(self._schedulers, subs)]  # all checked before any applies
+        for apply in staged:
+            apply()
+        self.last_epoch = state_dict["last_epoch"]
+        self._milestones, self._last_lr = list(state_dict["_milestones"]), list(state_dict["_last_lr"])
