@@ -123,3 +123,17 @@ def test_vanishing_gradients_example_shows_the_gap(tmp_path):
     norms = {m.group(1): float(m.group(2)) for m in re.finditer(r"(\w+)\s+depth 12: gradient norm of layer 1 / layer "
                                                                 r"12 at init = ([\d.e+-]+)", r.stdout)}
     assert norms["plain"] < 1e-3 * norms["residual"], r.stdout
+
+
+def test_prune_example_prunes_keeps_zeros_through_fine_tuning_and_plots(tmp_path):
+    r = _run_example("prune_lenet.py", "--epochs", "3", "--sparsity", "0.5", "0.9", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    dense = float(re.search(r"dense LeNet-5: test accuracy ([\d.]+)%", r.stdout).group(1))
+    rows = re.findall(r"sparsity\s+(\d+)%: (\d+)/(\d+) weights pruned \((\d+) zeros after remove\); accuracy ([\d.]+)% "
+                      r"pruned, ([\d.]+)% after", r.stdout)
+    assert [int(s) for s, *_ in rows] == [50, 90], r.stdout
+    for s, pruned, total, zeros, acc, tuned in rows:
+        assert int(pruned) == round(int(s) / 100 * int(total)) and int(zeros) >= int(pruned)
+    assert float(rows[0][4]) > dense - 5 and float(rows[1][5]) > 80, r.stdout
+    with open(tmp_path / "lenet5_pruning_mnist.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
