@@ -137,3 +137,29 @@ def test_prune_example_prunes_keeps_zeros_through_fine_tuning_and_plots(tmp_path
     assert float(rows[0][4]) > dense - 5 and float(rows[1][5]) > 80, r.stdout
     with open(tmp_path / "lenet5_pruning_mnist.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _fashion_mnist_installed():
+    try:
+        minidl.data.FashionMNIST("data", train=False)
+        return True
+    except (minidl.data.DatasetNotFoundError, ValueError):
+        return False
+
+
+@pytest.mark.skipif(not _fashion_mnist_installed(), reason="needs Debian's dataset-fashion-mnist package "
+                                                           "(apt-get install dataset-fashion-mnist)")
+def test_finetune_example_freezes_the_body_and_trains_a_new_head(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "finetune.py"), "--no-download", "--out-dir",
+                        str(tmp_path), "--data-dir", str(tmp_path / "nodata"), "--source-size", "6000",
+                        "--source-epochs", "1", "--epochs", "2"], capture_output=True, text=True, timeout=900,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    base = float(re.search(r"base: .*test accuracy ([\d.]+)%", r.stdout).group(1))
+    tuned = re.search(r"fine-tuned: .*, (\d+) of (\d+) parameters trained; body unchanged: (\w+)\): test accuracy "
+                      r"([\d.]+)%", r.stdout)
+    assert base > 60 and tuned is not None, r.stdout
+    assert tuned.group(3) == "True" and int(tuned.group(1)) == 400 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10
+    assert float(tuned.group(4)) > 50, r.stdout
+    state = minidl.load(str(tmp_path / "lenet5_fashion_to_mnist.pt"))
+    models.LeNet5().load_state_dict(state)
