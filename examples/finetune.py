@@ -93,9 +93,10 @@ def main():
     n_trained = train(model, tgt_train, args.epochs, args.lr)
     unchanged = all((v == model.state_dict()[k].detach().numpy()).all() for k, v in body.items())
     head = utils.evaluate(model, tgt_test)["acc"]
-    print(f"fine-tuned: frozen Fashion-MNIST body + new head ({'+'.join(n for n, _, _ in new)}) on MNIST ({len(tgt_train.dataset)} images, "
-          f"{args.epochs} epochs, {n_trained} of {sum(p.numel() for p in model.parameters())} parameters trained; "
-          f"body unchanged: {unchanged}): test accuracy {100 * head:.2f}%")
+    head_names = "+".join(name for name, _, _ in new)
+    print(f"fine-tuned: frozen Fashion-MNIST body + new head ({head_names}) on MNIST ({len(tgt_train.dataset)} "
+          f"images, {args.epochs} epochs, {n_trained} of {sum(p.numel() for p in model.parameters())} parameters "
+          f"trained; body unchanged: {unchanged}): test accuracy {100 * head:.2f}%")
 
     # 3. the same net from scratch on the same digits, every parameter trained
     minidl.manual_seed(args.seed)

@@ -132,7 +132,7 @@ def test_prune_example_prunes_keeps_zeros_through_fine_tuning_and_plots(tmp_path
     rows = re.findall(r"sparsity\s+(\d+)%: (\d+)/(\d+) weights pruned \((\d+) zeros after remove\); accuracy ([\d.]+)% "
                       r"pruned, ([\d.]+)% after", r.stdout)
     assert [int(s) for s, *_ in rows] == [50, 90], r.stdout
-    for s, pruned, total, zeros, acc, tuned in rows:
+    for s, pruned, total, zeros, _, _ in rows:
         assert int(pruned) == round(int(s) / 100 * int(total)) and int(zeros) >= int(pruned)
     assert float(rows[0][4]) > dense - 5 and float(rows[1][5]) > 80, r.stdout
     with open(tmp_path / "lenet5_pruning_mnist.png", "rb") as f:
