@@ -77,8 +77,15 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, **e
 def _write(path, meta, arrays):
     """``meta`` (JSON) and ``arrays`` as one .npz at ``path``, atomically; or into an open binary file."""
     arrays = {f"a{i}": v for i, v in enumerate(arrays.values())} | {"__keys__": np.array(list(arrays))}
-    if hasattr(path, "write"):  # a file object: written as it is (no rename to make it atomic)
-        np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+    return write_atomically(path, lambda f: np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays), ".npz")
+
+
+def write_atomically(path, write, suffix=""):
+    """Call ``write(f)`` on a temporary file next to ``path``, flush it to disk, rename it over ``path`` and flush
+    the folder: a crash at any moment leaves the old file or the new one. ``path`` may also be an open binary
+    file, written as it is (no rename to make it atomic)."""
+    if hasattr(path, "write"):
+        write(path)
         return path
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -89,12 +96,12 @@ def _write(path, meta, arrays):
             os.remove(stale)
         except OSError:
             pass
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".npz")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+            write(f)
             f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it the checkpoint
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have made
         os.replace(tmp, path)
         _fsync_folder(folder)  # and the rename itself survives a power cut
