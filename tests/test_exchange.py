@@ -53,3 +53,100 @@ def test_safetensors_errors(tmp_path):
     sf.save_file({"a": minidl.ones(2, 3).t()}, tmp_path / "ok.safetensors")  # a non-contiguous view is fine
     assert sf.load_file(tmp_path / "ok.safetensors")["a"].shape == (3, 2)
     assert not [f for f in os.listdir(tmp_path) if ".tmp-" in f]
+
+
+# ---- ONNX ------------------------------------------------------------------------------------------------
+class _Layers(minidl.nn.Module):
+    """Every layer family of issue 12 in one net, for the exporter."""
+
+    def __init__(self):
+        super().__init__()
+        nn = minidl.nn
+        self.body = nn.Sequential(
+            nn.ZeroPad2d((1, 2, 0, 1)), nn.Conv2d(3, 8, 3, padding=1, dilation=2, bias=False), nn.BatchNorm2d(8),
+            nn.Hardswish(), nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.ChannelShuffle(2), nn.InstanceNorm2d(8, True),
+            nn.LeakyReLU(0.1), nn.MaxPool2d(3, 2, 1, dilation=1, ceil_mode=True), nn.GroupNorm(2, 8), nn.Mish(),
+            nn.Upsample(scale_factor=2, mode="bilinear"), nn.AvgPool2d(3, 2, 1, ceil_mode=True,
+                                                                        count_include_pad=False),
+            nn.Upsample(size=(9, 7)), nn.Hardsigmoid(), nn.AvgPool2d((2, 3), divisor_override=4), nn.ReLU6(),
+            nn.AdaptiveMaxPool2d(2), nn.GELU(), nn.Dropout2d(0.3), nn.Flatten(), nn.LayerNorm(32), nn.SiLU(),
+            nn.Linear(32, 16), nn.Dropout(0.5), nn.PReLU(), nn.Tanh(), nn.Linear(16, 6), nn.LogSoftmax(dim=1))
+
+    def forward(self, x):
+        return self.body(x), minidl.nn.functional.softmax(self.body[:3](x).mean((2, 3)), -1) * 2 - 1
+
+
+EXPORTED = [
+    ("lenet5", models.LeNet5, (1, 28, 28)),
+    ("inception", models.InceptionNet, (1, 28, 28)),
+    ("residualnet", models.ResidualNet, (1, 28, 28)),
+    ("densenet_bc", models.densenet_bc, (1, 28, 28)),
+    ("resnet18", lambda: models.resnet18(num_classes=10, small_input=True), (3, 32, 32)),
+    ("preact_resnet18", models.preact_resnet18, (3, 32, 32)),
+    ("mobilenet_v2", lambda: models.mobilenet_v2(num_classes=10, small_input=True), (3, 32, 32)),
+    ("shufflenet_v2_x0_5", lambda: models.shufflenet_v2_x0_5(num_classes=10), (3, 64, 64)),
+    ("googlenet", lambda: models.googlenet(num_classes=10), (3, 64, 64)),
+    ("vgg11_bn", lambda: models.vgg11_bn(num_classes=10, small_input=True), (3, 32, 32)),
+    ("resnet50", lambda: models.resnet50(num_classes=10), (3, 64, 64)),
+    ("layers", _Layers, (3, 12, 10)),
+]
+
+
+@pytest.mark.parametrize("name, make, shape", EXPORTED, ids=[e[0] for e in EXPORTED])
+def test_onnx_export_runs_in_onnxruntime_with_minidls_numbers(name, make, shape, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    minidl.manual_seed(0)
+    m = make()
+    m.train()
+    m(minidl.randn(4, *shape))  # running statistics away from 0 and 1, so that eval mode uses them
+    rng = np.random.default_rng(0)
+    path = tmp_path / f"{name}.onnx"
+    minidl.onnx.export(m, minidl.tensor(rng.normal(size=(2, *shape)).astype(np.float32)), path)
+    assert m.training  # the mode is restored
+    m.eval()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.shape[0] for i in session.get_inputs()] == ["batch"]
+    for batch in (2, 5):  # another batch size than the example's: the batch dim is symbolic
+        x = rng.normal(size=(batch, *shape)).astype(np.float32)
+        ours = m(minidl.tensor(x))
+        ours = ours if isinstance(ours, tuple) else (ours,)
+        theirs = session.run(None, {"input_0": x})
+        assert len(theirs) == len(ours)
+        for a, b in zip(ours, theirs):
+            scale = max(1.0, float(np.abs(b).max()))
+            np.testing.assert_allclose(a.detach().numpy(), b, rtol=1e-4, atol=2e-5 * scale)
+
+
+def test_onnx_export_names_and_refusals(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    m = models.LeNet5()
+    proto = minidl.onnx.export(m, minidl.randn(1, 1, 28, 28), tmp_path / "l.onnx", input_names=["image"],
+                               output_names=["logits"])
+    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["logits"]
+    inits = {i.name for i in proto.graph.initializer}
+    assert {"conv1.weight", "conv1.bias", "conv2.weight", "fc3.bias"} <= inits  # state_dict names
+    assert onnx.load(str(tmp_path / "l.onnx")).graph.node
+
+    class Unfolding(minidl.nn.Module):
+        def forward(self, x):
+            return minidl.nn.functional.unfold(x, 2)
+    with pytest.raises(ValueError, match="'unfold' has no ONNX translation"):
+        minidl.onnx.export(Unfolding(), minidl.randn(1, 1, 4, 4), tmp_path / "u.onnx")
+    with pytest.raises(ValueError, match="unequal"):
+        minidl.onnx.export(minidl.nn.AdaptiveAvgPool2d(3), minidl.randn(1, 1, 5, 5), tmp_path / "a.onnx")
+    with pytest.raises(TypeError, match="example input"):
+        minidl.onnx.export(m, np.zeros((1, 1, 28, 28)), tmp_path / "n.onnx")
+    assert not (tmp_path / "u.onnx").exists()
+
+    class Hidden(minidl.nn.Module):  # a mask computed outside minidl's ops would be frozen into the file
+        def forward(self, x):
+            return x * minidl.tensor((x.detach().numpy() > 0).astype(np.float32))
+    with pytest.raises(ValueError, match="cannot see"):
+        minidl.onnx.export(Hidden(), minidl.randn(2, 3), tmp_path / "h.onnx")
+
+    class Branchy(minidl.nn.Module):  # Python control flow on values: a different graph per input
+        def forward(self, x):
+            return x.relu() if float(x.sum()) > 0 else x.sigmoid()
+    with pytest.raises(ValueError, match="data-dependent"):  # sum 0.06; the exporter's second run sees another sign
+        minidl.onnx.export(Branchy(), minidl.full((2, 3), 0.01), tmp_path / "b.onnx")

@@ -17,7 +17,9 @@ written with minidl ops, it is differentiable again (double backward). A backwar
 arrays (``saved_arrays``) sets ``differentiable_twice = False``; asking for its second derivative
 raises an error naming the op instead of returning a wrong number.
 """
+import threading
 import weakref
+from contextlib import contextmanager
 
 from .. import backend
 from .grad_mode import is_grad_enabled
@@ -25,6 +27,29 @@ from .tensor import Tensor
 
 _OUTPUT = object()  # marks "the output array" among the saved ones
 _NDARRAY = backend.np.ndarray
+
+
+_trace = threading.local()  # .record: a callable that sees every op this thread applies (minidl.onnx's tracer)
+
+
+@contextmanager
+def tracing(record):
+    """Within the block, ``record(cls, inputs, params, output)`` is called for every op applied in this thread
+    (inputs as Tensors or None, params as given to apply, the output Tensor): how minidl.onnx sees a model."""
+    previous = getattr(_trace, "record", None)
+    _trace.record = record
+    try:
+        yield
+    finally:
+        _trace.record = previous
+
+
+def record(name, inputs, params, result):
+    """Tell the tracer about an op that makes a tensor without Function.apply (comparisons: no gradient)."""
+    rec = getattr(_trace, "record", None)
+    if rec is not None:
+        rec(name, inputs, params, result)
+    return result
 
 
 FUNCTIONS = {}  # op name -> the Function classes that carry it (filled as classes are defined)
@@ -132,6 +157,8 @@ class Function:
         if not (is_grad_enabled() and any(needs)):
             result = Tensor._make(out)
             _share_version_with_base(result, inputs)
+            if getattr(_trace, "record", None) is not None:
+                _trace.record(cls, inputs, params, result)
             return result
         fn.needs_input_grad = needs
         fn._edges = tuple(None if t is None or not t.requires_grad else (t.grad_fn or t) for t in inputs)
@@ -156,6 +183,8 @@ class Function:
         if fn._out is not None:
             watched.append((weakref.ref(result), result._vc[0]))
         fn._versions = tuple(watched)
+        if getattr(_trace, "record", None) is not None:
+            _trace.record(cls, inputs, params, result)
         return result
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import backend, kernels
 from ..autograd import Function
+from ..autograd.function import record
 from ..autograd.tensor import Tensor
 from ._checks import as_tensor, tensor_arg, same_device
 from ._registry import register
@@ -510,7 +511,7 @@ def clamp(input, min=None, max=None):
 def _compare(name, fn):
     def compare(input, other):
         input, other = _operands(input, other, name)
-        return Tensor._make(fn(input._data, other._data))
+        return record(name, (input, other), {}, Tensor._make(fn(input._data, other._data)))
     compare.__name__ = compare.__qualname__ = name
     compare.__doc__ = f"Elementwise ``{name}`` comparison; returns a bool Tensor (no gradient)."
     return register(name)(compare)
@@ -527,7 +528,7 @@ ge = _compare("ge", lambda a, b: a >= b)
 @register()
 def logical_not(input):
     tensor_arg(input, "logical_not")
-    return Tensor._make(~input._data.astype(bool))
+    return record("logical_not", (input,), {}, Tensor._make(~input._data.astype(bool)))
 
 
 
@@ -635,7 +636,7 @@ def trunc(input):
 def isnan(input):
     """A bool tensor: True where the element is NaN."""
     tensor_arg(input, "isnan")
-    return Tensor._make(backend.get_array_module(input._data).isnan(input._data))
+    return record("isnan", (input,), {}, Tensor._make(backend.get_array_module(input._data).isnan(input._data)))
 
 
 @register()
