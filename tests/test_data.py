@@ -132,3 +132,132 @@ def test_transforms():
     assert comp(img).shape == (1, 4, 4)
     with pytest.raises(ValueError, match="larger than"):
         T.RandomCrop(9)(t)
+
+
+# ---- worker processes ------------------------------------------------------------------------------------
+class _Numbered(data.Dataset):
+    """Sample i: (i, a random number from minidl's generator, NumPy's global one and Python's, worker id)."""
+
+    def __init__(self, n=40, fail_at=None, kill_at=None, sleep=0.0):
+        self.n, self.fail_at, self.kill_at, self.sleep = n, fail_at, kill_at, sleep
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        import random
+        import signal
+        import time
+        if i == self.fail_at:
+            raise KeyError(f"sample {i} is broken")
+        if i == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(self.sleep)
+        info = data.get_worker_info()
+        return (minidl.tensor(np.full(2, i, dtype=np.float32)), float(minidl.rand(()).item()),
+                float(np.random.random()), random.random(), -1 if info is None else info.id)
+
+
+def _epoch(loader):
+    return [tuple(f.numpy().copy() for f in b) for b in loader]
+
+
+def _children():
+    import multiprocessing
+    return [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_give_the_batches_of_the_main_process_in_order(workers):
+    minidl.manual_seed(7)
+    ref = _epoch(data.DataLoader(_Numbered(), batch_size=6, shuffle=True))
+    minidl.manual_seed(7)
+    got = _epoch(data.DataLoader(_Numbered(), batch_size=6, shuffle=True, num_workers=workers))
+    assert len(got) == len(ref) == 7
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a[0], b[0])  # the same samples, in the same order
+    assert [int(b[4][0]) for b in got] == [k % workers for k in range(7)]  # batch k from worker k mod N
+    assert not _children()
+
+
+def test_worker_seeds_are_reproducible_and_differ_between_workers():
+    runs = []
+    for _ in range(2):
+        minidl.manual_seed(3)
+        runs.append(_epoch(data.DataLoader(_Numbered(16), batch_size=4, num_workers=2)))
+    for a, b in zip(*runs):
+        for fa, fb in zip(a, b):
+            np.testing.assert_array_equal(fa, fb)
+    first, second = runs[0][0], runs[0][1]  # batches 0 and 1: workers 0 and 1
+    for field in (1, 2, 3):  # minidl's, NumPy's and Python's generators all differ between the workers
+        assert not np.array_equal(first[field], second[field])
+    minidl.manual_seed(4)
+    other = _epoch(data.DataLoader(_Numbered(16), batch_size=4, num_workers=2))
+    assert not np.array_equal(other[0][1], first[1])
+
+
+def test_persistent_workers_stay_and_new_epochs_reseed_others():
+    minidl.manual_seed(0)
+    loader = data.DataLoader(_Numbered(12), batch_size=4, num_workers=2, persistent_workers=True)
+    e1 = _epoch(loader)
+    pids = sorted(w.pid for w in loader._pool.workers)
+    e2 = _epoch(loader)
+    assert sorted(w.pid for w in loader._pool.workers) == pids and len(_children()) == 2
+    assert not np.array_equal(e1[0][1], e2[0][1])  # the workers' generators went on, as in torch
+    del loader
+    import gc
+    gc.collect()
+    assert not _children()
+
+
+def test_breaking_out_of_an_epoch_stops_the_workers():
+    loader = data.DataLoader(_Numbered(40, sleep=0.01), batch_size=2, num_workers=2)
+    it = iter(loader)
+    next(it)
+    assert len(_children()) == 2
+    del it
+    assert not _children()
+
+
+def test_a_worker_exception_is_raised_in_the_main_process_with_its_traceback():
+    loader = data.DataLoader(_Numbered(12, fail_at=5), batch_size=2, num_workers=2)
+    with pytest.raises(KeyError, match=r"(?s)Caught KeyError in DataLoader worker process 0.*sample 5 is broken"):
+        _epoch(loader)
+    assert not _children()
+
+
+def test_a_dead_worker_or_a_timeout_ends_the_epoch_with_an_error():
+    with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid \d+\) exited unexpectedly.*signal 9"):
+        _epoch(data.DataLoader(_Numbered(12, kill_at=7), batch_size=2, num_workers=2))
+    with pytest.raises(RuntimeError, match="timed out after 0.5 seconds"):
+        _epoch(data.DataLoader(_Numbered(4, sleep=3.0), batch_size=2, num_workers=1, timeout=0.5))
+    assert not _children()
+
+
+def test_spawned_workers_worker_init_fn_and_a_sampler():
+    x = minidl.tensor(np.arange(20, dtype=np.float32).reshape(10, 2))
+    ds = data.TensorDataset(x, minidl.tensor(np.arange(10)))
+    loader = data.DataLoader(ds, batch_size=3, sampler=[9, 0, 8, 1, 7], num_workers=2,
+                             multiprocessing_context="spawn", worker_init_fn=_init_marks)
+    assert len(loader) == 2
+    got = [b[1].numpy().tolist() for b in loader]
+    assert got == [[9, 0, 8], [1, 7]]
+
+
+def _init_marks(worker_id):  # module level: spawned workers import it
+    assert data.get_worker_info().id == worker_id
+
+
+def test_dataloader_worker_arguments_are_checked():
+    ds = _Numbered(4)
+    with pytest.raises(ValueError, match="prefetch_factor"):
+        data.DataLoader(ds, prefetch_factor=2)
+    with pytest.raises(ValueError, match="persistent_workers"):
+        data.DataLoader(ds, persistent_workers=True)
+    with pytest.raises(ValueError, match="num_workers"):
+        data.DataLoader(ds, num_workers=-1)
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        data.DataLoader(ds, sampler=[0, 1], shuffle=True)
+    with pytest.warns(UserWarning, match="pin_memory"):
+        loader = data.DataLoader(ds, batch_size=2, pin_memory=True, num_workers=1)
+    assert len(_epoch(loader)) == 2
