@@ -201,9 +201,10 @@ class _WorkerPool:
         n = loader.num_workers
         for wid in range(n):
             q = ctx.Queue()
+            fetch = _Fetch(loader.dataset, loader.collate_fn)
             w = ctx.Process(target=_worker.worker_loop, daemon=True,
-                            args=(loader.dataset, _Fetch(loader.dataset, loader.collate_fn), q, self.results, wid, n, seed + wid,
-                                  loader.worker_init_fn, os.getpid()))
+                            args=(loader.dataset, fetch, q, self.results, wid, n, seed + wid, loader.worker_init_fn,
+                                  os.getpid()))
             w.start()
             self.queues.append(q)
             self.workers.append(w)
