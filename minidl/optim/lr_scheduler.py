@@ -355,7 +355,7 @@ class ReduceLROnPlateau:
         return lambda: self.__dict__.update(state)
 
 
-def _per_group(name, optimizer, value):
+def _group_values(name, optimizer, value):
     """One value per parameter group: a list as given (checked), or one value repeated."""
     n = len(optimizer.param_groups)
     if isinstance(value, (list, tuple)):
@@ -374,11 +374,11 @@ class CyclicLR(LRScheduler):
     def __init__(self, optimizer, base_lr, max_lr, step_size_up=2000, step_size_down=None, mode="triangular",
                  gamma=1.0, scale_fn=None, scale_mode="cycle", cycle_momentum=True, base_momentum=0.8,
                  max_momentum=0.9, last_epoch=-1):
-        base_lrs = _per_group("base_lr", optimizer, base_lr)
+        base_lrs = _group_values("base_lr", optimizer, base_lr)
         if last_epoch == -1:
             for lr, g in zip(base_lrs, optimizer.param_groups):
                 g["lr"] = lr
-        self.max_lrs = _per_group("max_lr", optimizer, max_lr)
+        self.max_lrs = _group_values("max_lr", optimizer, max_lr)
         up = float(step_size_up)
         down = float(step_size_down) if step_size_down is not None else up
         if up <= 0 or down < 0:
@@ -398,8 +398,8 @@ class CyclicLR(LRScheduler):
             if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
                 raise ValueError("CyclicLR: the optimizer has no momentum or beta1 to cycle; pass cycle_momentum=False")
             self.use_beta1 = "betas" in optimizer.defaults
-            self.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
-            self.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
+            self.base_momentums = _group_values("base_momentum", optimizer, base_momentum)
+            self.max_momentums = _group_values("max_momentum", optimizer, max_momentum)
             if last_epoch == -1:
                 for m, b, g in zip(self.max_momentums, self.base_momentums, optimizer.param_groups):
                     self._set_momentum(g, m)
