@@ -83,62 +83,77 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
     captured = {}
 
     fresh = {id(g._data) for g in grad_outputs}  # arrays users gave: never stored as .grad unshared
+    results = [None] * (len(targets) if targets is not None else 0)
+
+    def finish(leaf, g):
+        """A leaf's gradient is complete: its hooks, then .grad (or the result of autograd.grad)."""
+        if leaf._hooks:
+            g = _run_hooks(leaf._hooks, g)
+        if targets is not None:
+            for i, t in enumerate(targets):
+                if t is leaf:
+                    results[i] = g
+            return
+        if g._data.dtype != leaf._data.dtype:
+            g = Tensor._make(g._data.astype(leaf._data.dtype), g.requires_grad, g.grad_fn)
+        if leaf.grad is None:
+            if not create_graph:
+                arr = g._data
+                if id(arr) in fresh or arr.base is not None:  # shared with another grad or a view
+                    arr = arr.copy()
+                fresh.add(id(arr))
+                g = Tensor._make(arr)
+            leaf.grad = g
+        else:
+            leaf.grad = leaf.grad + (g if create_graph else g.detach())
+        for h in list(getattr(leaf, "_post_acc_hooks", None) or ()):
+            h(leaf)
+
+    # how many nodes still owe each leaf a gradient: a leaf is finished as soon as the last has run, so that
+    # its hooks (DistributedDataParallel's, say) run while the rest of the graph is still being processed
+    pending = {}
+    for node in order:
+        for e in node._edges:
+            if e is not None and not isinstance(e, Function):
+                pending[e] = pending.get(e, 0) + 1
     with set_grad_enabled(create_graph):
         for node in order:
             grad = buffers.pop(node, None)
-            if grad is None:
-                continue
-            if node._hooks:
+            if grad is not None and node._hooks:
                 grad = _run_hooks(node._hooks, grad)
-            if node in target_nodes:
+            if grad is not None and node in target_nodes:
                 for i in target_nodes[node]:
                     captured[i] = grad
-            if targets is not None and node not in needed:
-                continue
-            grads = node.backward(grad)
-            if not isinstance(grads, tuple):
-                grads = (grads,)
-            if len(grads) != len(node._edges):
-                raise RuntimeError(f"{node.op_name}: backward returned {len(grads)} gradients, "
-                                   f"expected {len(node._edges)}")
-            wrap = create_graph and not node.differentiable_twice
-            for edge, g in zip(node._edges, grads):
-                if edge is None or g is None:
-                    continue
-                if not isinstance(g, Tensor):
-                    g = Tensor._make(g, requires_grad=wrap,
-                                     grad_fn=DoubleBackwardError(node) if wrap else None)
-                if isinstance(edge, Function):
-                    buffers[edge] = _accumulate(buffers.get(edge), g)
-                else:
-                    if g.shape != edge.shape:
-                        raise RuntimeError(f"{node.op_name}: backward returned a gradient of shape "
-                                           f"{g.shape} for an input of shape {edge.shape}")
-                    leaf_grads[edge] = _accumulate(leaf_grads.get(edge), g)
-            if not retain_graph:
-                node._release()
-
-        results = [None] * (len(targets) if targets is not None else 0)
-        for leaf, g in leaf_grads.items():
-            if leaf._hooks:
-                g = _run_hooks(leaf._hooks, g)
-            if targets is not None:
-                for i, t in enumerate(targets):
-                    if t is leaf:
-                        results[i] = g
-                continue
-            if g._data.dtype != leaf._data.dtype:
-                g = Tensor._make(g._data.astype(leaf._data.dtype), g.requires_grad, g.grad_fn)
-            if leaf.grad is None:
-                if not create_graph:
-                    arr = g._data
-                    if id(arr) in fresh or arr.base is not None:  # shared with another grad or a view
-                        arr = arr.copy()
-                    fresh.add(id(arr))
-                    g = Tensor._make(arr)
-                leaf.grad = g
-            else:
-                leaf.grad = leaf.grad + (g if create_graph else g.detach())
+            if grad is not None and (targets is None or node in needed):
+                grads = node.backward(grad)
+                if not isinstance(grads, tuple):
+                    grads = (grads,)
+                if len(grads) != len(node._edges):
+                    raise RuntimeError(f"{node.op_name}: backward returned {len(grads)} gradients, "
+                                       f"expected {len(node._edges)}")
+                wrap = create_graph and not node.differentiable_twice
+                for edge, g in zip(node._edges, grads):
+                    if edge is None or g is None:
+                        continue
+                    if not isinstance(g, Tensor):
+                        g = Tensor._make(g, requires_grad=wrap,
+                                         grad_fn=DoubleBackwardError(node) if wrap else None)
+                    if isinstance(edge, Function):
+                        buffers[edge] = _accumulate(buffers.get(edge), g)
+                    else:
+                        if g.shape != edge.shape:
+                            raise RuntimeError(f"{node.op_name}: backward returned a gradient of shape "
+                                               f"{g.shape} for an input of shape {edge.shape}")
+                        leaf_grads[edge] = _accumulate(leaf_grads.get(edge), g)
+                if not retain_graph:
+                    node._release()
+            for e in node._edges:  # this node's share of each leaf is in (or was never coming)
+                if e is not None and not isinstance(e, Function):
+                    pending[e] -= 1
+                    if pending[e] == 0 and e in leaf_grads:
+                        finish(e, leaf_grads.pop(e))
+        for leaf, g in leaf_grads.items():  # leaves given as outputs themselves
+            finish(leaf, g)
     for i, g in captured.items():
         results[i] = g if results[i] is None else results[i] + g
     return results

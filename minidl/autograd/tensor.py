@@ -86,7 +86,8 @@ class Tensor:
     # _vc counts in-place changes, as torch's version counter: a graph that saved this tensor refuses to run
     # backward once it changed (the saved values would be silently wrong). A one-element list, shared by the
     # views of one array (Function.apply hands it on) and by detach(), so that a change through any of them counts.
-    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_hooks", "_retains_grad", "_vc", "__weakref__")
+    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_hooks", "_retains_grad", "_vc", "_post_acc_hooks",
+                 "__weakref__")  # _post_acc_hooks is set only by register_post_accumulate_grad_hook
     __array_priority__ = 1000  # NumPy defers to Tensor's operators: np.float32(2) * t is a Tensor
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -318,6 +319,21 @@ class Tensor:
             owner._hooks = []
         owner._hooks.append(hook)
         return _HookHandle(owner._hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` on this leaf once backward has added its gradient to ``.grad`` (as torch's): the
+        moment its gradient is final, while backward goes on through the rest of the graph."""
+        if self.grad_fn is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate into .grad")
+        if not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: the tensor does not require grad")
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook: expected a callable, got {type(hook).__name__}")
+        hooks = getattr(self, "_post_acc_hooks", None)
+        if hooks is None:
+            hooks = self._post_acc_hooks = []
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
 
     def retain_grad(self):
         """Keep ``.grad`` for this non-leaf tensor after backward."""
