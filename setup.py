@@ -19,10 +19,12 @@ setup(
     extras_require={
         # torch is pinned to the CPU build: an unpinned torch pulls gigabytes of CUDA packages
         "dev": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "expecttest", "ruff>=0.5", "torch==2.13.0",
-                "safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17"],
+                "safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "mpi4py>=4", "mpich"],
         # numba-cuda: the GPU kernels (kernels/_cuda.py); its cu12 extra brings NVVM and the CUDA runtime as wheels
         "gpu": ["cupy-cuda12x>=13", "numba-cuda[cu12]>=0.20"],
         # weights and models to other frameworks: safetensors files, ONNX export (checked with onnxruntime)
         "exchange": ["safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17"],
+        # data-parallel training across processes: mpi4py on the MPI library of the mpich wheel (mpiexec)
+        "distributed": ["mpi4py>=4", "mpich"],
     },
 )

@@ -26,7 +26,7 @@ from .functional import (add, sub, mul, div, neg, pow, matmul, exp, log, sqrt, a
                          square, reciprocal, rsqrt, sign, floor, ceil, round, trunc, isnan, mm, bmm, masked_fill,
                          narrow, unbind, flip, roll, index_select, cumsum, all, any, sort, argsort, topk, prod,
                          nonzero, scatter, scatter_add, norm)
-from . import nn, optim, data, testing, models, utils, accelerator, onnx
+from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed
 from .utils.checkpoint import save, load
 
 float32 = _np.dtype(_np.float32)

@@ -1,5 +1,5 @@
 """Neural-network building blocks, as torch.nn. ``minidl.nn.functional`` holds the ops."""
-from . import functional, init, utils
+from . import functional, init, utils, parallel
 from .parameter import Parameter
 from .module import Module
 from .container import Sequential, ModuleList, ModuleDict

@@ -1,0 +1,87 @@
+"""minidl.distributed on MPI: a 2-rank job (mpiexec -n 2 tests/mpi_checks.py) checks the collectives,
+DistributedDataParallel against one process trained on the global batch, no_sync accumulation and the sampler;
+a failing rank must end the job with its error. The single-process parts run here directly."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minidl
+import minidl.distributed as dist
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _mpiexec():
+    pytest.importorskip("mpi4py")
+    exe = shutil.which("mpiexec") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+    if exe is None:
+        pytest.skip("no mpiexec (pip install -e \".[distributed]\" brings the mpich wheel's)")
+    return exe
+
+
+def _run(*args, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([_mpiexec(), "-n", "2", sys.executable, *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_two_ranks_collectives_ddp_no_sync_and_sampler():
+    r = _run(os.path.join(ROOT, "tests", "mpi_checks.py"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "rank 0/2: all distributed checks passed" in r.stdout and "rank 1/2: all distributed checks passed" in \
+        r.stdout, r.stdout
+
+
+def test_a_failing_rank_ends_the_job_with_its_error():
+    r = _run(os.path.join(ROOT, "tests", "mpi_checks.py"), "fail", timeout=120)  # rank 0 waits in a barrier
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "[rank 1/2] uncaught exception" in out and "ValueError: rank 1 fails on purpose" in out, out[-3000:]
+
+
+def test_without_mpi4py_minidl_imports_and_says_how_to_install():
+    code = ("import sys; sys.modules['mpi4py'] = None\n"
+            "import minidl, minidl.distributed as dist\n"
+            "assert not dist.is_available() and not dist.is_initialized()\n"
+            "try:\n    dist.init_process_group('mpi')\nexcept RuntimeError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "pip install -e \".[distributed]\"" in r.stdout and "mpiexec" in r.stdout
+
+
+def test_outside_a_process_group():
+    assert dist.rank() == 0 and dist.world_size() == 1
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        dist.get_rank()
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        minidl.nn.parallel.DistributedDataParallel(minidl.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="backend"):
+        dist.init_process_group("gloo")
+    s = minidl.data.DistributedSampler(list(range(10)), num_replicas=3, rank=2, shuffle=False)
+    assert list(s) == [2, 5, 8, 1] and len(s) == 4  # padded with the first indices, as torch
+    s = minidl.data.DistributedSampler(list(range(10)), num_replicas=3, rank=0, shuffle=False, drop_last=True)
+    assert list(s) == [0, 3, 6]
+    with pytest.raises(ValueError, match="rank"):
+        minidl.data.DistributedSampler(list(range(10)), num_replicas=2, rank=2)
+
+
+def test_post_accumulate_grad_hooks_run_once_the_leaf_is_final():
+    """DistributedDataParallel's overlap rests on this: a parameter's hook runs as soon as its gradient is in
+    .grad, before backward reaches the earlier layers."""
+    a, b = minidl.randn(3, 3, requires_grad=True), minidl.randn(3, 3, requires_grad=True)
+    seen = []
+    # (which, its .grad is set, the other's .grad is set)
+    a.register_post_accumulate_grad_hook(lambda t: seen.append(("a", t.grad is not None, b.grad is not None)))
+    b.register_post_accumulate_grad_hook(lambda t: seen.append(("b", t.grad is not None, a.grad is not None)))
+    x = minidl.randn(4, 3)
+    ((x @ a).relu() @ b).sum().backward()  # b's gradient is final before a's is computed
+    assert seen == [("b", True, False), ("a", True, True)]
+    g = np.array(a.grad.numpy())
+    ((x @ a).relu() @ b).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), 2 * g, rtol=1e-6)  # hooks see the accumulated .grad
+    with pytest.raises(RuntimeError, match="leaf"):
+        (a * 2).register_post_accumulate_grad_hook(print)
