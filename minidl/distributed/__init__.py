@@ -47,7 +47,7 @@ def _mpi():
 def is_available():
     """Whether the MPI backend can be used (mpi4py imports)."""
     try:
-        import mpi4py  # noqa: F401
+        import mpi4py
     except ImportError:
         return False
     return True
