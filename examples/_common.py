@@ -20,6 +20,9 @@ def parser(description, epochs, lr, batch_size=128):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-download", action="store_true", help="never try the network")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes of an MPI job: mpiexec -n 2 python %(prog)s --distributed "
+                        "(--batch-size stays the global batch, split across the ranks)")
     return p
 
 
@@ -42,6 +45,13 @@ def load_datasets(args):
     return train, test
 
 
+def _quiet(fn, *args):
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args)
+
+
 def as_arrays(dataset):
     """The whole dataset, transformed, as one TensorDataset (batches are then one fancy index each)."""
     xs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
@@ -49,12 +59,30 @@ def as_arrays(dataset):
 
 
 def run(model_fn, args, name):
+    from minidl import distributed as dist
+    if args.distributed:
+        dist.init_process_group("mpi")
+    rank, world = dist.rank(), dist.world_size()
+    say = print if rank == 0 else (lambda *a, **k: None)
     minidl.manual_seed(args.seed)
-    train, test = load_datasets(args)
-    train_loader = data.DataLoader(as_arrays(train), args.batch_size, shuffle=True, device=args.device)
-    test_loader = data.DataLoader(as_arrays(test), 1000, device=args.device)
+    train, test = load_datasets(args) if rank == 0 else _quiet(load_datasets, args)
+    train_set, test_set = as_arrays(train), as_arrays(test)
+    if world > 1:  # each rank trains on its shard of every global batch and tests on its shard of the test set
+        if args.batch_size % world:
+            raise SystemExit(f"--batch-size {args.batch_size} must be divisible by the {world} processes")
+        train_loader = data.DataLoader(train_set, args.batch_size // world, sampler=data.DistributedSampler(
+            train_set, seed=args.seed), device=args.device)
+        test_loader = data.DataLoader(test_set, 1000 // world, sampler=data.DistributedSampler(
+            test_set, shuffle=False), device=args.device)
+    else:
+        train_loader = data.DataLoader(train_set, args.batch_size, shuffle=True, device=args.device)
+        test_loader = data.DataLoader(test_set, 1000, device=args.device)
     model = model_fn().to(args.device)
-    utils.summary(model, (1, 1, 28, 28), device=args.device)
+    if rank == 0:
+        utils.summary(model, (1, 1, 28, 28), device=args.device)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model)
+        say(f"distributed: {world} processes, {args.batch_size // world} images each per step")
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     scheduler = optim.lr_scheduler.OneCycleLR(optimizer, args.lr, epochs=args.epochs, steps_per_epoch=len(train_loader))
     t0 = time.perf_counter()
@@ -62,6 +90,11 @@ def run(model_fn, args, name):
                         progress=not args.no_progress, per_batch_scheduler=True)
     elapsed = time.perf_counter() - t0
     result = utils.evaluate(model, test_loader)
+    utils.save_checkpoint(os.path.join(args.out_dir, f"{name}_{args.dataset}.ckpt.npz"), model, optimizer,
+                          scheduler, epoch=args.epochs, test_acc=result["acc"])  # rank 0 writes; all wait
+    if rank != 0:
+        return result["acc"], elapsed
+    model = model.module if world > 1 else model
     cm = utils.confusion_matrix(result["preds"], result["targets"], 10)
     prf = utils.precision_recall_f1(cm)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -72,8 +105,6 @@ def run(model_fn, args, name):
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     utils.plots.plot_filters(first_conv.weight, stem + "_filters.png")
     utils.plots.plot_feature_maps(model, first_conv, test[0][0].to(args.device), stem + "_features.png")
-    utils.save_checkpoint(stem + ".ckpt.npz", model, optimizer, scheduler, epoch=args.epochs,
-                          test_acc=result["acc"])
     print(f"test accuracy: {100 * result['acc']:.2f}%  (macro F1 {prf['macro_f1']:.4f}; "
           f"{elapsed:.1f} s for {args.epochs} epochs)")
     print(f"wrote {stem}_curves.png, _confusion.png, _filters.png, _features.png and {stem}.ckpt.npz")

@@ -85,3 +85,16 @@ def test_post_accumulate_grad_hooks_run_once_the_leaf_is_final():
     np.testing.assert_allclose(a.grad.numpy(), 2 * g, rtol=1e-6)  # hooks see the accumulated .grad
     with pytest.raises(RuntimeError, match="leaf"):
         (a * 2).register_post_accumulate_grad_hook(print)
+
+
+def test_the_lenet_example_trains_on_two_ranks_and_its_checkpoint_loads_in_one_process(tmp_path):
+    r = _run(os.path.join(ROOT, "examples", "mnist_lenet.py"), "--distributed", "--epochs", "2", "--no-progress",
+             "--no-download", "--out-dir", str(tmp_path), "--data-dir", str(tmp_path / "nodata"), timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "distributed: 2 processes, 64 images each per step" in r.stdout
+    assert r.stdout.count("test accuracy:") == 1  # rank 0 alone reports
+    acc = float(r.stdout.split("test accuracy: ")[1].split("%")[0])
+    assert acc > 90, r.stdout
+    model = minidl.models.LeNet5()
+    state = minidl.utils.load_checkpoint(str(tmp_path / "lenet5_mnist.ckpt.npz"), model)
+    assert abs(state["extra"]["test_acc"] * 100 - acc) < 1e-6

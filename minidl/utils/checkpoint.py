@@ -65,13 +65,33 @@ def _join(obj, arrays, device=None):
 
 def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, **extra):
     """Write model/optimizer/scheduler state, the epoch and any JSON-able ``extra`` values to ``path``
-    (a temporary file in the same folder, then an atomic rename)."""
+    (a temporary file in the same folder, then an atomic rename).
+
+    In a distributed job only rank 0 writes (the replicas are equal) and every rank waits until it has; a
+    DistributedDataParallel model is saved as its wrapped module, so any world size (or one process) loads it."""
+    from .. import distributed as dist
+    model = _unwrap(model)
+    if dist.world_size() > 1:
+        if dist.rank() == 0:
+            _save(path, model, optimizer, scheduler, epoch, extra)
+        dist.barrier()
+        return path
+    return _save(path, model, optimizer, scheduler, epoch, extra)
+
+
+def _save(path, model, optimizer, scheduler, epoch, extra):
     arrays = {}
     meta = {"format": FORMAT, "epoch": epoch, "extra": _split(extra, "extra", arrays),
             "model": _split(model.state_dict(), "model", arrays),
             "optimizer": None if optimizer is None else _split(optimizer.state_dict(), "optimizer", arrays),
             "scheduler": None if scheduler is None else _split(scheduler.state_dict(), "scheduler", arrays)}
     return _write(path, meta, arrays)
+
+
+def _unwrap(model):
+    """The module inside a DistributedDataParallel (its state_dict keys are the plain model's)."""
+    from ..nn.parallel import DistributedDataParallel
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def _write(path, meta, arrays):
@@ -176,6 +196,7 @@ def load(f, map_location=None, weights_only=True):
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict=True):
     """Read a checkpoint written by :func:`save_checkpoint`, restore the given objects, and return a dict
     with 'epoch' and 'extra' (and the raw 'model', 'optimizer', 'scheduler' states)."""
+    model = _unwrap(model)
     meta, arrays = _read(path, "load_checkpoint", "checkpoint")
     try:
         if meta.get("format") != FORMAT:

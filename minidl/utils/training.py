@@ -1,15 +1,19 @@
-"""A plain training loop with tqdm progress bars (tqdm is imported lazily, on first use)."""
+"""A plain training loop with tqdm progress bars (tqdm is imported lazily, on first use).
+
+In a distributed job (minidl.distributed) only rank 0 shows progress and logs; the training metrics are summed
+over the ranks, and so are the test metrics when the test loader is sharded by a DistributedSampler."""
 import time
 
 import numpy as np
 
 from .. import backend
+from .. import distributed as dist
 from ..autograd import no_grad
 from .metrics import accuracy
 
 
 def _bar(iterable, desc, total, enabled):
-    if not enabled:
+    if not enabled or dist.rank() != 0:
         return iterable
     from tqdm.auto import tqdm
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
@@ -33,8 +37,12 @@ def train_one_epoch(model, loader, optimizer, loss_fn, scheduler=None, progress=
         total_loss += loss.item() * n
         correct += accuracy(out.detach(), y) * n
         seen += n
-        if progress:
+        if progress and dist.rank() == 0:
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+    if dist.world_size() > 1:  # over the global batch: every rank's share
+        sums = np.array([total_loss, correct, seen], dtype=np.float64)
+        dist.all_reduce(sums)
+        total_loss, correct, seen = sums
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "seconds": time.perf_counter() - t0}
 
 
@@ -52,6 +60,11 @@ def evaluate(model, loader, loss_fn=None, progress=False, desc="test"):
         preds.append(backend.to_device(out._data.argmax(axis=1), "cpu"))
         targets.append(backend.to_device(y._data, "cpu"))
     preds, targets = np.concatenate(preds), np.concatenate(targets)
+    if dist.world_size() > 1 and hasattr(getattr(loader, "sampler", None), "num_replicas"):
+        parts = [None] * dist.world_size()  # each rank saw its shard: put the shards together
+        dist.all_gather_object(parts, (total_loss, seen, preds, targets))
+        total_loss, seen = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        preds, targets = np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts])
     return {"loss": total_loss / max(seen, 1), "acc": float((preds == targets).mean()), "preds": preds,
             "targets": targets}
 
@@ -63,6 +76,8 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
     seconds = []
     epochs_bar = _bar(range(epochs), "epochs", epochs, progress)
     for epoch in epochs_bar:
+        if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)  # a DistributedSampler reshuffles, the same way on every rank
         tr = train_one_epoch(model, train_loader, optimizer, loss_fn, scheduler if per_batch_scheduler else None,
                              progress, desc=f"epoch {epoch + 1}/{epochs}")
         if scheduler is not None and not per_batch_scheduler:
@@ -72,7 +87,7 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
                      ("test_acc", te["acc"])):
             history[k].append(v)
         seconds.append(tr["seconds"])
-        if log:
+        if log and dist.rank() == 0:
             log(f"epoch {epoch + 1:2d}/{epochs}  train loss {tr['loss']:.4f} acc {tr['acc']:.4f}  "
                 f"test loss {te['loss']:.4f} acc {te['acc']:.4f}  ({tr['seconds']:.1f} s)")
     history["seconds"] = seconds
