@@ -10,6 +10,7 @@ rest of the graph. The last hook waits for the buckets, divides by the world siz
 ``no_sync()`` skips the reduction, so gradients accumulate locally over several backward passes and are
 averaged at the next synchronised one. BatchNorm statistics stay local to each process, as in torch.
 """
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -73,6 +74,7 @@ class DistributedDataParallel(Module):
             for p in b.params:
                 self._bucket_of[id(p)] = i
         self._handles = [p.register_post_accumulate_grad_hook(self._ready) for p in with_grad]
+        self.comm_seconds = 0.0  # time spent in the reduction (packing, waiting, unpacking): for benchmarks
         self._next = 0           # the next bucket to launch (all ranks launch them in this order)
         self._started = False    # some bucket of this backward has reported
 
@@ -108,12 +110,15 @@ class DistributedDataParallel(Module):
             self._finish()
 
     def _launch(self, b):
+        t0 = time.perf_counter()
         grads = [p.grad._data if p.grad is not None else np.zeros(p.shape, dtype=p._data.dtype) for p in b.params]
         b.flat = np.concatenate([g.reshape(-1) if isinstance(g, np.ndarray) else np.asarray(g.get()).reshape(-1)
                                  for g in grads])
         b.work = dist.all_reduce(b.flat, dist.ReduceOp.SUM, async_op=True)
+        self.comm_seconds += time.perf_counter() - t0
 
     def _finish(self):
+        t0 = time.perf_counter()
         for b in self._buckets:
             b.work.wait()
             b.flat /= self.world
@@ -128,6 +133,7 @@ class DistributedDataParallel(Module):
                 start += n
             b.work, b.flat, b.pending = None, None, len(b.params)
         self._next, self._started = 0, False
+        self.comm_seconds += time.perf_counter() - t0
 
     def _check_previous_reduction(self):
         if not self._started:
