@@ -148,9 +148,13 @@ def main():
     rank, world = dist.get_rank(), dist.get_world_size()
     assert world >= 2, "run under mpiexec -n 2"
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
-    if what == "fail":  # rank 1 fails while rank 0 waits in a collective: the job must end, not hang
-        if rank == 1:
+    if what in ("fail", "die"):  # rank 1 fails or dies while rank 0 waits in a collective: the job must end
+        if rank == 1 and what == "fail":
             raise ValueError("rank 1 fails on purpose")
+        if rank == 1:
+            import os
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
         dist.barrier()
         return
     check_collectives(rank, world)

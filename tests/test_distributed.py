@@ -43,6 +43,12 @@ def test_a_failing_rank_ends_the_job_with_its_error():
     assert "[rank 1/2] uncaught exception" in out and "ValueError: rank 1 fails on purpose" in out, out[-3000:]
 
 
+def test_a_killed_rank_ends_the_job():
+    r = _run(os.path.join(ROOT, "tests", "mpi_checks.py"), "die", timeout=120)
+    assert r.returncode != 0
+    assert "signal 9" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+
+
 def test_without_mpi4py_minidl_imports_and_says_how_to_install():
     code = ("import sys; sys.modules['mpi4py'] = None\n"
             "import minidl, minidl.distributed as dist\n"
