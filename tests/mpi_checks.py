@@ -30,6 +30,12 @@ def check_collectives(rank, world):
     objs = [None] * world
     dist.all_gather_object(objs, {"rank": rank})
     assert objs == [{"rank": r} for r in range(world)]
+    try:  # refused before any communication, on every rank alike
+        dist.all_reduce(minidl.ones(2, dtype=minidl.int64), dist.ReduceOp.AVG)
+    except TypeError as e:
+        assert "floating" in str(e)
+    else:
+        raise AssertionError("an integer average went through")
     dist.barrier()
 
 

@@ -67,6 +67,8 @@ def test_outside_a_process_group():
         minidl.nn.parallel.DistributedDataParallel(minidl.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="backend"):
         dist.init_process_group("gloo")
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        dist.all_reduce(minidl.ones(2))
     s = minidl.data.DistributedSampler(list(range(10)), num_replicas=3, rank=2, shuffle=False)
     assert list(s) == [2, 5, 8, 1] and len(s) == 4  # padded with the first indices, as torch
     s = minidl.data.DistributedSampler(list(range(10)), num_replicas=3, rank=0, shuffle=False, drop_last=True)

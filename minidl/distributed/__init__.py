@@ -199,6 +199,8 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     MPI = _mpi()
     buf, put_back = _host_buffer(tensor, "all_reduce")
     mpi_op = _mpi_op(op)
+    if op == ReduceOp.AVG and buf.dtype.kind != "f":
+        raise TypeError(f"all_reduce: ReduceOp.AVG needs a floating tensor, got {buf.dtype}")
 
     def finish():
         if op == ReduceOp.AVG:
