@@ -126,6 +126,42 @@ def check_sampler_shards(rank, world):
         assert sum(len(b[0]) for b in loader) == len(sampler)
 
 
+class BNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x):
+        return self.fc(minidl.nn.functional.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def check_sync_batch_norm_equals_one_process(rank, world, steps=4, per_rank=3):
+    """With SyncBatchNorm, N ranks train as one process on the concatenated batch, running statistics too."""
+    minidl.manual_seed(9)
+    model = DDP(nn.SyncBatchNorm.convert_sync_batchnorm(BNNet().double()))
+    assert isinstance(model.module.bn, nn.SyncBatchNorm)
+    minidl.manual_seed(9)
+    reference = BNNet().double()
+    opt = minidl.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ref_opt = minidl.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    for step in range(steps):
+        x, y = _data(50 + step, per_rank * world)
+        mine = slice(rank * per_rank, (rank + 1) * per_rank)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(minidl.tensor(x[mine])), minidl.tensor(y[mine])).backward()
+        opt.step()
+        ref_opt.zero_grad()
+        nn.functional.cross_entropy(reference(minidl.tensor(x)), minidl.tensor(y)).backward()
+        ref_opt.step()
+    ours, theirs = model.module.state_dict(), reference.state_dict()
+    for k, v in theirs.items():
+        np.testing.assert_allclose(ours[k].numpy(), v.numpy(), rtol=1e-6, atol=1e-10, err_msg=k)
+    model.eval()  # eval: the (equal) running statistics, no communication
+    x = minidl.tensor(_data(99, 2)[0])
+    np.testing.assert_allclose(model(x).detach().numpy(), reference.eval()(x).detach().numpy(), rtol=1e-6)
+
+
 def check_unused_parameter_is_reported(rank, world):
     class Partly(nn.Module):
         def __init__(self):
@@ -167,6 +203,7 @@ def main():
     check_ddp_equals_one_process_on_the_global_batch(rank, world)
     check_no_sync_accumulation(rank, world)
     check_sampler_shards(rank, world)
+    check_sync_batch_norm_equals_one_process(rank, world)
     check_unused_parameter_is_reported(rank, world)
     dist.barrier()
     print(f"rank {rank}/{world}: all distributed checks passed", flush=True)

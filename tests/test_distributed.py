@@ -106,3 +106,16 @@ def test_the_lenet_example_trains_on_two_ranks_and_its_checkpoint_loads_in_one_p
     model = minidl.models.LeNet5()
     state = minidl.utils.load_checkpoint(str(tmp_path / "lenet5_mnist.ckpt.npz"), model)
     assert abs(state["extra"]["test_acc"] * 100 - acc) < 1e-6
+
+
+def test_sync_batch_norm_outside_a_process_group_is_batch_norm():
+    from minidl.models import resnet18
+    m = resnet18(num_classes=3, small_input=True)
+    keys = list(m.state_dict())
+    m = minidl.nn.SyncBatchNorm.convert_sync_batchnorm(m)
+    assert isinstance(m.bn1, minidl.nn.SyncBatchNorm) and isinstance(m.layer1[0].bn2, minidl.nn.SyncBatchNorm)
+    assert list(m.state_dict()) == keys
+    a, b = minidl.nn.SyncBatchNorm(4), minidl.nn.BatchNorm2d(4)
+    x = minidl.randn(3, 4, 5, 5)
+    np.testing.assert_array_equal(a(x).detach().numpy(), b(x).detach().numpy())
+    np.testing.assert_array_equal(a.running_var.numpy(), b.running_var.numpy())

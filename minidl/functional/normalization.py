@@ -2,7 +2,7 @@
 (composed of differentiable ops)."""
 import numbers
 
-from .. import kernels
+from .. import backend, kernels
 from ..autograd import Function
 from ._checks import float_tensor, optional_tensor, same_device, int_arg
 from ._registry import register
@@ -187,3 +187,70 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     if weight is not None:
         y = y * weight.reshape(*shape)
     return y if bias is None else y + bias.reshape(*shape)
+
+
+class SyncBatchNorm(Function):
+    """Batch norm in training mode whose statistics are those of the global batch across the ranks of
+    minidl.distributed: the mean from all-reduced sums and counts, then the variance from all-reduced squared
+    deviations from that mean (two passes, as the one-process kernel); in backward the two sums of the
+    one-formula gradient are all-reduced too. So a net trained on N ranks equals one process on the
+    concatenated batch. Arrays go through the host for MPI."""
+    name = "sync_batch_norm"
+    differentiable_twice = False
+
+    def forward(self, xp, x, w, b, running_mean, running_var, momentum, eps):
+        c = x.shape[1]
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        self.has_w, self.has_b = w is not None, b is not None
+        stats = xp.concatenate([x.sum(axis=axes, dtype=xp.float64), xp.asarray([x.size // c], dtype=xp.float64)])
+        stats = _all_reduced(xp, stats)
+        count = float(stats[-1])
+        if count <= 1:
+            raise ValueError(f"SyncBatchNorm: expected more than 1 value per channel over all ranks, got {count:g}")
+        mean = stats[:c] / count
+        xc = x - mean.reshape(shape).astype(x.dtype)
+        var = _all_reduced(xp, (xc.astype(xp.float64) ** 2).sum(axis=axes)) / count
+        if running_mean is not None:
+            running_mean[...] = (1 - momentum) * running_mean + momentum * mean.astype(running_mean.dtype)
+        if running_var is not None:
+            running_var[...] = (1 - momentum) * running_var + momentum * (var * (count / (count - 1))).astype(
+                running_var.dtype)
+        invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+        w = xp.ones(c, dtype=x.dtype) if w is None else w
+        b = xp.zeros(c, dtype=x.dtype) if b is None else b
+        self.count, self.axes, self.shape = count, axes, shape
+        xhat = xc * invstd.reshape(shape)
+        self.save_for_backward(xhat, invstd, w)
+        return xhat * w.reshape(shape) + b.reshape(shape)
+
+    def backward(self, gy):
+        xhat, invstd, w = self.saved_arrays
+        gy = gy._data
+        xp = backend.get_array_module(gy)
+        local = xp.concatenate([gy.sum(axis=self.axes, dtype=xp.float64),
+                                (gy * xhat).sum(axis=self.axes, dtype=xp.float64)])
+        c = w.shape[0]
+        sums = _all_reduced(xp, local.copy())
+        s_gy, s_gyx = (sums[:c] / self.count).astype(gy.dtype), (sums[c:] / self.count).astype(gy.dtype)
+        gx = (w * invstd).reshape(self.shape) * (gy - s_gy.reshape(self.shape) - xhat * s_gyx.reshape(self.shape))
+        gw = local[c:].astype(gy.dtype) if self.has_w and self.needs_input_grad[1] else None  # this rank's share:
+        gb = local[:c].astype(gy.dtype) if self.has_b and self.needs_input_grad[2] else None  # DDP averages them
+        return (gx if self.needs_input_grad[0] else None), gw, gb
+
+
+def _all_reduced(xp, arr):
+    from .. import distributed as dist
+    host = backend.to_device(arr, "cpu") if backend.is_device_array(arr) else arr
+    host = host.copy()
+    dist.all_reduce(host)
+    return xp.asarray(host)
+
+
+def sync_batch_norm(input, running_mean, running_var, weight, bias, momentum, eps):
+    """Training-mode batch norm over the global batch of all ranks (see SyncBatchNorm); used by
+    nn.SyncBatchNorm."""
+    rm = None if running_mean is None else running_mean._data
+    rv = None if running_var is None else running_var._data
+    return SyncBatchNorm.apply(input, weight, bias, running_mean=rm, running_var=rv, momentum=float(momentum),
+                               eps=float(eps))

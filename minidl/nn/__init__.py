@@ -8,7 +8,8 @@ from .conv import Conv1d, Conv2d, ConvTranspose2d, Unfold, Fold
 from .pooling import (MaxPool1d, AvgPool1d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample,
                       UpsamplingNearest2d, UpsamplingBilinear2d)
 from .sparse import Embedding
-from .normalization import BatchNorm1d, BatchNorm2d, InstanceNorm1d, InstanceNorm2d, LayerNorm, GroupNorm
+from .normalization import (BatchNorm1d, BatchNorm2d, SyncBatchNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm,
+                            GroupNorm)
 from .activation import (ReLU, LeakyReLU, GELU, SiLU, Sigmoid, Tanh, Softmax, LogSoftmax, Dropout, Dropout2d, Hardtanh,
                          ReLU6, Hardsigmoid, Hardswish, Mish, Softplus, PReLU)
 from .loss import (CrossEntropyLoss, NLLLoss, MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, HuberLoss, SmoothL1Loss,

@@ -117,6 +117,49 @@ class InstanceNorm2d(_InstanceNorm):
     _dims = (3, 4)
 
 
+class SyncBatchNorm(_BatchNorm):
+    """Batch norm whose training statistics are those of the global batch across the ranks of
+    minidl.distributed (as torch.nn.SyncBatchNorm): with it, N processes train exactly as one process on the
+    concatenated batch. In eval mode, or outside a process group, it is BatchNorm. Inputs (N, C, ...)."""
+    _dims = (2, 3, 4, 5)
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 process_group=None, device=None, dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+    def forward(self, input):
+        from .. import distributed as dist
+        if not (self.training and dist.world_size() > 1):
+            return super().forward(input)
+        if input.ndim not in self._dims or input.shape[1] != self.num_features:
+            raise ValueError(f"SyncBatchNorm: expected (N, {self.num_features}, ...) input, got shape {input.shape}")
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats:
+            self.num_batches_tracked._data += 1
+            if self.momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked.item())
+        from ..functional.normalization import sync_batch_norm
+        return sync_batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias, momentum, self.eps)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """``module`` with every BatchNorm1d/2d replaced by a SyncBatchNorm holding the same parameters and
+        buffers (the module itself when it is a batch norm)."""
+        if isinstance(module, _BatchNorm) and not isinstance(module, (cls, _InstanceNorm)):
+            new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+            for name in ("weight", "bias"):
+                if getattr(module, name, None) is not None:
+                    setattr(new, name, getattr(module, name))
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                new.register_buffer(name, getattr(module, name))
+            new.train(module.training)
+            return new
+        for name, child in list(module._modules.items()):
+            if child is not None:
+                module._modules[name] = cls.convert_sync_batchnorm(child, process_group)
+        return module
+
+
 class LayerNorm(Module):
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
         super().__init__()
