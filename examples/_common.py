@@ -45,6 +45,23 @@ def load_datasets(args):
     return train, test
 
 
+def train_epochs(model, loader, epochs, lr):
+    """Adam with a one-cycle schedule on the parameters that require grad, no evaluation (the examples that
+    train several nets); returns how many parameters it trained."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = optim.Adam(params, lr=lr)
+    sched = optim.lr_scheduler.OneCycleLR(opt, lr, epochs=epochs, steps_per_epoch=len(loader))
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+            sched.step()
+    return sum(p.numel() for p in params)
+
+
 def _quiet(fn, *args):
     import contextlib
     import io

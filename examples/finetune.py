@@ -16,26 +16,11 @@ It is what one does in PyTorch with a torchvision model:
 import argparse
 import os
 
-from _common import as_arrays, load_datasets
+from _common import as_arrays, load_datasets, train_epochs as train
 
 import minidl
-from minidl import data, nn, optim, utils
+from minidl import data, nn, utils
 from minidl.models import LeNet5
-
-
-def train(model, loader, epochs, lr):
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = optim.Adam(params, lr=lr)
-    sched = optim.lr_scheduler.OneCycleLR(opt, lr, epochs=epochs, steps_per_epoch=len(loader))
-    loss_fn = nn.CrossEntropyLoss()
-    for _ in range(epochs):
-        model.train()
-        for x, y in loader:
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-            sched.step()
-    return sum(p.numel() for p in params)
 
 
 def loaders(args, dataset, size=None):

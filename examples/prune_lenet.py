@@ -9,30 +9,17 @@ the pruned net for one epoch (pruned weights stay at zero: only the kept ones ge
 """
 import os
 
-from _common import as_arrays, load_datasets, parser
+from _common import as_arrays, load_datasets, parser, train_epochs as train
 
 import minidl
 import numpy as np
-from minidl import data, nn, optim, utils
+from minidl import data, nn, utils
 from minidl.models import LeNet5
 from minidl.nn.utils import prune
 
 
 def weights(model):
     return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def train(model, loader, epochs, lr):
-    opt = optim.Adam(model.parameters(), lr=lr)
-    sched = optim.lr_scheduler.OneCycleLR(opt, lr, epochs=epochs, steps_per_epoch=len(loader))
-    loss_fn = nn.CrossEntropyLoss()
-    for _ in range(epochs):
-        model.train()
-        for x, y in loader:
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-            sched.step()
 
 
 def main():

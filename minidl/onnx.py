@@ -54,7 +54,7 @@ class _Graph:
             return self.names[key]
         self.keep.append(t)
         array = t.detach()._data if isinstance(t, Tensor) else t
-        array = np.asarray(array.get() if hasattr(array, "get") else array)
+        array = np.asarray(array)  # export runs on the CPU (export() refuses device inputs)
         name = self.const(array, name=self.param_names.get(key) or self.param_names.get(id(array)))
         self.names[key] = name
         return name
@@ -168,7 +168,7 @@ def _emit(g, cls, inputs, params, out):
         kh, kw, sh, sw, ph, pw, _, _, oh, ow = params["geom"]
         counts = [np.minimum(np.arange(n) * st - p + k, size) - np.maximum(np.arange(n) * st - p, 0)
                   for n, st, p, k, size in ((oh, sh, ph, kh, inputs[0].shape[2]), (ow, sw, pw, kw, inputs[0].shape[3]))]
-        div = np.asarray(params["divisor"].get() if hasattr(params["divisor"], "get") else params["divisor"])
+        div = np.asarray(params["divisor"])
         ratio = np.broadcast_to(np.outer(*counts) / div, (oh, ow)).astype(dtype)
         return y if np.all(ratio == 1) else g.node("Mul", [y, g.const(ratio, "pool_scale")])
     if op in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):

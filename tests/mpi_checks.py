@@ -59,6 +59,22 @@ def _params(m):
     return {k: v.detach().numpy().copy() for k, v in m.named_parameters()}
 
 
+def _train_side_by_side(model, reference, rank, world, seeds, per_rank):
+    """SGD steps of ``model`` (DDP: this rank's slice of each global batch) and of ``reference`` (one process:
+    the whole global batch), one global batch per seed."""
+    opt = minidl.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ref_opt = minidl.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    for seed in seeds:
+        x, y = _data(seed, per_rank * world)
+        mine = slice(rank * per_rank, (rank + 1) * per_rank)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(minidl.tensor(x[mine])), minidl.tensor(y[mine])).backward()
+        opt.step()
+        ref_opt.zero_grad()
+        nn.functional.cross_entropy(reference(minidl.tensor(x)), minidl.tensor(y)).backward()
+        ref_opt.step()
+
+
 def check_ddp_equals_one_process_on_the_global_batch(rank, world, steps=6, per_rank=4):
     minidl.manual_seed(100 + rank)  # different initial weights per rank: DDP must broadcast rank 0's
     model = DDP(Net().double(), bucket_cap_mb=0.001)  # tiny buckets: several all-reduces per step
@@ -67,17 +83,7 @@ def check_ddp_equals_one_process_on_the_global_batch(rank, world, steps=6, per_r
     reference = Net().double()  # rank 0's initial weights, trained in one process on the global batch
     for k, v in _params(reference).items():
         np.testing.assert_array_equal(v, _params(model.module)[k], err_msg=f"broadcast {k}")
-    opt = minidl.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    ref_opt = minidl.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
-    for step in range(steps):
-        x, y = _data(step, per_rank * world)
-        mine = slice(rank * per_rank, (rank + 1) * per_rank)
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(minidl.tensor(x[mine])), minidl.tensor(y[mine])).backward()
-        opt.step()
-        ref_opt.zero_grad()
-        nn.functional.cross_entropy(reference(minidl.tensor(x)), minidl.tensor(y)).backward()
-        ref_opt.step()
+    _train_side_by_side(model, reference, rank, world, range(steps), per_rank)
     for k, v in _params(reference).items():
         np.testing.assert_allclose(_params(model.module)[k], v, rtol=1e-6, atol=1e-9, err_msg=k)
     return model
@@ -143,17 +149,7 @@ def check_sync_batch_norm_equals_one_process(rank, world, steps=4, per_rank=3):
     assert isinstance(model.module.bn, nn.SyncBatchNorm)
     minidl.manual_seed(9)
     reference = BNNet().double()
-    opt = minidl.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    ref_opt = minidl.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
-    for step in range(steps):
-        x, y = _data(50 + step, per_rank * world)
-        mine = slice(rank * per_rank, (rank + 1) * per_rank)
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(minidl.tensor(x[mine])), minidl.tensor(y[mine])).backward()
-        opt.step()
-        ref_opt.zero_grad()
-        nn.functional.cross_entropy(reference(minidl.tensor(x)), minidl.tensor(y)).backward()
-        ref_opt.step()
+    _train_side_by_side(model, reference, rank, world, range(50, 50 + steps), per_rank)
     ours, theirs = model.module.state_dict(), reference.state_dict()
     for k, v in theirs.items():
         np.testing.assert_allclose(ours[k].numpy(), v.numpy(), rtol=1e-6, atol=1e-10, err_msg=k)

@@ -141,9 +141,6 @@ class DataLoader:
             out.pop()
         return out
 
-    def _fetch(self, idx):
-        return _Fetch(self.dataset, self.collate_fn)(idx)
-
     def _finish(self, batch):
         if self.pin_memory and _cuda_available():
             batch = _pin(batch)
@@ -153,7 +150,8 @@ class DataLoader:
 
     def __iter__(self):
         if self.num_workers == 0:
-            return (self._finish(self._fetch(idx)) for idx in self._batches())
+            fetch = _Fetch(self.dataset, self.collate_fn)
+            return (self._finish(fetch(idx)) for idx in self._batches())
         return self._iter_workers()
 
     def _iter_workers(self):
@@ -199,11 +197,11 @@ class _WorkerPool:
         self.results = ctx.Queue()
         self.queues, self.workers = [], []
         n = loader.num_workers
+        fetch = _Fetch(loader.dataset, loader.collate_fn)
         for wid in range(n):
             q = ctx.Queue()
-            fetch = _Fetch(loader.dataset, loader.collate_fn)
             w = ctx.Process(target=_worker.worker_loop, daemon=True,
-                            args=(loader.dataset, fetch, q, self.results, wid, n, seed + wid, loader.worker_init_fn,
+                            args=(fetch, q, self.results, wid, n, seed + wid, loader.worker_init_fn,
                                   os.getpid()))
             w.start()
             self.queues.append(q)
@@ -259,13 +257,7 @@ def _stop(workers, queues, results):
 
 
 def _map_tensors(batch, fn):
-    if isinstance(batch, Tensor):
-        return fn(batch)
-    if isinstance(batch, dict):
-        return {k: _map_tensors(v, fn) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_map_tensors(b, fn) for b in batch)
-    return batch
+    return _worker.map_structure(batch, fn, Tensor)
 
 
 def _cuda_available():

@@ -44,29 +44,28 @@ class _Marked:
         return _Marked, (self.array,)
 
 
-def to_transfer(obj):
-    """Tensors -> marked arrays, through dicts, lists and tuples (named tuples too)."""
-    if isinstance(obj, Tensor):
-        return _Marked(backend.to_device(obj._data, "cpu") if backend.is_device_array(obj._data) else obj._data)
+def map_structure(obj, fn, leaf_type):
+    """``obj`` with ``fn`` applied to every ``leaf_type`` inside it, through dicts, lists and tuples (named
+    tuples too); anything else as it is."""
+    if isinstance(obj, leaf_type):
+        return fn(obj)
     if isinstance(obj, dict):
-        return {k: to_transfer(v) for k, v in obj.items()}
+        return {k: map_structure(v, fn, leaf_type) for k, v in obj.items()}
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(to_transfer(v) for v in obj))
+        return type(obj)(*(map_structure(v, fn, leaf_type) for v in obj))
     if isinstance(obj, (tuple, list)):
-        return type(obj)(to_transfer(v) for v in obj)
+        return type(obj)(map_structure(v, fn, leaf_type) for v in obj)
     return obj
+
+
+def to_transfer(obj):
+    """Tensors -> marked host arrays, for the trip between processes."""
+    return map_structure(obj, lambda t: _Marked(backend.to_device(t._data, "cpu") if backend.is_device_array(t._data)
+                                                else t._data), Tensor)
 
 
 def from_transfer(obj):
-    if isinstance(obj, _Marked):
-        return Tensor._make(obj.array)
-    if isinstance(obj, dict):
-        return {k: from_transfer(v) for k, v in obj.items()}
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(from_transfer(v) for v in obj))
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(from_transfer(v) for v in obj)
-    return obj
+    return map_structure(obj, lambda m: Tensor._make(m.array), _Marked)
 
 
 class WorkerError:
@@ -91,13 +90,13 @@ def seed_worker(seed):
     np.random.seed(seed % 2 ** 32)
 
 
-def worker_loop(dataset, fetch, index_queue, result_queue, worker_id, num_workers, seed, init_fn, main_pid):
+def worker_loop(fetch, index_queue, result_queue, worker_id, num_workers, seed, init_fn, main_pid):
     """Runs in the worker: seed, call ``init_fn(worker_id)``, then take (epoch, batch number, indices) from
     ``index_queue`` until None and send (epoch, batch number, batch or WorkerError) to ``result_queue``."""
     global _info
     try:
         seed_worker(seed)
-        _info = WorkerInfo(worker_id, num_workers, seed, dataset)
+        _info = WorkerInfo(worker_id, num_workers, seed, fetch.dataset)
         init_error = None
         if init_fn is not None:
             try:

@@ -43,6 +43,21 @@ class BatchNorm(Function):
                 gb if self.has_b and self.needs_input_grad[2] else None)
 
 
+def _check_tensors(op, input, running_mean, running_var, weight, bias):
+    float_tensor(input, op)
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        optional_tensor(t, op, name)
+    same_device(op, input, running_mean, running_var, weight, bias)
+
+
+def _check_per_channel(op, c, running_mean, running_var, weight, bias):
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"{op}: {name} must have shape ({c},) for an input with {c} channels, got {t.shape}")
+
+
 @register(method=False)
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
                eps=1e-5):
@@ -53,11 +68,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     ``training=False`` uses the running statistics.
     """
     op = "batch_norm"
-    float_tensor(input, op)
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
-        optional_tensor(t, op, name)
-    same_device(op, input, running_mean, running_var, weight, bias)
+    _check_tensors(op, input, running_mean, running_var, weight, bias)
     if input.numel() == 0:  # as torch: an empty output still in the graph, running statistics untouched
         out = input.clone()
         for name, t in (("weight", weight), ("bias", bias)):
@@ -69,10 +80,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if input.ndim < 2:
         raise ValueError(f"{op}: expected input of at least 2 dims (N, C, ...), got shape {input.shape}")
     c = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
-        if t is not None and t.shape != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},) for an input with {c} channels, got {t.shape}")
+    _check_per_channel(op, c, running_mean, running_var, weight, bias)
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{op}: running_mean and running_var are needed when training=False")
     if training and input.numel() // c <= 1:
@@ -148,18 +156,11 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     statistics, when given, move towards their mean over the batch (unbiased variance, as batch_norm).
     Without, it is batch_norm in eval mode with the running statistics."""
     op = "instance_norm"
-    float_tensor(input, op)
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
-        optional_tensor(t, op, name)
-    same_device(op, input, running_mean, running_var, weight, bias)
+    _check_tensors(op, input, running_mean, running_var, weight, bias)
     if input.ndim < 3:
         raise ValueError(f"{op}: expected input of at least 3 dims (N, C, ...), got shape {input.shape}")
     n, c = input.shape[:2]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
-        if t is not None and t.shape != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},) for an input with {c} channels, got {t.shape}")
+    _check_per_channel(op, c, running_mean, running_var, weight, bias)
     if not use_input_stats:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var are needed when use_input_stats=False")
@@ -204,13 +205,13 @@ class SyncBatchNorm(Function):
         shape = (1, c) + (1,) * (x.ndim - 2)
         self.has_w, self.has_b = w is not None, b is not None
         stats = xp.concatenate([x.sum(axis=axes, dtype=xp.float64), xp.asarray([x.size // c], dtype=xp.float64)])
-        stats = _all_reduced(xp, stats)
+        stats = _all_reduced(stats)
         count = float(stats[-1])
         if count <= 1:
             raise ValueError(f"SyncBatchNorm: expected more than 1 value per channel over all ranks, got {count:g}")
         mean = stats[:c] / count
         xc = x - mean.reshape(shape).astype(x.dtype)
-        var = _all_reduced(xp, (xc.astype(xp.float64) ** 2).sum(axis=axes)) / count
+        var = _all_reduced((xc.astype(xp.float64) ** 2).sum(axis=axes)) / count
         if running_mean is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean.astype(running_mean.dtype)
         if running_var is not None:
@@ -231,7 +232,7 @@ class SyncBatchNorm(Function):
         local = xp.concatenate([gy.sum(axis=self.axes, dtype=xp.float64),
                                 (gy * xhat).sum(axis=self.axes, dtype=xp.float64)])
         c = w.shape[0]
-        sums = _all_reduced(xp, local.copy())
+        sums = _all_reduced(local)
         s_gy, s_gyx = (sums[:c] / self.count).astype(gy.dtype), (sums[c:] / self.count).astype(gy.dtype)
         gx = (w * invstd).reshape(self.shape) * (gy - s_gy.reshape(self.shape) - xhat * s_gyx.reshape(self.shape))
         gw = local[c:].astype(gy.dtype) if self.has_w and self.needs_input_grad[1] else None  # this rank's share:
@@ -239,12 +240,12 @@ class SyncBatchNorm(Function):
         return (gx if self.needs_input_grad[0] else None), gw, gb
 
 
-def _all_reduced(xp, arr):
+def _all_reduced(arr):
+    """A copy of ``arr`` summed over the ranks (all_reduce goes through the host for device arrays)."""
     from .. import distributed as dist
-    host = backend.to_device(arr, "cpu") if backend.is_device_array(arr) else arr
-    host = host.copy()
-    dist.all_reduce(host)
-    return xp.asarray(host)
+    arr = arr.copy()
+    dist.all_reduce(arr)
+    return arr
 
 
 def sync_batch_norm(input, running_mean, running_var, weight, bias, momentum, eps):

@@ -813,14 +813,7 @@ def scatter(input, dim, index, src=None, *, value=None, reduce=None):
         src = Tensor._make(backend.get_array_module(input._data).full(index.shape, src, dtype=input.dtype))
     if reduce == "add":
         return scatter_add(input, dim, index, src)
-    if input.ndim == 0 and index.ndim == 0 and src.ndim == 0:  # a 0-d tensor acts as 1-D of one element
-        return scatter(input.reshape(1), dim, index.reshape(1), src.reshape(1)).reshape(())
-    d = _scatter_args(op, input, dim, index, src)
-    if src.dtype != input.dtype:
-        raise TypeError(f"{op}: src dtype {src.dtype} differs from input dtype {input.dtype}")
-    if index.numel() == 0:
-        return input + src.sum() * 0.0 if src.requires_grad else input.clone()
-    return Scatter.apply(input, src, index, dim=d)
+    return _scatter(op, input, dim, index, src, lambda x, s, i, d: Scatter.apply(x, s, i, dim=d))
 
 
 @register()
@@ -828,17 +821,25 @@ def scatter_add(input, dim, index, src):
     """A copy of ``input`` with ``src`` added at ``index`` along ``dim`` (repeated indices add up)."""
     op = "scatter_add"
     tensor_arg(src, op, "src")
+
+    def add(x, s, i, d):
+        if s.shape != i.shape:
+            s = s[tuple(slice(0, n) for n in i.shape)]
+        return x + ScatterAdd.apply(s, i, dim=d, shape=x.shape)
+    return _scatter(op, input, dim, index, src, add)
+
+
+def _scatter(op, input, dim, index, src, run):
+    """The checks and edge cases scatter and scatter_add share; ``run(input, src, index, dim)`` does the work."""
     tensor_arg(index, op, "index")
     if input.ndim == 0 and index.ndim == 0 and src.ndim == 0:  # a 0-d tensor acts as 1-D of one element
-        return scatter_add(input.reshape(1), dim, index.reshape(1), src.reshape(1)).reshape(())
+        return _scatter(op, input.reshape(1), dim, index.reshape(1), src.reshape(1), run).reshape(())
     d = _scatter_args(op, input, dim, index, src)
     if src.dtype != input.dtype:
         raise TypeError(f"{op}: src dtype {src.dtype} differs from input dtype {input.dtype}")
     if index.numel() == 0:
         return input + src.sum() * 0.0 if src.requires_grad else input.clone()
-    if src.shape != index.shape:
-        src = src[tuple(slice(0, s) for s in index.shape)]
-    return input + ScatterAdd.apply(src, index, dim=d, shape=input.shape)
+    return run(input, src, index, d)
 
 
 @register(method=False)

@@ -2,6 +2,7 @@
 blocks (1x1 expand -> 3x3 depthwise -> 1x1 linear projection), ReLU6, a skip where shapes allow."""
 from .. import functional as F
 from .. import nn
+from ._init import torchvision_init_
 
 
 def _make_divisible(v, divisor, min_value=None):
@@ -75,17 +76,7 @@ class MobileNetV2(nn.Module):
         features.append(Conv2dNormActivation(input_channel, self.last_channel, kernel_size=1))
         self.features = nn.Sequential(*features)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
-        for m in self.modules():  # torchvision's initialisation
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        torchvision_init_(self)  # (torchvision's leaky_relu default with a=0 is the same ReLU gain)
 
     def forward(self, x):
         x = F.adaptive_avg_pool2d(self.features(x), (1, 1))

@@ -2,6 +2,7 @@
 (v1, torchvision's layout and parameter names) and the pre-activation ResNet-18 (v2, identity mappings)."""
 from .. import functional as F
 from .. import nn
+from ._init import torchvision_init_
 
 
 class ResidualBlock(nn.Module):
@@ -120,12 +121,7 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
-        for m in self.modules():  # torchvision's initialisation
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        torchvision_init_(self, linear=False)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottleneck):

@@ -1,6 +1,7 @@
 """VGG (Simonyan and Zisserman 2014) with batch norm, in torchvision's layout and state_dict keys: stacks of
 3x3 convs separated by 2x2 max-pools, then three fully connected layers."""
 from .. import nn
+from ._init import torchvision_init_
 
 CFGS = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -41,17 +42,7 @@ class VGG(nn.Module):
             nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(p=dropout),
             nn.Linear(4096, num_classes))
         if init_weights:
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.BatchNorm2d):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.Linear):
-                    nn.init.normal_(m.weight, 0, 0.01)
-                    nn.init.zeros_(m.bias)
+            torchvision_init_(self)
 
     def forward(self, x):
         return self.classifier(self.avgpool(self.features(x)).flatten(1))

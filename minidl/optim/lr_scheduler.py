@@ -153,6 +153,14 @@ class LinearLR(LRScheduler):
         return base * (self.start_factor + (self.end_factor - self.start_factor) * t / self.total_iters)
 
 
+def _set_momentum(group, m, use_beta1):
+    """Set a group's momentum, or Adam's beta1 (the schedulers that cycle momentum move either)."""
+    if use_beta1:
+        group["betas"] = (m, *group["betas"][1:])
+    else:
+        group["momentum"] = m
+
+
 class OneCycleLR(LRScheduler):
     """The 1cycle policy: warm up to max_lr, then anneal far below the start; momentum (or Adam's beta1)
     cycles the other way. Step it once per batch."""
@@ -193,7 +201,7 @@ class OneCycleLR(LRScheduler):
             if last_epoch == -1:
                 for g in groups:
                     g["max_momentum"], g["base_momentum"] = max_momentum, base_momentum
-                    self._set_momentum(g, max_momentum)
+                    _set_momentum(g, max_momentum, self.use_beta1)
         super().__init__(optimizer, last_epoch)
 
     def anneal(self, start, end, pct):
@@ -207,12 +215,6 @@ class OneCycleLR(LRScheduler):
     def _linear(start, end, pct):
         return (end - start) * pct + start
 
-    def _set_momentum(self, g, m):
-        if self.use_beta1:
-            g["betas"] = (m, *g["betas"][1:])
-        else:
-            g["momentum"] = m
-
     def step(self, epoch=None):
         self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         t = self.last_epoch
@@ -225,7 +227,7 @@ class OneCycleLR(LRScheduler):
                     pct = (t - start) / (end - start)
                     g["lr"] = self.anneal(g[lr0], g[lr1], pct)
                     if self.cycle_momentum:
-                        self._set_momentum(g, self.anneal(g[m0], g[m1], pct))
+                        _set_momentum(g, self.anneal(g[m0], g[m1], pct), self.use_beta1)
                     break
                 start = end
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
@@ -402,7 +404,7 @@ class CyclicLR(LRScheduler):
             self.max_momentums = _group_values("max_momentum", optimizer, max_momentum)
             if last_epoch == -1:
                 for m, b, g in zip(self.max_momentums, self.base_momentums, optimizer.param_groups):
-                    self._set_momentum(g, m)
+                    _set_momentum(g, m, self.use_beta1)
                     g["max_momentum"], g["base_momentum"] = m, b
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
@@ -416,12 +418,6 @@ class CyclicLR(LRScheduler):
             return 1 / (2.0 ** (x - 1))
         return self.gamma ** x
 
-    def _set_momentum(self, g, m):
-        if self.use_beta1:
-            g["betas"] = (m, *g["betas"][1:])
-        else:
-            g["momentum"] = m
-
     def step(self, epoch=None):
         self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         cycle = math.floor(1 + self.last_epoch / self.total_size)
@@ -432,7 +428,7 @@ class CyclicLR(LRScheduler):
             g["lr"] = self.base_lrs[i] + (self.max_lrs[i] - self.base_lrs[i]) * factor * scale
             if self.cycle_momentum:
                 high, low = self.max_momentums[i], self.base_momentums[i]
-                self._set_momentum(g, high - (high - low) * factor * scale)
+                _set_momentum(g, high - (high - low) * factor * scale, self.use_beta1)
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ... import backend
 from ... import distributed as dist
 from ...autograd.tensor import Tensor
 from ..module import Module
@@ -111,9 +112,8 @@ class DistributedDataParallel(Module):
 
     def _launch(self, b):
         t0 = time.perf_counter()
-        grads = [p.grad._data if p.grad is not None else np.zeros(p.shape, dtype=p._data.dtype) for p in b.params]
-        b.flat = np.concatenate([g.reshape(-1) if isinstance(g, np.ndarray) else np.asarray(g.get()).reshape(-1)
-                                 for g in grads])
+        b.flat = np.concatenate([_host(p.grad._data).reshape(-1) if p.grad is not None else
+                                 np.zeros(p.numel(), dtype=p._data.dtype) for p in b.params])
         b.work = dist.all_reduce(b.flat, dist.ReduceOp.SUM, async_op=True)
         self.comm_seconds += time.perf_counter() - t0
 
@@ -159,8 +159,11 @@ class DistributedDataParallel(Module):
             _broadcast_flat(buffers)
 
 
+def _host(a):
+    return backend.to_device(a, "cpu") if backend.is_device_array(a) else a
+
+
 def _like(target, host):
-    from ... import backend
     return backend.to_device(host, backend.device_of(target)) if backend.is_device_array(target) else host
 
 
@@ -170,8 +173,7 @@ def _broadcast_flat(tensors):
     for t in tensors:
         by_dtype.setdefault(np.dtype(t.dtype), []).append(t)
     for dtype, group in by_dtype.items():
-        host = [t._data if isinstance(t._data, np.ndarray) else np.asarray(t._data.get()) for t in group]
-        flat = np.concatenate([h.reshape(-1) for h in host]).astype(dtype, copy=False)
+        flat = np.concatenate([_host(t._data).reshape(-1) for t in group]).astype(dtype, copy=False)
         dist.broadcast(flat, 0)
         start = 0
         for t in group:
