@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from numba import config
 
 from minidl.kernels import _numpy as ref
-from test_kernels import geometry, pool_geometry_ok
+from test_kernels import geometry, max_pool_input, pool_geometry_ok
 
 gpu = pytest.importorskip("minidl.kernels._cuda")
 SIMULATED = bool(config.ENABLE_CUDASIM)
@@ -52,11 +52,7 @@ def test_max_pool(geom, seed):
     shape, g, dtype = geom
     if not pool_geometry_ok(shape, g):
         return
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-2, 2, size=shape).astype(dtype)
-    if seed % 3 == 1:  # ties (the first maximum wins) and NaNs (the last NaN wins), as torch
-        x = rng.integers(-1, 2, size=shape).astype(dtype)
-        x[rng.uniform(size=shape) < 0.2] = np.nan
+    x, rng = max_pool_input(shape, dtype, seed)
     y, arg = gpu.max_pool2d(dev(x), *g)
     y_ref, arg_ref = ref.max_pool2d(x, *g)
     np.testing.assert_array_equal(host(y), y_ref)

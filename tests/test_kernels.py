@@ -28,6 +28,17 @@ def geometry(draw):
     return (n, c, h, w), (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), dtype
 
 
+def max_pool_input(shape, dtype, seed):
+    """Values in [-2, 2]; every third seed small integers with NaNs instead: ties (the first maximum wins)
+    and NaNs (the last NaN wins), as torch. Returns the generator too, for the test's further draws."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=shape).astype(dtype)
+    if seed % 3 == 1:
+        x = rng.integers(-1, 2, size=shape).astype(dtype)
+        x[rng.uniform(size=shape) < 0.2] = np.nan
+    return x, rng
+
+
 def pool_geometry_ok(shape, g):
     """Whether pooling has this output size: torch drops a last window that starts in the right padding (so does
     minidl's size rule), which ceil-mode geometries above can produce."""
@@ -60,11 +71,7 @@ def test_max_pool_numba_equals_reference(geom, seed):
     kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = g
     if not pool_geometry_ok(shape, g):
         return
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-2, 2, size=shape).astype(dtype)
-    if seed % 3 == 1:  # ties (the first maximum wins) and NaNs (the last NaN wins), as torch
-        x = rng.integers(-1, 2, size=shape).astype(dtype)
-        x[rng.uniform(size=shape) < 0.2] = np.nan
+    x, rng = max_pool_input(shape, dtype, seed)
     y1, a1 = numba_k.max_pool2d(x, *g)
     y2, a2 = ref.max_pool2d(x, *g)
     np.testing.assert_array_equal(y1, y2)
