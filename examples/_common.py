@@ -1,29 +1,103 @@
-"""Shared by the MNIST examples: command-line flags, finding the data, the training run and its outputs."""
+"""Shared by the MNIST examples: command-line flags, finding the data, the training run and its outputs.
+
+A run writes into a folder of its own, ``<out-dir>/<net>_<dataset>_<date-time>/``: ``checkpoint.npz`` after every
+finished epoch (model, optimizer, schedule, random state, history and the run's flags), and at the end the
+figures. Ctrl-C stops it with one line that names that checkpoint and the command that resumes it;
+``--resume PATH`` continues the run with its own settings and ends with the weights an uninterrupted run gets.
+"""
 import argparse
+import datetime
 import os
+import sys
 import time
 
 import minidl  # before NumPy, so that OpenBLAS's idle threads sleep (see minidl/__init__.py)
 import numpy as np
 from minidl import data, nn, optim, utils
 
+GPU_INSTALL = 'pip install -e ".[gpu]"'  # the README's command
+# the flags that define a run: --resume takes them from the checkpoint (device, data folder, progress may change)
+RUN_FLAGS = ("epochs", "batch_size", "lr", "dataset", "seed", "train_size")
 
-def parser(description, epochs, lr, batch_size=128):
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr, help="peak learning rate (Adam, one-cycle schedule)")
-    p.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows every default and keeps the description's usage examples on their own lines (a flag whose
+    default is None says its default in its help)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not the usage block and a traceback-like wall
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive(kind):
+    def check(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    check.__name__ = f"positive {kind.__name__}"
+    return check
+
+
+def device(text):
+    """'cpu', 'cuda' or 'cuda:N'; anything else is refused with the list."""
+    name = text.strip().lower()
+    if name == "cpu" or name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        return name
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}: expected one of cpu, cuda, cuda:N")
+
+
+def check_device(p, name):
+    """Refuse a GPU device that is not there, before any data is loaded."""
+    if name.startswith("cuda") and not minidl.cuda.is_available():
+        try:
+            import cupy  # noqa: F401
+            why = "CuPy is installed but finds no usable NVIDIA GPU"
+        except ImportError:
+            why = "CuPy is not installed"
+        p.error(f"--device {name}: {why}; install the GPU extra with: {GPU_INSTALL} (or use --device cpu)")
+
+
+def parser(description, epochs, lr, batch_size=128, distributed=True, progress=True, resume=True):
+    """The flags of the examples that train one net; a script offers only those it uses."""
+    p = ArgumentParser(description=description, formatter_class=HelpFormatter)
+    p.add_argument("--epochs", type=positive(int), default=epochs, help="training epochs")
+    p.add_argument("--batch-size", type=positive(int), default=batch_size, help="images per training step")
+    p.add_argument("--lr", type=positive(float), default=lr, help="peak learning rate (Adam, one-cycle schedule)")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--data-dir", default="data", help="folder with the IDX files (or where to download them)")
-    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
-    p.add_argument("--out-dir", default="runs", help="where the PNG figures and the checkpoint go")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist", help="which images")
+    p.add_argument("--train-size", type=positive(int), default=None,
+                   help="train on the first N training images only, for a quick run (default: all)")
+    p.add_argument("--out-dir", default="runs", help="each run writes a folder of its own in here")
+    p.add_argument("--seed", type=int, default=0, help="random seed (initial weights, shuffling)")
     p.add_argument("--no-download", action="store_true", help="never try the network")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--distributed", action="store_true",
-                   help="data-parallel over the processes of an MPI job: mpiexec -n 2 python %(prog)s --distributed "
-                        "(--batch-size stays the global batch, split across the ranks)")
+    if progress:
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if resume:
+        p.add_argument("--resume", metavar="PATH", default=None,
+                       help="continue the run saved in this checkpoint.npz, with its own settings (default: a new run)")
+    if distributed:
+        p.add_argument("--distributed", action="store_true",
+                       help="data-parallel over the processes of an MPI job: mpiexec -n 2 python %(prog)s "
+                            "--distributed (--batch-size stays the global batch, split across the ranks)")
     return p
+
+
+def parse(p, argv=None):
+    """Parse, then check what argparse cannot: a GPU that is not there, a checkpoint that is not there."""
+    args = p.parse_args(argv)
+    check_device(p, args.device)
+    if getattr(args, "resume", None) and not os.path.isfile(args.resume):
+        p.error(f"--resume {args.resume}: no such file")
+    return args
 
 
 def load_datasets(args):
@@ -69,21 +143,51 @@ def _quiet(fn, *args):
         return fn(*args)
 
 
-def as_arrays(dataset):
-    """The whole dataset, transformed, as one TensorDataset (batches are then one fancy index each)."""
-    xs = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
-    return data.TensorDataset(minidl.tensor(xs), minidl.tensor(np.asarray(dataset.targets)))
+def as_arrays(dataset, size=None):
+    """The whole dataset (or its first ``size`` items), transformed, as one TensorDataset (batches are then one
+    fancy index each)."""
+    n = len(dataset) if size is None else min(size, len(dataset))
+    xs = np.stack([dataset[i][0].numpy() for i in range(n)])
+    return data.TensorDataset(minidl.tensor(xs), minidl.tensor(np.asarray(dataset.targets)[:n]))
+
+
+def run_folder(out_dir, stem):
+    """A new folder ``<out_dir>/<stem>_<date-time>`` (a suffix when two runs start in the same second)."""
+    base = os.path.join(out_dir, f"{stem}_{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    path, k = base, 1
+    while True:
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            k += 1
+            path = f"{base}-{k}"
+
+
+def _resume_command(path):
+    script = os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else "examples/mnist_lenet.py"
+    script = os.path.abspath(script) if script.startswith("..") else script
+    return f"python {script} --resume {path}"
 
 
 def run(model_fn, args, name):
+    """Train ``model_fn()`` as the flags say; returns (test accuracy, training seconds). Ctrl-C ends it with one
+    line (exit status 130), naming the last finished epoch's checkpoint and how to resume."""
     from minidl import distributed as dist
     if args.distributed:
         dist.init_process_group("mpi")
     rank, world = dist.rank(), dist.world_size()
     say = print if rank == 0 else (lambda *a, **k: None)
+    resumed = None
+    if args.resume:
+        resumed = utils.load_checkpoint(args.resume)
+        for k, v in resumed["extra"]["args"].items():
+            setattr(args, k, v)
+        folder = os.path.dirname(os.path.abspath(args.resume))
+        ckpt = args.resume
     minidl.manual_seed(args.seed)
     train, test = load_datasets(args) if rank == 0 else _quiet(load_datasets, args)
-    train_set, test_set = as_arrays(train), as_arrays(test)
+    train_set, test_set = as_arrays(train, args.train_size), as_arrays(test)
     if world > 1:  # each rank trains on its shard of every global batch and tests on its shard of the test set
         if args.batch_size % world:
             raise SystemExit(f"--batch-size {args.batch_size} must be divisible by the {world} processes")
@@ -95,34 +199,73 @@ def run(model_fn, args, name):
         train_loader = data.DataLoader(train_set, args.batch_size, shuffle=True, device=args.device)
         test_loader = data.DataLoader(test_set, 1000, device=args.device)
     model = model_fn().to(args.device)
-    if rank == 0:
+    if rank == 0 and resumed is None:
         utils.summary(model, (1, 1, 28, 28), device=args.device)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
         say(f"distributed: {world} processes, {args.batch_size // world} images each per step")
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     scheduler = optim.lr_scheduler.OneCycleLR(optimizer, args.lr, epochs=args.epochs, steps_per_epoch=len(train_loader))
+    start, history = 0, None
+    if resumed is not None:
+        state = utils.load_checkpoint(args.resume, model, optimizer, scheduler)
+        start, history = state["epoch"], state["extra"]["history"]
+        minidl.set_rng_state(state["extra"]["rng"])  # the shuffling goes on as if never stopped
+        say(f"resuming {folder} after epoch {start}/{args.epochs}")
+    else:
+        box = [run_folder(args.out_dir, f"{name}_{args.dataset}") if rank == 0 else None]
+        if world > 1:
+            dist.broadcast_object_list(box)  # rank 0 names the folder
+        folder = box[0]
+        ckpt = os.path.join(folder, "checkpoint.npz")
+    done = [start]
+
+    def save(epoch, hist, **extra):
+        utils.save_checkpoint(ckpt, model, optimizer, scheduler, epoch=epoch, history=hist,
+                              rng=minidl.get_rng_state().numpy(), args={k: getattr(args, k) for k in RUN_FLAGS},
+                              **extra)
+        done[0] = epoch
+
     t0 = time.perf_counter()
-    history = utils.fit(model, train_loader, test_loader, optimizer, nn.CrossEntropyLoss(), args.epochs, scheduler,
-                        progress=not args.no_progress, per_batch_scheduler=True)
+    try:
+        history = utils.fit(model, train_loader, test_loader, optimizer, nn.CrossEntropyLoss(), args.epochs,
+                            scheduler, progress=not getattr(args, "no_progress", False), per_batch_scheduler=True,
+                            start_epoch=start, history=history, on_epoch_end=save)
+    except KeyboardInterrupt:
+        if rank == 0:
+            sys.stderr.flush()
+            print(f"\ninterrupted in epoch {done[0] + 1}/{args.epochs}; " +
+                  (f"epoch {done[0]} is saved in {ckpt}; resume with: {_resume_command(ckpt)}" if done[0]
+                   else "no epoch had finished, so nothing was saved"), flush=True)
+        raise SystemExit(130) from None
     elapsed = time.perf_counter() - t0
     result = utils.evaluate(model, test_loader)
-    utils.save_checkpoint(os.path.join(args.out_dir, f"{name}_{args.dataset}.ckpt.npz"), model, optimizer,
-                          scheduler, epoch=args.epochs, test_acc=result["acc"])  # rank 0 writes; all wait
+    save(args.epochs, history, test_acc=result["acc"])  # the last epoch's checkpoint, with its test accuracy
     if rank != 0:
         return result["acc"], elapsed
     model = model.module if world > 1 else model
     cm = utils.confusion_matrix(result["preds"], result["targets"], 10)
     prf = utils.precision_recall_f1(cm)
-    os.makedirs(args.out_dir, exist_ok=True)
-    stem = os.path.join(args.out_dir, f"{name}_{args.dataset}")
-    utils.plots.plot_curves({k: v for k, v in history.items() if k != "seconds"}, stem + "_curves.png",
+    stem = os.path.join(folder, "")
+    utils.plots.plot_curves({k: v for k, v in history.items() if "seconds" not in k}, stem + "curves.png",
                             title=f"{name} on {args.dataset}")
-    utils.plots.plot_confusion_matrix(cm, stem + "_confusion.png", train.classes)
+    utils.plots.plot_confusion_matrix(cm, stem + "confusion.png", train.classes)
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    utils.plots.plot_filters(first_conv.weight, stem + "_filters.png")
-    utils.plots.plot_feature_maps(model, first_conv, test[0][0].to(args.device), stem + "_features.png")
-    print(f"test accuracy: {100 * result['acc']:.2f}%  (macro F1 {prf['macro_f1']:.4f}; "
-          f"{elapsed:.1f} s for {args.epochs} epochs)")
-    print(f"wrote {stem}_curves.png, _confusion.png, _filters.png, _features.png and {stem}.ckpt.npz")
+    utils.plots.plot_filters(first_conv.weight, stem + "filters.png")
+    utils.plots.plot_feature_maps(model, first_conv, test[0][0].to(args.device), stem + "features.png")
+    train_s = sum(history["seconds"])
+    print(f"test accuracy: {100 * result['acc']:.2f}%  (macro F1 {prf['macro_f1']:.4f}; training {train_s:.1f} s "
+          f"for {args.epochs} epochs, evaluation {sum(history['test_seconds']):.1f} s)")
+    print(f"wrote {folder}: checkpoint.npz, curves.png, confusion.png, filters.png, features.png")
     return result["acc"], elapsed
+
+
+def main(model_fn, name, description, epochs, lr):
+    """The whole command line of an example that trains one net."""
+    p = parser(description, epochs=epochs, lr=lr)
+    args = parse(p)
+    try:
+        run(model_fn, args, name)
+    except KeyboardInterrupt:  # before training started (loading data): nothing to save
+        print("\ninterrupted before training started; nothing was saved", flush=True)
+        raise SystemExit(130) from None

@@ -2,9 +2,9 @@
 
     python examples/mnist_inception.py
 """
-from _common import parser, run
+from _common import main
 
 from minidl.models import InceptionNet
 
 if __name__ == "__main__":
-    run(InceptionNet, parser(__doc__, epochs=8, lr=3e-3).parse_args(), "inception")
+    main(InceptionNet, "inception", __doc__, epochs=8, lr=3e-3)

@@ -2,9 +2,9 @@
 
     python examples/mnist_resnet.py
 """
-from _common import parser, run
+from _common import main
 
 from minidl.models import ResidualNet
 
 if __name__ == "__main__":
-    run(ResidualNet, parser(__doc__, epochs=8, lr=3e-3).parse_args(), "residualnet")
+    main(ResidualNet, "residualnet", __doc__, epochs=8, lr=3e-3)

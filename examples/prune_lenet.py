@@ -7,9 +7,10 @@ the pruned net for one epoch (pruned weights stay at zero: only the kept ones ge
     python examples/prune_lenet.py                       # sparsities 10%, 50%, 90%, 95%, 98%
     python examples/prune_lenet.py --sparsity 0.5 0.9 --epochs 2
 """
+import argparse
 import os
 
-from _common import as_arrays, load_datasets, parser, train_epochs as train
+from _common import as_arrays, load_datasets, parse, parser, run_folder, train_epochs as train
 
 import minidl
 import numpy as np
@@ -18,17 +19,26 @@ from minidl.models import LeNet5
 from minidl.nn.utils import prune
 
 
+def sparsity(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def weights(model):
     return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
 def main():
-    p = parser(__doc__, epochs=8, lr=3e-3)
-    p.add_argument("--sparsity", type=float, nargs="+", default=[0.1, 0.5, 0.9, 0.95, 0.98])
-    args = p.parse_args()
+    p = parser(__doc__, epochs=8, lr=3e-3, distributed=False, progress=False, resume=False)
+    p.add_argument("--sparsity", type=sparsity, nargs="+", default=[0.1, 0.5, 0.9, 0.95, 0.98],
+                   help="fractions of the conv and linear weights to prune, each in [0, 1)")
+    args = parse(p)
     minidl.manual_seed(args.seed)
     train_set, test_set = load_datasets(args)
-    train_loader = data.DataLoader(as_arrays(train_set), args.batch_size, shuffle=True, device=args.device)
+    train_loader = data.DataLoader(as_arrays(train_set, args.train_size), args.batch_size, shuffle=True,
+                                   device=args.device)
     test_loader = data.DataLoader(as_arrays(test_set), 1000, device=args.device)
     dense = LeNet5().to(args.device)
     train(dense, train_loader, args.epochs, args.lr)
@@ -53,8 +63,7 @@ def main():
         print(f"sparsity {100 * s:4.0f}%: {int(total - kept)}/{total} weights pruned ({zeros} zeros after remove); "
               f"accuracy {100 * pruned_acc:.2f}% pruned, {100 * tuned:.2f}% after 1 epoch of fine-tuning  [{layers}]")
         rows.append((s, pruned_acc, tuned))
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, f"lenet5_pruning_{args.dataset}.png")
+    path = os.path.join(run_folder(args.out_dir, f"lenet5_pruning_{args.dataset}"), "accuracy_vs_sparsity.png")
     xs = [100 * r[0] for r in rows]
     utils.plots.plot_lines({"pruned": (xs, [100 * r[1] for r in rows]),
                             "pruned + 1 epoch fine-tuning": (xs, [100 * r[2] for r in rows]),

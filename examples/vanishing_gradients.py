@@ -3,12 +3,12 @@ shortcuts. Plots the gradient norm of every layer at initialisation and the trai
 
     python examples/vanishing_gradients.py [--depth 20] [--steps 150]
 """
-import argparse
 import os
 
-import numpy as np
+from _common import ArgumentParser, HelpFormatter, positive
 
 import minidl
+import numpy as np
 import minidl.nn.functional as F
 from minidl import data, nn, optim
 from minidl.utils import plots
@@ -36,13 +36,13 @@ class DeepNet(nn.Module):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--depth", type=int, default=20)
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--out-dir", default="runs")
-    p.add_argument("--seed", type=int, default=0)
+    p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--depth", type=positive(int), default=20, help="conv layers after the stem")
+    p.add_argument("--steps", type=positive(int), default=150, help="training steps of each net")
+    p.add_argument("--batch-size", type=positive(int), default=64, help="images per step")
+    p.add_argument("--lr", type=positive(float), default=1e-3, help="learning rate (Adam)")
+    p.add_argument("--out-dir", default="runs", help="where the two figures go")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     args = p.parse_args()
     minidl.manual_seed(args.seed)
     ds = data.MNISTSubset(True)

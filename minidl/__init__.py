@@ -42,6 +42,42 @@ concat = cat
 __version__ = "0.1.0"
 
 
+class Generator:
+    """What :func:`manual_seed` returns, as torch returns its default generator: ``initial_seed()`` and
+    ``get_state()``/``set_state()`` of minidl's CPU generator, with a short repr (the REPL echoes it)."""
+
+    def initial_seed(self):
+        return backend._SEED
+
+    def get_state(self):
+        return get_rng_state()
+
+    def set_state(self, state):
+        set_rng_state(state)
+        return self
+
+    def __repr__(self):
+        return f"<minidl.Generator seed={backend._SEED}>"
+
+
+default_generator = Generator()
+
+
 def manual_seed(seed):
-    """Seed minidl's random generators (every device). Returns the seed."""
-    return backend.manual_seed(seed)
+    """Seed minidl's random generators (every device). Returns the default generator, as torch."""
+    backend.manual_seed(seed)
+    return default_generator
+
+
+def initial_seed():
+    return backend._SEED
+
+
+def get_rng_state():
+    """The CPU generator's state as a uint8 tensor, as torch.get_rng_state (its bytes are numpy's PCG64 state)."""
+    return Tensor(backend.get_rng_state())
+
+
+def set_rng_state(new_state):
+    """Restore the CPU generator to a state from :func:`get_rng_state`."""
+    backend.set_rng_state(new_state.numpy() if isinstance(new_state, Tensor) else new_state)

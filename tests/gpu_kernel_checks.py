@@ -8,6 +8,7 @@ Numba is imported, so it runs in a process of its own.
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from suite import examples, one_dtype_each
 from numba import config
 
 from minidl.kernels import _numpy as ref
@@ -34,7 +35,7 @@ def tol(dtype):
     return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(geometry(), st.integers(0, 2 ** 31))
 def test_im2col_col2im(geom, seed):
     shape, g, dtype = geom
@@ -46,7 +47,7 @@ def test_im2col_col2im(geom, seed):
     np.testing.assert_allclose(host(gpu.col2im(dev(c), shape, *g)), ref.col2im(c, shape, *g), **tol(dtype))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(geometry(), st.integers(0, 2 ** 31))
 def test_max_pool(geom, seed):
     shape, g, dtype = geom
@@ -65,7 +66,7 @@ def test_max_pool(geom, seed):
                                    **tol(dtype))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(geometry(), st.integers(0, 2 ** 31))
 def test_avg_pool(geom, seed):
     shape, (kh, kw, sh, sw, ph, pw, _, _, oh, ow), dtype = geom
@@ -82,7 +83,7 @@ def test_avg_pool(geom, seed):
                                ref.avg_pool2d_backward(gy, div, shape, *g), **tol(dtype))
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(geometry(), st.sampled_from([1, 2, 3]), st.integers(1, 2), st.integers(0, 2 ** 31))
 def test_direct_conv(geom, groups, per_group_out, seed):
     """Grouped and depthwise convolutions: forward and both gradients against im2col + GEMM."""
@@ -108,8 +109,7 @@ def test_direct_conv(geom, groups, per_group_out, seed):
 
 
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 2), (3, 4, 9), (2, 1, 40, 5)])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, dtype", one_dtype_each([(4, 3, 5, 6), (7, 2), (3, 4, 9), (2, 1, 40, 5)]))
 def test_batch_norm(shape, training, dtype):
     rng = np.random.default_rng(0)
     x = (rng.normal(size=shape) * 3 + 1).astype(dtype)

@@ -13,7 +13,6 @@ import minidl
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.mark.slow
 def test_gpu_kernels_equal_the_reference():
     pytest.importorskip("numba.cuda")
     env = dict(os.environ)

@@ -76,7 +76,7 @@ def test_download_checks_md5_tries_mirrors_and_writes_atomically(tmp_path):
     assert data.read_idx(path).tolist() == list(range(10))
     with pytest.raises(data.DatasetNotFoundError, match="MD5"):
         data.datasets.download_file([mirror.as_uri() + "/"], str(tmp_path / "d2"), "f.gz", "0" * 32)
-    assert os.listdir(tmp_path / "d2") == []  # no partial file left behind
+    assert not os.path.exists(tmp_path / "d2")  # no partial file, and not the folder made for it
 
 
 def test_bundled_subset_is_real_mnist_of_10000_digits():
@@ -261,3 +261,16 @@ def test_dataloader_worker_arguments_are_checked():
     with pytest.warns(UserWarning, match="pin_memory"):
         loader = data.DataLoader(ds, batch_size=2, pin_memory=True, num_workers=1)
     assert len(_epoch(loader)) == 2
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path):
+    """Offline, download=True fails with every mirror's error and removes the folders it made for the files."""
+    from minidl.data.datasets import download_file
+    with pytest.raises(data.DatasetNotFoundError, match="could not download x.gz"):
+        download_file(["http://127.0.0.1:9/"], str(tmp_path / "data" / "MNIST" / "raw"), "x.gz", "0" * 32,
+                      timeout=2)
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(data.DatasetNotFoundError):
+        download_file(["http://127.0.0.1:9/"], str(tmp_path / "kept" / "raw"), "x.gz", "0" * 32, timeout=2)
+    assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == []

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from suite import examples
 
 import minidl
 import minidl.nn.functional as F
@@ -46,7 +47,7 @@ def pool_geometry_ok(shape, g):
     return (oh - 1) * sh < shape[2] + ph and (ow - 1) * sw < shape[3] + pw
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(geometry(), st.integers(0, 2 ** 31))
 def test_im2col_col2im_numba_equal_reference(geom, seed):
     shape, g, dtype = geom
@@ -64,7 +65,7 @@ def test_im2col_col2im_numba_equal_reference(geom, seed):
     assert lhs == pytest.approx(rhs, rel=1e-6, abs=1e-9)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(geometry(), st.integers(0, 2 ** 31))
 def test_max_pool_numba_equals_reference(geom, seed):
     shape, g, dtype = geom
@@ -251,7 +252,7 @@ def test_batch_norm_kernels_equal_reference(shape, training):
         assert np.isfinite(numba_k.batch_norm_backward(x, gy, m2, invstd, w, False)[0]).all()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(geometry(), st.integers(0, 2 ** 31))
 def test_avg_pool_numba_equals_reference(geom, seed):
     shape, g, dtype = geom

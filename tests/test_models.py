@@ -10,6 +10,8 @@ from minidl.models import vgg
 
 from minidl.testing import torch_twins as twins
 
+import suite
+
 MODELS = [
     ("lenet5", models.LeNet5, twins.LeNet5, (3, 1, 28, 28)),
     ("inception", models.InceptionNet, twins.InceptionNet, (2, 1, 28, 28)),
@@ -89,15 +91,26 @@ def _torch_state(m):
     return {k: torch.tensor(v.numpy()) for k, v in m.state_dict().items()}
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("name, make, make_twin, shape", MODELS, ids=[m[0] for m in MODELS])
+def _twin_runs():
+    """Every model in float64 training mode (values, every gradient, running statistics); the quick ones in eval
+    mode and float32 too. The exhaustive run adds eval mode and float32 training for the large ones (float32
+    eval of a large model adds nothing that its float64 eval and float32 training runs do not check)."""
+    runs = []
+    for m in MODELS:
+        for dtype, train in ((np.float64, True), (np.float64, False), (np.float32, True), (np.float32, False)):
+            if m[0] in FLOAT32_EVAL and dtype == np.float32:
+                if train:
+                    continue  # float32 rounding amplified by batch norm over 8 values (see FLOAT32_EVAL)
+            elif m[0] in SLOW and dtype == np.float32 and not train:
+                continue
+            quick = m[0] not in SLOW or (dtype == np.float64 and train)
+            runs.append(pytest.param(*m, train, dtype, marks=() if quick else suite.exhaustive,
+                                     id=f"{m[0]}-{'train' if train else 'eval'}-{np.dtype(dtype).name}"))
+    return runs
+
+
+@pytest.mark.parametrize("name, make, make_twin, shape, train, dtype", _twin_runs())
 def test_model_matches_its_torch_twin(name, make, make_twin, shape, train, dtype):
-    if name in FLOAT32_EVAL and dtype == np.float32:
-        if train:
-            pytest.skip("float32 rounding amplified by batch norm over 8 values (see FLOAT32_EVAL)")
-    elif name in SLOW and dtype == np.float32 and not train:
-        pytest.skip("covered by the float64 eval and float32 train runs")
     minidl.manual_seed(0)
     m, t = make(), make_twin()
     assert list(m.state_dict()) == list(t.state_dict()), "state_dict keys differ from the torch twin's"
@@ -179,12 +192,14 @@ def test_torchvision_models_have_torchvisions_parameter_counts_and_keys(make, n_
         assert k in state, k
 
 
-@pytest.mark.slow
-def test_vgg_full_layouts_have_torchvisions_parameter_counts():
-    for make, n in [(models.vgg11_bn, 132_868_840), (models.vgg16_bn, 138_365_992), (models.vgg16, 138_357_544)]:
-        m = make(init_weights=False)
-        assert sum(p.numel() for p in m.parameters()) == n
-        assert m.classifier[0].weight.shape == (4096, 25088)
+@pytest.mark.parametrize("make, n", [(models.vgg11_bn, 132_868_840),
+                                     pytest.param(models.vgg16_bn, 138_365_992, marks=suite.exhaustive),
+                                     pytest.param(models.vgg16, 138_357_544, marks=suite.exhaustive)],
+                         ids=["vgg11_bn", "vgg16_bn", "vgg16"])
+def test_vgg_full_layouts_have_torchvisions_parameter_counts(make, n):
+    m = make(init_weights=False)  # about 0.5 GB of parameters each
+    assert sum(p.numel() for p in m.parameters()) == n
+    assert m.classifier[0].weight.shape == (4096, 25088)
 
 
 def test_googlenet_outputs_as_torchvision():

@@ -16,8 +16,9 @@ import minidl
 from minidl import backend
 
 from opinfo import A, B, I, S, cases, make_inputs
+from suite import rule_cases
 
-GRAD_CASES = [c for c in cases() if c[1].grad]
+GRAD_CASES = rule_cases(c for c in cases() if c[1].grad)
 
 
 def _run(lib, op, args, requires, sample):
@@ -107,7 +108,7 @@ def _np(t):
     return t.detach().numpy() if isinstance(t, (torch.Tensor, minidl.Tensor)) else np.asarray(t)
 
 
-NAN_CASES = [c for c in cases() if any(getattr(a, "grad", False) for a in c[3].args)]
+NAN_CASES = [c for c in rule_cases(cases()) if any(getattr(a, "grad", False) for a in c[3].args)]
 
 
 @pytest.mark.parametrize("case_id, op, k, sample", NAN_CASES, ids=[c[0] for c in NAN_CASES])
@@ -175,7 +176,7 @@ def _outputs(lib, op, args, requires, sample):
     return ins, list(outs) if isinstance(outs, (tuple, list)) else [outs]
 
 
-SHAPE_CASES = [(f"{c[0]}-{kind}", c[1], kind, c[3]) for c in cases() for kind in ("0d", "empty", "batch0")
+SHAPE_CASES = [(f"{c[0]}-{kind}", c[1], kind, c[3]) for c in rule_cases(cases()) for kind in ("0d", "empty", "batch0")
                if any(isinstance(a, (A, I, B)) and a.shape for a in c[3].args)]
 
 

@@ -10,6 +10,7 @@ from minidl.functional import OPS
 from minidl.testing import assert_matches_torch, gradcheck
 
 from opinfo import ROWS, cases
+from suite import dtype_cases
 
 CASES = cases()
 DTYPES = [np.float32, np.float64]
@@ -38,8 +39,7 @@ def _call(fn, kwargs):
     return lambda *a: fn(*a, **kwargs)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case_id, op, k, sample", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case_id, op, k, sample, dtype", dtype_cases(CASES))
 def test_forward(case_id, op, k, sample, dtype):
     args, requires, before = _setup(op, sample, dtype, case_id)
     assert_matches_torch(_call(op.fn, sample.kwargs), _call(op.ref, sample.kwargs), args, grad=False,
@@ -49,8 +49,7 @@ def test_forward(case_id, op, k, sample, dtype):
 GRAD_CASES = [c for c in CASES if c[1].grad]
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case_id, op, k, sample", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+@pytest.mark.parametrize("case_id, op, k, sample, dtype", dtype_cases(GRAD_CASES))
 def test_backward(case_id, op, k, sample, dtype):
     args, requires, before = _setup(op, sample, dtype, case_id)
     assert any(requires), "a differentiable row's sample must have an input that requires grad"

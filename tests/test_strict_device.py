@@ -9,9 +9,11 @@ from minidl.testing import assert_matches_torch
 
 import fake_cupy
 from opinfo import cases
-from test_ops import DTYPES, GRADCHECK, _call, _setup, run_gradcheck
+from suite import dtype_cases, rule_cases
+from test_ops import GRADCHECK, _call, _setup, run_gradcheck
 
-CASES = cases()
+CASES = rule_cases(cases())
+STRICT_GRADCHECK = rule_cases(GRADCHECK)
 
 
 @pytest.fixture
@@ -21,8 +23,7 @@ def strict_cuda():
         yield cupy
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case_id, op, k, sample", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case_id, op, k, sample, dtype", dtype_cases(CASES))
 def test_op_table_on_a_strict_device(strict_cuda, case_id, op, k, sample, dtype):
     args, requires, before = _setup(op, sample, dtype, case_id)
     m_out, _ = assert_matches_torch(_call(op.fn, sample.kwargs), _call(op.ref, sample.kwargs), args,
@@ -32,7 +33,7 @@ def test_op_table_on_a_strict_device(strict_cuda, case_id, op, k, sample, dtype)
             assert isinstance(out._data, fake_cupy.StrictArray), f"{op.name}: output left the device"
 
 
-@pytest.mark.parametrize("case_id, op, k, sample", GRADCHECK, ids=[c[0] for c in GRADCHECK])
+@pytest.mark.parametrize("case_id, op, k, sample", STRICT_GRADCHECK, ids=[c[0] for c in STRICT_GRADCHECK])
 def test_gradcheck_on_a_strict_device(strict_cuda, case_id, op, k, sample):
     run_gradcheck(case_id, op, sample, "cuda")
 

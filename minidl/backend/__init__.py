@@ -268,6 +268,24 @@ def manual_seed(seed):
     return _SEED
 
 
+def get_rng_state():
+    """The CPU generator's state (numpy's PCG64 state as JSON bytes), for :func:`set_rng_state`."""
+    import json
+    return np.frombuffer(json.dumps(generator(_CPU).bit_generator.state).encode(), dtype=np.uint8).copy()
+
+
+def set_rng_state(state):
+    """Restore the CPU generator to a state from :func:`get_rng_state` (uint8 bytes of its JSON)."""
+    import json
+    try:
+        bit_state = json.loads(np.asarray(state, dtype=np.uint8).tobytes().decode())
+        gen = np.random.default_rng()
+        gen.bit_generator.state = bit_state
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"set_rng_state: not a state from get_rng_state ({exc})") from None
+    _generators[_CPU] = gen
+
+
 def generator(dev=_CPU):
     """The random generator of a device (numpy.random.Generator or cupy.random.Generator)."""
     dev = Device(dev)

@@ -56,9 +56,22 @@ def _md5(path):
     return h.hexdigest()
 
 
+def _missing_folders(folder):
+    """The folders os.makedirs(folder) would create, innermost first."""
+    out, folder = [], os.path.abspath(folder)
+    while not os.path.exists(folder):
+        out.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return out
+
+
 def download_file(urls, folder, filename, md5, timeout=5.0):
     """Fetch ``filename`` from the first mirror that answers, check its MD5, write it atomically.
     Returns the path; raises DatasetNotFoundError listing every mirror's failure."""
+    made = _missing_folders(folder)  # removed again if every mirror fails: no empty data/MNIST/raw
     os.makedirs(folder, exist_ok=True)
     dest = os.path.join(folder, filename)
     errors = []
@@ -82,6 +95,11 @@ def download_file(urls, folder, filename, md5, timeout=5.0):
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+    for f in made:  # innermost first; a folder something else wrote into stays
+        try:
+            os.rmdir(f)
+        except OSError:
+            break
     raise DatasetNotFoundError(f"could not download {filename} from {len(urls)} mirror(s) (first: {errors[0]})\n  "
                                + "\n  ".join(errors))
 

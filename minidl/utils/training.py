@@ -70,11 +70,17 @@ def evaluate(model, loader, loss_fn=None, progress=False, desc="test"):
 
 
 def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=None, progress=True,
-        per_batch_scheduler=False, log=print):
-    """Train for ``epochs``, evaluating after each; returns the history of losses, accuracies and times."""
-    history = {"train_loss": [], "test_loss": [], "train_acc": [], "test_acc": []}
-    seconds = []
-    epochs_bar = _bar(range(epochs), "epochs", epochs, progress)
+        per_batch_scheduler=False, log=print, start_epoch=0, history=None, on_epoch_end=None):
+    """Train for ``epochs``, evaluating after each; returns the history of losses, accuracies and times
+    ('seconds': training time per epoch, 'test_seconds': evaluation time per epoch).
+
+    To resume, pass ``start_epoch`` (epochs already done) and the ``history`` they returned, after restoring the
+    model, optimizer and scheduler (:func:`minidl.utils.load_checkpoint`). ``on_epoch_end(epoch, history)`` runs
+    after each epoch (``epoch`` counts from 1): where a checkpoint is written."""
+    history = {k: list(v) for k, v in (history or {}).items()}
+    for k in ("train_loss", "test_loss", "train_acc", "test_acc", "seconds", "test_seconds"):
+        history.setdefault(k, [])
+    epochs_bar = _bar(range(start_epoch, epochs), "epochs", epochs - start_epoch, progress)
     for epoch in epochs_bar:
         if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
             train_loader.sampler.set_epoch(epoch)  # a DistributedSampler reshuffles, the same way on every rank
@@ -82,13 +88,16 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
                              progress, desc=f"epoch {epoch + 1}/{epochs}")
         if scheduler is not None and not per_batch_scheduler:
             scheduler.step()
+        t0 = time.perf_counter()
         te = evaluate(model, test_loader, loss_fn)
+        test_seconds = time.perf_counter() - t0
         for k, v in (("train_loss", tr["loss"]), ("train_acc", tr["acc"]), ("test_loss", te["loss"]),
-                     ("test_acc", te["acc"])):
+                     ("test_acc", te["acc"]), ("seconds", tr["seconds"]), ("test_seconds", test_seconds)):
             history[k].append(v)
-        seconds.append(tr["seconds"])
         if log and dist.rank() == 0:
             log(f"epoch {epoch + 1:2d}/{epochs}  train loss {tr['loss']:.4f} acc {tr['acc']:.4f}  "
-                f"test loss {te['loss']:.4f} acc {te['acc']:.4f}  ({tr['seconds']:.1f} s)")
-    history["seconds"] = seconds
+                f"test loss {te['loss']:.4f} acc {te['acc']:.4f}  (train {tr['seconds']:.1f} s, test "
+                f"{test_seconds:.1f} s)")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, history)
     return history

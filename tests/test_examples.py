@@ -1,0 +1,263 @@
+"""The examples as a newcomer runs them: training end to end, run folders, Ctrl-C and --resume, refused flags,
+--help, and each sibling script on a short schedule (their defaults run in the exhaustive run)."""
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import models
+
+import suite
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+sys.path.insert(0, EXAMPLES)
+import _common  # noqa: E402
+
+
+def _cmd(name, *args, tmp_path):
+    return [sys.executable, os.path.join(EXAMPLES, name), "--no-download", "--out-dir", str(tmp_path / "runs"),
+            "--data-dir", str(tmp_path / "nodata"), *args]
+
+
+def _run_example(name, *args, tmp_path, no_progress=True):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    extra = ("--no-progress",) if no_progress else ()
+    return subprocess.run(_cmd(name, *extra, *args, tmp_path=tmp_path), capture_output=True, text=True, env=env,
+                          timeout=900, cwd=tmp_path)
+
+
+def _accuracy(stdout):
+    return float(re.search(r"test accuracy: ([\d.]+)%", stdout).group(1))
+
+
+def test_mnist_lenet_trains_into_a_run_folder_of_its_own(tmp_path):
+    r = _run_example("mnist_lenet.py", "--epochs", "2", "--train-size", "3000", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "using the bundled MNIST subset" in r.stdout
+    assert _accuracy(r.stdout) > 85, r.stdout
+    # each epoch line says what its times measure
+    assert re.search(r"epoch  2/2  train loss [\d.]+ acc [\d.]+  test loss [\d.]+ acc [\d.]+  \(train [\d.]+ s, "
+                     r"test [\d.]+ s\)", r.stdout), r.stdout
+    folder, = glob.glob(str(tmp_path / "runs" / "lenet5_mnist_*"))
+    assert re.fullmatch(r"lenet5_mnist_\d{8}-\d{6}", os.path.basename(folder))
+    for f in ("checkpoint.npz", "curves.png", "confusion.png", "filters.png", "features.png"):
+        assert os.path.isfile(os.path.join(folder, f)), f
+    state = minidl.utils.load_checkpoint(os.path.join(folder, "checkpoint.npz"), models.LeNet5())
+    assert state["epoch"] == 2 and abs(100 * state["extra"]["test_acc"] - _accuracy(r.stdout)) < 1e-9
+    assert not os.path.exists(tmp_path / "nodata"), "the failed download left a folder behind"
+    # a second run gets a folder of its own: the first run's checkpoint is not overwritten
+    r2 = _run_example("mnist_lenet.py", "--epochs", "1", "--train-size", "256", tmp_path=tmp_path)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert len(glob.glob(str(tmp_path / "runs" / "lenet5_mnist_*"))) == 2
+    assert minidl.utils.load_checkpoint(os.path.join(folder, "checkpoint.npz"))["epoch"] == 2
+
+
+def test_run_folders_of_runs_started_in_the_same_second_differ(tmp_path):
+    a, b = _common.run_folder(str(tmp_path), "x"), _common.run_folder(str(tmp_path), "x")
+    assert a != b and os.path.isdir(a) and os.path.isdir(b)
+
+
+@suite.exhaustive
+def test_mnist_lenet_reaches_97_percent_on_the_bundled_subset_with_its_defaults(tmp_path):
+    r = _run_example("mnist_lenet.py", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _accuracy(r.stdout) >= 97.0, r.stdout
+
+
+class _StopsAt(models.LeNet5):
+    """LeNet-5 whose training forward raises KeyboardInterrupt at one step: Ctrl-C at a known moment."""
+    calls = 0
+    stop_at = None
+
+    def forward(self, x):
+        if self.training:
+            type(self).calls += 1
+            if type(self).calls == self.stop_at:
+                raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def test_an_interrupted_then_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, capsys):
+    flags = ["--epochs", "3", "--train-size", "512", "--batch-size", "64", "--no-progress", "--no-download",
+             "--data-dir", str(tmp_path / "nodata")]
+    p = _common.parser("test", epochs=3, lr=3e-3)
+    _common.run(models.LeNet5, p.parse_args(flags + ["--out-dir", str(tmp_path / "a")]), "lenet5")
+    whole, = glob.glob(str(tmp_path / "a" / "*" / "checkpoint.npz"))
+
+    _StopsAt.calls, _StopsAt.stop_at = 0, 8 + 3  # 8 steps an epoch: Ctrl-C in the middle of epoch 2
+    with pytest.raises(SystemExit) as stop:
+        _common.run(_StopsAt, p.parse_args(flags + ["--out-dir", str(tmp_path / "b")]), "lenet5")
+    assert stop.value.code == 130
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    ckpt, = glob.glob(str(tmp_path / "b" / "*" / "checkpoint.npz"))
+    assert last == (f"interrupted in epoch 2/3; epoch 1 is saved in {ckpt}; resume with: "
+                    f"{_common._resume_command(ckpt)}")
+    assert minidl.utils.load_checkpoint(ckpt)["epoch"] == 1
+
+    _common.run(models.LeNet5, p.parse_args(["--resume", ckpt, "--no-progress", "--no-download", "--data-dir",
+                                             str(tmp_path / "nodata")]), "lenet5")
+    assert "resuming" in capsys.readouterr().out
+    a, b = models.LeNet5(), models.LeNet5()
+    ra, rb = minidl.utils.load_checkpoint(whole, a), minidl.utils.load_checkpoint(ckpt, b)
+    assert ra["epoch"] == rb["epoch"] == 3
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        np.testing.assert_array_equal(va.numpy(), vb.numpy(), err_msg=k)
+    assert ra["extra"]["history"]["train_loss"] == rb["extra"]["history"]["train_loss"]
+
+
+def test_ctrl_c_prints_one_line_naming_the_checkpoint_and_the_resume_command(tmp_path):
+    proc = subprocess.Popen(_cmd("mnist_lenet.py", "--no-progress", "--epochs", "50", "--train-size", "2000",
+                                 tmp_path=tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        deadline = time.monotonic() + 600
+        while not glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.npz")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "Traceback" not in err and "Traceback" not in out, err
+    last = out.strip().splitlines()[-1]
+    m = re.fullmatch(r"interrupted in epoch (\d+)/50; epoch (\d+) is saved in (\S+); resume with: python \S+ "
+                     r"--resume (\S+)", last)
+    assert m and int(m.group(1)) == int(m.group(2)) + 1 and m.group(3) == m.group(4), last
+    assert minidl.utils.load_checkpoint(os.path.join(tmp_path, m.group(3)))["epoch"] == int(m.group(2))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "argument --epochs: must be positive, got 0"),
+    (["--batch-size", "-3"], "argument --batch-size: must be positive, got -3"),
+    (["--lr", "0"], "argument --lr: must be positive, got 0"),
+    (["--epochs", "two"], "argument --epochs: expected a positive int, got 'two'"),
+    (["--device", "gpu"], "argument --device: unknown device 'gpu': expected one of cpu, cuda, cuda:N"),
+    (["--resume", "nowhere.npz"], "--resume nowhere.npz: no such file"),
+])
+def test_impossible_flags_give_one_line_before_any_data_is_loaded(flags, message, tmp_path):
+    r = _run_example("mnist_lenet.py", *flags, tmp_path=tmp_path)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr == f"mnist_lenet.py: error: {message} (see --help)\n"
+
+
+@pytest.mark.skipif(minidl.cuda.is_available(), reason="a GPU is usable here")
+def test_device_cuda_without_a_gpu_gives_the_install_command_before_any_data_is_loaded(tmp_path):
+    r = _run_example("mnist_lenet.py", "--device", "cuda", tmp_path=tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.splitlines()) == 1 and 'pip install -e ".[gpu]"' in r.stderr, r.stderr
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert 'pip install -e ".[gpu]"' in readme  # the same command as the README's
+
+
+@pytest.mark.parametrize("script", ["mnist_lenet.py", "mnist_inception.py", "mnist_resnet.py", "prune_lenet.py",
+                                    "finetune.py", "vanishing_gradients.py"])
+def test_help_shows_every_default_and_keeps_usage_lines(script):
+    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--help"], capture_output=True, text=True,
+                       env=dict(os.environ, COLUMNS="200"))
+    assert r.returncode == 0, r.stderr
+    options = r.stdout.split("options:")[1]
+    entries = re.split(r"\n  (?=-)", options)[1:]
+    assert entries
+    for entry in entries:
+        if entry.startswith("-h, --help"):
+            continue
+        assert "default" in entry, f"{script}: no default shown for {entry.split()[0]}"
+    doc_lines = [ln for ln in r.stdout.splitlines() if ln.strip().startswith(f"python examples/{script}")]
+    assert doc_lines, f"{script}: the usage examples were reflowed into a paragraph"
+
+
+def test_scripts_offer_only_the_flags_they_use():
+    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "prune_lenet.py"), "--help"], capture_output=True,
+                       text=True)
+    for flag in ("--distributed", "--no-progress", "--resume"):
+        assert flag not in r.stdout
+
+
+def test_the_sibling_examples_run(tmp_path):
+    for name in ("mnist_inception.py", "mnist_resnet.py"):
+        r = _run_example(name, "--epochs", "1", "--train-size", "1024", tmp_path=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert _accuracy(r.stdout) > 30, r.stdout
+
+
+@suite.exhaustive
+@pytest.mark.parametrize("name", ["mnist_inception.py", "mnist_resnet.py"])
+def test_the_sibling_examples_learn_in_one_epoch(name, tmp_path):
+    r = _run_example(name, "--epochs", "1", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _accuracy(r.stdout) > 50
+
+
+def test_vanishing_gradients_example_shows_the_gap(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "vanishing_gradients.py"), "--depth", "12",
+                        "--steps", "5", "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    norms = {m.group(1): float(m.group(2)) for m in re.finditer(r"(\w+)\s+depth 12: gradient norm of layer 1 / layer "
+                                                                r"12 at init = ([\d.e+-]+)", r.stdout)}
+    assert norms["plain"] < 1e-3 * norms["residual"], r.stdout
+
+
+def test_prune_example_prunes_keeps_zeros_through_fine_tuning_and_plots(tmp_path):
+    r = _run_example("prune_lenet.py", "--epochs", "2", "--train-size", "3000", "--sparsity", "0.5", "0.9",
+                     tmp_path=tmp_path, no_progress=False)  # it has no progress bars to switch off
+    assert r.returncode == 0, r.stderr[-3000:]
+    dense = float(re.search(r"dense LeNet-5: test accuracy ([\d.]+)%", r.stdout).group(1))
+    rows = re.findall(r"sparsity\s+(\d+)%: (\d+)/(\d+) weights pruned \((\d+) zeros after remove\); accuracy ([\d.]+)% "
+                      r"pruned, ([\d.]+)% after", r.stdout)
+    assert [int(s) for s, *_ in rows] == [50, 90], r.stdout
+    for s, pruned, total, zeros, _, _ in rows:
+        assert int(pruned) == round(int(s) / 100 * int(total)) and int(zeros) >= int(pruned)
+    assert float(rows[0][4]) > dense - 5 and float(rows[1][5]) > 70, r.stdout
+    png, = glob.glob(str(tmp_path / "runs" / "lenet5_pruning_mnist_*" / "accuracy_vs_sparsity.png"))
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _fashion_mnist_installed():
+    try:
+        minidl.data.FashionMNIST("data", train=False)
+        return True
+    except (minidl.data.DatasetNotFoundError, ValueError):
+        return False
+
+
+def _finetune(tmp_path, data_dir):
+    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "finetune.py"), "--no-download", "--out-dir",
+                        str(tmp_path), "--data-dir", data_dir, "--source-size", "3000", "--source-epochs", "1",
+                        "--epochs", "2"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    base = float(re.search(r"base: .*test accuracy ([\d.]+)%", r.stdout).group(1))
+    tuned = re.search(r"fine-tuned: .*, (\d+) of (\d+) parameters trained; body unchanged: (\w+)\): test accuracy "
+                      r"([\d.]+)%", r.stdout)
+    assert base > 60 and tuned is not None, r.stdout
+    assert tuned.group(3) == "True" and int(tuned.group(1)) == 400 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10
+    assert float(tuned.group(4)) > 25, r.stdout
+    models.LeNet5().load_state_dict(minidl.load(str(tmp_path / "lenet5_finetuned.pt")))
+    return r.stdout
+
+
+def test_finetune_example_without_fashion_mnist_uses_digits_0_4_then_5_9_and_says_so(tmp_path, monkeypatch):
+    # an empty data folder, and no Debian package folder: the fallback
+    out = subprocess.run([sys.executable, "-c", "import minidl; print(minidl.data.FashionMNIST.system_folders)"],
+                         capture_output=True, text=True).stdout
+    if any(os.path.isdir(f) for f in eval(out)) and _fashion_mnist_installed():
+        pytest.skip("Fashion-MNIST is installed here; its own test runs the example on it")
+    out = _finetune(tmp_path, str(tmp_path / "nodata"))
+    assert "instead the net is pretrained on the bundled MNIST digits 0-4 and fine-tuned on the digits 5-9" in out
+    assert "base: LeNet-5 on MNIST digits 0-4" in out and "from scratch: LeNet-5 on MNIST digits 5-9" in out
+
+
+@pytest.mark.skipif(not _fashion_mnist_installed(), reason="needs Debian's dataset-fashion-mnist package "
+                                                           "(apt-get install dataset-fashion-mnist)")
+def test_finetune_example_freezes_the_body_and_trains_a_new_head(tmp_path):
+    out = _finetune(tmp_path, str(tmp_path / "nodata"))
+    assert "base: LeNet-5 on Fashion-MNIST" in out
