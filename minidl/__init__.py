@@ -10,7 +10,7 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 import numpy as _np
 
 from . import backend
-from .backend import Device as device, set_default_dtype, default_dtype as get_default_dtype
+from .backend import Device as device, set_default_dtype, get_default_dtype
 from .backend import cuda
 from .backend import memory_format, contiguous_format, channels_last, preserve_format
 from .autograd import Tensor, no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode
@@ -29,14 +29,23 @@ from .functional import (add, sub, mul, div, neg, pow, matmul, exp, log, sqrt, a
 from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed
 from .utils.checkpoint import save, load
 
-float32 = _np.dtype(_np.float32)
-float64 = _np.dtype(_np.float64)
-float16 = _np.dtype(_np.float16)
-int64 = _np.dtype(_np.int64)
-int32 = _np.dtype(_np.int32)
-uint8 = _np.dtype(_np.uint8)
-bool = _np.dtype(_np.bool_)
-float, double, long, half = float32, float64, int64, float16
+from .autograd.tensor import TENSOR_TYPES as _TENSOR_TYPES
+FloatTensor, DoubleTensor, HalfTensor, LongTensor, IntTensor, ShortTensor, CharTensor, ByteTensor, BoolTensor = (
+    _TENSOR_TYPES[n] for n in ("FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor", "ShortTensor",
+                               "CharTensor", "ByteTensor", "BoolTensor"))
+
+# dtypes print as torch's (minidl.float32) and equal NumPy's (minidl.float32 == np.float32)
+dtype = backend.dtype
+float32 = backend.wrap_dtype(_np.dtype(_np.float32))
+float64 = backend.wrap_dtype(_np.dtype(_np.float64))
+float16 = backend.wrap_dtype(_np.dtype(_np.float16))
+int64 = backend.wrap_dtype(_np.dtype(_np.int64))
+int32 = backend.wrap_dtype(_np.dtype(_np.int32))
+int16 = backend.wrap_dtype(_np.dtype(_np.int16))
+int8 = backend.wrap_dtype(_np.dtype(_np.int8))
+uint8 = backend.wrap_dtype(_np.dtype(_np.uint8))
+bool = backend.wrap_dtype(_np.dtype(_np.bool_))
+float, double, long, half, int, short = float32, float64, int64, float16, int32, int16
 concat = cat
 
 __version__ = "0.1.0"
@@ -75,7 +84,7 @@ def initial_seed():
 
 def get_rng_state():
     """The CPU generator's state as a uint8 tensor, as torch.get_rng_state (its bytes are numpy's PCG64 state)."""
-    return Tensor(backend.get_rng_state())
+    return Tensor._of(backend.get_rng_state())
 
 
 def set_rng_state(new_state):

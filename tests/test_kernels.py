@@ -178,7 +178,7 @@ def test_every_conv_algorithm_matches_torch(algo, k, sample):
                 assert_matches_torch(lambda *a: op.fn(*a, **sample.kwargs), lambda *a: op.ref(*a, **sample.kwargs),
                                      args, requires_grad=requires)
             args, requires = opinfo.make_inputs(sample, np.float64, 99 + k)
-            ins = [minidl.Tensor(a, requires_grad=r) if isinstance(a, np.ndarray) else a
+            ins = [minidl.tensor(a, requires_grad=r) if isinstance(a, np.ndarray) else a
                    for a, r in zip(args, requires)]
             assert gradcheck(lambda *a: op.fn(*a, **sample.kwargs), ins)
     finally:

@@ -98,9 +98,9 @@ def test_batch_norm_at_a_large_mean_is_as_accurate_as_torch_s(impl):
      "pad: mode 'replicate' with 2 padding values pads 1 dims of a 2-D or 3-D input, got a 4-D input"),
     (lambda: F.pad(minidl.randn(1, 2, 3, 4), (1, 1), mode="circular"), "pad: mode 'circular' with 2"),
     (lambda: F.cross_entropy(minidl.randn(3, 4).double(), minidl.tensor([0, 1, 2]), weight=minidl.ones(4)),
-     "cross_entropy: weight has dtype float32, expected the input's float64"),
+     "cross_entropy: weight has dtype minidl.float32, expected the input's minidl.float64"),
     (lambda: F.nll_loss(minidl.randn(3, 4).double(), minidl.tensor([0, 1, 2]), weight=minidl.ones(4)),
-     "nll_loss: weight has dtype float32"),
+     "nll_loss: weight has dtype minidl.float32"),
 ])
 def test_minidl_refuses_what_torch_refuses(call, match):
     with pytest.raises((ValueError, TypeError), match=match):

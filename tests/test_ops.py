@@ -39,6 +39,7 @@ def _call(fn, kwargs):
     return lambda *a: fn(*a, **kwargs)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # NumPy warnings from minidl are bugs or noise
 @pytest.mark.parametrize("case_id, op, k, sample, dtype", dtype_cases(CASES))
 def test_forward(case_id, op, k, sample, dtype):
     args, requires, before = _setup(op, sample, dtype, case_id)
@@ -49,6 +50,7 @@ def test_forward(case_id, op, k, sample, dtype):
 GRAD_CASES = [c for c in CASES if c[1].grad]
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # NumPy warnings from minidl are bugs or noise
 @pytest.mark.parametrize("case_id, op, k, sample, dtype", dtype_cases(GRAD_CASES))
 def test_backward(case_id, op, k, sample, dtype):
     args, requires, before = _setup(op, sample, dtype, case_id)
@@ -60,6 +62,7 @@ def test_backward(case_id, op, k, sample, dtype):
 GRADCHECK = [c for c in CASES if c[1].grad and c[2] not in c[1].no_gradcheck]
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # NumPy warnings from minidl are bugs or noise
 @pytest.mark.parametrize("case_id, op, k, sample", GRADCHECK, ids=[c[0] for c in GRADCHECK])
 def test_gradcheck(case_id, op, k, sample):
     run_gradcheck(case_id, op, sample, "cpu")
@@ -67,7 +70,7 @@ def test_gradcheck(case_id, op, k, sample):
 
 def run_gradcheck(case_id, op, sample, device):
     args, requires, before = _setup(op, sample, np.float64, case_id)
-    inputs = [minidl.Tensor(a, requires_grad=r, device=device) if isinstance(a, np.ndarray) else a
+    inputs = [minidl.tensor(a, requires_grad=r, device=device) if isinstance(a, np.ndarray) else a
               for a, r in zip(args, requires)]
     fn = _call(op.fn, sample.kwargs)
     if before:

@@ -381,3 +381,89 @@ def test_scatter_in_place_methods_match_torch():
     leaf = minidl.zeros(3, 4, requires_grad=True)
     with pytest.raises(RuntimeError, match="scatter_"):
         leaf.scatter_(1, minidl.tensor(idx[:, :3]), 1.0)
+
+
+# ---- tensors as a PyTorch user types them (import minidl as torch) --------------------------------------------
+def test_the_legacy_tensor_constructor_and_typed_tensors_follow_torch():
+    with_values = [lambda lib: lib.Tensor([1, 2]), lambda lib: lib.Tensor(np.arange(3.0)),
+                   lambda lib: lib.Tensor([True, False]), lambda lib: lib.FloatTensor([1, 2]),
+                   lambda lib: lib.LongTensor([1.7, 2]), lambda lib: lib.BoolTensor([1, 0]),
+                   lambda lib: lib.Tensor(lib.tensor([1, 2])), lambda lib: lib.tensor([1, 2]).type(lib.FloatTensor),
+                   lambda lib: lib.tensor([1.5]).type(lib.DoubleTensor), lambda lib: lib.IntTensor([[1, 2]]),
+                   lambda lib: lib.Tensor()]
+    sized = [lambda lib: lib.Tensor(2, 3), lambda lib: lib.DoubleTensor(2)]  # uninitialised memory in torch
+    for make in with_values + sized:
+        m, t = make(minidl), make(torch)
+        assert str(m.dtype) == str(t.dtype).replace("torch.", "minidl.") and m.shape == tuple(t.shape)
+        if make in with_values:
+            np.testing.assert_array_equal(m.numpy(), t.numpy())
+    x = minidl.tensor([1, 2])
+    assert isinstance(minidl.zeros(1), minidl.FloatTensor) and not isinstance(x, minidl.FloatTensor)
+    assert isinstance(x, minidl.LongTensor) and repr(minidl.FloatTensor) == "<class 'minidl.FloatTensor'>"
+    assert minidl.nn.Linear(2, 3)(minidl.Tensor([1, 2])).shape == (3,)  # a layer takes torch.Tensor([1, 2])
+    with pytest.raises(TypeError, match=r"Tensor: data must be a sequence \(got float\); minidl.tensor\(3.5\)"):
+        minidl.Tensor(3.5)
+
+
+def test_tensors_print_as_torch_prints_them():
+    rng = np.random.default_rng(0)
+    arrays = [np.array([0.5848, 1.4870, -0.2792], np.float32), rng.normal(size=(3, 4)).astype(np.float32),
+              np.array([1e-5, 1.0], np.float32), np.array([1e9, 1], np.float32), np.array([1.0, 2.0], np.float32),
+              np.arange(12).reshape(3, 4), np.array([True, False]), rng.normal(size=(40, 40)).astype(np.float32),
+              rng.normal(size=2000), np.array(3.5, np.float32), np.zeros((0, 3), np.float32), np.array([], np.int64),
+              np.array([np.nan, np.inf, 1.5], np.float32), rng.normal(size=(2, 3, 4)), np.zeros(2, np.float32),
+              (rng.normal(size=30) * 100).astype(np.float32), np.array([1, 2], np.int32), np.array([1.0, np.nan])]
+    for a in arrays:
+        assert repr(minidl.tensor(a)) == repr(torch.tensor(a)).replace("torch.", "minidl."), a
+    x = minidl.tensor([0.5, -1.25], requires_grad=True)
+    assert repr(x) == "tensor([ 0.5000, -1.2500], requires_grad=True)"
+    assert repr(minidl.tensor([0.5848, 1.4870, -0.2792])) == "tensor([ 0.5848,  1.4870, -0.2792])"
+
+
+def test_dtypes_print_as_minidl_dtypes_and_equal_numpys():
+    x = minidl.randn(2)
+    assert repr(x.dtype) == str(x.dtype) == "minidl.float32" == repr(minidl.float32)
+    assert repr(minidl.bool) == "minidl.bool" and repr(minidl.tensor([1]).dtype) == "minidl.int64"
+    assert x.dtype == np.float32 and np.float32 == x.dtype and x.dtype == np.dtype("float32") == minidl.float
+    assert x.dtype != np.float64 and {np.dtype(np.float32): 1}[x.dtype] == 1 and minidl.float32 in (np.float32,)
+    assert np.zeros(2, dtype=minidl.float64).dtype == np.float64 and x.to(minidl.float64).dtype == minidl.double
+    assert x.dtype.itemsize == 4 and x.dtype.is_floating_point and not minidl.int64.is_floating_point
+    assert repr(minidl.get_default_dtype()) == "minidl.float32"
+
+
+def test_mistakes_a_pytorch_user_makes_get_errors_that_say_what_to_do(tmp_path):
+    logits = minidl.randn(4, 10)
+    with pytest.raises(TypeError, match="cross_entropy: target .* class indices, which must be integers"):
+        minidl.nn.CrossEntropyLoss()(logits, minidl.tensor([1.0, 2.0, 3.0, 4.0]))
+    with pytest.raises(TypeError, match=r"save: .*save Linear's .state_dict\(\)"):
+        minidl.save(minidl.nn.Linear(2, 2), tmp_path / "m.pt")
+    with pytest.raises(TypeError, match="save: .*state_dict"):
+        minidl.save(minidl.optim.SGD(minidl.nn.Linear(2, 2).parameters(), lr=0.1), tmp_path / "o.pt")
+    with pytest.raises(TypeError, match="^linear: input dtype minidl.float64 and weight dtype minidl.float32 differ"):
+        minidl.nn.Linear(2, 2)(minidl.randn(3, 2).double())
+
+
+def test_what_the_repl_echoes_is_short():
+    assert repr(minidl.manual_seed(3)) == "<minidl.Generator seed=3>" and minidl.initial_seed() == 3
+    s = minidl.utils.summary(minidl.models.LeNet5(), (1, 1, 28, 28), print_fn=None)
+    assert repr(s) == "<ModelSummary: 5 layers, 61,706 trainable parameters, 0.83 MFLOPs>"
+    assert s["trainable_params"] == 61_706  # still a dict
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        assert minidl.save({"a": minidl.zeros(1)}, d + "/x.pt") is None  # as torch.save
+
+
+def test_the_rng_state_round_trips_as_torchs():
+    minidl.manual_seed(0)
+    state = minidl.get_rng_state()
+    a = minidl.rand(3)
+    minidl.set_rng_state(state)
+    assert state.dtype == minidl.uint8 and np.array_equal(minidl.rand(3).numpy(), a.numpy())
+    with pytest.raises(ValueError, match="set_rng_state"):
+        minidl.set_rng_state(minidl.tensor([1, 2], dtype=minidl.uint8))
+
+
+def test_a_parameter_keeps_its_datas_dtype():
+    for data in (np.zeros(2), np.zeros(2, np.float32)):
+        assert str(minidl.nn.Parameter(minidl.tensor(data)).dtype) == \
+            str(torch.nn.Parameter(torch.tensor(data)).dtype).replace("torch.", "minidl.")

@@ -73,7 +73,7 @@ def to_minidl(v, leaves):
         a = v.detach().numpy()
         if not v.is_contiguous():  # keep a non-contiguous view non-contiguous
             a = np.lib.stride_tricks.as_strided(a, strides=tuple(s * a.itemsize for s in v.stride()))
-        t = minidl.Tensor(a, requires_grad=v.requires_grad)
+        t = minidl.tensor(a, requires_grad=v.requires_grad)
         if v.requires_grad:
             leaves.append((v, t))
         return t

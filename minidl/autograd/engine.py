@@ -53,7 +53,13 @@ def _accumulate(a, b):
 
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None):
     """Backpropagate from ``outputs``; accumulate into leaves' ``.grad``, or return the gradients of
-    ``targets`` (autograd.grad) without touching ``.grad``."""
+    ``targets`` (autograd.grad) without touching ``.grad``. NaN/inf gradients are IEEE's, as in torch: NumPy's
+    floating-point warnings are off while it runs."""
+    with backend.np.errstate(all="ignore"):
+        return _run_backward(outputs, grad_outputs, retain_graph, create_graph, targets)
+
+
+def _run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None):
     buffers = {}
     roots = []
     leaf_grads = {}

@@ -150,7 +150,8 @@ class Function:
                 raise ValueError(f"{cls.name or cls.__name__}: expected all tensors on one device, got "
                                  + " and ".join(sorted(map(str, devs))))
         fn = cls()
-        raw = out = fn.forward(xp, *arrays, **params)
+        with backend.np.errstate(all="ignore"):  # NaN/inf results are IEEE's, as in torch: no NumPy warnings
+            raw = out = fn.forward(xp, *arrays, **params)
         if type(out) is not _NDARRAY and not backend.is_device_array(out):  # NumPy turns 0-d results into scalars
             out = xp.asarray(out)
         needs = tuple(t is not None and t.requires_grad for t in inputs)

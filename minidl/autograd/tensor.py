@@ -76,6 +76,33 @@ _TYPE_NAMES = {np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "Doubl
 _TYPE_DTYPES = {name: dtype for dtype, name in _TYPE_NAMES.items()}
 
 
+def _is_size(n):
+    """A dimension size: an int (a list or tuple is data, as in torch.Tensor([2, 3]))."""
+    return isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+
+
+class _TensorTypeMeta(type):
+    """torch's typed tensor classes: ``isinstance(x, FloatTensor)`` asks for a CPU float32 tensor."""
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, Tensor) and obj.device.type == "cpu" and obj._data.dtype == cls.dtype
+
+    def __repr__(cls):
+        return f"<class 'minidl.{cls.__name__}'>"
+
+
+def _tensor_type(name, np_dtype):
+    dt = backend.wrap_dtype(np.dtype(np_dtype))
+
+    def __new__(cls, *args, device=None, requires_grad=False):
+        return Tensor(*args, dtype=dt, device=device, requires_grad=requires_grad)
+    doc = f"``{name}(data)`` or ``{name}(sizes...)``: a tensor of dtype {dt!r}, as torch.{name}."
+    return _TensorTypeMeta(name, (), {"__new__": __new__, "dtype": dt, "is_tensor_type": True, "__doc__": doc})
+
+
+TENSOR_TYPES = {name: _tensor_type(name, dt) for dt, name in _TYPE_NAMES.items()}
+
+
 class Tensor:
     """An n-dimensional array that records the ops applied to it, for reverse-mode autodiff.
 
@@ -90,8 +117,29 @@ class Tensor:
                  "__weakref__")  # _post_acc_hooks is set only by register_post_accumulate_grad_hook
     __array_priority__ = 1000  # NumPy defers to Tensor's operators: np.float32(2) * t is a Tensor
 
-    def __init__(self, data, dtype=None, device=None, requires_grad=False):
-        self._data = _as_array(data, dtype, device, "Tensor")
+    def __init__(self, *args, dtype=None, device=None, requires_grad=False):
+        """torch.Tensor's legacy constructor: ``Tensor(data)`` takes the default float dtype whatever the data
+        (``Tensor([1, 2])`` is float32), a tensor passes through as it is, ``Tensor(d0, d1, ...)`` is a zero-filled
+        tensor of that shape (uninitialised in torch) and ``Tensor()`` an empty one. ``dtype=`` (minidl's) picks
+        another dtype. :func:`minidl.tensor` infers the dtype from the data instead."""
+        if len(args) == 1 and not _is_size(args[0]):
+            data = args[0]
+            if isinstance(data, (numbers.Number, np.generic)):
+                raise TypeError(f"Tensor: data must be a sequence (got {type(data).__name__}); "
+                                f"minidl.tensor({data!r}) makes a 0-d tensor")
+            if dtype is None and not isinstance(data, Tensor):
+                dtype = backend.default_dtype()
+            arr = _as_array(data, dtype, device, "Tensor")
+        else:
+            if not all(_is_size(n) for n in args):
+                raise TypeError(f"Tensor: expected data or sizes (ints), got {args!r}")
+            if any(n < 0 for n in args):
+                raise ValueError(f"Tensor: sizes must be non-negative, got {args}")
+            arr = np.zeros(tuple(int(n) for n in args) or (0,), dtype=backend.as_dtype(dtype, "Tensor") or
+                           backend.default_dtype())
+            if device is not None:
+                arr = backend.to_device(arr, device)
+        self._data = arr
         self.grad = None
         self.grad_fn = None
         self._hooks = None
@@ -100,6 +148,15 @@ class Tensor:
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
+
+    @classmethod
+    def _of(cls, data, dtype=None, device=None, requires_grad=False):
+        """A tensor of ``data`` keeping a NumPy/CuPy array's dtype (minidl.tensor's rules), without a copy where
+        none is needed: for code inside minidl that wraps arrays it made."""
+        t = cls._make(_as_array(data, dtype, device, "tensor"))
+        if requires_grad:
+            t.requires_grad_(True)
+        return t
 
     @classmethod
     def _make(cls, array, requires_grad=False, grad_fn=None):
@@ -121,7 +178,7 @@ class Tensor:
 
     @property
     def dtype(self):
-        return self._data.dtype
+        return backend.wrap_dtype(self._data.dtype)
 
     @property
     def device(self):
@@ -454,6 +511,8 @@ class Tensor:
         if dtype is None:
             name = _TYPE_NAMES.get(self.dtype, self.dtype.name)
             return f"minidl.{'cuda.' if self.device.type == 'cuda' else ''}{name}"
+        if isinstance(dtype, type) and getattr(dtype, "is_tensor_type", False):  # x.type(minidl.FloatTensor)
+            return self.to(dtype.dtype)
         if isinstance(dtype, str):
             short = dtype.split(".")[-1]
             if short not in _TYPE_DTYPES:
@@ -563,18 +622,11 @@ class Tensor:
         return (self[i] for i in range(self.shape[0]))
 
     def __repr__(self):
-        arr = backend.to_device(self._data, "cpu")
-        body = np.array2string(arr, separator=", ", prefix="tensor(", precision=4)
-        extras = []
-        if self.device.type != "cpu":
-            extras.append(f"device='{self.device}'")
-        if arr.dtype not in (backend.default_dtype(), np.int64, np.bool_):
-            extras.append(f"dtype=minidl.{arr.dtype}")
-        if self.grad_fn is not None:
-            extras.append(f"grad_fn={self.grad_fn!r}")
-        elif self.requires_grad:
-            extras.append("requires_grad=True")
-        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+        from .printing import tensor_repr
+        before = [f"device='{self.device}'"] if self.device.type != "cpu" else []
+        after = [f"grad_fn={self.grad_fn!r}"] if self.grad_fn is not None else \
+            ["requires_grad=True"] if self.requires_grad else []
+        return tensor_repr(backend.to_device(self._data, "cpu"), backend.default_dtype(), before, after)
 
 
 class _HookHandle:

@@ -225,15 +225,74 @@ _DTYPE_NAMES = {"float32": np.float32, "float": np.float32, "float64": np.float6
                 "uint8": np.uint8, "bool": np.bool_}
 
 
+class dtype:
+    """A tensor's dtype as torch shows it (``minidl.float32``), equal to and hashed as NumPy's dtype, so that
+    ``x.dtype == np.float32`` holds and NumPy and CuPy take it wherever they take a dtype (they read its ``.dtype``).
+    Other attributes are NumPy's (``.itemsize``, ``.kind``, ``.name``)."""
+    __slots__ = ("_np",)
+
+    def __init__(self, np_dtype):
+        self._np = np.dtype(np_dtype)
+
+    @property
+    def dtype(self):  # NumPy's protocol: np.dtype(minidl.float32) is NumPy's float32
+        return self._np
+
+    @property
+    def is_floating_point(self):
+        return self._np.kind == "f"
+
+    @property
+    def is_complex(self):
+        return self._np.kind == "c"
+
+    @property
+    def is_signed(self):
+        return self._np.kind in "fic"
+
+    def __eq__(self, other):
+        if isinstance(other, dtype):
+            return self._np == other._np
+        try:
+            return self._np == np.dtype(other)
+        except TypeError:
+            return False
+
+    def __hash__(self):
+        return hash(self._np)
+
+    def __getattr__(self, name):
+        return getattr(self._np, name)
+
+    def __repr__(self):
+        return "minidl.bool" if self._np.kind == "b" else f"minidl.{self._np.name}"
+
+    def __reduce__(self):
+        return (wrap_dtype, (self._np.str,))
+
+
+_WRAPPED = {}
+
+
+def wrap_dtype(np_dtype):
+    """The :class:`dtype` for a NumPy dtype (one object per dtype)."""
+    w = _WRAPPED.get(np_dtype)
+    if w is None:
+        w = _WRAPPED[np_dtype] = dtype(np_dtype)
+    return w
+
+
 def as_dtype(dtype, op="dtype"):
     """Normalise a dtype given as a NumPy dtype/type, a name ('float32'), or a torch dtype."""
     if dtype is None:
         return None
     if isinstance(dtype, str) or (type(dtype).__module__ == "torch"):
-        name = str(dtype).replace("torch.", "")
+        name = str(dtype).replace("torch.", "").replace("minidl.", "")
         if name not in _DTYPE_NAMES:
             raise TypeError(f"{op}: unknown dtype {dtype!r}; expected one of {sorted(_DTYPE_NAMES)}")
         return np.dtype(_DTYPE_NAMES[name])
+    if isinstance(dtype, type) and hasattr(dtype, "is_tensor_type"):  # minidl.FloatTensor and kin
+        return dtype.dtype._np
     try:
         return np.dtype(dtype)
     except TypeError:
@@ -242,6 +301,11 @@ def as_dtype(dtype, op="dtype"):
 
 def default_dtype():
     return _DEFAULT_DTYPE
+
+
+def get_default_dtype():
+    """The default floating dtype as torch shows it (minidl.float32)."""
+    return wrap_dtype(_DEFAULT_DTYPE)
 
 
 def set_default_dtype(dtype):

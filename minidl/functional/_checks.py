@@ -46,7 +46,7 @@ def as_tensor(value, like, op, name="other"):
             return Tensor._make(xp.full((), value, dtype=dtype))
         return Tensor._make(xp.asarray(value, dtype=dtype))
     if backend.is_device_array(value) or isinstance(value, (list, tuple)):
-        return Tensor(value, device=None if like is None else like.device)
+        return Tensor._of(value, device=None if like is None else like.device)
     raise TypeError(f"{op}: argument '{name}' must be a Tensor or a number, got {type(value).__name__}")
 
 

@@ -17,6 +17,9 @@ def linear(input, weight, bias=None):
     same_device("linear", input, weight, bias)
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+    if input.dtype != weight.dtype:
+        raise TypeError(f"linear: input dtype {input.dtype} and weight dtype {weight.dtype} differ; convert the "
+                        f"input (x.to({weight.dtype})) or the layer (layer.to({input.dtype}))")
     if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input has {input.shape[-1] if input.ndim else 0} features in its last "
                          f"dimension (shape {input.shape}), weight expects {weight.shape[1]} "

@@ -122,6 +122,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     wshape = (c,) + (1,) * (input.ndim - cdim - 1)
     logp = log_softmax(input, cdim)
     if target.dtype.kind == "f":  # class probabilities
+        if target.shape != input.shape and target.ndim == input.ndim - 1 and input.ndim >= 1:
+            raise TypeError(f"{op}: target {tuple(target.shape)} of dtype {target.dtype} looks like class indices, "
+                            f"which must be integers (int64: target.long()); a floating target holds class "
+                            f"probabilities of the input's shape {tuple(input.shape)}")
         if ignore_index != -100:
             raise ValueError(f"{op}: ignore_index={ignore_index} applies to class-index targets, not to "
                              f"probabilities (dtype {target.dtype}); as torch, it is refused")

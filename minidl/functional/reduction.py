@@ -38,7 +38,8 @@ class Mean(Function):
     def forward(self, xp, x, axes, keepdim):
         self.in_shape, self.axes = x.shape, axes
         self.n = int(np.prod([x.shape[a] for a in axes]))
-        return x.mean(axis=axes, keepdims=keepdim)
+        # NumPy's mean is this sum and division; written out, an empty mean is NaN without "Mean of empty slice"
+        return x.sum(axis=axes, keepdims=keepdim) / self.n
 
     def backward(self, g):
         return g.reshape(_kept_shape(self.in_shape, self.axes)).expand(*self.in_shape) / self.n

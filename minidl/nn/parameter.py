@@ -11,7 +11,7 @@ class Parameter(Tensor):
         if data is None:
             data = []
         arr = data._data if isinstance(data, Tensor) else _as_array(data, op="Parameter")
-        Tensor.__init__(self, arr, requires_grad=requires_grad)
+        Tensor.__init__(self, arr, dtype=arr.dtype, requires_grad=requires_grad)  # keeps the data's dtype, as torch
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()

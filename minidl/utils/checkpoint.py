@@ -175,8 +175,14 @@ def save(obj, f):
     """torch.save's place: ``obj`` (a state_dict, or dicts/lists/tuples of Tensors, arrays, numbers, strings,
     None) to ``f`` (a path, written atomically, or a binary file object). No pickle: the file is an .npz
     archive of the arrays plus a JSON description, and loading it cannot run code."""
+    from ..nn.module import Module
+    from ..optim.optimizer import Optimizer
+    if isinstance(obj, (Module, Optimizer)):
+        raise TypeError(f"save: minidl saves data, not objects: save {type(obj).__name__}'s .state_dict() "
+                        f"(minidl.save(model.state_dict(), path)), then load it with "
+                        f"model.load_state_dict(minidl.load(path)); a whole model cannot be pickled here")
     arrays = {}
-    return _write(f, {"format": SAVE_FORMAT, "obj": _split(obj, "obj", arrays, "save")}, arrays)
+    _write(f, {"format": SAVE_FORMAT, "obj": _split(obj, "obj", arrays, "save")}, arrays)
 
 
 def load(f, map_location=None, weights_only=True):

@@ -91,7 +91,7 @@ def plot_feature_maps(model, layer, image, path, max_maps=16):
     model.eval()
     try:
         with no_grad():
-            model(image.unsqueeze(0) if isinstance(image, Tensor) else Tensor(np.asarray(image)[None]))
+            model(image.unsqueeze(0) if isinstance(image, Tensor) else Tensor._of(np.asarray(image)[None]))
     finally:
         handle.remove()
         model.train(was)

@@ -30,11 +30,20 @@ def _flops(m, inp, out):
     return 0
 
 
+class ModelSummary(dict):
+    """summary()'s result: a dict ('rows' and the totals) whose repr is one line, so the REPL does not echo the
+    table a second time as a wall of dicts."""
+
+    def __repr__(self):
+        return (f"<ModelSummary: {len(self['rows'])} layers, {self['trainable_params']:,} trainable parameters, "
+                f"{self['flops'] / 1e6:,.2f} MFLOPs>")
+
+
 def summary(model, input_shape, dtype=None, device=None, print_fn=print):
     """Run ``model`` once on zeros of ``input_shape`` (batch included) and tabulate its leaf layers.
 
-    Returns a dict with 'rows' (name, type, output shape, params, FLOPs, activation bytes) and totals:
-    trainable and non-trainable parameters, FLOPs and activation memory of one forward pass.
+    Returns a :class:`ModelSummary`, a dict with 'rows' (name, type, output shape, params, FLOPs, activation
+    bytes) and totals: trainable and non-trainable parameters, FLOPs and activation memory of one forward pass.
     """
     rows, hooks = [], []
     for name, m in model.named_modules():
@@ -72,4 +81,4 @@ def summary(model, input_shape, dtype=None, device=None, print_fn=print):
                 f"forward FLOPs: {total['flops'] / 1e6:,.2f} M (input {tuple(input_shape)})",
                 f"activation memory: {total['activation_bytes'] / 2 ** 20:,.2f} MiB", line]
         print_fn("\n".join(out))
-    return dict(rows=rows, **total)
+    return ModelSummary(rows=rows, **total)
