@@ -427,6 +427,10 @@ def markdown(results):
                 f"{r['minidl_img_s']:.0f} | "
                 f"{r['ratio']:.2f} |" for r in results["steps"]]
         out.append("")
+        seed = [r["ratio"] for r in results["steps"] if r["name"] in ("LeNet5", "InceptionNet", "ResidualNet")]
+        if seed:
+            out += [f"Per training step on an idle machine, minidl takes {min(seed):.2f}-{max(seed):.2f}x torch's time "
+                    f"on the seed nets (LeNet5, InceptionNet, ResidualNet).", ""]
     if "layers" in results:
         out += ["| layer, forward + backward | minidl ms | torch ms | ratio |", "|---|---:|---:|---:|"]
         out += [f"| {r['name']} | {r['minidl_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |"
@@ -493,8 +497,9 @@ def main():
         with open(args.out) as f:
             old = json.load(f)
         if args.models and "steps" in results:  # a partial step table: replace only the rows rerun
-            rerun = {r["name"] for r in results["steps"]}
-            results["steps"] = [r for r in old.get("steps", []) if r["name"] not in rerun] + results["steps"]
+            new = {(r["name"], r["batch"]): r for r in results["steps"]}  # rows rerun keep their place
+            kept = [new.pop((r["name"], r["batch"]), r) for r in old.get("steps", [])]
+            results["steps"] = kept + list(new.values())
         results = {**old, **results}
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:

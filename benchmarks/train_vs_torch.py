@@ -76,6 +76,16 @@ def run(name, dataset, batch_size, lr, epochs, seed):
                 time_ratio=times["minidl"] / times["torch"])
 
 
+def markdown(results):
+    """The README's accuracy table, from results_train.json."""
+    out = ["| net | dataset | epochs | minidl test acc | torch test acc | minidl train time | torch train time | "
+           "time ratio |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    out += [f"| {r['net']} | {r['dataset']} | {r['epochs']} | {100 * r['minidl_acc']:.2f}% | "
+            f"{100 * r['torch_acc']:.2f}% | {r['minidl_s']:.1f} s | {r['torch_s']:.1f} s | {r['time_ratio']:.2f} |"
+            for r in results["rows"]]
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="mnist-subset", choices=["mnist-subset", "fashion-mnist"])
@@ -86,7 +96,11 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results_train.json"))
+    ap.add_argument("--markdown", action="store_true", help="print the README table from --out and stop")
     args = ap.parse_args()
+    if args.markdown:
+        with open(args.out) as f:
+            return print(markdown(json.load(f)))
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.nets:

@@ -230,7 +230,7 @@ def test_a_dead_worker_or_a_timeout_ends_the_epoch_with_an_error():
     with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid \d+\) exited unexpectedly.*signal 9"):
         _epoch(data.DataLoader(_Numbered(12, kill_at=7), batch_size=2, num_workers=2))
     with pytest.raises(RuntimeError, match="timed out after 0.5 seconds"):
-        _epoch(data.DataLoader(_Numbered(4, sleep=3.0), batch_size=2, num_workers=1, timeout=0.5))
+        _epoch(data.DataLoader(_Numbered(4, sleep=1.5), batch_size=2, num_workers=1, timeout=0.5))
     assert not _children()
 
 

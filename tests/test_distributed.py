@@ -97,13 +97,13 @@ def test_post_accumulate_grad_hooks_run_once_the_leaf_is_final():
 
 def test_the_lenet_example_trains_on_two_ranks_and_its_checkpoint_loads_in_one_process(tmp_path):
     r = _run(os.path.join(ROOT, "examples", "mnist_lenet.py"), "--distributed", "--epochs", "2", "--no-progress",
-             "--train-size", "4000",
+             "--train-size", "2000",
              "--no-download", "--out-dir", str(tmp_path), "--data-dir", str(tmp_path / "nodata"), timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "distributed: 2 processes, 64 images each per step" in r.stdout
     assert r.stdout.count("test accuracy:") == 1  # rank 0 alone reports
     acc = float(r.stdout.split("test accuracy: ")[1].split("%")[0])
-    assert acc > 85, r.stdout
+    assert acc > 75, r.stdout
     model = minidl.models.LeNet5()
     ckpt, = tmp_path.glob("lenet5_mnist_*/checkpoint.npz")  # one run folder, written by rank 0
     state = minidl.utils.load_checkpoint(str(ckpt), model)

@@ -116,7 +116,9 @@ def test_an_interrupted_then_resumed_run_ends_with_the_weights_of_an_uninterrupt
 def test_ctrl_c_prints_one_line_naming_the_checkpoint_and_the_resume_command(tmp_path):
     proc = subprocess.Popen(_cmd("mnist_lenet.py", "--no-progress", "--epochs", "50", "--train-size", "2000",
                                  tmp_path=tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            # as from a terminal: pytest-xdist's workers ignore SIGINT, and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 600
         while not glob.glob(str(tmp_path / "runs" / "*" / "checkpoint.npz")) and time.monotonic() < deadline:
@@ -184,9 +186,9 @@ def test_scripts_offer_only_the_flags_they_use():
 
 def test_the_sibling_examples_run(tmp_path):
     for name in ("mnist_inception.py", "mnist_resnet.py"):
-        r = _run_example(name, "--epochs", "1", "--train-size", "1024", tmp_path=tmp_path)
+        r = _run_example(name, "--epochs", "2", "--train-size", "512", tmp_path=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
-        assert _accuracy(r.stdout) > 30, r.stdout
+        assert _accuracy(r.stdout) > 40, r.stdout  # 10% is chance; it learns (the defaults: the exhaustive run)
 
 
 @suite.exhaustive

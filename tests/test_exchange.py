@@ -10,6 +10,8 @@ import minidl
 from minidl import models
 from minidl.testing import torch_twins as twins
 
+import suite
+
 st_torch = pytest.importorskip("safetensors.torch")
 
 
@@ -82,17 +84,18 @@ EXPORTED = [
     ("residualnet", models.ResidualNet, (1, 28, 28)),
     ("densenet_bc", models.densenet_bc, (1, 28, 28)),
     ("resnet18", lambda: models.resnet18(num_classes=10, small_input=True), (3, 32, 32)),
-    ("preact_resnet18", models.preact_resnet18, (3, 32, 32)),
+    pytest.param("preact_resnet18", models.preact_resnet18, (3, 32, 32), marks=suite.exhaustive),
     ("mobilenet_v2", lambda: models.mobilenet_v2(num_classes=10, small_input=True), (3, 32, 32)),
     ("shufflenet_v2_x0_5", lambda: models.shufflenet_v2_x0_5(num_classes=10), (3, 64, 64)),
-    ("googlenet", lambda: models.googlenet(num_classes=10), (3, 64, 64)),
-    ("vgg11_bn", lambda: models.vgg11_bn(num_classes=10, small_input=True), (3, 32, 32)),
-    ("resnet50", lambda: models.resnet50(num_classes=10), (3, 64, 64)),
+    pytest.param("googlenet", lambda: models.googlenet(num_classes=10), (3, 64, 64), marks=suite.exhaustive),
+    pytest.param("vgg11_bn", lambda: models.vgg11_bn(num_classes=10, small_input=True), (3, 32, 32),
+                 marks=suite.exhaustive),
+    pytest.param("resnet50", lambda: models.resnet50(num_classes=10), (3, 64, 64), marks=suite.exhaustive),
     ("layers", _Layers, (3, 12, 10)),
 ]
 
 
-@pytest.mark.parametrize("name, make, shape", EXPORTED, ids=[e[0] for e in EXPORTED])
+@pytest.mark.parametrize("name, make, shape", EXPORTED, ids=[getattr(e, "values", e)[0] for e in EXPORTED])
 def test_onnx_export_runs_in_onnxruntime_with_minidls_numbers(name, make, shape, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
