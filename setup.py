@@ -17,7 +17,8 @@ setup(
         "threadpoolctl>=3.1",  # kernels/blas.py: OpenBLAS on one thread while minidl splits large products
     ],
     extras_require={
-        # torch is pinned to the CPU build: an unpinned torch pulls gigabytes of CUDA packages
+        # torch is version-pinned: the tests compare with torch 2.13's numbers and OpInfo samples (where its CPU
+        # wheel is on disk pip takes it; an unpinned torch pulls gigabytes of CUDA packages)
         "dev": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "expecttest", "ruff>=0.5", "torch==2.13.0",
                 "safetensors>=0.4", "onnx>=1.15", "onnxruntime>=1.17", "mpi4py>=4", "mpich"],
         # numba-cuda: the GPU kernels (kernels/_cuda.py); its cu12 extra brings NVVM and the CUDA runtime as wheels
