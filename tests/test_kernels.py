@@ -146,6 +146,7 @@ def test_kernels_use_rejects_unknown_names():
 
 # ---- every convolution algorithm, forced, over the op table's conv2d samples ---------------------------
 from minidl.kernels import autotune  # noqa: E402
+from minidl.kernels.conv import ALGORITHMS  # noqa: E402
 from minidl.testing import assert_matches_torch, gradcheck  # noqa: E402
 
 import opinfo  # noqa: E402
@@ -153,7 +154,17 @@ import opinfo  # noqa: E402
 CONV_SAMPLES = [(k, s) for k, s in enumerate(opinfo.ROWS["conv2d"][0].samples)]
 
 
-@pytest.mark.parametrize("algo", ["im2col", "im2col_chunked", "gemm1x1", "direct"])
+def test_the_conv_table_starts_with_the_reference_and_offers_only_its_algorithms():
+    from minidl.kernels import conv as conv_kernels
+    assert list(conv_kernels.ALGORITHMS)[0] == "im2col"
+    assert all(len(pair) == 2 and all(callable(f) for f in pair) for pair in conv_kernels.ALGORITHMS.values())
+    x, w = np.zeros((2, 4, 6, 6), np.float32), np.zeros((4, 1, 1, 1), np.float32)
+    for args in [(x, np.zeros((3, 4, 1, 1), np.float32), (1, 1), (0, 0), (1, 1), 1), (x, w, (1, 1), (1, 1), (1, 1), 4)]:
+        offered = conv_kernels.algorithms(*args)
+        assert offered[0] == "im2col" and set(offered) <= set(conv_kernels.ALGORITHMS)
+
+
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
 @pytest.mark.parametrize("k, sample", CONV_SAMPLES, ids=[str(k) for k, _ in CONV_SAMPLES])
 def test_every_conv_algorithm_matches_torch(algo, k, sample):
     op = opinfo.ROWS["conv2d"][0]
@@ -351,9 +362,9 @@ def test_the_tuner_does_not_keep_a_large_column_matrix(monkeypatch):
     autotune.clear()
     x, w = np.ones((4, 3, 12, 12), np.float32), np.ones((5, 3, 3, 3), np.float32)  # columns: 27 x 400 > 1 KiB
     args = (np, x, w, (1, 1), (0, 0), (1, 1), 1, (10, 10))
-    assert conv_kernels.choose(*args, reference=(None, None)) == "im2col_chunked"  # the only candidate left
+    assert conv_kernels.choose(*args) == "im2col_chunked"  # the only candidate left
     with autotune.force("conv2d", "im2col"):
-        assert conv_kernels.choose(*args, reference=(None, None)) == "im2col"
+        assert conv_kernels.choose(*args) == "im2col"
     monkeypatch.setattr(conv_kernels, "COL_KEEP_BYTES", 1 << 30)
     assert "im2col" in conv_kernels.algorithms(x, w, (1, 1), (0, 0), (1, 1), 1)
     autotune.clear()

@@ -12,53 +12,21 @@ from ._checks import float_tensor, optional_tensor, pair, int_arg, same_device, 
 from ._registry import register
 
 
-def _im2col_forward(xp, x, w, stride, padding, dilation, groups, out_hw):
-    """The reference: every receptive field of x becomes a column, and one GEMM per group applies the
-    filters to all of them. Returns the output (no bias) and what backward needs."""
-    n, o = x.shape[0], w.shape[0]
-    oh, ow = out_hw
-    col = kernels.im2col(x, *w.shape[2:], *stride, *padding, *dilation, oh, ow)  # (C*kh*kw, N*oh*ow)
-    y = group_matmul(xp, w.reshape(o, -1), col, groups)                          # (O, N*oh*ow)
-    y = xp.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))      # (N, O, oh, ow)
-    return y, (col, w)
-
-
-def _im2col_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
-    """The reference's gradients: the weight's is gy times the columns; the input's is W^T gy, put back
-    from columns into the image by col2im (which sums the overlaps)."""
-    col, w = saved
-    o = w.shape[0]
-    geom = (*w.shape[2:], *stride, *padding, *dilation, *gy.shape[2:])
-    gy_mat = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(o, -1)       # (O, N*oh*ow)
-    gx = gw = None
-    if need_x:  # a batch chunk at a time: a second full-size column matrix next to ``col`` would double the peak
-        gx = xp.empty(x_shape, dtype=gy.dtype)                                    # (N, C, H, W)
-        per = gy.shape[2] * gy.shape[3]
-        for lo, hi in conv_kernels.chunks(x_shape[0], gy.itemsize, w, gy.shape[2:]):
-            gcol = group_matmul(xp, w.reshape(o, -1), gy_mat[:, lo * per:hi * per], groups, ta=True)
-            gx[lo:hi] = kernels.col2im(gcol, (hi - lo, *x_shape[1:]), *geom)      # gcol: (C*kh*kw, n*oh*ow)
-    if need_w:
-        gw = group_outer(xp, gy_mat, col, groups).reshape(w.shape)               # (O, C/groups, kh, kw)
-    return gx, gw
-
-
 class Conv2d(Function):
     """y[n, o] = bias[o] + sum over c, i, j of w[o, c, i, j] x[n, c, i + ..., j + ...] (cross-correlation).
 
-    The reference algorithm is im2col + GEMM (above). For each shape, kernels/conv.py may pick a faster
-    algorithm it has measured (batch chunks, a GEMM for 1x1, direct loops), tested against the reference."""
+    Its algorithms, the reference im2col + GEMM first, are the (forward, backward) pairs of
+    ``kernels/conv.py``'s ALGORITHMS; for each shape ``choose`` picks one (measured once, or the reference when
+    tuning is off), and forward and backward run that pair."""
     name = "conv2d"
     differentiable_twice = False
 
     def forward(self, xp, x, w, b, stride, padding, dilation, groups, out_hw):
         self.params = (stride, padding, dilation, groups)
         self.x_shape, self.has_b = x.shape, b is not None
-        args = (xp, x, w, stride, padding, dilation, groups, out_hw)
-        self.algo = conv_kernels.choose(*args, reference=(_im2col_forward, _im2col_backward))
-        if self.algo == "im2col":
-            y, saved = _im2col_forward(*args)
-        else:
-            y, saved = conv_kernels.forward(self.algo, *args)
+        self.algo = conv_kernels.choose(xp, x, w, stride, padding, dilation, groups, out_hw)
+        forward, _ = conv_kernels.ALGORITHMS[self.algo]
+        y, saved = forward(xp, x, w, stride, padding, dilation, groups, out_hw)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         self.save_for_backward(*saved)
@@ -67,12 +35,9 @@ class Conv2d(Function):
     def backward(self, gy):
         g = gy._data
         xp = get_array_module(g)
-        args = (xp, self.saved_arrays, xp.ascontiguousarray(g), self.x_shape, *self.params,
-                self.needs_input_grad[0], self.needs_input_grad[1])
-        if self.algo == "im2col":
-            gx, gw = _im2col_backward(*args)
-        else:
-            gx, gw = conv_kernels.backward(self.algo, *args)
+        _, backward = conv_kernels.ALGORITHMS[self.algo]
+        gx, gw = backward(xp, self.saved_arrays, xp.ascontiguousarray(g), self.x_shape, *self.params,
+                          self.needs_input_grad[0], self.needs_input_grad[1])
         gb = g.sum(axis=(0, 2, 3)) if self.has_b and self.needs_input_grad[2] else None
         return gx, gw, gb
 
@@ -85,7 +50,7 @@ class ConvTranspose2d(Function):
         n, cin, h, wd = x.shape
         cout = w.shape[1] * groups
         kh, kw = w.shape[2:]
-        self.geom = (kh, kw, *stride, *padding, *dilation, h, wd)
+        self.geom = kernels.Window(kh, kw, *stride, *padding, *dilation, h, wd)
         self.groups, self.has_b = groups, b is not None
         x_mat = x.transpose(1, 0, 2, 3).reshape(cin, -1)
         col = group_matmul(xp, w.reshape(cin, -1), x_mat, groups, ta=True)   # (Cout*kh*kw, N*H*W)
@@ -247,8 +212,8 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 class Unfold(Function):
     """im2col, the first half of a convolution: every kh x kw window of the (padded) image becomes a column.
-    ``geom`` = (kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w). Its gradient is fold (col2im) and fold's is
-    unfold: each op is the other's adjoint, so both are differentiable twice."""
+    ``geom`` is a kernels.Window (kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w). Its gradient is fold (col2im)
+    and fold's is unfold: each op is the other's adjoint, so both are differentiable twice."""
     name = "unfold"
 
     def forward(self, xp, x, geom):
@@ -282,7 +247,7 @@ def _blocks(op, size, kernel_size, dilation, padding, stride):
     if min(blocks) < 1:
         raise ValueError(f"{op}: kernel_size {k} (dilation {d}) does not fit the padded size "
                          f"({size[0] + 2 * p[0]}, {size[1] + 2 * p[1]})")
-    return (*k, *s, *p, *d, *blocks), blocks
+    return kernels.Window(*k, *s, *p, *d, *blocks), blocks
 
 
 @register(method=False)
@@ -301,7 +266,7 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
         raise ValueError(f"{op}: only the batch dim may be empty, got input of shape {input.shape}")
     geom, _ = _blocks(op, x.shape[2:], kernel_size, dilation, padding, stride)
     if x.numel() == 0:
-        y = empty_result((x.shape[0], x.shape[1] * geom[0] * geom[1], geom[8] * geom[9]), x, x)
+        y = empty_result((x.shape[0], x.shape[1] * geom.kh * geom.kw, geom.oh * geom.ow), x, x)
     else:
         y = Unfold.apply(x, geom=geom)
     return y.squeeze(0) if input.ndim == 3 else y
@@ -324,12 +289,13 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     size = pair(output_size, op, "output_size", 1)
     geom, blocks = _blocks(op, size, kernel_size, dilation, padding, stride)
     n, ck, n_blocks = col.shape
-    kk = geom[0] * geom[1]
+    kk = geom.kh * geom.kw
     if ck % kk:
         raise ValueError(f"{op}: dim 1 of the input ({ck}) must be divisible by kernel_size's product ({kk})")
     if n_blocks != blocks[0] * blocks[1]:
         raise ValueError(f"{op}: the input has {n_blocks} blocks (dim 2), but output_size {size} with kernel_size "
-                         f"{geom[:2]}, dilation {geom[6:8]}, padding {geom[4:6]}, stride {geom[2:4]} makes "
+                         f"{(geom.kh, geom.kw)}, dilation {(geom.dh, geom.dw)}, padding {(geom.ph, geom.pw)}, stride "
+                         f"{(geom.sh, geom.sw)} makes "
                          f"{blocks[0] * blocks[1]}")
     shape = (n, ck // kk, *size)
     y = empty_result(shape, col, col) if n == 0 else Fold.apply(col, shape=shape, geom=geom)

@@ -24,7 +24,7 @@ class MaxPool2d(Function):
     differentiable_twice = False
 
     def forward(self, xp, x, geom, indices=None):
-        self.x_shape, self.window = x.shape, geom[:8]
+        self.x_shape, self.window = x.shape, geom[:8]  # kh .. dw: the backward gathers by it
         y, arg = kernels.max_pool2d(x, *geom)
         self.save_for_backward(arg)
         if indices is not None:  # a list that receives the argmax array, for return_indices=True
@@ -140,7 +140,7 @@ def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     if oh <= 0 or ow <= 0:
         raise ValueError(f"{op}: the (dilated) kernel {k} is larger than the padded input "
                          f"({h + 2 * p[0]}, {w + 2 * p[1]}); output size would be ({oh}, {ow})")
-    return (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], oh, ow)
+    return kernels.Window(k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], oh, ow)
 
 
 def _finish(y, unbatched):

@@ -10,6 +10,7 @@ import importlib
 import os
 import threading
 import types
+from typing import NamedTuple
 
 import numpy as np
 
@@ -104,6 +105,22 @@ def _one_thread_pool_at_a_time():
     import numba
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"
+
+
+class Window(NamedTuple):
+    """Where the sliding windows of a convolution, unfold/fold or pooling lie on an (H, W) map: kernel size,
+    stride, padding, dilation and the number of windows along each dim. A tuple, so ``im2col(x, *window)``
+    passes it whole."""
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    dh: int
+    dw: int
+    oh: int
+    ow: int
 
 
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value=0.0):

@@ -1,17 +1,22 @@
-"""The fast ways to run conv2d, and the choice among them.
+"""conv2d's algorithms, one (forward, backward) pair each in ``ALGORITHMS``, and the choice among them.
 
-``functional/conv.py`` holds the reference, im2col + GEMM, written out. For each shape the tuner
-(``autotune.choose``) times the reference and every algorithm here that can run it, once, and caches the
-fastest; ``forward``/``backward`` run the chosen one. Each algorithm is tested against the reference
-(tests/test_kernels.py forces every one over the op table's conv2d samples):
+The reference comes first: im2col + GEMM. Every receptive field becomes a column (``im2col``: the readable
+version is in kernels/_numpy.py, the compiled one in kernels/_numba.py), and one matrix product per group applies
+the filters to all of them. The others give the same numbers faster for some shapes, and each is tested against
+the reference over the op table's conv2d samples (tests/test_kernels.py forces every one):
 
-- ``im2col_chunked``: the reference in batch chunks of about CHUNK_BYTES of columns; keeps no column
-  matrix between forward and backward (rebuilds it), which is why the tuner prefers it within a margin;
+- ``im2col_chunked``: the reference in batch chunks of about CHUNK_BYTES of columns; keeps no column matrix
+  between forward and backward (rebuilds it), which is why the tuner prefers it within a margin;
 - ``gemm1x1``: a 1x1 convolution without padding is a batched GEMM straight on NCHW data;
-- ``direct``: Numba loops with no column matrix, for few input channels per group (depthwise and
-  grouped convolutions).
+- ``direct``: Numba loops with no column matrix, for few input channels per group (depthwise and grouped).
+
+``choose`` times every algorithm that can run a shape once (``autotune.choose``) and caches the fastest; the
+Function in functional/conv.py runs ``ALGORITHMS[choice]``. Every forward takes
+``(xp, x, w, stride, padding, dilation, groups, out_hw)`` and returns the output (no bias) and what its backward
+needs; every backward takes ``(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w)`` and
+returns the input and weight gradients (None where not needed).
 """
-from . import autotune, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, col2im, \
+from . import Window, autotune, col2im, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, \
     matmul, name_for
 from ..backend import device_of
 
@@ -26,8 +31,8 @@ LEAN = ("im2col_chunked", "gemm1x1", "direct")
 
 # The reference keeps its whole column matrix from forward to backward. Above this size the tuner does not
 # offer it (a lean algorithm runs instead; forcing it or turning tuning off still runs it): measured
-# (NOTES.md, change 17), resnet18 at batch 128 peaked at 1.8-2.3 GiB of live arrays when the reference won
-# its 3x3 convs (151-302 MiB of columns each) and at 0.63 GiB when none kept columns (torch: 0.56 GiB).
+# (benchmarks/NOTES.md, change 17), resnet18 at batch 128 peaked at 1.8-2.3 GiB of live arrays when the reference
+# won its 3x3 convs (151-302 MiB of columns each) and at 0.63 GiB when none kept columns (torch: 0.56 GiB).
 COL_KEEP_BYTES = 64 << 20
 
 
@@ -56,8 +61,114 @@ def chunks(n, itemsize, w, out_hw):
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
+def _window(w, stride, padding, dilation, out_hw):
+    return Window(*w.shape[2:], *stride, *padding, *dilation, *out_hw)
+
+
+# ---- the reference: im2col + GEMM ----------------------------------------------------------------------------
+def im2col_forward(xp, x, w, stride, padding, dilation, groups, out_hw):
+    n, o = x.shape[0], w.shape[0]
+    oh, ow = out_hw
+    col = im2col(x, *_window(w, stride, padding, dilation, out_hw))            # (C*kh*kw, N*oh*ow)
+    y = group_matmul(xp, w.reshape(o, -1), col, groups)                        # (O, N*oh*ow)
+    y = xp.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))    # (N, O, oh, ow)
+    return y, (col, w)
+
+
+def im2col_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+    """The weight's gradient is gy times the columns; the input's is W^T gy, put back from columns into the
+    image by col2im (which sums the overlaps)."""
+    col, w = saved
+    o = w.shape[0]
+    win = _window(w, stride, padding, dilation, gy.shape[2:])
+    gy_mat = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(o, -1)     # (O, N*oh*ow)
+    gx = gw = None
+    if need_x:  # a batch chunk at a time: a second full-size column matrix next to ``col`` would double the peak
+        gx = xp.empty(x_shape, dtype=gy.dtype)                                  # (N, C, H, W)
+        per = win.oh * win.ow
+        for lo, hi in chunks(x_shape[0], gy.itemsize, w, gy.shape[2:]):
+            gcol = group_matmul(xp, w.reshape(o, -1), gy_mat[:, lo * per:hi * per], groups, ta=True)
+            gx[lo:hi] = col2im(gcol, (hi - lo, *x_shape[1:]), *win)            # gcol: (C*kh*kw, n*oh*ow)
+    if need_w:
+        gw = group_outer(xp, gy_mat, col, groups).reshape(w.shape)             # (O, C/groups, kh, kw)
+    return gx, gw
+
+
+# ---- the reference in batch chunks, keeping no columns --------------------------------------------------------
+def chunked_forward(xp, x, w, stride, padding, dilation, groups, out_hw):
+    n, o = x.shape[0], w.shape[0]
+    win = _window(w, stride, padding, dilation, out_hw)
+    y = xp.empty((n, o, win.oh, win.ow), dtype=x.dtype)
+    for a, b in chunks(n, x.itemsize, w, out_hw):
+        col = im2col(x[a:b], *win)
+        y_ab = group_matmul(xp, w.reshape(o, -1), col, groups)                    # (O, (b-a)*oh*ow)
+        y[a:b] = y_ab.reshape(o, b - a, win.oh, win.ow).transpose(1, 0, 2, 3)
+    return y, (x, w)
+
+
+def chunked_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+    x, w = saved  # the input: its columns are rebuilt chunk by chunk
+    o = w.shape[0]
+    win = _window(w, stride, padding, dilation, gy.shape[2:])
+    gx = xp.empty(x_shape, dtype=gy.dtype) if need_x else None
+    gw = xp.zeros(w.shape, dtype=gy.dtype) if need_w else None
+    for lo, hi in chunks(x.shape[0], x.itemsize, w, gy.shape[2:]):
+        gy_mat = gy[lo:hi].transpose(1, 0, 2, 3).reshape(o, -1)
+        if need_w:
+            gw += group_outer(xp, gy_mat, im2col(x[lo:hi], *win), groups).reshape(w.shape)
+        if need_x:
+            gcol = group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True)
+            gx[lo:hi] = col2im(gcol, (hi - lo, *x_shape[1:]), *win)
+    return gx, gw
+
+
+# ---- 1x1 without padding: a batched GEMM on NCHW data ----------------------------------------------------------
+def gemm1x1_forward(xp, x, w, stride, padding, dilation, groups, out_hw):
+    n, o = x.shape[0], w.shape[0]
+    oh, ow = out_hw
+    x3 = xp.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(n, x.shape[1], oh * ow)
+    return matmul(w.reshape(o, -1), x3).reshape(n, o, oh, ow), (x3, w)        # (O, C) @ (N, C, oh*ow)
+
+
+def gemm1x1_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+    x3, w = saved
+    (n, c), o = x_shape[:2], w.shape[0]
+    gy3 = gy.reshape(n, o, gy.shape[2] * gy.shape[3])
+    gx = gw = None
+    if need_x:
+        g3 = matmul(w.reshape(o, c).T, gy3).reshape(n, c, *gy.shape[2:])
+        if stride == (1, 1):
+            gx = g3
+        else:
+            gx = xp.zeros(x_shape, dtype=gy.dtype)
+            gx[:, :, ::stride[0], ::stride[1]] = g3
+    if need_w:
+        gw = matmul(gy3, x3.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    return gx, gw
+
+
+# ---- direct loops (compiled), for few input channels per group ------------------------------------------------
+def direct_forward(xp, x, w, stride, padding, dilation, groups, out_hw):
+    return conv_direct(x, w, stride, padding, dilation, groups, out_hw), (x, w)
+
+
+def direct_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+    x, w = saved
+    gx = conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups) if need_x else None
+    gw = conv_direct_grad_w(x, gy, w.shape, stride, padding, dilation, groups) if need_w else None
+    return gx, gw
+
+
+ALGORITHMS = {
+    "im2col": (im2col_forward, im2col_backward),
+    "im2col_chunked": (chunked_forward, chunked_backward),
+    "gemm1x1": (gemm1x1_forward, gemm1x1_backward),
+    "direct": (direct_forward, direct_backward),
+}
+
+
 def algorithms(x, w, stride, padding, dilation, groups):
-    """The algorithms that can run this convolution, the reference ('im2col') first."""
+    """The names of the algorithms that can run this convolution, the reference ('im2col') first."""
     algos = ["im2col"]
     if x.shape[0] > 1:  # chunks split the batch
         algos.append("im2col_chunked")
@@ -65,15 +176,15 @@ def algorithms(x, w, stride, padding, dilation, groups):
         algos.append("gemm1x1")
     # few input channels per group: depthwise and grouped convs. Not offered for groups = 1: measured, it never
     # won there (LeNet's 1->6 conv: 22-40 ms against 14-15 ms for im2col_chunked), and trying it compiles three
-    # kernels, 4 of the 9.7 s of a first LeNet step with a cold Numba cache (NOTES.md, change 14).
+    # kernels, 4 of the 9.7 s of a first LeNet step with a cold Numba cache (benchmarks/NOTES.md, change 14).
     if groups > 1 and w.shape[1] <= 3 and has_direct_conv(x):
         algos.append("direct")
     return algos
 
 
-def choose(xp, x, w, stride, padding, dilation, groups, out_hw, reference):
-    """The algorithm for this convolution: the forced one, the reference when tuning is off, else the
-    fastest measured (once per shape). ``reference`` is the (forward, backward) pair of the reference."""
+def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
+    """The name of the algorithm for this convolution: the forced one, the reference when tuning is off, else
+    the fastest of ``ALGORITHMS`` measured on it (once per shape)."""
     algos = algorithms(x, w, stride, padding, dilation, groups)
     col_bytes = w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * out_hw[0] * out_hw[1] * x.itemsize
     if col_bytes > COL_KEEP_BYTES and len(algos) > 1 and autotune.is_enabled() and not autotune.forced("conv2d"):
@@ -82,8 +193,7 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw, reference):
     gy = []  # the trials' upstream gradient, made by the first trial: a cached choice allocates nothing
 
     def trial(algo):
-        fwd, bwd = reference if algo == "im2col" else (
-            lambda *a: forward(algo, *a), lambda *a: backward(algo, *a))
+        fwd, bwd = ALGORITHMS[algo]
 
         def run():
             if not gy:
@@ -92,61 +202,3 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw, reference):
             bwd(xp, saved, gy[0], x.shape, stride, padding, dilation, groups, True, True)
         return run
     return autotune.choose(key, [(a, trial(a)) for a in algos], lean=LEAN)
-
-
-def forward(algo, xp, x, w, stride, padding, dilation, groups, out_hw):
-    """One conv2d forward (no bias) by a fast algorithm; returns the output and what backward needs."""
-    n, o = x.shape[0], w.shape[0]
-    oh, ow = out_hw
-    if algo == "direct":
-        return conv_direct(x, w, stride, padding, dilation, groups, out_hw), (x, w)
-    if algo == "gemm1x1":  # no im2col and no transposes: (O, C) @ (N, C, oh*ow)
-        x3 = xp.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(n, x.shape[1], oh * ow)
-        return matmul(w.reshape(o, -1), x3).reshape(n, o, oh, ow), (x3, w)
-    if algo == "im2col_chunked":
-        geom = (*w.shape[2:], *stride, *padding, *dilation, oh, ow)
-        y = xp.empty((n, o, oh, ow), dtype=x.dtype)
-        for a, b in chunks(n, x.itemsize, w, out_hw):
-            col = im2col(x[a:b], *geom)
-            y[a:b] = group_matmul(xp, w.reshape(o, -1), col, groups).reshape(o, b - a, oh, ow).transpose(1, 0, 2, 3)
-        return y, (x, w)
-    raise ValueError(f"conv2d: unknown algorithm {algo!r}")
-
-
-def backward(algo, xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
-    """Input and weight gradients of one conv2d, for the fast algorithm that ran its forward."""
-    a, w = saved
-    o = w.shape[0]
-    gx = gw = None
-    if algo == "direct":
-        if need_x:
-            gx = conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups)
-        if need_w:
-            gw = conv_direct_grad_w(a, gy, w.shape, stride, padding, dilation, groups)
-        return gx, gw
-    if algo == "gemm1x1":
-        n, c = x_shape[:2]
-        gy3 = gy.reshape(n, o, gy.shape[2] * gy.shape[3])
-        if need_x:
-            g3 = matmul(w.reshape(o, c).T, gy3).reshape(n, c, *gy.shape[2:])
-            if stride == (1, 1):
-                gx = g3
-            else:
-                gx = xp.zeros(x_shape, dtype=gy.dtype)
-                gx[:, :, ::stride[0], ::stride[1]] = g3
-        if need_w:
-            gw = matmul(gy3, a.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
-        return gx, gw
-    if algo == "im2col_chunked":  # a is the input: its columns are rebuilt chunk by chunk
-        geom = (*w.shape[2:], *stride, *padding, *dilation, *gy.shape[2:])
-        gx = xp.empty(x_shape, dtype=gy.dtype) if need_x else None
-        gw = xp.zeros(w.shape, dtype=gy.dtype) if need_w else None
-        for lo, hi in chunks(a.shape[0], a.itemsize, w, gy.shape[2:]):
-            gy_mat = gy[lo:hi].transpose(1, 0, 2, 3).reshape(o, -1)
-            if need_w:
-                gw += group_outer(xp, gy_mat, im2col(a[lo:hi], *geom), groups).reshape(w.shape)
-            if need_x:
-                gcol = group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True)
-                gx[lo:hi] = col2im(gcol, (hi - lo, *x_shape[1:]), *geom)
-        return gx, gw
-    raise ValueError(f"conv2d: unknown algorithm {algo!r}")
