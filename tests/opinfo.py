@@ -99,7 +99,7 @@ class OpInfo:
 
     def __post_init__(self):
         if self.twice is None:
-            self.twice = Function.twice_differentiable(self.via or self.name)
+            self.twice = Function.op_differentiable_twice(self.via or self.name)
 
     @property
     def id(self):

@@ -1,10 +1,12 @@
-"""The backward pass: iterative (no recursion limit), in dependency order, over Function nodes.
+"""The backward pass: iterative (no recursion limit), over nodes in dependency order.
 
-Each node has ``_edges``, one per input: ``None`` (no gradient wanted), another node (the input was
-computed), or a leaf Tensor (the input requires grad and was created by the user).
+Every edge of a node (``_edges``, one per input) is ``None`` (no gradient wanted) or a node: the Function that
+computed the input, or the AccumulateGrad node of a leaf (autograd/function.py). A node runs once every node that
+sends it a gradient has run (Kahn's order, the most recently readied first), so a leaf's AccumulateGrad runs as
+soon as its last producer has: its hooks fire while the rest of the graph is still being processed.
 """
 from .. import backend
-from .function import Function, DoubleBackwardError
+from .function import AccumulateGrad, grad_node
 from .grad_mode import set_grad_enabled
 from .tensor import Tensor
 
@@ -19,150 +21,75 @@ def _as_grad(g, like, op):
     return g
 
 
-def _graph(roots):
-    """Nodes reachable from ``roots``, each before the nodes it sends gradients to."""
-    order, seen = [], set()
-    stack = [(n, False) for n in roots]
+def _producers(roots):
+    """For every node reachable from ``roots``: how many edges from reachable nodes lead to it."""
+    count, seen, stack = {n: 0 for n in roots}, set(roots), list(roots)
     while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
+        for e in stack.pop()._edges:
+            if e is not None:
+                count[e] = count.get(e, 0) + 1
+                if e not in seen:
+                    seen.add(e)
+                    stack.append(e)
+    return count
+
+
+def _needed(count, targets):
+    """The nodes from which a gradient reaches a node in ``targets`` (autograd.grad runs only those)."""
+    needed, order = set(targets), [n for n in count if count[n] == 0]
+    pending, topo = dict(count), []
+    while order:  # a topological order, then back from the targets
+        node = order.pop()
+        topo.append(node)
         for e in node._edges:
-            if isinstance(e, Function) and e not in seen:
-                stack.append((e, False))
-    order.reverse()  # DFS post-order, reversed: a topological order of the graph
-    return order
-
-
-def _run_hooks(hooks, grad):
-    for h in hooks:
-        r = h(grad)
-        if r is not None:
-            grad = r if isinstance(r, Tensor) else Tensor(r)
-    return grad
-
-
-def _accumulate(a, b):
-    return b if a is None else a + b
+            if e is not None:
+                pending[e] -= 1
+                if pending[e] == 0:
+                    order.append(e)
+    for node in reversed(topo):
+        if any(e in needed for e in node._edges if e is not None):
+            needed.add(node)
+    return needed
 
 
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None):
-    """Backpropagate from ``outputs``; accumulate into leaves' ``.grad``, or return the gradients of
-    ``targets`` (autograd.grad) without touching ``.grad``. NaN/inf gradients are IEEE's, as in torch: NumPy's
-    floating-point warnings are off while it runs."""
-    with backend.np.errstate(all="ignore"):
-        return _run_backward(outputs, grad_outputs, retain_graph, create_graph, targets)
-
-
-def _run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None):
+    """Backpropagate from ``outputs``: accumulate into leaves' ``.grad``, or (``targets``: autograd.grad) return
+    the gradients reaching those tensors without touching ``.grad``. NaN/inf gradients are IEEE's, as in torch:
+    NumPy's floating-point warnings are off while it runs."""
     buffers = {}
-    roots = []
-    leaf_grads = {}
     for t, g in zip(outputs, grad_outputs):
         if not t.requires_grad:
             raise RuntimeError("backward: element of the outputs does not require grad and has no grad_fn")
-        if t.grad_fn is None:  # a leaf as output: its gradient is the given one
-            leaf_grads[t] = _accumulate(leaf_grads.get(t), g)
-            continue
-        buffers[t.grad_fn] = _accumulate(buffers.get(t.grad_fn), g)
-        roots.append(t.grad_fn)
-    order = _graph(roots)
-
-    target_nodes = {}
-    if targets is not None:
-        for i, t in enumerate(targets):
-            if t.grad_fn is not None:
-                target_nodes.setdefault(t.grad_fn, []).append(i)
-        # nodes that lead to a target; the rest need not run
-        needed = set()
-        leafs = {id(t) for t in targets if t.grad_fn is None}
-        for node in reversed(order):
-            if node in target_nodes or any(
-                    (e in needed) if isinstance(e, Function) else (e is not None and id(e) in leafs)
-                    for e in node._edges):
-                needed.add(node)
-    captured = {}
-
-    fresh = {id(g._data) for g in grad_outputs}  # arrays users gave: never stored as .grad unshared
-    results = [None] * (len(targets) if targets is not None else 0)
-
-    def finish(leaf, g):
-        """A leaf's gradient is complete: its hooks, then .grad (or the result of autograd.grad)."""
-        if leaf._hooks:
-            g = _run_hooks(leaf._hooks, g)
-        if targets is not None:
-            for i, t in enumerate(targets):
-                if t is leaf:
-                    results[i] = g
-            return
-        if g._data.dtype != leaf._data.dtype:
-            g = Tensor._make(g._data.astype(leaf._data.dtype), g.requires_grad, g.grad_fn)
-        if leaf.grad is None:
-            if not create_graph:
-                arr = g._data
-                if id(arr) in fresh or arr.base is not None:  # shared with another grad or a view
-                    arr = arr.copy()
-                fresh.add(id(arr))
-                g = Tensor._make(arr)
-            leaf.grad = g
-        else:
-            leaf.grad = leaf.grad + (g if create_graph else g.detach())
-        for h in list(getattr(leaf, "_post_acc_hooks", None) or ()):
-            h(leaf)
-
-    # how many nodes still owe each leaf a gradient: a leaf is finished as soon as the last has run, so that
-    # its hooks (DistributedDataParallel's, say) run while the rest of the graph is still being processed
-    pending = {}
-    for node in order:
-        for e in node._edges:
-            if e is not None and not isinstance(e, Function):
-                pending[e] = pending.get(e, 0) + 1
-    with set_grad_enabled(create_graph):
-        for node in order:
+        node = grad_node(t)
+        buffers[node] = g if node not in buffers else buffers[node] + g
+    count = _producers(list(buffers))
+    wanted = {} if targets is None else {grad_node(t): i for i, t in reversed(list(enumerate(targets)))}
+    needed = _needed(count, wanted) if targets is not None else None
+    results = [None] * len(targets or ())
+    handed_out = {id(g._data) for g in grad_outputs}  # arrays already someone's: a new .grad must not share them
+    ready = [n for n in buffers if count[n] == 0]
+    with backend.np.errstate(all="ignore"), set_grad_enabled(create_graph):
+        while ready:
+            node = ready.pop()
             grad = buffers.pop(node, None)
-            if grad is not None and node._hooks:
-                grad = _run_hooks(node._hooks, grad)
-            if grad is not None and node in target_nodes:
-                for i in target_nodes[node]:
-                    captured[i] = grad
-            if grad is not None and (targets is None or node in needed):
-                grads = node.backward(grad)
-                if not isinstance(grads, tuple):
-                    grads = (grads,)
-                if len(grads) != len(node._edges):
-                    raise RuntimeError(f"{node.op_name}: backward returned {len(grads)} gradients, "
-                                       f"expected {len(node._edges)}")
-                wrap = create_graph and not node.differentiable_twice
-                for edge, g in zip(node._edges, grads):
-                    if edge is None or g is None:
-                        continue
-                    if not isinstance(g, Tensor):
-                        g = Tensor._make(g, requires_grad=wrap,
-                                         grad_fn=DoubleBackwardError(node) if wrap else None)
-                    if isinstance(edge, Function):
-                        buffers[edge] = _accumulate(buffers.get(edge), g)
-                    else:
-                        if g.shape != edge.shape:
-                            raise RuntimeError(f"{node.op_name}: backward returned a gradient of shape "
-                                               f"{g.shape} for an input of shape {edge.shape}")
-                        leaf_grads[edge] = _accumulate(leaf_grads.get(edge), g)
-                if not retain_graph:
-                    node._release()
-            for e in node._edges:  # this node's share of each leaf is in (or was never coming)
-                if e is not None and not isinstance(e, Function):
-                    pending[e] -= 1
-                    if pending[e] == 0 and e in leaf_grads:
-                        finish(e, leaf_grads.pop(e))
-        for leaf, g in leaf_grads.items():  # leaves given as outputs themselves
-            finish(leaf, g)
-    for i, g in captured.items():
-        results[i] = g if results[i] is None else results[i] + g
-    return results
+            if grad is not None:
+                grad = node.run_hooks(grad)
+                if node in wanted:
+                    results[wanted[node]] = grad
+                if isinstance(node, AccumulateGrad):
+                    if targets is None:
+                        node.accumulate(grad, create_graph, handed_out)
+                elif needed is None or node in needed:
+                    for edge, g in node.edge_grads(grad, create_graph):
+                        buffers[edge] = g if edge not in buffers else buffers[edge] + g
+                    if not retain_graph:
+                        node._release()
+            for e in node._edges:
+                if e is not None:
+                    count[e] -= 1
+                    if count[e] == 0:
+                        ready.append(e)
+    return [results[wanted[grad_node(t)]] for t in targets] if targets is not None else results
 
 
 def _normalize(outputs, grad_outputs):

@@ -59,8 +59,8 @@ class Function:
     name = None                 # the public op name, used in error messages
     differentiable_twice = True
 
-    __slots__ = ("needs_input_grad", "_edges", "_saved", "_out", "_hooks", "_to_save", "__dict__",
-                 "__weakref__")
+    # the graph's own state; each op's subclass keeps its shapes and parameters in the instance __dict__ it gets
+    __slots__ = ("needs_input_grad", "_edges", "_saved", "_out", "_hooks", "_to_save", "_versions", "__weakref__")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -68,8 +68,9 @@ class Function:
             FUNCTIONS.setdefault(cls.name, []).append(cls)
 
     @staticmethod
-    def twice_differentiable(op):
-        """False when a Function carrying op ``op`` declares a backward that cannot be differentiated again."""
+    def op_differentiable_twice(op):
+        """False when a Function carrying op ``op`` declares a backward that cannot be differentiated again (the
+        classes' own ``differentiable_twice``)."""
         return all(cls.differentiable_twice for cls in FUNCTIONS.get(op, ()))
 
     def __init__(self):
@@ -136,6 +137,34 @@ class Function:
     def __repr__(self):
         return f"<{self.op_name}Backward>"
 
+    # -- in the backward pass (autograd/engine.py) ----------------------------------------------------
+    def run_hooks(self, grad):
+        """The hooks registered on this node's output tensor, in order; a hook's return value replaces grad."""
+        for h in self._hooks or ():
+            r = h(grad)
+            if r is not None:
+                grad = r if isinstance(r, Tensor) else Tensor._of(r)
+        return grad
+
+    def edge_grads(self, grad, create_graph):
+        """(next node, its gradient) for every input that wants one: this node's backward, checked. With
+        ``create_graph``, a raw-array gradient of a once-differentiable op gets a node that refuses to be
+        differentiated, naming the op."""
+        grads = self.backward(grad)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        if len(grads) != len(self._edges):
+            raise RuntimeError(f"{self.op_name}: backward returned {len(grads)} gradients, expected {len(self._edges)}")
+        wrap = create_graph and not self.differentiable_twice
+        for edge, g in zip(self._edges, grads):
+            if edge is None or g is None:
+                continue
+            if not isinstance(g, Tensor):
+                g = Tensor._make(g, requires_grad=wrap, grad_fn=DoubleBackwardError(self) if wrap else None)
+            if isinstance(edge, AccumulateGrad) and g.shape != edge.variable.shape:
+                raise RuntimeError(f"{self.op_name}: backward returned a gradient of shape {g.shape} for an input "
+                                   f"of shape {edge.variable.shape}")
+            yield edge, g
+
     # -- applying -------------------------------------------------------------------------------
     @classmethod
     def apply(cls, *inputs, **params):
@@ -162,7 +191,7 @@ class Function:
                 _trace.record(cls, inputs, params, result)
             return result
         fn.needs_input_grad = needs
-        fn._edges = tuple(None if t is None or not t.requires_grad else (t.grad_fn or t) for t in inputs)
+        fn._edges = tuple(None if t is None or not t.requires_grad else grad_node(t) for t in inputs)
         saved = []
         watched = []  # saved tensors whose in-place change must stop backward (their version now)
         for a in fn._to_save:
@@ -215,3 +244,52 @@ class DoubleBackwardError(Function):
     def backward(self, gy):
         raise RuntimeError(f"{self.op}: its backward is a raw kernel and is not differentiable twice; "
                            "double backward (create_graph=True) through it is not supported")
+
+
+class AccumulateGrad(Function):
+    """The node of a leaf that requires grad, as torch's: every edge into a leaf ends here, so the engine has no
+    leaf case. Topological order runs it after every node that sends it a gradient; it then runs the leaf's hooks,
+    adds the gradient to ``.grad`` and runs the post-accumulate hooks (where DistributedDataParallel starts a
+    reduction). The leaf holds it weakly: it lives as long as a graph that uses the leaf."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    @property
+    def op_name(self):
+        return "AccumulateGrad"
+
+    def run_hooks(self, grad):
+        self._hooks = self.variable._hooks
+        return super().run_hooks(grad)
+
+    def accumulate(self, g, create_graph, handed_out):
+        """Add ``g`` to the leaf's ``.grad`` (in the leaf's dtype); ``handed_out`` holds the ids of arrays that are
+        already someone's gradient or the caller's, which a new ``.grad`` must not share."""
+        leaf = self.variable
+        if g._data.dtype != leaf._data.dtype:
+            g = Tensor._make(g._data.astype(leaf._data.dtype), g.requires_grad, g.grad_fn)
+        if leaf.grad is None:
+            if not create_graph:
+                arr = g._data
+                if id(arr) in handed_out or arr.base is not None:  # shared with another grad, or a view
+                    arr = arr.copy()
+                handed_out.add(id(arr))
+                g = Tensor._make(arr)
+            leaf.grad = g
+        else:
+            leaf.grad = leaf.grad + (g if create_graph else g.detach())
+        for h in list(leaf._post_acc_hooks or ()):
+            h(leaf)
+
+
+def grad_node(t):
+    """The node a gradient for ``t`` goes to: its grad_fn, or (a leaf) its AccumulateGrad node."""
+    if t.grad_fn is not None:
+        return t.grad_fn
+    node = t._acc() if t._acc is not None else None
+    if node is None:
+        node = AccumulateGrad(t)
+        t._acc = weakref.ref(node)
+    return node

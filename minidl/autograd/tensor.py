@@ -113,8 +113,10 @@ class Tensor:
     # _vc counts in-place changes, as torch's version counter: a graph that saved this tensor refuses to run
     # backward once it changed (the saved values would be silently wrong). A one-element list, shared by the
     # views of one array (Function.apply hands it on) and by detach(), so that a change through any of them counts.
+    # _acc: a weak reference to this leaf's AccumulateGrad node (autograd/function.py), made by the first op that
+    # records an edge to it and gone with the graph
     __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_hooks", "_retains_grad", "_vc", "_post_acc_hooks",
-                 "__weakref__")  # _post_acc_hooks is set only by register_post_accumulate_grad_hook
+                 "_acc", "__weakref__")
     __array_priority__ = 1000  # NumPy defers to Tensor's operators: np.float32(2) * t is a Tensor
 
     def __init__(self, *args, dtype=None, device=None, requires_grad=False):
@@ -145,6 +147,7 @@ class Tensor:
         self._hooks = None
         self._retains_grad = False
         self._vc = [0]
+        self._post_acc_hooks = self._acc = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -169,6 +172,7 @@ class Tensor:
         t._hooks = None
         t._retains_grad = False
         t._vc = [0]
+        t._post_acc_hooks = t._acc = None
         return t
 
     # -- properties --------------------------------------------------------------------------------
@@ -386,7 +390,7 @@ class Tensor:
             raise RuntimeError("register_post_accumulate_grad_hook: the tensor does not require grad")
         if not callable(hook):
             raise TypeError(f"register_post_accumulate_grad_hook: expected a callable, got {type(hook).__name__}")
-        hooks = getattr(self, "_post_acc_hooks", None)
+        hooks = self._post_acc_hooks
         if hooks is None:
             hooks = self._post_acc_hooks = []
         hooks.append(hook)
