@@ -13,6 +13,8 @@ import numpy as np
 from .autograd import no_grad
 from .autograd.function import tracing
 from .autograd.tensor import Tensor
+from .functional import activation as A, conv as C, loss as L, math as M, normalization as N, pooling as P, \
+    reduction as R, shape as S
 from .utils.checkpoint import write_atomically
 
 OPSET = 17
@@ -121,109 +123,163 @@ def _getitem(g, x, key, shape):
     return x
 
 
+# ---- one translation per Function class: (g, inputs, input names, params, output) -> output name ---------------
+def _one(onnx_op):
+    """An op that is one ONNX node over its inputs."""
+    return lambda g, inputs, x, params, out: g.node(onnx_op, x)
+
+
+def _pow_scalar(g, inputs, x, params, out):
+    return g.node("Pow", [x[0], g.scalar_like(params["exponent"], out.dtype)])
+
+
+def _conv2d(g, inputs, x, params, out):
+    return g.node("Conv", [v for v in x if v is not None], kernel_shape=list(inputs[1].shape[2:]),
+                  strides=list(params["stride"]), dilations=list(params["dilation"]),
+                  pads=[params["padding"][0], params["padding"][1]] * 2, group=params["groups"])
+
+
+def _batch_norm(g, inputs, x, params, out):
+    if params["training"]:
+        raise ValueError("minidl.onnx.export: batch norm in training mode (export runs the model in eval mode; "
+                         "a functional batch_norm with training=True has no ONNX translation)")
+    c = inputs[0].shape[1]
+    scale = x[1] or g.const(np.ones(c, dtype=out.dtype), "bn_scale")
+    bias = x[2] or g.const(np.zeros(c, dtype=out.dtype), "bn_bias")
+    return g.node("BatchNormalization", [x[0], scale, bias, g.name_of(params["running_mean"]),
+                                         g.name_of(params["running_var"])], epsilon=params["eps"])
+
+
+def _max_pool(g, inputs, x, params, out):
+    attrs, dil = _pool_attrs(params["geom"], inputs[0].shape[2:])
+    return g.node("MaxPool", x[:1], dilations=list(dil), **attrs)
+
+
+def _avg_pool(g, inputs, x, params, out):
+    """The mean over a window's real (unpadded) elements, rescaled to minidl's divisor."""
+    attrs, _ = _pool_attrs(params["geom"], inputs[0].shape[2:])
+    y = g.node("AveragePool", x[:1], count_include_pad=0, **attrs)
+    kh, kw, sh, sw, ph, pw, _, _, oh, ow = params["geom"]
+    counts = [np.minimum(np.arange(n) * st - p + k, size) - np.maximum(np.arange(n) * st - p, 0)
+              for n, st, p, k, size in ((oh, sh, ph, kh, inputs[0].shape[2]), (ow, sw, pw, kw, inputs[0].shape[3]))]
+    ratio = np.broadcast_to(np.outer(*counts) / np.asarray(params["divisor"]), (oh, ow)).astype(out.dtype)
+    return y if np.all(ratio == 1) else g.node("Mul", [y, g.const(ratio, "pool_scale")])
+
+
+def _adaptive_pool(kind):
+    def export(g, inputs, x, params, out):
+        (h, w), (oh, ow) = inputs[0].shape[2:], params["out_hw"]
+        if (oh, ow) == (1, 1):
+            return g.node(f"Global{kind}Pool", x)
+        if h % oh or w % ow:
+            raise ValueError(f"minidl.onnx.export: adaptive {kind.lower()} pooling from {h}x{w} to {oh}x{ow} "
+                             "(windows of unequal sizes) has no ONNX translation")
+        k = [h // oh, w // ow]
+        return g.node(f"{kind}Pool", x, kernel_shape=k, strides=k)
+    return export
+
+
+def _reshape(g, inputs, x, params, out):
+    shape = list(out.shape)
+    if g.dynamic_batch and inputs[0].ndim and shape and inputs[0].shape[0] == shape[0] == g.batch:
+        shape[0] = 0  # "as the input's": keeps the batch symbolic
+    return g.node("Reshape", [x[0], g.ints(shape)])
+
+
+def _clip(g, inputs, x, params, out):
+    lo, hi = params["lo"], params["hi"]
+    return g.node("Clip", [x[0], "" if lo is None else g.scalar_like(lo, out.dtype),
+                           "" if hi is None else g.scalar_like(hi, out.dtype)])
+
+
+def _softplus(g, inputs, x, params, out):
+    """torch's: x where beta x > threshold, else log(1 + exp(beta x)) / beta."""
+    beta, threshold, dtype = float(params["beta"]), float(params["threshold"]), out.dtype
+    bx = x[0] if beta == 1 else g.node("Mul", [x[0], g.scalar_like(beta, dtype)])
+    soft = g.node("Softplus", [bx])
+    soft = soft if beta == 1 else g.node("Div", [soft, g.scalar_like(beta, dtype)])
+    return g.node("Where", [g.node("Greater", [bx, g.scalar_like(threshold, dtype)]), x[0], soft])
+
+
+def _constant_pad(g, inputs, x, params, out):
+    widths = params["widths"]
+    pads = [lo for lo, _ in widths] + [hi for _, hi in widths]
+    return g.node("Pad", [x[0], g.ints(pads), g.scalar_like(params["value"], out.dtype)], mode="constant")
+
+
+EXPORTERS = {
+    **{cls: _one(name) for cls, name in (
+        (M.Add, "Add"), (M.Sub, "Sub"), (M.Mul, "Mul"), (M.Div, "Div"), (M.Pow, "Pow"), (M.MatMul, "MatMul"),
+        (M.Maximum, "Max"), (M.Minimum, "Min"), (M.Neg, "Neg"), (M.Exp, "Exp"), (M.Log, "Log"), (M.Sqrt, "Sqrt"),
+        (M.Abs, "Abs"), (M.Erf, "Erf"), (M.Where, "Where"), (A.ReLU, "Relu"), (A.Sigmoid, "Sigmoid"),
+        (A.Tanh, "Tanh"), (A.Hardswish, "HardSwish"))},
+    S.Clone: lambda g, inputs, x, params, out: g.node("Identity", x[:1]),
+    M.PowScalar: _pow_scalar,
+    C.Conv2d: _conv2d,
+    N.BatchNorm: _batch_norm,
+    P.MaxPool2d: _max_pool,
+    P.AvgPool2d: _avg_pool,
+    P.AdaptiveAvgPool2d: _adaptive_pool("Average"),
+    P.AdaptiveMaxPool2d: _adaptive_pool("Max"),
+    S.Cat: lambda g, inputs, x, params, out: g.node("Concat", x, axis=params["dim"]),
+    S.Reshape: _reshape,
+    S.Permute: lambda g, inputs, x, params, out: g.node("Transpose", x, perm=list(params["axes"])),
+    S.Expand: lambda g, inputs, x, params, out: g.node("Expand", [x[0], g.ints(out.shape)]),
+    R.Mean: lambda g, inputs, x, params, out: g.node("ReduceMean", x[:1], keepdims=int(params["keepdim"]),
+                                                     axes=list(params["axes"])),
+    R.Sum: lambda g, inputs, x, params, out: g.node("ReduceSum", [x[0], g.ints(params["axes"])],
+                                                    keepdims=int(params["keepdim"])),
+    S.GetItem: lambda g, inputs, x, params, out: _getitem(g, x[0], params["key"], inputs[0].shape),
+    A.Hardtanh: _clip,
+    M.Clamp: _clip,
+    A.LeakyReLU: lambda g, inputs, x, params, out: g.node("LeakyRelu", x, alpha=float(params["slope"])),
+    A.ELU: lambda g, inputs, x, params, out: g.node("Elu", x, alpha=float(params["alpha"])),
+    A.Softplus: _softplus,
+    A.Hardsigmoid: lambda g, inputs, x, params, out: g.node("HardSigmoid", x, alpha=1 / 6, beta=0.5),
+    A.Softmax: lambda g, inputs, x, params, out: g.node("Softmax", x, axis=params["dim"]),
+    A.LogSoftmax: lambda g, inputs, x, params, out: g.node("LogSoftmax", x, axis=params["dim"]),
+    S.To: lambda g, inputs, x, params, out: g.node("Cast", x, to=g.h.np_dtype_to_tensor_dtype(np.dtype(out.dtype))),
+    S.ConstantPad: _constant_pad,
+}
+
+# Functions without a translation, and why: export refuses them with this reason (tests/test_exchange.py checks
+# that every Function class is in EXPORTERS or here).
+NOT_EXPORTED = {
+    C.Unfold: "im2col has no ONNX operator", C.Fold: "col2im has no ONNX operator",
+    C.ConvTranspose2d: "not translated yet (ONNX ConvTranspose)",
+    R.Cumsum: "not translated yet (ONNX CumSum)", R.Amax: "not translated yet (ONNX ReduceMax)",
+    R.LogSumExp: "not translated yet", R.Prod: "not translated yet", R.Norm: "not translated yet",
+    R.StdSqrt: "not translated yet (var and std)",
+    M.Floor: "not translated yet", M.Ceil: "not translated yet", M.Round: "not translated yet",
+    M.Trunc: "not translated yet", M.Sign: "not translated yet", M.RoundedDiv: "not translated yet",
+    M.ClampTensor: "not translated yet (clamp with tensor bounds)", L.XLogX: "not translated yet",
+    L.BinaryCrossEntropy: "a loss: export the model, not its training objective",
+    S.Gather: "not translated yet (ONNX GatherElements)", S.IndexAdd: "not translated yet",
+    S.SumTo: "a broadcasting gradient, not a forward op",
+    S.Scatter: "not translated yet", S.ScatterAdd: "not translated yet",
+    N.SyncBatchNorm: "exports as batch norm once converted back (SyncBatchNorm is for training)",
+}
+
+# comparisons make tensors without a Function (no gradient): they report themselves by name
+_COMPARISONS = {"eq": "Equal", "lt": "Less", "le": "LessOrEqual", "gt": "Greater", "ge": "GreaterOrEqual",
+                "logical_not": "Not", "isnan": "IsNaN"}
+
+
 def _emit(g, cls, inputs, params, out):
     """ONNX nodes for one recorded op; returns the name of its output."""
     if isinstance(cls, str):  # an op without a Function (comparisons)
         x = [g.name_of(t) for t in inputs]
         if cls == "ne":
             return g.node("Not", [g.node("Equal", x)])
-        ops = {"eq": "Equal", "lt": "Less", "le": "LessOrEqual", "gt": "Greater", "ge": "GreaterOrEqual",
-               "logical_not": "Not", "isnan": "IsNaN"}
-        if cls not in ops:
+        if cls not in _COMPARISONS:
             raise ValueError(f"minidl.onnx.export: the op {cls!r} has no ONNX translation in minidl")
-        return g.node(ops[cls], x)
-    op = cls.__name__
-    x = [None if t is None else g.name_of(t) for t in inputs]
-    dtype = out.dtype
-    simple = {"Add": "Add", "Sub": "Sub", "Mul": "Mul", "Div": "Div", "Pow": "Pow", "MatMul": "MatMul",
-              "Maximum": "Max", "Minimum": "Min", "Neg": "Neg", "Exp": "Exp", "Log": "Log", "Sqrt": "Sqrt",
-              "Abs": "Abs", "Erf": "Erf", "ReLU": "Relu", "Sigmoid": "Sigmoid", "Tanh": "Tanh", "Where": "Where",
-              "Hardswish": "HardSwish"}
-    if op in simple:
-        return g.node(simple[op], x)
-    if op in ("Clone",):
-        return g.node("Identity", x[:1])
-    if op == "PowScalar":
-        return g.node("Pow", [x[0], g.scalar_like(params["exponent"], dtype)])
-    if op == "Conv2d":
-        w = inputs[1]
-        return g.node("Conv", [v for v in x if v is not None], kernel_shape=list(w.shape[2:]),
-                      strides=list(params["stride"]), dilations=list(params["dilation"]),
-                      pads=[params["padding"][0], params["padding"][1]] * 2, group=params["groups"])
-    if op == "BatchNorm":
-        if params["training"]:
-            raise ValueError("minidl.onnx.export: batch norm in training mode (export runs the model in eval mode; "
-                             "a functional batch_norm with training=True has no ONNX translation)")
-        c = inputs[0].shape[1]
-        scale = x[1] or g.const(np.ones(c, dtype=dtype), "bn_scale")
-        bias = x[2] or g.const(np.zeros(c, dtype=dtype), "bn_bias")
-        return g.node("BatchNormalization", [x[0], scale, bias, g.name_of(params["running_mean"]),
-                                             g.name_of(params["running_var"])], epsilon=params["eps"])
-    if op == "MaxPool2d":
-        attrs, dil = _pool_attrs(params["geom"], inputs[0].shape[2:])
-        return g.node("MaxPool", x[:1], dilations=list(dil), **attrs)
-    if op == "AvgPool2d":  # the mean over a window's real (unpadded) elements, rescaled to minidl's divisor
-        attrs, _ = _pool_attrs(params["geom"], inputs[0].shape[2:])
-        y = g.node("AveragePool", x[:1], count_include_pad=0, **attrs)
-        kh, kw, sh, sw, ph, pw, _, _, oh, ow = params["geom"]
-        counts = [np.minimum(np.arange(n) * st - p + k, size) - np.maximum(np.arange(n) * st - p, 0)
-                  for n, st, p, k, size in ((oh, sh, ph, kh, inputs[0].shape[2]), (ow, sw, pw, kw, inputs[0].shape[3]))]
-        div = np.asarray(params["divisor"])
-        ratio = np.broadcast_to(np.outer(*counts) / div, (oh, ow)).astype(dtype)
-        return y if np.all(ratio == 1) else g.node("Mul", [y, g.const(ratio, "pool_scale")])
-    if op in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
-        (h, w), (oh, ow) = inputs[0].shape[2:], params["out_hw"]
-        kind = "Average" if op == "AdaptiveAvgPool2d" else "Max"
-        if (oh, ow) == (1, 1):
-            return g.node(f"Global{kind}Pool", x)
-        if h % oh or w % ow:
-            raise ValueError(f"minidl.onnx.export: {op} from {h}x{w} to {oh}x{ow} (windows of unequal sizes) has "
-                             "no ONNX translation")
-        k = [h // oh, w // ow]
-        return g.node(f"{kind}Pool", x, kernel_shape=k, strides=k)
-    if op == "Cat":
-        return g.node("Concat", x, axis=params["dim"])
-    if op == "Reshape":
-        shape = list(out.shape)
-        if g.dynamic_batch and inputs[0].ndim and shape and inputs[0].shape[0] == shape[0] == g.batch:
-            shape[0] = 0  # "as the input's": keeps the batch symbolic
-        return g.node("Reshape", [x[0], g.ints(shape)])
-    if op == "Permute":
-        return g.node("Transpose", x, perm=list(params["axes"]))
-    if op == "Expand":
-        return g.node("Expand", [x[0], g.ints(out.shape)])
-    if op in ("Mean", "Sum"):
-        y = g.node("ReduceMean" if op == "Mean" else "ReduceSum",
-                   [x[0]] + ([g.ints(params["axes"])] if op == "Sum" else []), keepdims=int(params["keepdim"]),
-                   **({"axes": list(params["axes"])} if op == "Mean" else {}))
-        return y
-    if op == "GetItem":
-        return _getitem(g, x[0], params["key"], inputs[0].shape)
-    if op in ("Hardtanh", "Clamp"):
-        lo, hi = params["lo"], params["hi"]
-        return g.node("Clip", [x[0], "" if lo is None else g.scalar_like(lo, dtype),
-                               "" if hi is None else g.scalar_like(hi, dtype)])
-    if op == "LeakyReLU":
-        return g.node("LeakyRelu", x, alpha=float(params["slope"]))
-    if op == "ELU":
-        return g.node("Elu", x, alpha=float(params["alpha"]))
-    if op == "Softplus":  # torch's: x where beta x > threshold, else log(1 + exp(beta x)) / beta
-        beta, threshold = float(params["beta"]), float(params["threshold"])
-        bx = x[0] if beta == 1 else g.node("Mul", [x[0], g.scalar_like(beta, dtype)])
-        soft = g.node("Softplus", [bx])
-        soft = soft if beta == 1 else g.node("Div", [soft, g.scalar_like(beta, dtype)])
-        return g.node("Where", [g.node("Greater", [bx, g.scalar_like(threshold, dtype)]), x[0], soft])
-    if op == "Hardsigmoid":
-        return g.node("HardSigmoid", x, alpha=1 / 6, beta=0.5)
-    if op in ("Softmax", "LogSoftmax"):
-        return g.node(op, x, axis=params["dim"])
-    if op == "To":
-        return g.node("Cast", x, to=g.h.np_dtype_to_tensor_dtype(np.dtype(out.dtype)))
-    if op == "ConstantPad":
-        widths = params["widths"]
-        pads = [lo for lo, _ in widths] + [hi for _, hi in widths]
-        return g.node("Pad", [x[0], g.ints(pads), g.scalar_like(params["value"], dtype)], mode="constant")
-    raise ValueError(f"minidl.onnx.export: the op {cls.name or op!r} has no ONNX translation in minidl")
+        return g.node(_COMPARISONS[cls], x)
+    export = EXPORTERS.get(cls)
+    if export is None:
+        why = NOT_EXPORTED.get(cls, "")
+        raise ValueError(f"minidl.onnx.export: the op {cls.name or cls.__name__!r} has no ONNX translation in minidl"
+                         + (f" ({why})" if why else ""))
+    return export(g, inputs, [None if t is None else g.name_of(t) for t in inputs], params, out)
 
 
 def _trace_run(model, inputs):

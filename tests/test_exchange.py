@@ -153,3 +153,17 @@ def test_onnx_export_names_and_refusals(tmp_path):
             return x.relu() if float(x.sum()) > 0 else x.sigmoid()
     with pytest.raises(ValueError, match="data-dependent"):  # sum 0.06; the exporter's second run sees another sign
         minidl.onnx.export(Branchy(), minidl.full((2, 3), 0.01), tmp_path / "b.onnx")
+
+
+def test_every_function_exports_to_onnx_or_is_listed_as_not_exported_with_a_reason():
+    from minidl import onnx
+    from minidl.autograd.function import FUNCTIONS
+    classes = {cls for group in FUNCTIONS.values() for cls in group}
+    assert not set(onnx.EXPORTERS) & set(onnx.NOT_EXPORTED)
+    missing = sorted(c.__name__ for c in classes - set(onnx.EXPORTERS) - set(onnx.NOT_EXPORTED))
+    assert not missing, f"Functions neither exported nor listed in onnx.NOT_EXPORTED: {missing}"
+    assert all(isinstance(why, str) and why for why in onnx.NOT_EXPORTED.values())
+    assert set(onnx.EXPORTERS) | set(onnx.NOT_EXPORTED) <= classes  # no stale entries
+    m = minidl.nn.Sequential(minidl.nn.Unfold(2))
+    with pytest.raises(ValueError, match=r"'unfold' has no ONNX translation in minidl \(im2col has no ONNX operator\)"):
+        onnx.export(m, minidl.randn(1, 1, 4, 4), "/dev/null")

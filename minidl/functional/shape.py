@@ -464,6 +464,25 @@ _PAD_MODES = ("constant", "reflect", "replicate", "circular")
 def pad(input, pad, mode="constant", value=None):
     """Pad the last ``len(pad) // 2`` dims: ``pad = (left, right, top, bottom, ...)`` from the last dim
     backwards. Modes: 'constant' (negative widths crop), 'reflect', 'replicate', 'circular'."""
+    widths = _pad_widths(input, pad, mode)
+    if mode == "constant":
+        return _constant_pad(input, widths, 0.0 if value is None else value)
+    if value not in (None, 0):
+        raise ValueError(f"pad: 'value' only applies to mode='constant', got value={value} with mode={mode!r}")
+    k = len(pad) // 2
+    if input.ndim not in (k + 1, k + 2):  # (C, *spatial) or (N, C, *spatial), as torch
+        raise ValueError(f"pad: mode {mode!r} with {len(pad)} padding values pads {k} dims of a {k + 1}-D or "
+                         f"{k + 2}-D input, got a {input.ndim}-D input")
+    out = input
+    for d, (lo, hi) in enumerate(widths):
+        if lo or hi:  # gather each output element from its source index along d
+            out = out[(slice(None),) * d + (backend.to_device(_pad_source(mode, input.shape[d], lo, hi, d),
+                                                               input.device),)]
+    return out
+
+
+def _pad_widths(input, pad, mode):
+    """pad's checked arguments as (before, after) widths for every dim of the input."""
     tensor_arg(input, "pad")
     if not isinstance(pad, (tuple, list)) or len(pad) % 2 or not all(
             isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in pad):
@@ -475,51 +494,39 @@ def pad(input, pad, mode="constant", value=None):
     widths = [(0, 0)] * input.ndim
     for i in range(len(pad) // 2):
         widths[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
-    if mode == "constant":
-        value = 0.0 if value is None else value
-        pos = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
-        out = input if all(w == (0, 0) for w in pos) else ConstantPad.apply(input, widths=pos, value=value)
-        if any(lo < 0 or hi < 0 for lo, hi in widths):
-            for i, (lo, hi) in enumerate(widths):
-                n = out.shape[i]
-                if -min(lo, 0) - min(hi, 0) > n:
-                    raise ValueError(f"pad: negative padding {(lo, hi)} crops more than dim {i}'s size {n}")
-            out = out[tuple(slice(-min(lo, 0), out.shape[i] + min(hi, 0)) for i, (lo, hi) in enumerate(widths))]
-        return out
-    if value not in (None, 0):
-        raise ValueError(f"pad: 'value' only applies to mode='constant', got value={value} with mode={mode!r}")
-    k = len(pad) // 2
-    if input.ndim not in (k + 1, k + 2):  # (C, *spatial) or (N, C, *spatial), as torch
-        raise ValueError(f"pad: mode {mode!r} with {len(pad)} padding values pads {k} dims of a {k + 1}-D or "
-                         f"{k + 2}-D input, got a {input.ndim}-D input")
-    out = input
-    for d, (lo, hi) in enumerate(widths):
-        if lo == 0 and hi == 0:
-            continue
-        n = input.shape[d]
-        if n + lo + hi < 0:
-            raise ValueError(f"pad: negative padding {(lo, hi)} crops more than dim {d}'s size {n}")
-        if mode == "circular":  # negative widths crop first, then the rest wraps around what is left (as torch)
-            crop, m = -min(lo, 0), n + min(lo, 0) + min(hi, 0)
-            lo, hi = max(lo, 0), max(hi, 0)
-            if lo > m or hi > m:
-                raise ValueError(f"pad: circular padding {widths[d]} must be at most dim {d}'s size {m} "
-                                 "(after cropping)")
-            j = np.arange(-lo, m + hi) % m + crop
-        else:  # the source index of each output; a negative width starts or stops inside the dim
-            if mode == "reflect" and (lo >= n or hi >= n):
-                raise ValueError(f"pad: reflect padding {(lo, hi)} must be smaller than dim {d}'s size {n}")
-            if n == 0:
-                raise ValueError(f"pad: mode {mode!r} cannot pad dim {d} of size 0")
-            j = np.arange(-lo, n + hi)
-            if mode == "reflect":
-                j = np.abs(j)
-                j = np.where(j > n - 1, 2 * (n - 1) - j, j)
-            else:
-                j = np.clip(j, 0, n - 1)
-        idx = backend.to_device(j, input.device)
-        out = out[(slice(None),) * d + (idx,)]
+    return widths
+
+
+def _constant_pad(input, widths, value):
+    """Positive widths add ``value``; negative ones crop."""
+    pos = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+    out = input if all(w == (0, 0) for w in pos) else ConstantPad.apply(input, widths=pos, value=value)
+    if any(lo < 0 or hi < 0 for lo, hi in widths):
+        for i, (lo, hi) in enumerate(widths):
+            if -min(lo, 0) - min(hi, 0) > out.shape[i]:
+                raise ValueError(f"pad: negative padding {(lo, hi)} crops more than dim {i}'s size {out.shape[i]}")
+        out = out[tuple(slice(-min(lo, 0), out.shape[i] + min(hi, 0)) for i, (lo, hi) in enumerate(widths))]
     return out
+
+
+def _pad_source(mode, n, lo, hi, d):
+    """For reflect, replicate or circular padding of a dim of size ``n`` by (lo, hi): each output's source index."""
+    if n + lo + hi < 0:
+        raise ValueError(f"pad: negative padding {(lo, hi)} crops more than dim {d}'s size {n}")
+    if mode == "circular":  # negative widths crop first, then the rest wraps around what is left (as torch)
+        crop, m = -min(lo, 0), n + min(lo, 0) + min(hi, 0)
+        if max(lo, 0) > m or max(hi, 0) > m:
+            raise ValueError(f"pad: circular padding {(lo, hi)} must be at most dim {d}'s size {m} (after cropping)")
+        return np.arange(-max(lo, 0), m + max(hi, 0)) % m + crop
+    if mode == "reflect" and (lo >= n or hi >= n):
+        raise ValueError(f"pad: reflect padding {(lo, hi)} must be smaller than dim {d}'s size {n}")
+    if n == 0:
+        raise ValueError(f"pad: mode {mode!r} cannot pad dim {d} of size 0")
+    j = np.arange(-lo, n + hi)  # a negative width starts or stops inside the dim
+    if mode == "reflect":
+        j = np.abs(j)
+        return np.where(j > n - 1, 2 * (n - 1) - j, j)
+    return np.clip(j, 0, n - 1)
 
 
 @register()

@@ -34,6 +34,30 @@ def _to_array(value, key):
                     f"got {type(value).__name__}")
 
 
+def _staged(own, state_dict):
+    """(the (tensor, new array) pairs to copy, torch's lines for those whose shapes differ)."""
+    staged, errors = [], []
+    for key, target in own.items():
+        if key in state_dict:
+            arr = _to_array(state_dict[key], key)
+            if tuple(arr.shape) == target.shape:
+                staged.append((target, arr))
+            else:
+                errors.append(f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)}, the shape "
+                              f"in the current model is {target.shape}")
+    return staged, errors
+
+
+def _key_errors(missing, unexpected):
+    """torch's lines for keys a state_dict lacks or has too many of."""
+    out = []
+    if missing:
+        out.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
+    if unexpected:
+        out.append("Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected))
+    return out
+
+
 class Module:
     """Base class for layers and models, as torch.nn.Module.
 
@@ -237,22 +261,8 @@ class Module:
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        errors = []
-        staged = []
-        for key, target in own.items():
-            if key not in state_dict:
-                continue
-            arr = _to_array(state_dict[key], key)
-            if tuple(arr.shape) != target.shape:
-                errors.append(f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)}, "
-                              f"the shape in the current model is {target.shape}")
-                continue
-            staged.append((target, arr))
-        if strict and (missing or unexpected):
-            if unexpected:
-                errors.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected))
-            if missing:
-                errors.insert(0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
+        staged, size_errors = _staged(own, state_dict)
+        errors = (_key_errors(missing, unexpected) if strict else []) + size_errors
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
 

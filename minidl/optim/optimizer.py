@@ -6,6 +6,32 @@ from .. import backend
 from ..autograd.tensor import Tensor
 
 
+def _check_saved_group(name, saved, own):
+    """A saved parameter group fits this optimizer's ``own`` group: as many parameters, numbers where numbers are."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
+        raise ValueError(f"{name}: a saved parameter group must be a dict with a 'params' list")
+    if len(saved["params"]) != len(own["params"]):
+        raise ValueError(f"{name}: a saved group has {len(saved['params'])} parameters, this optimizer's "
+                         f"has {len(own['params'])}")
+    for k, v in saved.items():
+        if k != "params" and k in own and isinstance(own[k], (int, float)) and not isinstance(own[k], bool) \
+                and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError(f"{name}: group setting {k!r} must be a number, got {v!r}")
+
+
+def _state_value(name, i, k, v, p):
+    """One saved state entry of parameter ``p`` (number i), checked and copied: an array to p's device and (float)
+    dtype, anything else deep-copied."""
+    if isinstance(v, Tensor):
+        v = v._data
+    if not backend.is_device_array(v):
+        return copy.deepcopy(v)
+    if v.dtype.kind not in "biuf" or (v.ndim and v.shape != p.shape):
+        raise ValueError(f"{name}: state {k!r} of parameter {i} has shape {v.shape} and dtype {v.dtype}; the "
+                         f"parameter has shape {p.shape}")
+    return backend.to_device(v, p.device).astype(p.dtype) if v.dtype.kind == "f" else v.copy()
+
+
 class Optimizer:
     """Base class, as torch.optim.Optimizer. Subclasses implement ``_update(p, grad, state, group)``
     on raw arrays; updates happen in place on the parameters' arrays, outside the graph."""
@@ -110,15 +136,7 @@ class Optimizer:
             raise ValueError(f"{name}: {len(groups)} parameter groups saved, {len(self.param_groups)} in this "
                              "optimizer")
         for saved, own in zip(groups, self.param_groups):
-            if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
-                raise ValueError(f"{name}: a saved parameter group must be a dict with a 'params' list")
-            if len(saved["params"]) != len(own["params"]):
-                raise ValueError(f"{name}: a saved group has {len(saved['params'])} parameters, this optimizer's "
-                                 f"has {len(own['params'])}")
-            for k, v in saved.items():
-                if k != "params" and k in own and isinstance(own[k], (int, float)) and not isinstance(own[k], bool) \
-                        and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                    raise ValueError(f"{name}: group setting {k!r} must be a number, got {v!r}")
+            _check_saved_group(name, saved, own)
         by_index = {i: p for saved, own in zip(groups, self.param_groups)
                     for i, p in zip(saved["params"], own["params"])}
         new_state = {}
@@ -129,19 +147,7 @@ class Optimizer:
                 raise ValueError(f"{name}: state for parameter {i!r}, which no saved group lists") from None
             if not isinstance(st, dict):
                 raise ValueError(f"{name}: the state of parameter {i} must be a dict, got {type(st).__name__}")
-            entry = {}
-            for k, v in st.items():
-                if isinstance(v, Tensor):
-                    v = v._data
-                if backend.is_device_array(v):
-                    if v.dtype.kind not in "biuf" or (v.ndim and v.shape != p.shape):
-                        raise ValueError(f"{name}: state {k!r} of parameter {i} has shape {v.shape} and dtype "
-                                         f"{v.dtype}; the parameter has shape {p.shape}")
-                    v = backend.to_device(v, p.device).astype(p.dtype) if v.dtype.kind == "f" else v.copy()
-                else:
-                    v = copy.deepcopy(v)
-                entry[k] = v
-            new_state[p] = entry
+            new_state[p] = {k: _state_value(name, i, k, v, p) for k, v in st.items()}
         settings = [{k: copy.deepcopy(v) for k, v in saved.items() if k != "params"} for saved in groups]
 
         def apply():

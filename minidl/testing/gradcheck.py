@@ -64,45 +64,54 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, mode="auto", n_dire
             return _objective(_outputs(fn, inputs), weights)
 
     for i in checked:
-        x = inputs[i]._data
-        a = analytic[i] if analytic[i] is not None else np.zeros(x.shape)
-        full = mode == "full" or (mode == "auto" and x.size <= max_full)
-        if full:
-            num = np.zeros(x.shape)
-            for k in range(x.size):
-                idx = np.unravel_index(k, x.shape)
-                old = x[idx].item()
-                x[idx] = old + eps
-                fp = f()
-                x[idx] = old - eps
-                fm = f()
-                x[idx] = old
-                num[idx] = (fp - fm) / (2 * eps)
-            err = np.abs(a - num) - (atol + rtol * np.abs(num))
-            if err.size and err.max() > 0:
-                k = np.unravel_index(int(err.argmax()), err.shape)
-                msg = (f"gradcheck: gradient of input {i} (shape {x.shape}) is wrong at element {tuple(map(int, k))}: "
-                       f"backward gives {a[k]:.8g}, finite differences {num[k]:.8g} "
-                       f"(max abs error {np.abs(a - num).max():.3g})")
-                if raise_exception:
-                    raise GradcheckError(msg)
-                return False
-        else:
-            orig = x.copy()
-            for _ in range(n_directions):
-                v = rng.standard_normal(x.shape)
-                vd = backend.to_device(v, inputs[i].device)
-                x[...] = orig + eps * vd
-                fp = f()
-                x[...] = orig - eps * vd
-                fm = f()
-                x[...] = orig
-                num = (fp - fm) / (2 * eps)
-                ana = float((a * v).sum())
-                if abs(ana - num) > atol + rtol * abs(num):
-                    msg = (f"gradcheck: directional derivative of input {i} (shape {x.shape}) is wrong: "
-                           f"backward gives {ana:.8g}, finite differences {num:.8g}")
-                    if raise_exception:
-                        raise GradcheckError(msg)
-                    return False
+        a = analytic[i] if analytic[i] is not None else np.zeros(inputs[i].shape)
+        full = mode == "full" or (mode == "auto" and inputs[i].numel() <= max_full)
+        msg = _full_check(f, inputs[i], i, a, eps, atol, rtol) if full else \
+            _directional_check(f, inputs[i], i, a, eps, atol, rtol, rng, n_directions)
+        if msg:
+            if raise_exception:
+                raise GradcheckError(msg)
+            return False
     return True
+
+
+def _full_check(f, t, i, a, eps, atol, rtol):
+    """Every element of input ``t`` perturbed: None, or what is wrong where."""
+    x = t._data
+    num = np.zeros(x.shape)
+    for k in range(x.size):
+        idx = np.unravel_index(k, x.shape)
+        old = x[idx].item()
+        x[idx] = old + eps
+        fp = f()
+        x[idx] = old - eps
+        fm = f()
+        x[idx] = old
+        num[idx] = (fp - fm) / (2 * eps)
+    err = np.abs(a - num) - (atol + rtol * np.abs(num))
+    if err.size and err.max() > 0:
+        k = np.unravel_index(int(err.argmax()), err.shape)
+        return (f"gradcheck: gradient of input {i} (shape {x.shape}) is wrong at element {tuple(map(int, k))}: "
+                f"backward gives {a[k]:.8g}, finite differences {num[k]:.8g} (max abs error "
+                f"{np.abs(a - num).max():.3g})")
+    return None
+
+
+def _directional_check(f, t, i, a, eps, atol, rtol, rng, n_directions):
+    """Input ``t`` moved along random directions: None, or what is wrong."""
+    x = t._data
+    orig = x.copy()
+    for _ in range(n_directions):
+        v = rng.standard_normal(x.shape)
+        vd = backend.to_device(v, t.device)
+        x[...] = orig + eps * vd
+        fp = f()
+        x[...] = orig - eps * vd
+        fm = f()
+        x[...] = orig
+        num = (fp - fm) / (2 * eps)
+        ana = float((a * v).sum())
+        if abs(ana - num) > atol + rtol * abs(num):
+            return (f"gradcheck: directional derivative of input {i} (shape {x.shape}) is wrong: backward gives "
+                    f"{ana:.8g}, finite differences {num:.8g}")
+    return None

@@ -50,16 +50,7 @@ def assert_matches_torch(fn, torch_fn, inputs, *, grad=True, requires_grad=None,
     if before:
         before()
     t_out = _flat(torch_fn(*t_in))
-    if len(m_out) != len(t_out):
-        raise AssertionError(f"minidl returned {len(m_out)} outputs, torch {len(t_out)}")
-    for k, (a, b) in enumerate(zip(m_out, t_out)):
-        a, b = _to_numpy(a), _to_numpy(b)
-        if a.shape != b.shape:
-            raise AssertionError(f"output {k}: minidl shape {a.shape}, torch shape {b.shape}")
-        if a.dtype.kind in "biu" or b.dtype.kind in "biu":
-            np.testing.assert_array_equal(a, b, err_msg=f"forward output {k}")
-        else:
-            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"forward output {k}")
+    _compare_outputs(m_out, t_out, rtol, atol)
     if not grad:
         return m_out, t_out
     rng = np.random.default_rng(seed)
@@ -76,14 +67,29 @@ def assert_matches_torch(fn, torch_fn, inputs, *, grad=True, requires_grad=None,
                             allow_unused=True)
     t_grads = torch.autograd.grad([b for _, b in pairs], t_leaves, [torch.tensor(u) for u in ups],
                                   allow_unused=True)
+    _compare_grads(m_grads, t_grads, rtol, atol)
+    return m_out, t_out
+
+
+def _compare_outputs(m_out, t_out, rtol, atol):
+    if len(m_out) != len(t_out):
+        raise AssertionError(f"minidl returned {len(m_out)} outputs, torch {len(t_out)}")
+    for k, (a, b) in enumerate(zip(m_out, t_out)):
+        a, b = _to_numpy(a), _to_numpy(b)
+        if a.shape != b.shape:
+            raise AssertionError(f"output {k}: minidl shape {a.shape}, torch shape {b.shape}")
+        if a.dtype.kind in "biu" or b.dtype.kind in "biu":
+            np.testing.assert_array_equal(a, b, err_msg=f"forward output {k}")
+        else:
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"forward output {k}")
+
+
+def _compare_grads(m_grads, t_grads, rtol, atol):
+    """Where torch has no gradient minidl's must be absent or zero; elsewhere equal (an absent one as zeros)."""
     for k, (a, b) in enumerate(zip(m_grads, t_grads)):
         if b is None:
             if a is not None and np.any(_to_numpy(a) != 0):
                 raise AssertionError(f"input {k}: minidl has a non-zero gradient, torch none")
             continue
-        if a is None:
-            a_np = np.zeros(tuple(b.shape))
-        else:
-            a_np = _to_numpy(a)
+        a_np = np.zeros(tuple(b.shape)) if a is None else _to_numpy(a)
         np.testing.assert_allclose(a_np, _to_numpy(b), rtol=rtol, atol=atol, err_msg=f"gradient of input {k}")
-    return m_out, t_out
