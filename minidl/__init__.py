@@ -1,5 +1,6 @@
 """minidl: a from-scratch deep-learning engine with PyTorch's API (NumPy on the CPU, CuPy on GPUs)."""
 import os as _os
+import sys as _sys
 
 # One thread pool at a time: OpenBLAS's idle threads spin for ~0.1 s after each GEMM and slow whatever
 # runs next on the other cores (Numba kernels, or torch: a torch LeNet-5 step right after a NumPy GEMM
@@ -28,11 +29,13 @@ from .functional import (add, sub, mul, div, neg, pow, matmul, exp, log, sqrt, a
                          nonzero, scatter, scatter_add, norm)
 from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed
 from .utils.checkpoint import save, load
-
 from .autograd.tensor import TENSOR_TYPES as _TENSOR_TYPES
 FloatTensor, DoubleTensor, HalfTensor, LongTensor, IntTensor, ShortTensor, CharTensor, ByteTensor, BoolTensor = (
     _TENSOR_TYPES[n] for n in ("FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor", "ShortTensor",
                                "CharTensor", "ByteTensor", "BoolTensor"))
+
+utils.data = data  # minidl.utils.data is minidl.data, as torch.utils.data is torch's
+_sys.modules[__name__ + ".utils.data"] = data
 
 # dtypes print as torch's (minidl.float32) and equal NumPy's (minidl.float32 == np.float32)
 dtype = backend.dtype

@@ -479,13 +479,12 @@ class Tensor:
 
     def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
         """In-place scatter (see minidl.scatter): ``self[..., index, ...] = src`` along ``dim``."""
-        from ..functional.shape import scatter
-        return self._assign("scatter_", scatter(self.detach(), dim, index, src, value=value, reduce=reduce))
+        out = _op("scatter")(self.detach(), dim, index, src, value=value, reduce=reduce)
+        return self._assign("scatter_", out)
 
     def scatter_add_(self, dim, index, src):
         """In-place scatter_add: ``src`` added at ``index`` along ``dim``."""
-        from ..functional.shape import scatter_add
-        return self._assign("scatter_add_", scatter_add(self.detach(), dim, index, src.detach()))
+        return self._assign("scatter_add_", _op("scatter_add")(self.detach(), dim, index, src.detach()))
 
     # -- new tensors like this one (dtype and device from self) -------------------------------------
     def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):

@@ -261,8 +261,7 @@ def _map_tensors(batch, fn):
 
 
 def _cuda_available():
-    from .. import cuda
-    return cuda.is_available()
+    return backend.cuda_available()
 
 
 def _pin(batch):

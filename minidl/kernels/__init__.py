@@ -53,6 +53,21 @@ def _impl(x):
     return _compiled or _numpy
 
 
+# The contract: every kernel module (_numpy, _numba, _cuda) defines each of these with the signature of the
+# function of that name below, or lists it in its NOT_PROVIDED dict with the reason; a name it does not provide
+# runs the reference (_numpy, which also runs CuPy arrays). tests/test_layout.py checks every module against it.
+CONTRACT = ("im2col", "col2im", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+            "batch_norm_stats", "batch_norm_apply", "batch_norm_backward", "erf", "conv_direct", "conv_direct_grad_w",
+            "conv_direct_grad_x")
+
+
+def _kernel(name, x):
+    """The kernel ``name`` for array ``x``: its module's (see _impl), or the reference's where that module does
+    not provide it."""
+    impl = _impl(x)
+    return getattr(impl, name, None) or getattr(_numpy, name)
+
+
 def _gpu_kernels():
     """kernels/_cuda.py when Numba's CUDA target finds a GPU, else False (asked once)."""
     global _gpu
@@ -124,25 +139,25 @@ class Window(NamedTuple):
 
 
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value=0.0):
-    return _impl(x).im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value)
+    return _kernel("im2col", x)(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value)
 
 
 def col2im(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
-    return _impl(col).col2im(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+    return _kernel("col2im", col)(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
 
 
 def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
-    return _impl(x).max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+    return _kernel("max_pool2d", x)(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
 
 
 def max_pool2d_backward(gy, arg, shape, window=None):
     """``window`` = (kh, kw, sh, sw, ph, pw, dh, dw) where the windows have one geometry (not adaptive pooling):
     the GPU kernel gathers by it; the CPU kernels scatter by ``arg`` alone."""
-    return _impl(gy).max_pool2d_backward(gy, arg, shape, window)
+    return _kernel("max_pool2d_backward", gy)(gy, arg, shape, window)
 
 
 def erf(x):
-    return _impl(x).erf(x)
+    return _kernel("erf", x)(x)
 
 
 def matmul(a, b):
@@ -178,15 +193,15 @@ def has_direct_conv(x):
 
 
 def conv_direct(x, w, stride, padding, dilation, groups, out_hw):
-    return _impl(x).conv_direct(x, w, stride, padding, dilation, groups, out_hw)
+    return _kernel("conv_direct", x)(x, w, stride, padding, dilation, groups, out_hw)
 
 
 def conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation, groups):
-    return _impl(x).conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation, groups)
+    return _kernel("conv_direct_grad_w", x)(x, gy, w_shape, stride, padding, dilation, groups)
 
 
 def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups):
-    return _impl(gy).conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups)
+    return _kernel("conv_direct_grad_x", gy)(gy, w, x_shape, stride, padding, dilation, groups)
 
 
 def fused_step(p, *arrays):
@@ -203,20 +218,20 @@ def fused_step(p, *arrays):
 
 
 def batch_norm_stats(x):
-    return _impl(x).batch_norm_stats(x)
+    return _kernel("batch_norm_stats", x)(x)
 
 
 def batch_norm_apply(x, mean, invstd, w, b):
-    return _impl(x).batch_norm_apply(x, mean, invstd, w, b)
+    return _kernel("batch_norm_apply", x)(x, mean, invstd, w, b)
 
 
 def batch_norm_backward(x, gy, mean, invstd, w, training):
-    return _impl(x).batch_norm_backward(x, gy, mean, invstd, w, training)
+    return _kernel("batch_norm_backward", x)(x, gy, mean, invstd, w, training)
 
 
 def avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w):
-    return _impl(x).avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w)
+    return _kernel("avg_pool2d", x)(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w)
 
 
 def avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw):
-    return _impl(gy).avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw)
+    return _kernel("avg_pool2d_backward", gy)(gy, div, shape, kh, kw, sh, sw, ph, pw)

@@ -11,6 +11,13 @@ import numpy as np
 
 from ..backend import get_array_module
 
+NOT_PROVIDED = {  # names of kernels/__init__.py's CONTRACT this module does not define, and why
+    "conv_direct": "the reference convolution is im2col + GEMM (kernels/conv.py): has_direct_conv is False for these "
+                   "arrays, so the tuner never offers 'direct'",
+    "conv_direct_grad_w": "as conv_direct",
+    "conv_direct_grad_x": "as conv_direct",
+}
+
 
 def _padded(x, ph, pw, extra_h, extra_w, value):
     xp = get_array_module(x)

@@ -5,7 +5,3 @@ from .summary import summary
 from .checkpoint import save_checkpoint, load_checkpoint, save, load
 from .training import train_one_epoch, evaluate, fit
 from . import plots, safetensors
-import sys as _sys
-from .. import data
-
-_sys.modules[__name__ + ".data"] = data  # minidl.utils.data is minidl.data, as torch.utils.data is torch's
