@@ -81,6 +81,17 @@ def manual_seed(seed):
     return default_generator
 
 
+def use_deterministic_algorithms(mode, *, warn_only=False):
+    """Bit-reproducible runs (as torch's switch): the reference convolution algorithms instead of per-shape timing,
+    and matrix products split by shape alone (one OpenBLAS thread plus minidl's workers), so that the same seed and
+    thread count give the same bits whatever the machine's load. ``warn_only`` is accepted for torch's signature."""
+    kernels.autotune.set_enabled(not mode)
+
+
+def are_deterministic_algorithms_enabled():
+    return kernels.blas.reproducible()
+
+
 def initial_seed():
     return backend._SEED
 

@@ -90,16 +90,24 @@ def test_parameter_groups_and_state_dict_round_trip():
         np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-9, atol=1e-11)
 
 
-def test_optimizer_argument_errors():
-    p = [nn.Parameter(minidl.zeros(2))]
-    with pytest.raises(ValueError, match="invalid learning rate"):
-        optim.SGD(p, lr=-1)
-    with pytest.raises(ValueError, match="Nesterov"):
-        optim.SGD(p, lr=0.1, nesterov=True)
-    with pytest.raises(ValueError, match="empty parameter list"):
-        optim.Adam([])
-    with pytest.raises(ValueError, match="invalid betas"):
-        optim.Adam(p, betas=(1.0, 0.9))
+@pytest.mark.parametrize("make, exc, message", [
+    (lambda p: optim.SGD(p, lr=-1), ValueError, r"^SGD: lr must be a number >= 0, got -1$"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=-0.5), ValueError, r"^SGD: momentum must be a number >= 0, got -0.5$"),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1e-4), ValueError, r"^SGD: weight_decay must be a number >= 0"),
+    (lambda p: optim.SGD(p, lr="0.1"), TypeError, r"^SGD: lr must be a number >= 0, got '0.1'$"),
+    (lambda p: optim.SGD(p, lr=0.1, nesterov=True), ValueError, "Nesterov"),
+    (lambda p: optim.Adam([]), ValueError, "empty parameter list"),
+    (lambda p: optim.Adam(p, betas=(1.0, 0.9)), ValueError, r"^Adam: betas must be a pair of numbers in \[0, 1\), got "
+                                                            r"\(1.0, 0.9\)$"),
+    (lambda p: optim.AdamW(p, eps=-1), ValueError, r"^AdamW: eps must be a number >= 0, got -1$"),
+    (lambda p: optim.Adadelta(p, rho=1.5), ValueError, r"^Adadelta: rho must be a number in \[0, 1\], got 1.5$"),
+    (lambda p: optim.RMSprop(p, alpha=-0.1), ValueError, r"^RMSprop: alpha must be a number >= 0, got -0.1$"),
+    (lambda p: optim.Adagrad(p, lr_decay=-1), ValueError, r"^Adagrad: lr_decay must be a number >= 0, got -1$"),
+    (lambda p: optim.NAdam(p, momentum_decay=-1), ValueError, r"^NAdam: momentum_decay must be a number >= 0"),
+])
+def test_optimizer_argument_errors_name_the_setting_and_what_is_allowed(make, exc, message):
+    with pytest.raises(exc, match=message):
+        make([nn.Parameter(minidl.zeros(2))])
 
 
 SCHEDULERS = [

@@ -467,3 +467,14 @@ def test_a_parameter_keeps_its_datas_dtype():
     for data in (np.zeros(2), np.zeros(2, np.float32)):
         assert str(minidl.nn.Parameter(minidl.tensor(data)).dtype) == \
             str(torch.nn.Parameter(torch.tensor(data)).dtype).replace("torch.", "minidl.")
+
+
+def test_use_deterministic_algorithms_is_the_reproducible_mode():
+    assert not minidl.are_deterministic_algorithms_enabled()
+    try:
+        minidl.use_deterministic_algorithms(True)
+        assert minidl.are_deterministic_algorithms_enabled() and not minidl.kernels.autotune.is_enabled()
+        assert minidl.kernels.blas.own_threads(64)  # products split by shape, whatever the load
+    finally:
+        minidl.use_deterministic_algorithms(False)
+    assert minidl.kernels.autotune.is_enabled()

@@ -52,10 +52,9 @@ def _setup():
                 libs = [c for c in ThreadpoolController().select(user_api="blas").lib_controllers]
             except Exception:  # threadpoolctl missing or unable to see the BLAS: NumPy as it is
                 libs = []
-            threads = max([c.num_threads for c in libs] + [1]) if libs else 1
-            threads = min(threads, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                          else os.cpu_count() or 1)
-            _state.update(libs=libs, threads=threads,
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            threads = min(max([c.num_threads for c in libs] + [1]) if libs else 1, cores)
+            _state.update(libs=libs, threads=threads, cores=cores,
                           pool=ThreadPoolExecutor(threads - 1, thread_name_prefix="minidl-gemm",
                                                   initializer=_blas_threads, initargs=(libs, 1))
                           if libs and threads > 1 else None)
@@ -106,11 +105,17 @@ def _busy(cores):
     return now < _load["until"]
 
 
+def reproducible():
+    """The reproducible mode: the conv tuner is off (``minidl.use_deterministic_algorithms(True)``,
+    ``autotune.set_enabled(False)`` or ``MINIDL_AUTOTUNE=0``), so the reference algorithms run, and so must the
+    products: split by shape alone, never by what OpenBLAS's threads or the machine's load happen to do."""
+    return not autotune.is_enabled()
+
+
 def own_threads(cores):
     """True when minidl runs products on one OpenBLAS thread and splits large ones across its own threads:
-    always in reproducible mode (autotune off, so that the bits do not depend on the machine's load), else
-    when the machine is busy."""
-    return not autotune.is_enabled() or _busy(cores)
+    always in reproducible mode, else when the machine has more runnable threads than ``cores`` (plus one)."""
+    return reproducible() or _busy(cores)
 
 
 def _blocks(size, parts):
@@ -127,7 +132,7 @@ def matmul(a, b):
     k = a.shape[-1]
     n = b.shape[-1] if b.ndim > 1 else 1
     batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) if a.ndim > 2 or b.ndim > 2 else 1
-    if not own_threads(threads):  # an idle machine: OpenBLAS's own threads are the fastest
+    if not own_threads(_state["cores"]):  # an idle machine: OpenBLAS's own threads are the fastest
         _blas_threads(libs, threads)
         return np.matmul(a, b)
     _blas_threads(libs, 1)

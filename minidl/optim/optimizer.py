@@ -1,9 +1,25 @@
 """Optimizer base: parameter groups, per-parameter state, state_dict, zero_grad."""
 import copy
+import numbers
 from collections import defaultdict
 
 from .. import backend
 from ..autograd.tensor import Tensor
+
+
+# what each optimizer setting may be (as torch checks them): setting -> (test, the words for it)
+_LIMITS = {
+    "lr": (lambda v: v >= 0, "a number >= 0"),
+    "momentum": (lambda v: v >= 0, "a number >= 0"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "eps": (lambda v: v >= 0, "a number >= 0"),
+    "betas": (lambda v: 0 <= v < 1, "a pair of numbers in [0, 1)"),
+    "rho": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "alpha": (lambda v: v >= 0, "a number >= 0"),
+    "lr_decay": (lambda v: v >= 0, "a number >= 0"),
+    "initial_accumulator_value": (lambda v: v >= 0, "a number >= 0"),
+    "momentum_decay": (lambda v: v >= 0, "a number >= 0"),
+}
 
 
 def _check_saved_group(name, saved, own):
@@ -67,8 +83,17 @@ class Optimizer:
         self.param_groups.append(group)
 
     def _check_group(self, group):
-        if group["lr"] < 0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']}")
+        """Each setting the group has, against what torch allows for it: one setting per message."""
+        for key, (ok, allowed) in _LIMITS.items():
+            if key not in group:
+                continue
+            value = group[key]
+            values = value if key == "betas" else (value,)
+            if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values) or \
+                    (key == "betas" and len(values) != 2):
+                raise TypeError(f"{type(self).__name__}: {key} must be {allowed}, got {value!r}")
+            if not all(ok(v) for v in values):
+                raise ValueError(f"{type(self).__name__}: {key} must be {allowed}, got {value!r}")
 
     def zero_grad(self, set_to_none=True):
         for g in self.param_groups:

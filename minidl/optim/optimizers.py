@@ -27,13 +27,7 @@ def _moments(m, v, g, b1, b2):
 
 
 class _AdamFamily(Optimizer):
-    """The checks the Adam-like optimizers share: betas in [0, 1), eps >= 0."""
-
-    def _check_group(self, group):
-        super()._check_group(group)
-        b1, b2 = group["betas"]
-        if not (0 <= b1 < 1 and 0 <= b2 < 1) or group["eps"] < 0:
-            raise ValueError(f"{type(self).__name__}: invalid betas {group['betas']} or eps {group['eps']}")
+    """The Adam-like optimizers (their settings are checked by the base class)."""
 
 
 class SGD(Optimizer):
@@ -44,11 +38,6 @@ class SGD(Optimizer):
             raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize))
-
-    def _check_group(self, group):
-        super()._check_group(group)
-        if group["momentum"] < 0 or group["weight_decay"] < 0:
-            raise ValueError(f"SGD: invalid momentum {group['momentum']} or weight_decay {group['weight_decay']}")
 
     def _update(self, p, g, state, group):
         mu = group["momentum"]
@@ -178,12 +167,6 @@ class Adadelta(Optimizer):
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, maximize=False):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
 
-    def _check_group(self, group):
-        super()._check_group(group)
-        if not 0 <= group["rho"] <= 1 or group["eps"] < 0 or group["weight_decay"] < 0:
-            raise ValueError(f"Adadelta: invalid rho {group['rho']}, eps {group['eps']} or weight_decay "
-                             f"{group['weight_decay']}")
-
     def _update(self, p, g, state, group):
         xp = get_array_module(p)
         if not state:
@@ -233,11 +216,6 @@ class NAdam(_AdamFamily):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize))
-
-    def _check_group(self, group):
-        super()._check_group(group)
-        if group["momentum_decay"] < 0:
-            raise ValueError(f"NAdam: invalid momentum_decay {group['momentum_decay']}")
 
     def _update(self, p, g, state, group):
         xp = get_array_module(p)
