@@ -20,16 +20,19 @@ from .autograd.creation import (tensor, as_tensor, from_numpy, zeros, ones, empt
                                 rand, randn, randint, randperm, zeros_like, ones_like, empty_like, full_like, rand_like,
                                 randn_like)
 from . import functional, kernels
-from .functional import (add, sub, mul, div, neg, pow, matmul, exp, log, sqrt, abs, erf, clamp, maximum, minimum,
-                         where, eq, ne, lt, le, gt, ge, logical_not, reshape, permute, transpose, t, flatten,
-                         squeeze, unsqueeze, cat, stack, split, chunk, gather, sum, mean, var, std, max, min,
-                         amax, amin, argmax, argmin, logsumexp, relu, sigmoid, tanh, softmax, log_softmax, clone,
-                         square, reciprocal, rsqrt, sign, floor, ceil, round, trunc, isnan, mm, bmm, masked_fill,
-                         narrow, unbind, flip, roll, index_select, cumsum, all, any, sort, argsort, topk, prod,
-                         nonzero, scatter, scatter_add, norm)
+from .functional import OPS as _OPS
+from .functional._registry import TOP as _TOP
 from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed
 from .utils.checkpoint import save, load
 from .autograd.tensor import TENSOR_TYPES as _TENSOR_TYPES
+
+globals().update({_name: _OPS[_name] for _name in _TOP})  # minidl.<op>: each op registered with top=True
+
+
+def __getattr__(name):  # an op registered with top=True after minidl was imported (a user's own)
+    if name in _TOP:
+        return _OPS[name]
+    raise AttributeError(f"module 'minidl' has no attribute {name!r}")
 FloatTensor, DoubleTensor, HalfTensor, LongTensor, IntTensor, ShortTensor, CharTensor, ByteTensor, BoolTensor = (
     _TENSOR_TYPES[n] for n in ("FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor", "ShortTensor",
                                "CharTensor", "ByteTensor", "BoolTensor"))
@@ -49,7 +52,7 @@ int8 = backend.wrap_dtype(_np.dtype(_np.int8))
 uint8 = backend.wrap_dtype(_np.dtype(_np.uint8))
 bool = backend.wrap_dtype(_np.dtype(_np.bool_))
 float, double, long, half, int, short = float32, float64, int64, float16, int32, int16
-concat = cat
+concat = _OPS["cat"]
 
 __version__ = "0.1.0"
 

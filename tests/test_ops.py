@@ -80,3 +80,48 @@ def run_gradcheck(case_id, op, sample, device):
             before()
             return fn0(*a)
     assert gradcheck(fn, inputs)
+
+
+def test_adding_an_op_takes_two_places():
+    """DESIGN.md's recipe, followed by a toy op: a Function with its registered function, and an opinfo row. The op
+    is then F.<op>, Tensor.<op> and (top=True) minidl.<op>, and the generic tests take it through forward, backward,
+    gradcheck and double backward against torch."""
+    import torch
+    from minidl.autograd.function import FUNCTIONS, Function
+    from minidl.autograd.tensor import _METHODS
+    from minidl.functional._registry import TOP, register
+    from opinfo import A, OpInfo, S
+    from test_autograd import test_double_backward_matches_torch
+
+    class ToyCube(Function):  # place 1: functional/<family>.py
+        name = "toy_cube"
+
+        def forward(self, xp, x):
+            self.save_for_backward(x)
+            return x * x * x
+
+        def backward(self, gy):
+            x, = self.saved_tensors
+            return gy * 3 * x * x
+
+    @register(top=True)
+    def toy_cube(input):
+        """x ** 3."""
+        return ToyCube.apply(input)
+    try:
+        row = OpInfo("toy_cube", toy_cube, lambda x: x ** 3, [S(A(3, 4)), S(A(2, 5, nc=True))])  # place 2: opinfo
+        assert minidl.nn.functional.toy_cube is toy_cube and minidl.toy_cube is toy_cube
+        x = minidl.tensor([1.0, -2.0])
+        assert x.toy_cube().tolist() == [1.0, -8.0] and row.twice
+        for k, sample in enumerate(row.samples):
+            for dtype in DTYPES:
+                test_forward(f"toy_cube-{k}", row, k, sample, dtype)
+                test_backward(f"toy_cube-{k}", row, k, sample, dtype)
+            test_gradcheck(f"toy_cube-{k}", row, k, sample)
+            test_double_backward_matches_torch(f"toy_cube-{k}", row, k, sample)
+        assert torch.is_tensor(row.ref(torch.ones(1)))
+    finally:
+        OPS.pop("toy_cube", None)
+        _METHODS.pop("toy_cube", None)
+        TOP.discard("toy_cube")
+        FUNCTIONS.pop("toy_cube", None)

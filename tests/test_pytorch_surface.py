@@ -478,3 +478,26 @@ def test_use_deterministic_algorithms_is_the_reproducible_mode():
     finally:
         minidl.use_deterministic_algorithms(False)
     assert minidl.kernels.autotune.is_enabled()
+
+
+# torch.<name> exists but with another signature than F.<name>: minidl does not export F's version there
+NOT_AT_TOP = {
+    "batch_norm": "torch.batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, "
+                  "cudnn_enabled): F.batch_norm takes running_mean and running_var second",
+    "instance_norm": "torch.instance_norm has positional use_input_stats, momentum, eps, cudnn_enabled",
+    "dropout": "torch.dropout(input, p, train) has no defaults",
+    "embedding": "torch.embedding(weight, input): the arguments are the other way round",
+    "kl_div": "torch.kl_div takes reduction as an enum int",
+    "binary_cross_entropy_with_logits": "torch.binary_cross_entropy_with_logits takes reduction as an enum int",
+}
+
+
+def test_each_op_torch_has_at_top_level_is_minidl_top_level_too():
+    from minidl.functional import OPS
+    from minidl.functional._registry import TOP
+    for name, fn in OPS.items():
+        if callable(getattr(torch, name, None)) and name not in NOT_AT_TOP:
+            assert name in TOP and getattr(minidl, name) is fn, f"torch.{name} exists: register {name} with top=True"
+    for name in TOP:
+        assert callable(getattr(torch, name, None)), f"minidl.{name} has no torch.{name} to mirror"
+        assert name not in NOT_AT_TOP, f"torch.{name}'s signature differs ({NOT_AT_TOP.get(name)})"

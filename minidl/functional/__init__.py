@@ -7,4 +7,11 @@ from . import math, shape, reduction, activation, loss, linear, conv, pooling, n
 from ._registry import OPS
 
 globals().update(OPS)  # every registered op, by its public name (the modules above filled OPS)
+
+
+def __getattr__(name):  # an op registered after this module was imported (a user's own)
+    try:
+        return OPS[name]
+    except KeyError:
+        raise AttributeError(f"module 'minidl.nn.functional' has no attribute {name!r}") from None
 __all__ = sorted(OPS)

@@ -177,7 +177,7 @@ class LogSoftmax(Function):
 
 
 # ---- public functions ---------------------------------------------------------------------------
-@register()
+@register(top=True)
 def relu(input, inplace=False):
     """max(input, 0). ``inplace`` is accepted for torch compatibility; a new tensor is returned."""
     return ReLU.apply(float_tensor(input, "relu"))
@@ -218,12 +218,12 @@ def silu(input, inplace=False):
     return mul(input, sigmoid(input))
 
 
-@register()
+@register(top=True)
 def sigmoid(input):
     return Sigmoid.apply(float_tensor(input, "sigmoid"))
 
 
-@register()
+@register(top=True)
 def tanh(input):
     return Tanh.apply(float_tensor(input, "tanh"))
 
@@ -245,7 +245,7 @@ def _softmax_dim(input, dim, op):
     return d if input.ndim else None  # a 0-d tensor: its one element (axis None)
 
 
-@register()
+@register(top=True)
 def softmax(input, dim=None, dtype=None):
     """``exp(x) / sum(exp(x), dim)``, computed stably."""
     d = _softmax_dim(input, dim, "softmax")
@@ -254,7 +254,7 @@ def softmax(input, dim=None, dtype=None):
     return Softmax.apply(input, dim=d)
 
 
-@register()
+@register(top=True)
 def log_softmax(input, dim=None, dtype=None):
     """``x - logsumexp(x, dim)``, computed stably."""
     d = _softmax_dim(input, dim, "log_softmax")
@@ -334,7 +334,7 @@ def mish(input, inplace=False):
     return mul(float_tensor(input, "mish"), tanh(softplus(input)))
 
 
-@register(method=False)
+@register(method=False, top=True)
 def prelu(input, weight):
     """``input`` where positive, ``weight * input`` elsewhere; ``weight`` holds one slope, or one per channel
     (dim 1)."""

@@ -98,7 +98,7 @@ def _conv_common(op, input, weight, bias, stride, dilation, groups):
     return pair(stride, op, "stride", 1), pair(dilation, op, "dilation", 1), groups
 
 
-@register(method=False)
+@register(method=False, top=True)
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation, as torch) by im2col + GEMM.
 
@@ -147,7 +147,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y.squeeze(0) if unbatched else y
 
 
-@register(method=False)
+@register(method=False, top=True)
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Transposed 2-D convolution (the gradient of conv2d with respect to its input).
 
@@ -194,7 +194,7 @@ def _single(v, op, name, minimum):
     return int_arg(v, op, name, minimum)
 
 
-@register(method=False)
+@register(method=False, top=True)
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """1-D convolution: conv2d over a height of 1. Shape: input (N, C_in, L) or (C_in, L); weight
     (C_out, C_in / groups, K); padding an int, 'valid' or 'same'."""

@@ -344,7 +344,7 @@ class ClampTensor(Function):
 
 
 # ---- public functions -------------------------------------------------------------------------------
-@register()
+@register(top=True)
 def add(input, other, alpha=1):
     """``input + alpha * other`` with broadcasting."""
     input, other = _operands(input, other, "add")
@@ -353,7 +353,7 @@ def add(input, other, alpha=1):
     return Add.apply(input, other)
 
 
-@register()
+@register(top=True)
 def sub(input, other, alpha=1):
     """``input - alpha * other`` with broadcasting."""
     input, other = _operands(input, other, "sub")
@@ -362,14 +362,14 @@ def sub(input, other, alpha=1):
     return Sub.apply(input, other)
 
 
-@register()
+@register(top=True)
 def mul(input, other):
     """Elementwise product with broadcasting."""
     input, other = _operands(input, other, "mul")
     return Mul.apply(input, other)
 
 
-@register()
+@register(top=True)
 def div(input, other, *, rounding_mode=None):
     """Elementwise true division with broadcasting (integers are promoted to the default float), or with
     ``rounding_mode='trunc'|'floor'`` the rounded quotient in the inputs' dtype (gradient 0, as torch)."""
@@ -386,7 +386,7 @@ def div(input, other, *, rounding_mode=None):
     return Div.apply(input, other)
 
 
-@register()
+@register(top=True)
 def pow(input, exponent):
     """``input ** exponent``; either may be a Tensor or a number."""
     if isinstance(input, Tensor) and not isinstance(exponent, Tensor):
@@ -397,21 +397,21 @@ def pow(input, exponent):
     return Pow.apply(input, exponent)
 
 
-@register()
+@register(top=True)
 def maximum(input, other):
     """Elementwise maximum; where both are equal each gets half the gradient (as torch)."""
     input, other = _operands(input, other, "maximum")
     return Maximum.apply(input, other)
 
 
-@register()
+@register(top=True)
 def minimum(input, other):
     """Elementwise minimum; where both are equal each gets half the gradient (as torch)."""
     input, other = _operands(input, other, "minimum")
     return Minimum.apply(input, other)
 
 
-@register(method=False)
+@register(method=False, top=True)
 def where(condition, input, other):
     """``input`` where ``condition`` is true, else ``other`` (broadcasting all three)."""
     if not isinstance(condition, Tensor):
@@ -426,7 +426,7 @@ def where(condition, input, other):
     return Where.apply(condition, input, other)
 
 
-@register()
+@register(top=True)
 def matmul(input, other):
     """Matrix product with torch's rules: 1-D operands are promoted, leading dims broadcast."""
     tensor_arg(input, "matmul", "input")
@@ -450,7 +450,7 @@ def matmul(input, other):
     return y.squeeze(-1) if other.ndim == 1 else y
 
 
-@register()
+@register(top=True)
 def neg(input):
     return Neg.apply(tensor_arg(input, "neg"))
 
@@ -462,34 +462,34 @@ def _float_unary(fn, op, input):
     return fn.apply(input)
 
 
-@register()
+@register(top=True)
 def exp(input):
     return _float_unary(Exp, "exp", input)
 
 
-@register()
+@register(top=True)
 def log(input):
     return _float_unary(Log, "log", input)
 
 
-@register()
+@register(top=True)
 def sqrt(input):
     return _float_unary(Sqrt, "sqrt", input)
 
 
-@register()
+@register(top=True)
 def abs(input):
     """|input|; the gradient at 0 is 0 (as torch)."""
     return Abs.apply(tensor_arg(input, "abs"))
 
 
-@register()
+@register(top=True)
 def erf(input):
     """The error function, elementwise."""
     return _float_unary(Erf, "erf", input)
 
 
-@register(methods=("clip",))
+@register(methods=("clip",), top=True)
 def clamp(input, min=None, max=None):
     """Clamp into [min, max]; ``min``/``max`` are numbers or Tensors. The gradient flows where
     ``min <= input <= max``."""
@@ -514,7 +514,7 @@ def _compare(name, fn):
         return record(name, (input, other), {}, Tensor._make(fn(input._data, other._data)))
     compare.__name__ = compare.__qualname__ = name
     compare.__doc__ = f"Elementwise ``{name}`` comparison; returns a bool Tensor (no gradient)."
-    return register(name)(compare)
+    return register(name, top=True)(compare)
 
 
 eq = _compare("eq", lambda a, b: a == b)
@@ -525,7 +525,7 @@ gt = _compare("gt", lambda a, b: a > b)
 ge = _compare("ge", lambda a, b: a >= b)
 
 
-@register()
+@register(top=True)
 def logical_not(input):
     tensor_arg(input, "logical_not")
     return record("logical_not", (input,), {}, Tensor._make(~input._data.astype(bool)))
@@ -534,19 +534,19 @@ def logical_not(input):
 
 # ---- more elementwise ops, PyTorch's everyday ones ---------------------------------------------------------
 
-@register()
+@register(top=True)
 def square(input):
     """input * input."""
     return mul(tensor_arg(input, "square"), input)
 
 
-@register()
+@register(top=True)
 def reciprocal(input):
     """1 / input (integers become floats, as torch)."""
     return 1.0 / _float(tensor_arg(input, "reciprocal"))
 
 
-@register()
+@register(top=True)
 def rsqrt(input):
     """1 / sqrt(input)."""
     return 1.0 / sqrt(tensor_arg(input, "rsqrt"))
@@ -600,7 +600,7 @@ def _stepwise(cls, input):
     return cls.apply(input)
 
 
-@register()
+@register(top=True)
 def sign(input):
     """-1, 0 or 1 by the sign of each element (0 for NaN, as torch); zero gradient."""
     if tensor_arg(input, "sign").dtype.kind == "b":
@@ -608,17 +608,17 @@ def sign(input):
     return _stepwise(Sign, input)
 
 
-@register()
+@register(top=True)
 def floor(input):
     return _stepwise(Floor, input)
 
 
-@register()
+@register(top=True)
 def ceil(input):
     return _stepwise(Ceil, input)
 
 
-@register()
+@register(top=True)
 def round(input, *, decimals=0):
     """Round to the nearest integer, halves to even (as torch); ``decimals`` shifts the rounding digit."""
     if decimals:
@@ -627,19 +627,19 @@ def round(input, *, decimals=0):
     return _stepwise(Round, input)
 
 
-@register()
+@register(top=True)
 def trunc(input):
     return _stepwise(Trunc, input)
 
 
-@register()
+@register(top=True)
 def isnan(input):
     """A bool tensor: True where the element is NaN."""
     tensor_arg(input, "isnan")
     return record("isnan", (input,), {}, Tensor._make(backend.get_array_module(input._data).isnan(input._data)))
 
 
-@register()
+@register(top=True)
 def mm(input, mat2):
     """The product of two matrices (2-D only; no broadcasting, as torch)."""
     tensor_arg(input, "mm")
@@ -651,7 +651,7 @@ def mm(input, mat2):
     return matmul(input, mat2)
 
 
-@register()
+@register(top=True)
 def bmm(input, mat2):
     """Batched products of (b, n, m) and (b, m, p) (no broadcasting, as torch)."""
     tensor_arg(input, "bmm")
@@ -683,7 +683,7 @@ def one_hot(tensor, num_classes=-1):
     return Tensor._make((t[..., None] == xp.arange(num_classes)).astype(np.int64))
 
 
-@register()
+@register(top=True)
 def masked_fill(input, mask, value):
     """``input`` with the elements where ``mask`` (bool; input and mask broadcast together) is True set to
     ``value`` (a number or a 0-d tensor); the gradient flows to the other elements."""

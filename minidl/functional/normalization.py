@@ -101,7 +101,7 @@ def _normalize(x, axes, eps):
     return xc / sqrt(var + eps)
 
 
-@register(method=False)
+@register(method=False, top=True)
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalise over the last ``len(normalized_shape)`` dims, then scale by ``weight`` and shift by ``bias``
     (both of shape ``normalized_shape``)."""
@@ -122,7 +122,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     return y if bias is None else y + bias
 
 
-@register(method=False)
+@register(method=False, top=True)
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     """Normalise over groups of channels: input (N, C, ...) with C divisible by ``num_groups``;
     ``weight`` and ``bias`` have shape (C,)."""

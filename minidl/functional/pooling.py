@@ -147,7 +147,7 @@ def _finish(y, unbatched):
     return y.squeeze(0) if unbatched else y
 
 
-@register(method=False)
+@register(method=False, top=True)
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Max over windows (padding counts as -inf). ``stride`` defaults to ``kernel_size``.
 
@@ -249,7 +249,7 @@ def _single(v, op, name):
     return v
 
 
-@register(method=False)
+@register(method=False, top=True)
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Max over windows along the last dim: max_pool2d over a height of 1 (indices index into L)."""
     op = "max_pool1d"
@@ -262,7 +262,7 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return out.squeeze(-2)
 
 
-@register(method=False)
+@register(method=False, top=True)
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """Mean over windows along the last dim: avg_pool2d over a height of 1."""
     op = "avg_pool1d"

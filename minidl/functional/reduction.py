@@ -87,7 +87,7 @@ def _reduce_args(input, dim, op):
     return _dims(dim, input.ndim, op)
 
 
-@register()
+@register(top=True)
 def sum(input, dim=None, keepdim=False, dtype=None):
     """Sum over ``dim`` (an int, a tuple of ints, or None for all). Bool and int inputs sum to int64."""
     axes = _reduce_args(input, dim, "sum")
@@ -98,7 +98,7 @@ def sum(input, dim=None, keepdim=False, dtype=None):
     return Sum.apply(input, axes=axes, keepdim=keepdim, dtype=dtype)
 
 
-@register()
+@register(top=True)
 def mean(input, dim=None, keepdim=False):
     """Mean over ``dim``; needs a floating input, like torch."""
     axes = _reduce_args(input, dim, "mean")
@@ -116,7 +116,7 @@ def _correction(unbiased, correction, op):
     return 1 if unbiased is None or unbiased else 0
 
 
-@register()
+@register(top=True)
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """Variance over ``dim`` with Bessel's ``correction`` (default 1: unbiased), as torch.var."""
     if isinstance(dim, bool):  # torch.var(x, False): the old 'unbiased' positional form
@@ -130,7 +130,7 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return sum(d * d, axes, keepdim=keepdim) / builtins.max(n - c, 0)
 
 
-@register()
+@register(top=True)
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """Standard deviation: sqrt of :func:`var` with the same arguments."""
     if isinstance(dim, bool):
@@ -153,7 +153,7 @@ class StdSqrt(Function):
         return where(zero, 0.0, g / (2.0 * where(zero, 1.0, y)))
 
 
-@register()
+@register(top=True)
 def amax(input, dim=(), keepdim=False):
     """Maximum over ``dim`` (all dims when empty); the gradient is shared evenly among ties."""
     axes = _reduce_args(input, None if dim == () else dim, "amax")
@@ -161,7 +161,7 @@ def amax(input, dim=(), keepdim=False):
     return Amax.apply(input, axes=axes, keepdim=keepdim, largest=True)
 
 
-@register()
+@register(top=True)
 def amin(input, dim=(), keepdim=False):
     """Minimum over ``dim`` (all dims when empty); the gradient is shared evenly among ties."""
     axes = _reduce_args(input, None if dim == () else dim, "amin")
@@ -195,14 +195,14 @@ def _max_min(input, dim, keepdim, other, largest):
     return values_indices(values, idx)
 
 
-@register()
+@register(top=True)
 def max(input, dim=None, keepdim=False, *, other=None):
     """``max(x)``: the largest value; ``max(x, dim)``: (values, indices) along ``dim``;
     ``max(x, other)``: the elementwise maximum. As torch.max."""
     return _max_min(input, dim, keepdim, other, True)
 
 
-@register()
+@register(top=True)
 def min(input, dim=None, keepdim=False, *, other=None):
     """As :func:`max`, for the smallest values."""
     return _max_min(input, dim, keepdim, other, False)
@@ -225,19 +225,19 @@ def _arg(input, dim, keepdim, largest):
     return Tensor._make(xp_fn(input._data, axis=d, keepdims=keepdim).astype(np.int64))
 
 
-@register()
+@register(top=True)
 def argmax(input, dim=None, keepdim=False):
     """Index of the (first) largest value, over everything or along ``dim``."""
     return _arg(input, dim, keepdim, True)
 
 
-@register()
+@register(top=True)
 def argmin(input, dim=None, keepdim=False):
     """Index of the (first) smallest value, over everything or along ``dim``."""
     return _arg(input, dim, keepdim, False)
 
 
-@register()
+@register(top=True)
 def logsumexp(input, dim, keepdim=False):
     """``log(sum(exp(input), dim))`` computed without overflow."""
     axes = _reduce_args(input, dim, "logsumexp")
@@ -260,7 +260,7 @@ class Cumsum(Function):
         return flip(cumsum(flip(g, self.dim), self.dim), self.dim)
 
 
-@register()
+@register(top=True)
 def cumsum(input, dim, *, dtype=None):
     """Running sum along ``dim``; bool and integer inputs sum in int64 (as torch)."""
     tensor_arg(input, "cumsum")
@@ -280,7 +280,7 @@ def _logical(name, fn):
         return Tensor._make(fn(input._data.astype(bool), axis=axes, keepdims=keepdim))
     reduce.__name__ = reduce.__qualname__ = name
     reduce.__doc__ = f"Whether {name} elements (over ``dim``) are nonzero: a bool tensor, no gradient."
-    return register(name)(reduce)
+    return register(name, top=True)(reduce)
 
 
 # (not named all/any here: this module uses the builtins)
@@ -314,7 +314,7 @@ def _sort_args(input, dim, op):
     return _dim(dim, input.ndim, op)
 
 
-@register()
+@register(top=True)
 def sort(input, dim=-1, descending=False, *, stable=False):
     """(values, indices) sorted along ``dim``; always stable (ties keep their order; torch's default does not
     promise an order for ties), NaN as the largest value. Gradients flow back through the indices."""
@@ -326,7 +326,7 @@ def sort(input, dim=-1, descending=False, *, stable=False):
     return values_indices(gather(input, d, idx), idx)
 
 
-@register()
+@register(top=True)
 def argsort(input, dim=-1, descending=False, *, stable=False):
     """The indices that sort ``input`` along ``dim`` (see :func:`sort`)."""
     d = _sort_args(input, dim, "argsort")
@@ -336,7 +336,7 @@ def argsort(input, dim=-1, descending=False, *, stable=False):
     return Tensor._make(_sort_index(input._data, d, descending, backend.get_array_module(input._data)))
 
 
-@register()
+@register(top=True)
 def topk(input, k, dim=-1, largest=True, sorted=True):
     """(values, indices) of the ``k`` largest (``largest=False``: smallest) entries along ``dim``, in order."""
     d = _sort_args(input, dim, "topk")
@@ -390,7 +390,7 @@ class Prod(Function):
         return xp.moveaxis(gx.reshape(moved), -1, axis)
 
 
-@register()
+@register(top=True)
 def prod(input, dim=None, keepdim=False, *, dtype=None):
     """The product of all elements, or along ``dim``; bool and integer inputs multiply in int64 (as torch).
     Its gradient is the product of the other elements, exact where some are zero."""
@@ -405,7 +405,7 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
     return Prod.apply(input, axis=axis, keepdim=keepdim and dim is not None, dtype=dtype)
 
 
-@register()
+@register(top=True)
 def nonzero(input, *, as_tuple=False):
     """Indices of the nonzero elements: an int64 (n, ndim) tensor, or with ``as_tuple`` one 1-D tensor per dim.
     (Its size depends on the values: on a device this reads them, as torch's does.)"""
@@ -461,7 +461,7 @@ class Norm(Function):
         return (x.sign() * x.abs() ** (p - 1) if p < 2 else x * x.abs() ** (p - 2)) * scale
 
 
-@register()
+@register(top=True)
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     """The vector p-norm over ``dim`` (all dims when None), as torch.norm: p a number (inf and -inf included) or
     'fro' (= 2). The matrix nuclear norm ('nuc') is not supported."""

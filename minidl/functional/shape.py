@@ -214,7 +214,7 @@ def _target_shape(input, shape, op):
     return shape
 
 
-@register()
+@register(top=True)
 def reshape(input, *shape):
     """The same data with a new shape (a view where the strides allow, else a copy); one dimension may be -1."""
     tensor_arg(input, "reshape")
@@ -246,7 +246,7 @@ def view(input, *shape):
     return Reshape.apply(input, shape=shape)
 
 
-@register()
+@register(top=True)
 def permute(input, *dims_):
     """Reorder dimensions: ``x.permute(0, 2, 3, 1)``."""
     tensor_arg(input, "permute")
@@ -261,7 +261,7 @@ def permute(input, *dims_):
     return Permute.apply(input, axes=axes)
 
 
-@register()
+@register(top=True)
 def transpose(input, dim0, dim1):
     """Swap two dimensions."""
     tensor_arg(input, "transpose")
@@ -273,7 +273,7 @@ def transpose(input, dim0, dim1):
     return permute(input, *axes)
 
 
-@register()
+@register(top=True)
 def t(input):
     """Transpose a 2-D tensor (0-D and 1-D are returned as they are)."""
     tensor_arg(input, "t")
@@ -282,7 +282,7 @@ def t(input):
     return transpose(input, 0, 1) if input.ndim == 2 else input
 
 
-@register()
+@register(top=True)
 def flatten(input, start_dim=0, end_dim=-1):
     """Merge dims ``start_dim..end_dim`` into one."""
     tensor_arg(input, "flatten")
@@ -296,7 +296,7 @@ def flatten(input, start_dim=0, end_dim=-1):
     return reshape(input, *shape[:s], int(np.prod(shape[s:e + 1])), *shape[e + 1:])
 
 
-@register()
+@register(top=True)
 def squeeze(input, dim=None):
     """Remove dimensions of size 1 (all of them, or those in ``dim``)."""
     tensor_arg(input, "squeeze")
@@ -305,7 +305,7 @@ def squeeze(input, dim=None):
     return reshape(input, *shape)
 
 
-@register()
+@register(top=True)
 def unsqueeze(input, dim):
     """Insert a dimension of size 1 at ``dim``."""
     tensor_arg(input, "unsqueeze")
@@ -388,7 +388,7 @@ def _tensor_list(tensors, op):
     return list(tensors)
 
 
-@register(method=False, methods=())
+@register(method=False, methods=(), top=True)
 def cat(tensors, dim=0):
     """Concatenate along an existing dimension."""
     tensors = _tensor_list(tensors, "cat")
@@ -410,7 +410,7 @@ def cat(tensors, dim=0):
     return Cat.apply(*tensors, dim=d)
 
 
-@register(method=False)
+@register(method=False, top=True)
 def stack(tensors, dim=0):
     """Stack tensors of one shape along a new dimension."""
     tensors = _tensor_list(tensors, "stack")
@@ -421,7 +421,7 @@ def stack(tensors, dim=0):
     return cat([t.unsqueeze(d) for t in tensors], d)
 
 
-@register()
+@register(top=True)
 def split(tensor, split_size_or_sections, dim=0):
     """Split into pieces of ``split_size`` (the last may be smaller) or of the given section sizes."""
     tensor_arg(tensor, "split", "tensor")
@@ -443,7 +443,7 @@ def split(tensor, split_size_or_sections, dim=0):
     return tuple(out)
 
 
-@register()
+@register(top=True)
 def chunk(input, chunks, dim=0):
     """Split into ``chunks`` pieces of ceil(size / chunks) (fewer when the size runs out), as torch."""
     tensor_arg(input, "chunk")
@@ -529,7 +529,7 @@ def _pad_source(mode, n, lo, hi, d):
     return np.clip(j, 0, n - 1)
 
 
-@register()
+@register(top=True)
 def gather(input, dim, index):
     """``out[i][j][k] = input[i][index[i][j][k]][k]`` for dim=1 (as torch.gather)."""
     tensor_arg(input, "gather")
@@ -612,7 +612,7 @@ def to(input, *args, dtype=None, device=None, non_blocking=False, copy=False,
     return out if laid_out else contiguous(out, memory_format)
 
 
-@register()
+@register(top=True)
 def clone(input, *, memory_format=backend.preserve_format):
     """A copy that stays in the graph; with ``preserve_format`` it keeps the input's strides."""
     tensor_arg(input, "clone")
@@ -645,7 +645,7 @@ def expand_as(input, other):
     return expand(tensor_arg(input, "expand_as"), *other.shape)
 
 
-@register()
+@register(top=True)
 def narrow(input, dim, start, length):
     """The slice ``start:start + length`` along ``dim`` (a view); a negative ``start`` counts from the end."""
     tensor_arg(input, "narrow")
@@ -666,7 +666,7 @@ def narrow(input, dim, start, length):
     return input[(slice(None),) * d + (slice(start, start + length),)]
 
 
-@register()
+@register(top=True)
 def unbind(input, dim=0):
     """The slices along ``dim``, that dimension removed, as a tuple."""
     tensor_arg(input, "unbind")
@@ -676,7 +676,7 @@ def unbind(input, dim=0):
     return tuple(input[(slice(None),) * d + (i,)] for i in range(input.shape[d]))
 
 
-@register()
+@register(top=True)
 def flip(input, *dims_, dims=None):
     """Reverse the order of elements along ``dims`` (a copy, as torch): ``flip(x, (0, 1))``, ``x.flip(0, 1)``."""
     tensor_arg(input, "flip")
@@ -692,7 +692,7 @@ def flip(input, *dims_, dims=None):
     return input[key].clone() if axes else input.clone()
 
 
-@register()
+@register(top=True)
 def roll(input, shifts, dims=None):
     """Shift elements along ``dims`` cyclically (over the flattened tensor when ``dims`` is None)."""
     tensor_arg(input, "roll")
@@ -732,7 +732,7 @@ def repeat(input, *sizes):
     return x.reshape(*[r * s for r, s in zip(sizes, shape)])
 
 
-@register()
+@register(top=True)
 def index_select(input, dim, index):
     """The entries at ``index`` (a 1-D or 0-d integer tensor) along ``dim``."""
     tensor_arg(input, "index_select")
@@ -802,7 +802,7 @@ def _scatter_args(op, input, dim, index, src):
     return d
 
 
-@register()
+@register(top=True)
 def scatter(input, dim, index, src=None, *, value=None, reduce=None):
     """A copy of ``input`` with ``out[i][index[i][j][k]][k] = src[i][j][k]`` for dim=1 (as torch.scatter); ``src``
     may be a number (or ``value=``). ``reduce='add'`` sums into ``input`` instead (see scatter_add)."""
@@ -823,7 +823,7 @@ def scatter(input, dim, index, src=None, *, value=None, reduce=None):
     return _scatter(op, input, dim, index, src, lambda x, s, i, d: Scatter.apply(x, s, i, dim=d))
 
 
-@register()
+@register(top=True)
 def scatter_add(input, dim, index, src):
     """A copy of ``input`` with ``src`` added at ``index`` along ``dim`` (repeated indices add up)."""
     op = "scatter_add"
@@ -849,7 +849,7 @@ def _scatter(op, input, dim, index, src, run):
     return run(input, src, index, d)
 
 
-@register(method=False)
+@register(method=False, top=True)
 def channel_shuffle(input, groups):
     """ShuffleNet's channel shuffle: (N, g * k, ...) -> channels reordered as (k, g): reshape, swap, reshape."""
     tensor_arg(input, "channel_shuffle")
