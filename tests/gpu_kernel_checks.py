@@ -12,7 +12,7 @@ from suite import examples, one_dtype_each
 from numba import config
 
 from minidl.kernels import _numpy as ref
-from test_kernels import geometry, max_pool_input, pool_geometry_ok
+from test_kernels import check_im2col_col2im, geometry, max_pool_input, pool_geometry_ok
 
 gpu = pytest.importorskip("minidl.kernels._cuda")
 SIMULATED = bool(config.ENABLE_CUDASIM)
@@ -38,13 +38,7 @@ def tol(dtype):
 @settings(max_examples=examples(25), deadline=None)
 @given(geometry(), st.integers(0, 2 ** 31))
 def test_im2col_col2im(geom, seed):
-    shape, g, dtype = geom
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-2, 2, size=shape).astype(dtype)
-    for pad in (0.0, -np.inf):
-        np.testing.assert_array_equal(host(gpu.im2col(dev(x), *g, pad_value=pad)), ref.im2col(x, *g, pad_value=pad))
-    c = rng.uniform(-2, 2, size=ref.im2col(x, *g).shape).astype(dtype)
-    np.testing.assert_allclose(host(gpu.col2im(dev(c), shape, *g)), ref.col2im(c, shape, *g), **tol(dtype))
+    check_im2col_col2im(gpu, geom, seed, dev, host)
 
 
 @settings(max_examples=examples(25), deadline=None)

@@ -47,18 +47,25 @@ def pool_geometry_ok(shape, g):
     return (oh - 1) * sh < shape[2] + ph and (ow - 1) * sw < shape[3] + pw
 
 
-@settings(max_examples=examples(60), deadline=None)
-@given(geometry(), st.integers(0, 2 ** 31))
-def test_im2col_col2im_numba_equal_reference(geom, seed):
+def check_im2col_col2im(impl, geom, seed, dev=lambda a: a, host=lambda a: a):
+    """``impl``'s im2col (zero and -inf padding) equals the reference exactly, its col2im within rounding; shared
+    with the GPU kernels' checks (``dev``/``host`` move arrays there and back). Returns (col, c, x, shape, g)."""
     shape, g, dtype = geom
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, size=shape).astype(dtype)
-    col = numba_k.im2col(x, *g)
-    np.testing.assert_array_equal(col, ref.im2col(x, *g))
-    np.testing.assert_array_equal(numba_k.im2col(x, *g, pad_value=-np.inf), ref.im2col(x, *g, pad_value=-np.inf))
+    for pad in (0.0, -np.inf):
+        np.testing.assert_array_equal(host(impl.im2col(dev(x), *g, pad_value=pad)), ref.im2col(x, *g, pad_value=pad))
+    col = ref.im2col(x, *g)
     c = rng.uniform(-2, 2, size=col.shape).astype(dtype)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(numba_k.col2im(c, shape, *g), ref.col2im(c, shape, *g), rtol=tol, atol=tol)
+    np.testing.assert_allclose(host(impl.col2im(dev(c), shape, *g)), ref.col2im(c, shape, *g), rtol=tol, atol=tol)
+    return col, c, x, shape, g
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(geometry(), st.integers(0, 2 ** 31))
+def test_im2col_col2im_numba_equal_reference(geom, seed):
+    col, c, x, shape, g = check_im2col_col2im(numba_k, geom, seed)
     # col2im is the adjoint of im2col: <im2col(x), c> == <x, col2im(c)>
     lhs = float((col.astype(np.float64) * c).sum())
     rhs = float((x.astype(np.float64) * ref.col2im(c.astype(np.float64), shape, *g)).sum())

@@ -159,3 +159,14 @@ def test_layers_match_torch_modules(make, tmake, shape):
     else:
         args = [rng.uniform(-2, 2, size=shape).astype(np.float32)]
     assert_matches_torch(m, t, args)
+
+
+def test_conv_layers_call_an_overridden_reset_parameters_as_torch_does():
+    class Zeroed(nn.Conv2d):
+        def reset_parameters(self):
+            self.weight.data.fill_(0.0)
+
+    class Zeroed1d(nn.Conv1d):
+        def reset_parameters(self):
+            self.weight.data.fill_(0.0)
+    assert not Zeroed(2, 3, 3).weight.detach().numpy().any() and not Zeroed1d(2, 3, 3).weight.detach().numpy().any()

@@ -250,6 +250,18 @@ def _blocks(op, size, kernel_size, dilation, padding, stride):
     return kernels.Window(*k, *s, *p, *d, *blocks), blocks
 
 
+def _batched(op, input, ndim, unbatched, batched):
+    """unfold's and fold's input, checked, with a batch dim (added when it has ``ndim - 1`` dims)."""
+    float_tensor(input, op)
+    if input.ndim not in (ndim - 1, ndim):
+        raise ValueError(f"{op}: expected a {ndim - 1}-D {unbatched} or {ndim}-D {batched} input, got shape "
+                         f"{input.shape}")
+    x = input.unsqueeze(0) if input.ndim == ndim - 1 else input
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{op}: only the batch dim may be empty, got input of shape {input.shape}")
+    return x
+
+
 @register(method=False)
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """Extract sliding blocks (im2col): (N, C, H, W) -> (N, C * kh * kw, L), L the number of windows.
@@ -258,12 +270,7 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     ``(w.view(C_out, -1) @ unfold(x, (kh, kw))).view(N, C_out, out_h, out_w)``. Shape: 3-D (C, H, W) input
     gives a 2-D (C * kh * kw, L) output."""
     op = "unfold"
-    float_tensor(input, op)
-    if input.ndim not in (3, 4):
-        raise ValueError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
-    x = input.unsqueeze(0) if input.ndim == 3 else input
-    if 0 in x.shape[1:]:
-        raise ValueError(f"{op}: only the batch dim may be empty, got input of shape {input.shape}")
+    x = _batched(op, input, 4, "(C, H, W)", "(N, C, H, W)")
     geom, _ = _blocks(op, x.shape[2:], kernel_size, dilation, padding, stride)
     if x.numel() == 0:
         y = empty_result((x.shape[0], x.shape[1] * geom.kh * geom.kw, geom.oh * geom.ow), x, x)
@@ -280,12 +287,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     output (N, C, *output_size) or (C, *output_size). ``fold(unfold(x))`` is x times the number of windows
     covering each pixel."""
     op = "fold"
-    float_tensor(input, op)
-    if input.ndim not in (2, 3):
-        raise ValueError(f"{op}: expected a 2-D (C*kh*kw, L) or 3-D (N, C*kh*kw, L) input, got shape {input.shape}")
-    col = input.unsqueeze(0) if input.ndim == 2 else input
-    if 0 in col.shape[1:]:
-        raise ValueError(f"{op}: only the batch dim may be empty, got input of shape {input.shape}")
+    col = _batched(op, input, 3, "(C*kh*kw, L)", "(N, C*kh*kw, L)")
     size = pair(output_size, op, "output_size", 1)
     geom, blocks = _blocks(op, size, kernel_size, dilation, padding, stride)
     n, ck, n_blocks = col.shape

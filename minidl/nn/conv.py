@@ -9,16 +9,29 @@ from .parameter import Parameter
 _PAD_MODES = {"zeros": None, "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
 
 
+def _checked_channels(op, in_channels, out_channels, groups):
+    """The layer's channel counts and groups, checked as torch checks them; returns groups."""
+    groups = int_arg(groups, op, "groups", 1)
+    int_arg(in_channels, op, "in_channels", 1)
+    int_arg(out_channels, op, "out_channels", 1)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                         f"divisible by groups ({groups})")
+    return groups
+
+
+def _conv_parameters(module, weight_shape, out_channels, bias, dtype, device):
+    """weight and (or None) bias, then the module's reset_parameters (as torch: a subclass may override it)."""
+    module.weight = Parameter(empty(*weight_shape, dtype=dtype, device=device))
+    module.register_parameter("bias", Parameter(empty(out_channels, dtype=dtype, device=device)) if bias else None)
+    module.reset_parameters()
+
+
 class _ConvNd(Module):
     def __init__(self, op, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                  padding_mode, transposed, device, dtype):
         super().__init__()
-        groups = int_arg(groups, op, "groups", 1)
-        int_arg(in_channels, op, "in_channels", 1)
-        int_arg(out_channels, op, "out_channels", 1)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                             f"divisible by groups ({groups})")
+        groups = _checked_channels(op, in_channels, out_channels, groups)
         if padding_mode not in _PAD_MODES:
             raise ValueError(f"{op}: padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
@@ -28,12 +41,7 @@ class _ConvNd(Module):
         self.dilation = pair(dilation, op, "dilation", 1)
         self.padding_mode = padding_mode
         shape = ((in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups))
-        self.weight = Parameter(empty(*shape, *self.kernel_size, dtype=dtype, device=device))
-        if bias:
-            self.bias = Parameter(empty(out_channels, dtype=dtype, device=device))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _conv_parameters(self, (*shape, *self.kernel_size), out_channels, bias, dtype, device)
 
     def reset_parameters(self):
         init.layer_default_(self.weight, self.bias)  # fan_in from weight.shape[1:], as torch
@@ -95,10 +103,7 @@ class Conv1d(Module):
                  padding_mode="zeros", device=None, dtype=None):
         super().__init__()
         op = "Conv1d"
-        groups = int_arg(groups, op, "groups", 1)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                             f"divisible by groups ({groups})")
+        groups = _checked_channels(op, in_channels, out_channels, groups)
         if padding_mode != "zeros":
             raise ValueError(f"{op}: only padding_mode='zeros' is supported, got {padding_mode!r}")
 
@@ -108,13 +113,11 @@ class Conv1d(Module):
         self.kernel_size, self.stride = one(kernel_size, "kernel_size", 1), one(stride, "stride", 1)
         self.padding = padding if isinstance(padding, str) else one(padding, "padding", 0)
         self.dilation, self.padding_mode = one(dilation, "dilation", 1), padding_mode
-        self.weight = Parameter(empty(out_channels, in_channels // groups, *self.kernel_size, dtype=dtype,
-                                      device=device))
-        if bias:
-            self.bias = Parameter(empty(out_channels, dtype=dtype, device=device))
-        else:
-            self.register_parameter("bias", None)
-        init.layer_default_(self.weight, self.bias)
+        _conv_parameters(self, (out_channels, in_channels // groups, *self.kernel_size), out_channels, bias, dtype,
+                         device)
+
+    def reset_parameters(self):
+        init.layer_default_(self.weight, self.bias)  # fan_in from weight.shape[1:], as torch
 
     def forward(self, input):
         padding = self.padding if isinstance(self.padding, str) else self.padding[0]
