@@ -13,8 +13,10 @@ import numpy as np
 from .autograd import no_grad
 from .autograd.function import tracing
 from .autograd.tensor import Tensor
-from .functional import activation as A, conv as C, loss as L, math as M, normalization as N, pooling as P, \
-    reduction as R, shape as S
+from .functional import activation as A, conv as C, indexing as I, loss as L, math as M, normalization as N, \
+    pooling as P, reduction as R, shape as S
+from .functional.linear import MatMul
+from .functional.view import Expand, Permute, Reshape, SumTo  # (functional.view is the op view)
 from .utils.checkpoint import write_atomically
 
 OPSET = 17
@@ -209,7 +211,7 @@ def _constant_pad(g, inputs, x, params, out):
 
 EXPORTERS = {
     **{cls: _one(name) for cls, name in (
-        (M.Add, "Add"), (M.Sub, "Sub"), (M.Mul, "Mul"), (M.Div, "Div"), (M.Pow, "Pow"), (M.MatMul, "MatMul"),
+        (M.Add, "Add"), (M.Sub, "Sub"), (M.Mul, "Mul"), (M.Div, "Div"), (M.Pow, "Pow"), (MatMul, "MatMul"),
         (M.Maximum, "Max"), (M.Minimum, "Min"), (M.Neg, "Neg"), (M.Exp, "Exp"), (M.Log, "Log"), (M.Sqrt, "Sqrt"),
         (M.Abs, "Abs"), (M.Erf, "Erf"), (M.Where, "Where"), (A.ReLU, "Relu"), (A.Sigmoid, "Sigmoid"),
         (A.Tanh, "Tanh"), (A.Hardswish, "HardSwish"))},
@@ -222,14 +224,14 @@ EXPORTERS = {
     P.AdaptiveAvgPool2d: _adaptive_pool("Average"),
     P.AdaptiveMaxPool2d: _adaptive_pool("Max"),
     S.Cat: lambda g, inputs, x, params, out: g.node("Concat", x, axis=params["dim"]),
-    S.Reshape: _reshape,
-    S.Permute: lambda g, inputs, x, params, out: g.node("Transpose", x, perm=list(params["axes"])),
-    S.Expand: lambda g, inputs, x, params, out: g.node("Expand", [x[0], g.ints(out.shape)]),
+    Reshape: _reshape,
+    Permute: lambda g, inputs, x, params, out: g.node("Transpose", x, perm=list(params["axes"])),
+    Expand: lambda g, inputs, x, params, out: g.node("Expand", [x[0], g.ints(out.shape)]),
     R.Mean: lambda g, inputs, x, params, out: g.node("ReduceMean", x[:1], keepdims=int(params["keepdim"]),
                                                      axes=list(params["axes"])),
     R.Sum: lambda g, inputs, x, params, out: g.node("ReduceSum", [x[0], g.ints(params["axes"])],
                                                     keepdims=int(params["keepdim"])),
-    S.GetItem: lambda g, inputs, x, params, out: _getitem(g, x[0], params["key"], inputs[0].shape),
+    I.GetItem: lambda g, inputs, x, params, out: _getitem(g, x[0], params["key"], inputs[0].shape),
     A.Hardtanh: _clip,
     M.Clamp: _clip,
     A.LeakyReLU: lambda g, inputs, x, params, out: g.node("LeakyRelu", x, alpha=float(params["slope"])),
@@ -254,9 +256,9 @@ NOT_EXPORTED = {
     M.Trunc: "not translated yet", M.Sign: "not translated yet", M.RoundedDiv: "not translated yet",
     M.ClampTensor: "not translated yet (clamp with tensor bounds)", L.XLogX: "not translated yet",
     L.BinaryCrossEntropy: "a loss: export the model, not its training objective",
-    S.Gather: "not translated yet (ONNX GatherElements)", S.IndexAdd: "not translated yet",
-    S.SumTo: "a broadcasting gradient, not a forward op",
-    S.Scatter: "not translated yet", S.ScatterAdd: "not translated yet",
+    I.Gather: "not translated yet (ONNX GatherElements)", I.IndexAdd: "not translated yet",
+    SumTo: "a broadcasting gradient, not a forward op",
+    I.Scatter: "not translated yet", I.ScatterAdd: "not translated yet",
     N.SyncBatchNorm: "exports as batch norm once converted back (SyncBatchNorm is for training)",
 }
 

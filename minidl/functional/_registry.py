@@ -2,7 +2,8 @@
 
 ``tests/opinfo.py`` must have a row for every name in ``OPS``; a test fails when one is missing.
 """
-from ..autograd.tensor import _METHODS, _OPS as OPS  # public name -> function
+from ..autograd.tensor import _METHODS  # public name -> function
+from ..autograd.tensor import _OPS as OPS
 
 TOP = set()  # the names that are also minidl.<name>, as torch.<name> (minidl/__init__.py takes them from here)
 

@@ -8,7 +8,7 @@ from ..autograd import Function
 from ..autograd.tensor import Tensor, _dim
 from ._checks import float_tensor
 from ._registry import register
-from .math import erf, where, mul
+from .math import erf, mul, where
 from .reduction import sum as _sum
 
 
@@ -29,6 +29,12 @@ class ReLU(Function):
         return g * _mask(~(y <= 0), g.dtype)  # NaN passes its gradient through, as torch
 
 
+@register(top=True)
+def relu(input, inplace=False):
+    """max(input, 0). ``inplace`` is accepted for torch compatibility; a new tensor is returned."""
+    return ReLU.apply(float_tensor(input, "relu"))
+
+
 class LeakyReLU(Function):
     name = "leaky_relu"
 
@@ -40,6 +46,15 @@ class LeakyReLU(Function):
     def backward(self, g):
         slope_map, = self.saved_tensors
         return g * slope_map
+
+
+@register()
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """``input`` where positive, ``negative_slope * input`` elsewhere."""
+    float_tensor(input, "leaky_relu")
+    if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
+        raise TypeError(f"leaky_relu: argument 'negative_slope' must be a number, got {type(negative_slope).__name__}")
+    return LeakyReLU.apply(input, slope=float(negative_slope))
 
 
 class ELU(Function):
@@ -58,17 +73,11 @@ class ELU(Function):
         return where(Tensor._make(pos), g, g * self.alpha * (x * _mask(~pos, x.dtype)).exp())
 
 
-class Sigmoid(Function):
-    name = "sigmoid"
-
-    def forward(self, xp, x):
-        y = xp.exp(-xp.logaddexp(0, -x)).astype(x.dtype)  # stable for large |x|
-        self.save_for_backward(y)
-        return y
-
-    def backward(self, g):
-        y, = self.saved_tensors
-        return g * y * (1.0 - y)
+@register()
+def elu(input, alpha=1.0, inplace=False):
+    """``input`` where positive, ``alpha * (exp(input) - 1)`` elsewhere."""
+    float_tensor(input, "elu")
+    return ELU.apply(input, alpha=float(alpha))
 
 
 class Tanh(Function):
@@ -82,6 +91,48 @@ class Tanh(Function):
     def backward(self, g):
         y, = self.saved_tensors
         return g * (1.0 - y * y)
+
+
+@register(top=True)
+def tanh(input):
+    return Tanh.apply(float_tensor(input, "tanh"))
+
+
+@register()
+def gelu(input, approximate="none"):
+    """``x * Phi(x)`` (exact, with erf) or its tanh approximation (``approximate='tanh'``)."""
+    float_tensor(input, "gelu")
+    if approximate == "none":
+        return 0.5 * input * (1.0 + erf(input * (1.0 / math.sqrt(2.0))))
+    if approximate == "tanh":
+        inner = math.sqrt(2.0 / math.pi) * (input + 0.044715 * input * input * input)
+        return 0.5 * input * (1.0 + tanh(inner))
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+class Sigmoid(Function):
+    name = "sigmoid"
+
+    def forward(self, xp, x):
+        y = xp.exp(-xp.logaddexp(0, -x)).astype(x.dtype)  # stable for large |x|
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y, = self.saved_tensors
+        return g * y * (1.0 - y)
+
+
+@register(top=True)
+def sigmoid(input):
+    return Sigmoid.apply(float_tensor(input, "sigmoid"))
+
+
+@register()
+def silu(input, inplace=False):
+    """``input * sigmoid(input)`` (also called swish)."""
+    float_tensor(input, "silu")
+    return mul(input, sigmoid(input))
 
 
 class Softplus(Function):
@@ -99,44 +150,13 @@ class Softplus(Function):
         return where(lin, g, g * sigmoid(x * self.beta))
 
 
-class Hardtanh(Function):
-    name = "hardtanh"
-
-    def forward(self, xp, x, lo, hi):
-        # the gradient passes strictly inside; not at NaN, as torch's vectorised kernel (its scalar tail, for a
-        # few trailing elements, passes it: torch disagrees with itself there; minidl takes the common path)
-        keep = (x > lo) & (x < hi)
-        self.save_for_backward(_mask(keep, x.dtype))
-        return xp.clip(x, lo, hi)
-
-    def backward(self, g):
-        keep, = self.saved_tensors
-        return g * keep
-
-
-class Hardsigmoid(Function):
-    name = "hardsigmoid"
-    differentiable_twice = False  # torch: "derivative for aten::hardsigmoid_backward is not implemented"
-
-    def forward(self, xp, x):
-        self.save_for_backward(((x > -3) & (x < 3)).astype(x.dtype) / 6)
-        return xp.clip(x / 6 + 0.5, 0, 1).astype(x.dtype)
-
-    def backward(self, g):
-        slope, = self.saved_arrays
-        return g._data * slope
-
-
-class Hardswish(Function):
-    name = "hardswish"
-
-    def forward(self, xp, x):
-        self.save_for_backward(x)
-        return (x * xp.clip(x + 3, 0, 6) / 6).astype(x.dtype)
-
-    def backward(self, g):  # d/dx: 0 up to -3, x/3 + 1/2 between (NaN at NaN), 1 from 3 on, as torch
-        x, = self.saved_tensors
-        return g * where(x <= -3, 0.0 * x, where(x >= 3, 0.0 * x + 1.0, x / 3 + 0.5))
+@register()
+def softplus(input, beta=1.0, threshold=20.0):
+    """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold`` (as torch)."""
+    float_tensor(input, "softplus")
+    if beta == 0:
+        raise ValueError("softplus: argument 'beta' must be non-zero")
+    return Softplus.apply(input, beta=float(beta), threshold=float(threshold))
 
 
 class Softmax(Function):
@@ -158,6 +178,23 @@ class Softmax(Function):
         return gy - y * _sum(gy, self.dim, keepdim=True)
 
 
+def _softmax_dim(input, dim, op):
+    float_tensor(input, op)
+    if dim is None:  # torch's legacy implicit choice
+        dim = 0 if input.ndim in (0, 1, 3) else 1
+    d = _dim(dim, input.ndim, op)
+    return d if input.ndim else None  # a 0-d tensor: its one element (axis None)
+
+
+@register(top=True)
+def softmax(input, dim=None, dtype=None):
+    """``exp(x) / sum(exp(x), dim)``, computed stably."""
+    d = _softmax_dim(input, dim, "softmax")
+    if dtype is not None:
+        input = input.to(dtype)
+    return Softmax.apply(input, dim=d)
+
+
 class LogSoftmax(Function):
     name = "log_softmax"
 
@@ -174,84 +211,6 @@ class LogSoftmax(Function):
     def backward(self, g):
         y, = self.saved_tensors
         return g - y.exp() * _sum(g, self.dim, keepdim=True)
-
-
-# ---- public functions ---------------------------------------------------------------------------
-@register(top=True)
-def relu(input, inplace=False):
-    """max(input, 0). ``inplace`` is accepted for torch compatibility; a new tensor is returned."""
-    return ReLU.apply(float_tensor(input, "relu"))
-
-
-@register()
-def leaky_relu(input, negative_slope=0.01, inplace=False):
-    """``input`` where positive, ``negative_slope * input`` elsewhere."""
-    float_tensor(input, "leaky_relu")
-    if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
-        raise TypeError(f"leaky_relu: argument 'negative_slope' must be a number, got {type(negative_slope).__name__}")
-    return LeakyReLU.apply(input, slope=float(negative_slope))
-
-
-@register()
-def elu(input, alpha=1.0, inplace=False):
-    """``input`` where positive, ``alpha * (exp(input) - 1)`` elsewhere."""
-    float_tensor(input, "elu")
-    return ELU.apply(input, alpha=float(alpha))
-
-
-@register()
-def gelu(input, approximate="none"):
-    """``x * Phi(x)`` (exact, with erf) or its tanh approximation (``approximate='tanh'``)."""
-    float_tensor(input, "gelu")
-    if approximate == "none":
-        return 0.5 * input * (1.0 + erf(input * (1.0 / math.sqrt(2.0))))
-    if approximate == "tanh":
-        inner = math.sqrt(2.0 / math.pi) * (input + 0.044715 * input * input * input)
-        return 0.5 * input * (1.0 + tanh(inner))
-    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-
-
-@register()
-def silu(input, inplace=False):
-    """``input * sigmoid(input)`` (also called swish)."""
-    float_tensor(input, "silu")
-    return mul(input, sigmoid(input))
-
-
-@register(top=True)
-def sigmoid(input):
-    return Sigmoid.apply(float_tensor(input, "sigmoid"))
-
-
-@register(top=True)
-def tanh(input):
-    return Tanh.apply(float_tensor(input, "tanh"))
-
-
-@register()
-def softplus(input, beta=1.0, threshold=20.0):
-    """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold`` (as torch)."""
-    float_tensor(input, "softplus")
-    if beta == 0:
-        raise ValueError("softplus: argument 'beta' must be non-zero")
-    return Softplus.apply(input, beta=float(beta), threshold=float(threshold))
-
-
-def _softmax_dim(input, dim, op):
-    float_tensor(input, op)
-    if dim is None:  # torch's legacy implicit choice
-        dim = 0 if input.ndim in (0, 1, 3) else 1
-    d = _dim(dim, input.ndim, op)
-    return d if input.ndim else None  # a 0-d tensor: its one element (axis None)
-
-
-@register(top=True)
-def softmax(input, dim=None, dtype=None):
-    """``exp(x) / sum(exp(x), dim)``, computed stably."""
-    d = _softmax_dim(input, dim, "softmax")
-    if dtype is not None:
-        input = input.to(dtype)
-    return Softmax.apply(input, dim=d)
 
 
 @register(top=True)
@@ -301,6 +260,21 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     return input * Tensor._make((keep / (1.0 - p)).astype(input.dtype))
 
 
+class Hardtanh(Function):
+    name = "hardtanh"
+
+    def forward(self, xp, x, lo, hi):
+        # the gradient passes strictly inside; not at NaN, as torch's vectorised kernel (its scalar tail, for a
+        # few trailing elements, passes it: torch disagrees with itself there; minidl takes the common path)
+        keep = (x > lo) & (x < hi)
+        self.save_for_backward(_mask(keep, x.dtype))
+        return xp.clip(x, lo, hi)
+
+    def backward(self, g):
+        keep, = self.saved_tensors
+        return g * keep
+
+
 @register()
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """``input`` clamped into [min_val, max_val]."""
@@ -316,10 +290,35 @@ def relu6(input, inplace=False):
     return hardtanh(float_tensor(input, "relu6"), 0.0, 6.0)
 
 
+class Hardsigmoid(Function):
+    name = "hardsigmoid"
+    differentiable_twice = False  # torch: "derivative for aten::hardsigmoid_backward is not implemented"
+
+    def forward(self, xp, x):
+        self.save_for_backward(((x > -3) & (x < 3)).astype(x.dtype) / 6)
+        return xp.clip(x / 6 + 0.5, 0, 1).astype(x.dtype)
+
+    def backward(self, g):
+        slope, = self.saved_arrays
+        return g._data * slope
+
+
 @register()
 def hardsigmoid(input, inplace=False):
     """relu6(input + 3) / 6."""
     return Hardsigmoid.apply(float_tensor(input, "hardsigmoid"))
+
+
+class Hardswish(Function):
+    name = "hardswish"
+
+    def forward(self, xp, x):
+        self.save_for_backward(x)
+        return (x * xp.clip(x + 3, 0, 6) / 6).astype(x.dtype)
+
+    def backward(self, g):  # d/dx: 0 up to -3, x/3 + 1/2 between (NaN at NaN), 1 from 3 on, as torch
+        x, = self.saved_tensors
+        return g * where(x <= -3, 0.0 * x, where(x >= 3, 0.0 * x + 1.0, x / 3 + 0.5))
 
 
 @register()

@@ -4,11 +4,11 @@
 Backward passes are raw kernels: these ops are differentiable once.
 """
 from .. import kernels
-from ..backend import get_array_module
 from ..autograd import Function
+from ..backend import get_array_module
 from ..kernels import conv as conv_kernels
 from ..kernels.conv import group_matmul, group_outer
-from ._checks import float_tensor, optional_tensor, pair, int_arg, same_device, empty_result
+from ._checks import empty_result, float_tensor, int_arg, optional_tensor, pair, same_device
 from ._registry import register
 
 
@@ -39,43 +39,6 @@ class Conv2d(Function):
         gx, gw = backward(xp, self.saved_arrays, xp.ascontiguousarray(g), self.x_shape, *self.params,
                           self.needs_input_grad[0], self.needs_input_grad[1])
         gb = g.sum(axis=(0, 2, 3)) if self.has_b and self.needs_input_grad[2] else None
-        return gx, gw, gb
-
-
-class ConvTranspose2d(Function):
-    name = "conv_transpose2d"
-    differentiable_twice = False
-
-    def forward(self, xp, x, w, b, stride, padding, dilation, groups, out_hw):
-        n, cin, h, wd = x.shape
-        cout = w.shape[1] * groups
-        kh, kw = w.shape[2:]
-        self.geom = kernels.Window(kh, kw, *stride, *padding, *dilation, h, wd)
-        self.groups, self.has_b = groups, b is not None
-        x_mat = x.transpose(1, 0, 2, 3).reshape(cin, -1)
-        col = group_matmul(xp, w.reshape(cin, -1), x_mat, groups, ta=True)   # (Cout*kh*kw, N*H*W)
-        y = kernels.col2im(col, (n, cout, *out_hw), *self.geom)
-        if b is not None:
-            y = y + b.reshape(1, cout, 1, 1)
-        self.save_for_backward(x_mat, w)
-        self.x_shape = x.shape
-        return y
-
-    def backward(self, gy):
-        x_mat, w = self.saved_arrays
-        gy = gy._data
-        xp = get_array_module(gy)
-        cin = w.shape[0]
-        gcol = kernels.im2col(gy, *self.geom)                        # (Cout*kh*kw, N*H*W)
-        gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            n, _, h, wd = self.x_shape
-            gx = group_matmul(xp, w.reshape(cin, -1), gcol, self.groups)
-            gx = xp.ascontiguousarray(gx.reshape(cin, n, h, wd).transpose(1, 0, 2, 3))
-        if self.needs_input_grad[1]:
-            gw = group_outer(xp, x_mat, gcol, self.groups).reshape(w.shape)
-        if self.has_b and self.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
         return gx, gw, gb
 
 
@@ -147,6 +110,43 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y.squeeze(0) if unbatched else y
 
 
+class ConvTranspose2d(Function):
+    name = "conv_transpose2d"
+    differentiable_twice = False
+
+    def forward(self, xp, x, w, b, stride, padding, dilation, groups, out_hw):
+        n, cin, h, wd = x.shape
+        cout = w.shape[1] * groups
+        kh, kw = w.shape[2:]
+        self.geom = kernels.Window(kh, kw, *stride, *padding, *dilation, h, wd)
+        self.groups, self.has_b = groups, b is not None
+        x_mat = x.transpose(1, 0, 2, 3).reshape(cin, -1)
+        col = group_matmul(xp, w.reshape(cin, -1), x_mat, groups, ta=True)   # (Cout*kh*kw, N*H*W)
+        y = kernels.col2im(col, (n, cout, *out_hw), *self.geom)
+        if b is not None:
+            y = y + b.reshape(1, cout, 1, 1)
+        self.save_for_backward(x_mat, w)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy):
+        x_mat, w = self.saved_arrays
+        gy = gy._data
+        xp = get_array_module(gy)
+        cin = w.shape[0]
+        gcol = kernels.im2col(gy, *self.geom)                        # (Cout*kh*kw, N*H*W)
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            n, _, h, wd = self.x_shape
+            gx = group_matmul(xp, w.reshape(cin, -1), gcol, self.groups)
+            gx = xp.ascontiguousarray(gx.reshape(cin, n, h, wd).transpose(1, 0, 2, 3))
+        if self.needs_input_grad[1]:
+            gw = group_outer(xp, x_mat, gcol, self.groups).reshape(w.shape)
+        if self.has_b and self.needs_input_grad[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
 @register(method=False, top=True)
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Transposed 2-D convolution (the gradient of conv2d with respect to its input).
@@ -210,6 +210,20 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y.squeeze(-2)
 
 
+class Fold(Function):
+    """col2im: columns (N, C*kh*kw, L) summed back into an image (N, C, H, W), overlaps adding up."""
+    name = "fold"
+
+    def forward(self, xp, col, shape, geom):
+        self.geom = geom
+        n, ck, blocks = col.shape
+        col = xp.ascontiguousarray(col.transpose(1, 0, 2)).reshape(ck, n * blocks)
+        return kernels.col2im(col, shape, *geom)
+
+    def backward(self, g):
+        return Unfold.apply(g, geom=self.geom)
+
+
 class Unfold(Function):
     """im2col, the first half of a convolution: every kh x kw window of the (padded) image becomes a column.
     ``geom`` is a kernels.Window (kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w). Its gradient is fold (col2im)
@@ -223,20 +237,6 @@ class Unfold(Function):
 
     def backward(self, g):
         return Fold.apply(g, shape=self.x_shape, geom=self.geom)
-
-
-class Fold(Function):
-    """col2im: columns (N, C*kh*kw, L) summed back into an image (N, C, H, W), overlaps adding up."""
-    name = "fold"
-
-    def forward(self, xp, col, shape, geom):
-        self.geom = geom
-        n, ck, blocks = col.shape
-        col = xp.ascontiguousarray(col.transpose(1, 0, 2)).reshape(ck, n * blocks)
-        return kernels.col2im(col, shape, *geom)
-
-    def backward(self, g):
-        return Unfold.apply(g, geom=self.geom)
 
 
 def _blocks(op, size, kernel_size, dilation, padding, stride):

@@ -5,24 +5,13 @@ import numpy as np
 from .. import backend
 from ..autograd import Function
 from ..autograd.tensor import Tensor
-from ._checks import float_tensor, tensor_arg, optional_tensor, reduction_arg, same_device
+from ._checks import float_tensor, optional_tensor, reduction_arg, same_device, tensor_arg
 from ._registry import register
 from .activation import log_softmax, softplus
-from .math import abs as _abs, clamp, exp, log, where, _check_broadcast
-from .reduction import sum as _sum, mean as _mean
-
-
-def _reduce(loss, reduction):
-    if reduction == "mean":
-        return _mean(loss)
-    if reduction == "sum":
-        return _sum(loss)
-    return loss
-
-
-def _same_shape(input, target, op):
-    if input.shape != target.shape:
-        raise ValueError(f"{op}: target shape {target.shape} must equal input shape {input.shape}")
+from .math import _check_broadcast, clamp, exp, log, where
+from .math import abs as _abs
+from .reduction import mean as _mean
+from .reduction import sum as _sum
 
 
 def _class_weight(weight, c, like, op):
@@ -48,6 +37,16 @@ def _check_class_input(input, target, op, weight=None):
     want = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
     if target.shape != want:
         raise ValueError(f"{op}: expected target of shape {want} for input of shape {input.shape}, got {target.shape}")
+
+
+def _weighted_mean(total, denom):
+    """``total / denom`` for a mean over weights; when every target is ignored (denom 0) the loss is NaN
+    but the gradients are 0, as torch's (1 / 0 = inf times zero weights would make them NaN)."""
+    xp = backend.get_array_module(total._data)
+    denom = xp.asarray(denom, dtype=total.dtype)
+    empty = denom == 0
+    scale = Tensor._make(xp.where(empty, 0, 1 / xp.where(empty, 1, denom)).astype(total.dtype))
+    return total * scale + Tensor._make(xp.where(empty, xp.nan, 0).astype(total.dtype))
 
 
 def _nll(logp, target, weight, ignore_index, reduction, op):
@@ -79,16 +78,6 @@ def _nll(logp, target, weight, ignore_index, reduction, op):
     return loss.squeeze(0) if single else loss
 
 
-def _weighted_mean(total, denom):
-    """``total / denom`` for a mean over weights; when every target is ignored (denom 0) the loss is NaN
-    but the gradients are 0, as torch's (1 / 0 = inf times zero weights would make them NaN)."""
-    xp = backend.get_array_module(total._data)
-    denom = xp.asarray(denom, dtype=total.dtype)
-    empty = denom == 0
-    scale = Tensor._make(xp.where(empty, 0, 1 / xp.where(empty, 1, denom)).astype(total.dtype))
-    return total * scale + Tensor._make(xp.where(empty, xp.nan, 0).astype(total.dtype))
-
-
 @register()
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of class indices ``target`` under log-probabilities ``input``.
@@ -100,6 +89,11 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     reduction_arg(reduction, "nll_loss")
     w = _class_weight(weight, input.shape[1] if input.ndim > 1 else input.shape[0], input, "nll_loss")
     return _nll(input, target, w, ignore_index, reduction, "nll_loss")
+
+
+def _same_shape(input, target, op):
+    if input.shape != target.shape:
+        raise ValueError(f"{op}: target shape {target.shape} must equal input shape {input.shape}")
 
 
 @register()
@@ -153,6 +147,14 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     elif reduction == "sum":
         smooth = _sum(smooth)
     return (1 - label_smoothing) * nll + smooth * (label_smoothing / c)
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return _mean(loss)
+    if reduction == "sum":
+        return _sum(loss)
+    return loss
 
 
 def _difference(input, target, reduction, op):

@@ -10,9 +10,18 @@ from .. import backend, kernels
 from ..autograd import Function
 from ..autograd.function import record
 from ..autograd.tensor import Tensor
-from ._checks import as_tensor, tensor_arg, same_device
+from ._checks import as_tensor, same_device, tensor_arg
 from ._registry import register
-from .shape import sum_to
+from .view import sum_to
+
+
+def _check_broadcast(op, *shapes):
+    if all(s == shapes[0] for s in shapes):  # equal shapes broadcast (and np.broadcast_shapes costs microseconds)
+        return shapes[0]
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(f"{op}: shapes " + ", ".join(map(str, shapes)) + " cannot be broadcast together") from None
 
 
 def _operands(a, b, op, broadcast=True):
@@ -32,15 +41,6 @@ def _operands(a, b, op, broadcast=True):
     return a, b
 
 
-def _check_broadcast(op, *shapes):
-    if all(s == shapes[0] for s in shapes):  # equal shapes broadcast (and np.broadcast_shapes costs microseconds)
-        return shapes[0]
-    try:
-        return np.broadcast_shapes(*shapes)
-    except ValueError:
-        raise ValueError(f"{op}: shapes " + ", ".join(map(str, shapes)) + " cannot be broadcast together") from None
-
-
 def unbroadcast(g, shape, dtype):
     """Sum a broadcast gradient back to ``shape`` (and cast it to the input's dtype)."""
     if g.shape != tuple(shape):
@@ -48,6 +48,110 @@ def unbroadcast(g, shape, dtype):
     if g.dtype != dtype:
         g = g.to(dtype)
     return g
+
+
+class Where(Function):
+    name = "where"
+
+    def forward(self, xp, cond, a, b):
+        self.save_for_backward(cond)
+        self.a_shape, self.a_dtype, self.b_shape, self.b_dtype = a.shape, a.dtype, b.shape, b.dtype
+        return xp.where(cond, a, b)
+
+    def backward(self, g):
+        c, = self.saved_tensors
+        ga = unbroadcast(where(c, g, 0.0), self.a_shape, self.a_dtype) if self.needs_input_grad[1] else None
+        gb = unbroadcast(where(c, 0.0, g), self.b_shape, self.b_dtype) if self.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+@register(method=False, top=True)
+def where(condition, input, other):
+    """``input`` where ``condition`` is true, else ``other`` (broadcasting all three)."""
+    if not isinstance(condition, Tensor):
+        raise TypeError(f"where: argument 'condition' must be a bool Tensor, got {type(condition).__name__}")
+    if condition.dtype.kind != "b":
+        raise TypeError(f"where: argument 'condition' must have dtype bool, got {condition.dtype}")
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        raise TypeError("where: at least one of 'input' and 'other' must be a Tensor")
+    input, other = _operands(input, other, "where", broadcast=False)
+    _check_broadcast("where", condition.shape, input.shape, other.shape)
+    same_device("where", condition, input)
+    return Where.apply(condition, input, other)
+
+
+class Log(Function):
+    name = "log"
+
+    def forward(self, xp, x):
+        self.save_for_backward(x)
+        return xp.log(x)
+
+    def backward(self, g):
+        x, = self.saved_tensors
+        return g / x
+
+
+def _float_unary(fn, op, input):
+    tensor_arg(input, op)
+    if input.dtype.kind != "f":
+        input = input.to(backend.default_dtype())
+    return fn.apply(input)
+
+
+@register(top=True)
+def log(input):
+    return _float_unary(Log, "log", input)
+
+
+class _Stepwise(Function):
+    """A piecewise-constant function: its gradient is zero wherever it is defined (torch gives zero everywhere)."""
+
+    def forward(self, xp, x):
+        return self.fn(xp, x)
+
+    def backward(self, g):
+        return Tensor._make(backend.get_array_module(g._data).zeros_like(g._data))
+
+
+class Sign(_Stepwise):
+    name = "sign"
+    fn = staticmethod(lambda xp, x: ((x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)))  # NaN -> 0, as torch
+
+
+def _stepwise(cls, input):
+    tensor_arg(input, cls.name)
+    if input.dtype.kind == "b" and cls is not Sign:
+        raise TypeError(f"{cls.name}: not defined for bool tensors")
+    if input.dtype.kind in "iu" and cls is not Sign:  # integers are their own floor/ceil/round (a copy)
+        return Tensor._make(input._data.copy())
+    return cls.apply(input)
+
+
+@register(top=True)
+def sign(input):
+    """-1, 0 or 1 by the sign of each element (0 for NaN, as torch); zero gradient."""
+    if tensor_arg(input, "sign").dtype.kind == "b":
+        return Tensor._make(input._data.copy())
+    return _stepwise(Sign, input)
+
+
+class Exp(Function):
+    name = "exp"
+
+    def forward(self, xp, x):
+        y = xp.exp(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, g):
+        y, = self.saved_tensors
+        return g * y
+
+
+@register(top=True)
+def exp(input):
+    return _float_unary(Exp, "exp", input)
 
 
 class _Binary(Function):
@@ -58,28 +162,6 @@ class _Binary(Function):
     def _grads(self, ga, gb):
         return (unbroadcast(ga, self.a_shape, self.a_dtype) if self.needs_input_grad[0] else None,
                 unbroadcast(gb, self.b_shape, self.b_dtype) if self.needs_input_grad[1] else None)
-
-
-class Add(_Binary):
-    name = "add"
-
-    def forward(self, xp, a, b):
-        self._shapes(a, b)
-        return a + b
-
-    def backward(self, g):
-        return self._grads(g, g)
-
-
-class Sub(_Binary):
-    name = "sub"
-
-    def forward(self, xp, a, b):
-        self._shapes(a, b)
-        return a - b
-
-    def backward(self, g):
-        return self._grads(g, -g if self.needs_input_grad[1] else None)
 
 
 class Mul(_Binary):
@@ -96,6 +178,53 @@ class Mul(_Binary):
                          g * a if self.needs_input_grad[1] else None)
 
 
+@register(top=True)
+def mul(input, other):
+    """Elementwise product with broadcasting."""
+    input, other = _operands(input, other, "mul")
+    return Mul.apply(input, other)
+
+
+class Add(_Binary):
+    name = "add"
+
+    def forward(self, xp, a, b):
+        self._shapes(a, b)
+        return a + b
+
+    def backward(self, g):
+        return self._grads(g, g)
+
+
+@register(top=True)
+def add(input, other, alpha=1):
+    """``input + alpha * other`` with broadcasting."""
+    input, other = _operands(input, other, "add")
+    if alpha != 1:
+        other = mul(other, alpha)
+    return Add.apply(input, other)
+
+
+class Sub(_Binary):
+    name = "sub"
+
+    def forward(self, xp, a, b):
+        self._shapes(a, b)
+        return a - b
+
+    def backward(self, g):
+        return self._grads(g, -g if self.needs_input_grad[1] else None)
+
+
+@register(top=True)
+def sub(input, other, alpha=1):
+    """``input - alpha * other`` with broadcasting."""
+    input, other = _operands(input, other, "sub")
+    if alpha != 1:
+        other = mul(other, alpha)
+    return Sub.apply(input, other)
+
+
 class Div(_Binary):
     name = "div"
 
@@ -108,6 +237,44 @@ class Div(_Binary):
         a, b = self.saved_tensors
         ga = g / b
         return self._grads(ga, -ga * a / b if self.needs_input_grad[1] else None)
+
+
+class RoundedDiv(_Binary):
+    """``a / b`` rounded toward zero ('trunc') or down ('floor'); its gradient is 0 (as torch's)."""
+    name = "div"
+
+    def forward(self, xp, a, b, mode):
+        self._shapes(a, b)
+        if a.dtype.kind in "iu":
+            if xp is np and (b == 0).any():
+                raise ZeroDivisionError("div: integer division by zero")
+            q = xp.floor_divide(a, b)
+            if mode == "trunc":  # floor rounds down; toward zero differs where the signs differ
+                q = q + ((q < 0) & (q * b != a)).astype(q.dtype)
+            return q
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return xp.trunc(a / b) if mode == "trunc" else xp.floor_divide(a, b)  # floor: Python's a // b
+
+    def backward(self, g):
+        zero = g * 0.0
+        return self._grads(zero, zero)
+
+
+@register(top=True)
+def div(input, other, *, rounding_mode=None):
+    """Elementwise true division with broadcasting (integers are promoted to the default float), or with
+    ``rounding_mode='trunc'|'floor'`` the rounded quotient in the inputs' dtype (gradient 0, as torch)."""
+    if rounding_mode not in (None, "trunc", "floor"):
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    input, other = _operands(input, other, "div")
+    if rounding_mode is not None:
+        if input.dtype != other.dtype:
+            dt = np.promote_types(input.dtype, other.dtype)
+            input, other = input.to(dt), other.to(dt)
+        return RoundedDiv.apply(input, other, mode=rounding_mode)
+    if input.dtype.kind != "f":  # both integer: true division in the default float dtype
+        input, other = input.to(backend.default_dtype()), other.to(backend.default_dtype())
+    return Div.apply(input, other)
 
 
 class Pow(_Binary):
@@ -147,6 +314,17 @@ class PowScalar(Function):
         return g * (p * a ** (p - 1)) if p != 2 else g * (2.0 * a)
 
 
+@register(top=True)
+def pow(input, exponent):
+    """``input ** exponent``; either may be a Tensor or a number."""
+    if isinstance(input, Tensor) and not isinstance(exponent, Tensor):
+        if isinstance(exponent, bool) or not isinstance(exponent, (int, float)):
+            raise TypeError(f"pow: argument 'exponent' must be a Tensor or a number, got {type(exponent).__name__}")
+        return PowScalar.apply(input, exponent=exponent)
+    input, exponent = _operands(input, exponent, "pow")
+    return Pow.apply(input, exponent)
+
+
 def _tie_split(g, a, b, loses):
     """Gradients of maximum/minimum as torch: the loser gets 0, ties share equally, and where a NaN
     is involved (no loser, no tie) both sides get the whole gradient."""
@@ -154,27 +332,6 @@ def _tie_split(g, a, b, loses):
     wa = 1.0 - loses(a, b) - tie
     wb = 1.0 - loses(b, a) - tie
     return g * Tensor._make(wa.astype(g.dtype)), g * Tensor._make(wb.astype(g.dtype))
-
-
-class RoundedDiv(_Binary):
-    """``a / b`` rounded toward zero ('trunc') or down ('floor'); its gradient is 0 (as torch's)."""
-    name = "div"
-
-    def forward(self, xp, a, b, mode):
-        self._shapes(a, b)
-        if a.dtype.kind in "iu":
-            if xp is np and (b == 0).any():
-                raise ZeroDivisionError("div: integer division by zero")
-            q = xp.floor_divide(a, b)
-            if mode == "trunc":  # floor rounds down; toward zero differs where the signs differ
-                q = q + ((q < 0) & (q * b != a)).astype(q.dtype)
-            return q
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return xp.trunc(a / b) if mode == "trunc" else xp.floor_divide(a, b)  # floor: Python's a // b
-
-    def backward(self, g):
-        zero = g * 0.0
-        return self._grads(zero, zero)
 
 
 class Maximum(_Binary):
@@ -190,6 +347,13 @@ class Maximum(_Binary):
         return self._grads(*_tie_split(g, *self.saved_arrays, lambda a, b: a < b))
 
 
+@register(top=True)
+def maximum(input, other):
+    """Elementwise maximum; where both are equal each gets half the gradient (as torch)."""
+    input, other = _operands(input, other, "maximum")
+    return Maximum.apply(input, other)
+
+
 class Minimum(_Binary):
     name = "minimum"
 
@@ -202,33 +366,11 @@ class Minimum(_Binary):
         return self._grads(*_tie_split(g, *self.saved_arrays, lambda a, b: a > b))
 
 
-class Where(Function):
-    name = "where"
-
-    def forward(self, xp, cond, a, b):
-        self.save_for_backward(cond)
-        self.a_shape, self.a_dtype, self.b_shape, self.b_dtype = a.shape, a.dtype, b.shape, b.dtype
-        return xp.where(cond, a, b)
-
-    def backward(self, g):
-        c, = self.saved_tensors
-        ga = unbroadcast(where(c, g, 0.0), self.a_shape, self.a_dtype) if self.needs_input_grad[1] else None
-        gb = unbroadcast(where(c, 0.0, g), self.b_shape, self.b_dtype) if self.needs_input_grad[2] else None
-        return None, ga, gb
-
-
-class MatMul(Function):
-    name = "matmul"
-
-    def forward(self, xp, a, b):
-        self.save_for_backward(a, b)
-        return kernels.matmul(a, b)
-
-    def backward(self, g):
-        a, b = self.saved_tensors
-        ga = unbroadcast(matmul(g, b.transpose(-1, -2)), a.shape, a.dtype) if self.needs_input_grad[0] else None
-        gb = unbroadcast(matmul(a.transpose(-1, -2), g), b.shape, b.dtype) if self.needs_input_grad[1] else None
-        return ga, gb
+@register(top=True)
+def minimum(input, other):
+    """Elementwise minimum; where both are equal each gets half the gradient (as torch)."""
+    input, other = _operands(input, other, "minimum")
+    return Minimum.apply(input, other)
 
 
 # ---- unary ----------------------------------------------------------------------------------------
@@ -242,29 +384,9 @@ class Neg(Function):
         return -g
 
 
-class Exp(Function):
-    name = "exp"
-
-    def forward(self, xp, x):
-        y = xp.exp(x)
-        self.save_for_backward(y)
-        return y
-
-    def backward(self, g):
-        y, = self.saved_tensors
-        return g * y
-
-
-class Log(Function):
-    name = "log"
-
-    def forward(self, xp, x):
-        self.save_for_backward(x)
-        return xp.log(x)
-
-    def backward(self, g):
-        x, = self.saved_tensors
-        return g / x
+@register(top=True)
+def neg(input):
+    return Neg.apply(tensor_arg(input, "neg"))
 
 
 class Sqrt(Function):
@@ -280,6 +402,11 @@ class Sqrt(Function):
         return g / (2.0 * y)
 
 
+@register(top=True)
+def sqrt(input):
+    return _float_unary(Sqrt, "sqrt", input)
+
+
 class Abs(Function):
     name = "abs"
 
@@ -292,6 +419,12 @@ class Abs(Function):
         return g * sign
 
 
+@register(top=True)
+def abs(input):
+    """|input|; the gradient at 0 is 0 (as torch)."""
+    return Abs.apply(tensor_arg(input, "abs"))
+
+
 class Erf(Function):
     name = "erf"
 
@@ -302,6 +435,12 @@ class Erf(Function):
     def backward(self, g):
         x, = self.saved_tensors
         return g * (2.0 / _math.sqrt(_math.pi)) * exp(-(x * x))
+
+
+@register(top=True)
+def erf(input):
+    """The error function, elementwise."""
+    return _float_unary(Erf, "erf", input)
 
 
 class Clamp(Function):
@@ -343,152 +482,6 @@ class ClampTensor(Function):
                      if need else None for m, shape, need in zip(masks, self.shapes, self.needs_input_grad))
 
 
-# ---- public functions -------------------------------------------------------------------------------
-@register(top=True)
-def add(input, other, alpha=1):
-    """``input + alpha * other`` with broadcasting."""
-    input, other = _operands(input, other, "add")
-    if alpha != 1:
-        other = mul(other, alpha)
-    return Add.apply(input, other)
-
-
-@register(top=True)
-def sub(input, other, alpha=1):
-    """``input - alpha * other`` with broadcasting."""
-    input, other = _operands(input, other, "sub")
-    if alpha != 1:
-        other = mul(other, alpha)
-    return Sub.apply(input, other)
-
-
-@register(top=True)
-def mul(input, other):
-    """Elementwise product with broadcasting."""
-    input, other = _operands(input, other, "mul")
-    return Mul.apply(input, other)
-
-
-@register(top=True)
-def div(input, other, *, rounding_mode=None):
-    """Elementwise true division with broadcasting (integers are promoted to the default float), or with
-    ``rounding_mode='trunc'|'floor'`` the rounded quotient in the inputs' dtype (gradient 0, as torch)."""
-    if rounding_mode not in (None, "trunc", "floor"):
-        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
-    input, other = _operands(input, other, "div")
-    if rounding_mode is not None:
-        if input.dtype != other.dtype:
-            dt = np.promote_types(input.dtype, other.dtype)
-            input, other = input.to(dt), other.to(dt)
-        return RoundedDiv.apply(input, other, mode=rounding_mode)
-    if input.dtype.kind != "f":  # both integer: true division in the default float dtype
-        input, other = input.to(backend.default_dtype()), other.to(backend.default_dtype())
-    return Div.apply(input, other)
-
-
-@register(top=True)
-def pow(input, exponent):
-    """``input ** exponent``; either may be a Tensor or a number."""
-    if isinstance(input, Tensor) and not isinstance(exponent, Tensor):
-        if isinstance(exponent, bool) or not isinstance(exponent, (int, float)):
-            raise TypeError(f"pow: argument 'exponent' must be a Tensor or a number, got {type(exponent).__name__}")
-        return PowScalar.apply(input, exponent=exponent)
-    input, exponent = _operands(input, exponent, "pow")
-    return Pow.apply(input, exponent)
-
-
-@register(top=True)
-def maximum(input, other):
-    """Elementwise maximum; where both are equal each gets half the gradient (as torch)."""
-    input, other = _operands(input, other, "maximum")
-    return Maximum.apply(input, other)
-
-
-@register(top=True)
-def minimum(input, other):
-    """Elementwise minimum; where both are equal each gets half the gradient (as torch)."""
-    input, other = _operands(input, other, "minimum")
-    return Minimum.apply(input, other)
-
-
-@register(method=False, top=True)
-def where(condition, input, other):
-    """``input`` where ``condition`` is true, else ``other`` (broadcasting all three)."""
-    if not isinstance(condition, Tensor):
-        raise TypeError(f"where: argument 'condition' must be a bool Tensor, got {type(condition).__name__}")
-    if condition.dtype.kind != "b":
-        raise TypeError(f"where: argument 'condition' must have dtype bool, got {condition.dtype}")
-    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
-        raise TypeError("where: at least one of 'input' and 'other' must be a Tensor")
-    input, other = _operands(input, other, "where", broadcast=False)
-    _check_broadcast("where", condition.shape, input.shape, other.shape)
-    same_device("where", condition, input)
-    return Where.apply(condition, input, other)
-
-
-@register(top=True)
-def matmul(input, other):
-    """Matrix product with torch's rules: 1-D operands are promoted, leading dims broadcast."""
-    tensor_arg(input, "matmul", "input")
-    tensor_arg(other, "matmul", "other")
-    same_device("matmul", input, other)
-    if input.ndim == 0 or other.ndim == 0:
-        raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {input.shape} "
-                         f"and {other.shape}")
-    if input.shape[-1] != other.shape[-2 if other.ndim > 1 else 0]:
-        raise ValueError(f"matmul: shapes {input.shape} and {other.shape} cannot be multiplied "
-                         f"({input.shape[-1]} != {other.shape[-2 if other.ndim > 1 else 0]})")
-    if input.ndim > 2 or other.ndim > 2:
-        _check_broadcast("matmul", input.shape[:-2], other.shape[:-2] if other.ndim > 1 else ())
-    if input.dtype != other.dtype:
-        raise TypeError(f"matmul: expected both arguments to have the same dtype, got {input.dtype} and "
-                        f"{other.dtype}")
-    y = MatMul.apply(input.unsqueeze(0) if input.ndim == 1 else input,
-                     other.unsqueeze(-1) if other.ndim == 1 else other)
-    if input.ndim == 1:
-        y = y.squeeze(-2)
-    return y.squeeze(-1) if other.ndim == 1 else y
-
-
-@register(top=True)
-def neg(input):
-    return Neg.apply(tensor_arg(input, "neg"))
-
-
-def _float_unary(fn, op, input):
-    tensor_arg(input, op)
-    if input.dtype.kind != "f":
-        input = input.to(backend.default_dtype())
-    return fn.apply(input)
-
-
-@register(top=True)
-def exp(input):
-    return _float_unary(Exp, "exp", input)
-
-
-@register(top=True)
-def log(input):
-    return _float_unary(Log, "log", input)
-
-
-@register(top=True)
-def sqrt(input):
-    return _float_unary(Sqrt, "sqrt", input)
-
-
-@register(top=True)
-def abs(input):
-    """|input|; the gradient at 0 is 0 (as torch)."""
-    return Abs.apply(tensor_arg(input, "abs"))
-
-
-@register(top=True)
-def erf(input):
-    """The error function, elementwise."""
-    return _float_unary(Erf, "erf", input)
-
-
 @register(methods=("clip",), top=True)
 def clamp(input, min=None, max=None):
     """Clamp into [min, max]; ``min``/``max`` are numbers or Tensors. The gradient flows where
@@ -507,37 +500,20 @@ def clamp(input, min=None, max=None):
     return Clamp.apply(input, lo=min, hi=max)
 
 
-# ---- comparisons (not differentiable; bool results) ------------------------------------------------
-def _compare(name, fn):
-    def compare(input, other):
-        input, other = _operands(input, other, name)
-        return record(name, (input, other), {}, Tensor._make(fn(input._data, other._data)))
-    compare.__name__ = compare.__qualname__ = name
-    compare.__doc__ = f"Elementwise ``{name}`` comparison; returns a bool Tensor (no gradient)."
-    return register(name, top=True)(compare)
-
-
-eq = _compare("eq", lambda a, b: a == b)
-ne = _compare("ne", lambda a, b: a != b)
-lt = _compare("lt", lambda a, b: a < b)
-le = _compare("le", lambda a, b: a <= b)
-gt = _compare("gt", lambda a, b: a > b)
-ge = _compare("ge", lambda a, b: a >= b)
-
-
 @register(top=True)
 def logical_not(input):
     tensor_arg(input, "logical_not")
     return record("logical_not", (input,), {}, Tensor._make(~input._data.astype(bool)))
 
 
-
-# ---- more elementwise ops, PyTorch's everyday ones ---------------------------------------------------------
-
 @register(top=True)
 def square(input):
     """input * input."""
     return mul(tensor_arg(input, "square"), input)
+
+
+def _float(t):
+    return t if t.dtype.kind == "f" else t.to(backend.default_dtype())
 
 
 @register(top=True)
@@ -552,60 +528,9 @@ def rsqrt(input):
     return 1.0 / sqrt(tensor_arg(input, "rsqrt"))
 
 
-def _float(t):
-    return t if t.dtype.kind == "f" else t.to(backend.default_dtype())
-
-
-class _Stepwise(Function):
-    """A piecewise-constant function: its gradient is zero wherever it is defined (torch gives zero everywhere)."""
-
-    def forward(self, xp, x):
-        return self.fn(xp, x)
-
-    def backward(self, g):
-        return Tensor._make(backend.get_array_module(g._data).zeros_like(g._data))
-
-
-class Sign(_Stepwise):
-    name = "sign"
-    fn = staticmethod(lambda xp, x: ((x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)))  # NaN -> 0, as torch
-
-
 class Floor(_Stepwise):
     name = "floor"
     fn = staticmethod(lambda xp, x: xp.floor(x))
-
-
-class Ceil(_Stepwise):
-    name = "ceil"
-    fn = staticmethod(lambda xp, x: xp.ceil(x))
-
-
-class Round(_Stepwise):
-    name = "round"
-    fn = staticmethod(lambda xp, x: xp.round(x))  # halves to even, as torch
-
-
-class Trunc(_Stepwise):
-    name = "trunc"
-    fn = staticmethod(lambda xp, x: xp.trunc(x))
-
-
-def _stepwise(cls, input):
-    tensor_arg(input, cls.name)
-    if input.dtype.kind == "b" and cls is not Sign:
-        raise TypeError(f"{cls.name}: not defined for bool tensors")
-    if input.dtype.kind in "iu" and cls is not Sign:  # integers are their own floor/ceil/round (a copy)
-        return Tensor._make(input._data.copy())
-    return cls.apply(input)
-
-
-@register(top=True)
-def sign(input):
-    """-1, 0 or 1 by the sign of each element (0 for NaN, as torch); zero gradient."""
-    if tensor_arg(input, "sign").dtype.kind == "b":
-        return Tensor._make(input._data.copy())
-    return _stepwise(Sign, input)
 
 
 @register(top=True)
@@ -613,9 +538,19 @@ def floor(input):
     return _stepwise(Floor, input)
 
 
+class Ceil(_Stepwise):
+    name = "ceil"
+    fn = staticmethod(lambda xp, x: xp.ceil(x))
+
+
 @register(top=True)
 def ceil(input):
     return _stepwise(Ceil, input)
+
+
+class Round(_Stepwise):
+    name = "round"
+    fn = staticmethod(lambda xp, x: xp.round(x))  # halves to even, as torch
 
 
 @register(top=True)
@@ -625,6 +560,11 @@ def round(input, *, decimals=0):
         scale = 10.0 ** int(decimals)
         return _stepwise(Round, input * scale) / scale
     return _stepwise(Round, input)
+
+
+class Trunc(_Stepwise):
+    name = "trunc"
+    fn = staticmethod(lambda xp, x: xp.trunc(x))
 
 
 @register(top=True)
@@ -639,63 +579,29 @@ def isnan(input):
     return record("isnan", (input,), {}, Tensor._make(backend.get_array_module(input._data).isnan(input._data)))
 
 
-@register(top=True)
-def mm(input, mat2):
-    """The product of two matrices (2-D only; no broadcasting, as torch)."""
-    tensor_arg(input, "mm")
-    tensor_arg(mat2, "mm", "mat2")
-    if input.ndim != 2 or mat2.ndim != 2:
-        raise ValueError(f"mm: expects two 2-D tensors, got shapes {input.shape} and {mat2.shape}")
-    if input.shape[1] != mat2.shape[0]:
-        raise ValueError(f"mm: shapes {input.shape} and {mat2.shape} cannot be multiplied")
-    return matmul(input, mat2)
+# ---- comparisons (not differentiable; bool results) ------------------------------------------------
+def _compare(name, fn):
+    def compare(input, other):
+        input, other = _operands(input, other, name)
+        return record(name, (input, other), {}, Tensor._make(fn(input._data, other._data)))
+    compare.__name__ = compare.__qualname__ = name
+    compare.__doc__ = f"Elementwise ``{name}`` comparison; returns a bool Tensor (no gradient)."
+    return register(name, top=True)(compare)
 
 
-@register(top=True)
-def bmm(input, mat2):
-    """Batched products of (b, n, m) and (b, m, p) (no broadcasting, as torch)."""
-    tensor_arg(input, "bmm")
-    tensor_arg(mat2, "bmm", "mat2")
-    if input.ndim != 3 or mat2.ndim != 3:
-        raise ValueError(f"bmm: expects two 3-D tensors, got shapes {input.shape} and {mat2.shape}")
-    if input.shape[0] != mat2.shape[0] or input.shape[2] != mat2.shape[1]:
-        raise ValueError(f"bmm: shapes {input.shape} and {mat2.shape} cannot be multiplied batch by batch")
-    return matmul(input, mat2)
+eq = _compare("eq", lambda a, b: a == b)
 
 
-@register(method=False)
-def one_hot(tensor, num_classes=-1):
-    """int64 tensor of shape (*tensor.shape, num_classes) with a 1 at each class index (as torch's F.one_hot).
-    ``num_classes=-1`` takes the largest class + 1 (a read of the values: a host copy on a device)."""
-    tensor_arg(tensor, "one_hot", "tensor")
-    if tensor.dtype != np.int64:
-        raise TypeError(f"one_hot: tensor must be int64 (class indices), got {tensor.dtype}")
-    xp = backend.get_array_module(tensor._data)
-    t = tensor._data
-    if num_classes == -1:
-        if t.size == 0:
-            raise ValueError("one_hot: cannot infer num_classes of an empty tensor; pass num_classes")
-        num_classes = int(t.max()) + 1
-    num_classes = int(num_classes)
-    if t.size and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-        raise ValueError(f"one_hot: class values must be in [0, {num_classes}), got [{int(t.min())}, "
-                         f"{int(t.max())}]")
-    return Tensor._make((t[..., None] == xp.arange(num_classes)).astype(np.int64))
+ne = _compare("ne", lambda a, b: a != b)
 
 
-@register(top=True)
-def masked_fill(input, mask, value):
-    """``input`` with the elements where ``mask`` (bool; input and mask broadcast together) is True set to
-    ``value`` (a number or a 0-d tensor); the gradient flows to the other elements."""
-    tensor_arg(input, "masked_fill")
-    tensor_arg(mask, "masked_fill", "mask")
-    if mask.dtype != np.bool_:
-        raise TypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
-    if isinstance(value, Tensor) and value.ndim:
-        raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
-    _check_broadcast("masked_fill", input.shape, mask.shape)
-    if isinstance(value, Tensor):
-        v = value.to(input.dtype)
-    else:
-        v = Tensor._make(backend.get_array_module(input._data).asarray(value, dtype=input.dtype))
-    return where(mask, v, input)
+lt = _compare("lt", lambda a, b: a < b)
+
+
+le = _compare("le", lambda a, b: a <= b)
+
+
+gt = _compare("gt", lambda a, b: a > b)
+
+
+ge = _compare("ge", lambda a, b: a >= b)

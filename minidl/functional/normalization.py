@@ -4,7 +4,7 @@ import numbers
 
 from .. import backend, kernels
 from ..autograd import Function
-from ._checks import float_tensor, optional_tensor, same_device, int_arg
+from ._checks import float_tensor, int_arg, optional_tensor, same_device
 from ._registry import register
 from .math import sqrt
 from .reduction import mean as _mean
@@ -190,6 +190,14 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     return y if bias is None else y + bias.reshape(*shape)
 
 
+def _all_reduced(arr):
+    """A copy of ``arr`` summed over the ranks (all_reduce goes through the host for device arrays)."""
+    from .. import distributed as dist
+    arr = arr.copy()
+    dist.all_reduce(arr)
+    return arr
+
+
 class SyncBatchNorm(Function):
     """Batch norm in training mode whose statistics are those of the global batch across the ranks of
     minidl.distributed: the mean from all-reduced sums and counts, then the variance from all-reduced squared
@@ -238,14 +246,6 @@ class SyncBatchNorm(Function):
         gw = local[c:].astype(gy.dtype) if self.has_w and self.needs_input_grad[1] else None  # this rank's share:
         gb = local[:c].astype(gy.dtype) if self.has_b and self.needs_input_grad[2] else None  # DDP averages them
         return (gx if self.needs_input_grad[0] else None), gw, gb
-
-
-def _all_reduced(arr):
-    """A copy of ``arr`` summed over the ranks (all_reduce goes through the host for device arrays)."""
-    from .. import distributed as dist
-    arr = arr.copy()
-    dist.all_reduce(arr)
-    return arr
 
 
 def sync_batch_norm(input, running_mean, running_var, weight, bias, momentum, eps):

@@ -12,13 +12,6 @@ from ._checks import float_tensor, pair
 from ._registry import register
 
 
-def _out_size(size, k, s, p, d, ceil_mode):
-    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
-    if ceil_mode and (out - 1) * s >= size + p:  # the last window must start inside the input or left pad
-        out -= 1
-    return out
-
-
 class MaxPool2d(Function):
     name = "max_pool2d"
     differentiable_twice = False
@@ -36,84 +29,6 @@ class MaxPool2d(Function):
         return kernels.max_pool2d_backward(gy._data, arg, self.x_shape, self.window)
 
 
-class AvgPool2d(Function):
-    name = "avg_pool2d"
-    differentiable_twice = False
-
-    def forward(self, xp, x, geom, divisor):
-        kh, kw, sh, sw, ph, pw, _, _, oh, ow = geom
-        self.args, self.x_shape = (kh, kw, sh, sw, ph, pw), x.shape
-        self.save_for_backward(divisor)
-        return kernels.avg_pool2d(x, divisor, *self.args, oh, ow)
-
-    def backward(self, gy):
-        divisor, = self.saved_arrays
-        return kernels.avg_pool2d_backward(gy._data, divisor, self.x_shape, *self.args)
-
-
-def _adaptive_windows(size, out):
-    return [(math.floor(i * size / out), math.ceil((i + 1) * size / out)) for i in range(out)]
-
-
-class AdaptiveAvgPool2d(Function):
-    name = "adaptive_avg_pool2d"
-    differentiable_twice = False
-
-    def forward(self, xp, x, out_hw):
-        n, c, h, w = x.shape
-        oh, ow = out_hw
-        self.x_shape, self.out_hw = x.shape, out_hw
-        if h % oh == 0 and w % ow == 0:  # equal windows: one reshape
-            return x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5))
-        y = xp.empty((n, c, oh, ow), dtype=x.dtype)
-        for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
-            for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
-                y[:, :, i, j] = x[:, :, hs:he, ws:we].mean(axis=(2, 3))
-        return y
-
-    def backward(self, gy):
-        gy = gy._data
-        xp = get_array_module(gy)
-        n, c, h, w = self.x_shape
-        oh, ow = self.out_hw
-        if h % oh == 0 and w % ow == 0:
-            kh, kw = h // oh, w // ow
-            g = xp.broadcast_to((gy / (kh * kw)).reshape(n, c, oh, 1, ow, 1), (n, c, oh, kh, ow, kw))
-            return g.reshape(self.x_shape).astype(gy.dtype)
-        gx = xp.zeros(self.x_shape, dtype=gy.dtype)
-        for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
-            for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
-                gx[:, :, hs:he, ws:we] += (gy[:, :, i, j] / ((he - hs) * (we - ws)))[:, :, None, None]
-        return gx
-
-
-class AdaptiveMaxPool2d(Function):
-    name = "adaptive_max_pool2d"
-    differentiable_twice = False
-
-    def forward(self, xp, x, out_hw, indices=None):
-        n, c, h, w = x.shape
-        oh, ow = out_hw
-        self.x_shape = x.shape
-        y = xp.empty((n, c, oh, ow), dtype=x.dtype)
-        arg = xp.empty((n, c, oh, ow), dtype=np.int64)
-        for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
-            for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
-                win = x[:, :, hs:he, ws:we].reshape(n, c, (he - hs) * (we - ws))
-                k = kernels.argmax_nan_last(win, 2)
-                y[:, :, i, j] = xp.take_along_axis(win, k[:, :, None], axis=2)[:, :, 0]
-                arg[:, :, i, j] = (hs + k // (we - ws)) * w + ws + k % (we - ws)
-        self.save_for_backward(arg)
-        if indices is not None:
-            indices.append(arg)
-        return y
-
-    def backward(self, gy):
-        arg, = self.saved_arrays
-        return kernels.max_pool2d_backward(gy._data, arg, self.x_shape)
-
-
-# ---- public functions ---------------------------------------------------------------------------
 def _pool_input(input, op):
     float_tensor(input, op)
     if input.ndim not in (3, 4):
@@ -124,6 +39,13 @@ def _pool_input(input, op):
         raise ValueError(f"{op}: expected non-empty {'spatial' if op.startswith('adaptive') else 'channel and spatial'}"
                          f" dims, got shape {input.shape}")
     return input.ndim == 3, (input.unsqueeze(0) if input.ndim == 3 else input)
+
+
+def _out_size(size, k, s, p, d, ceil_mode):
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:  # the last window must start inside the input or left pad
+        out -= 1
+    return out
 
 
 def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
@@ -162,18 +84,19 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return (y, _finish(Tensor._make(indices[0].astype(np.int64)), unbatched)) if return_indices else y
 
 
-@register(method=False)
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
-    """Mean over windows. With ``count_include_pad`` (default) zero padding counts in the divisor;
-    windows that ``ceil_mode`` adds past the padding never count (as torch)."""
-    unbatched, x = _pool_input(input, "avg_pool2d")
-    geom = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
-    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
-                                         or divisor_override == 0):
-        raise ValueError(f"avg_pool2d: divisor_override must be a nonzero int (as torch), got {divisor_override!r}")
-    div = _divisors(x.shape[2:], geom, count_include_pad, divisor_override, x.dtype, x.device)
-    return _finish(AvgPool2d.apply(x, geom=geom, divisor=div), unbatched)
+class AvgPool2d(Function):
+    name = "avg_pool2d"
+    differentiable_twice = False
+
+    def forward(self, xp, x, geom, divisor):
+        kh, kw, sh, sw, ph, pw, _, _, oh, ow = geom
+        self.args, self.x_shape = (kh, kw, sh, sw, ph, pw), x.shape
+        self.save_for_backward(divisor)
+        return kernels.avg_pool2d(x, divisor, *self.args, oh, ow)
+
+    def backward(self, gy):
+        divisor, = self.saved_arrays
+        return kernels.avg_pool2d_backward(gy._data, divisor, self.x_shape, *self.args)
 
 
 _DIVISOR_CACHE = {}
@@ -204,6 +127,56 @@ def _divisors(hw, geom, count_include_pad, divisor_override, dtype, device):
     return div
 
 
+@register(method=False)
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over windows. With ``count_include_pad`` (default) zero padding counts in the divisor;
+    windows that ``ceil_mode`` adds past the padding never count (as torch)."""
+    unbatched, x = _pool_input(input, "avg_pool2d")
+    geom = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
+                                         or divisor_override == 0):
+        raise ValueError(f"avg_pool2d: divisor_override must be a nonzero int (as torch), got {divisor_override!r}")
+    div = _divisors(x.shape[2:], geom, count_include_pad, divisor_override, x.dtype, x.device)
+    return _finish(AvgPool2d.apply(x, geom=geom, divisor=div), unbatched)
+
+
+def _adaptive_windows(size, out):
+    return [(math.floor(i * size / out), math.ceil((i + 1) * size / out)) for i in range(out)]
+
+
+class AdaptiveAvgPool2d(Function):
+    name = "adaptive_avg_pool2d"
+    differentiable_twice = False
+
+    def forward(self, xp, x, out_hw):
+        n, c, h, w = x.shape
+        oh, ow = out_hw
+        self.x_shape, self.out_hw = x.shape, out_hw
+        if h % oh == 0 and w % ow == 0:  # equal windows: one reshape
+            return x.reshape(n, c, oh, h // oh, ow, w // ow).mean(axis=(3, 5))
+        y = xp.empty((n, c, oh, ow), dtype=x.dtype)
+        for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
+            for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
+                y[:, :, i, j] = x[:, :, hs:he, ws:we].mean(axis=(2, 3))
+        return y
+
+    def backward(self, gy):
+        gy = gy._data
+        xp = get_array_module(gy)
+        n, c, h, w = self.x_shape
+        oh, ow = self.out_hw
+        if h % oh == 0 and w % ow == 0:
+            kh, kw = h // oh, w // ow
+            g = xp.broadcast_to((gy / (kh * kw)).reshape(n, c, oh, 1, ow, 1), (n, c, oh, kh, ow, kw))
+            return g.reshape(self.x_shape).astype(gy.dtype)
+        gx = xp.zeros(self.x_shape, dtype=gy.dtype)
+        for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
+            for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
+                gx[:, :, hs:he, ws:we] += (gy[:, :, i, j] / ((he - hs) * (we - ws)))[:, :, None, None]
+        return gx
+
+
 def _adaptive_size(output_size, x, op):
     if isinstance(output_size, (list, tuple)):
         if len(output_size) != 2:
@@ -222,6 +195,32 @@ def adaptive_avg_pool2d(input, output_size):
     unbatched, x = _pool_input(input, "adaptive_avg_pool2d")
     out = _adaptive_size(output_size, x, "adaptive_avg_pool2d")
     return _finish(AdaptiveAvgPool2d.apply(x, out_hw=out), unbatched)
+
+
+class AdaptiveMaxPool2d(Function):
+    name = "adaptive_max_pool2d"
+    differentiable_twice = False
+
+    def forward(self, xp, x, out_hw, indices=None):
+        n, c, h, w = x.shape
+        oh, ow = out_hw
+        self.x_shape = x.shape
+        y = xp.empty((n, c, oh, ow), dtype=x.dtype)
+        arg = xp.empty((n, c, oh, ow), dtype=np.int64)
+        for i, (hs, he) in enumerate(_adaptive_windows(h, oh)):
+            for j, (ws, we) in enumerate(_adaptive_windows(w, ow)):
+                win = x[:, :, hs:he, ws:we].reshape(n, c, (he - hs) * (we - ws))
+                k = kernels.argmax_nan_last(win, 2)
+                y[:, :, i, j] = xp.take_along_axis(win, k[:, :, None], axis=2)[:, :, 0]
+                arg[:, :, i, j] = (hs + k // (we - ws)) * w + ws + k % (we - ws)
+        self.save_for_backward(arg)
+        if indices is not None:
+            indices.append(arg)
+        return y
+
+    def backward(self, gy):
+        arg, = self.saved_arrays
+        return kernels.max_pool2d_backward(gy._data, arg, self.x_shape)
 
 
 @register(method=False)
@@ -273,6 +272,8 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 
 _LINEAR = {"linear": 1, "bilinear": 2, "trilinear": 3}
+
+
 _MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
 
 

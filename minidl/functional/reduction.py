@@ -9,12 +9,11 @@ import numpy as np
 
 from ..autograd import Function
 from ..autograd.tensor import Tensor, _dim
-from ._checks import tensor_arg, dims as _dims
+from ._checks import dims as _dims
+from ._checks import tensor_arg
 from ._registry import register
-from .math import maximum, minimum, exp, where
-from .shape import gather
-
-values_indices = namedtuple("values_indices", ["values", "indices"])
+from .indexing import gather
+from .math import exp, maximum, minimum, where
 
 
 def _kept_shape(shape, axes):
@@ -32,56 +31,6 @@ class Sum(Function):
         return g.reshape(_kept_shape(self.in_shape, self.axes)).expand(*self.in_shape)
 
 
-class Mean(Function):
-    name = "mean"
-
-    def forward(self, xp, x, axes, keepdim):
-        self.in_shape, self.axes = x.shape, axes
-        self.n = int(np.prod([x.shape[a] for a in axes]))
-        # NumPy's mean is this sum and division; written out, an empty mean is NaN without "Mean of empty slice"
-        return x.sum(axis=axes, keepdims=keepdim) / self.n
-
-    def backward(self, g):
-        return g.reshape(_kept_shape(self.in_shape, self.axes)).expand(*self.in_shape) / self.n
-
-
-class Amax(Function):
-    """max/min over dims; ties share the gradient equally (as torch.amax and full torch.max)."""
-    name = "amax"
-
-    def forward(self, xp, x, axes, keepdim, largest=True, nan_wins=False):
-        self.in_shape, self.axes = x.shape, axes
-        y = (x.max if largest else x.min)(axis=axes, keepdims=True)
-        hit = (x == y)
-        if nan_wins:  # torch.max(x) with a NaN in x: the NaNs share the gradient
-            hit = xp.where(xp.isnan(y), xp.isnan(x), hit)
-        self.save_for_backward((hit / hit.sum(axis=axes, keepdims=True)).astype(x.dtype))
-        return y if keepdim else y.reshape([s for i, s in enumerate(y.shape) if i not in axes])
-
-    def backward(self, g):
-        w, = self.saved_tensors
-        return g.reshape(_kept_shape(self.in_shape, self.axes)) * w
-
-
-class LogSumExp(Function):
-    name = "logsumexp"
-
-    def forward(self, xp, x, axes):  # keeps the reduced dims; the public function drops them
-        if any(x.shape[a] == 0 for a in axes):  # log(0): -inf over an empty dim, as torch
-            y = xp.full([1 if i in axes else s for i, s in enumerate(x.shape)], -xp.inf, dtype=x.dtype)
-            self.save_for_backward(x, y)
-            return y
-        m = x.max(axis=axes, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0)
-        y = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
-        self.save_for_backward(x, y)
-        return y
-
-    def backward(self, g):
-        x, y = self.saved_tensors
-        return g * exp(x - y)
-
-
 def _reduce_args(input, dim, op):
     tensor_arg(input, op)
     return _dims(dim, input.ndim, op)
@@ -96,6 +45,19 @@ def sum(input, dim=None, keepdim=False, dtype=None):
     if dtype is None and input.dtype.kind in "biu":
         dtype = np.dtype(np.int64)
     return Sum.apply(input, axes=axes, keepdim=keepdim, dtype=dtype)
+
+
+class Mean(Function):
+    name = "mean"
+
+    def forward(self, xp, x, axes, keepdim):
+        self.in_shape, self.axes = x.shape, axes
+        self.n = int(np.prod([x.shape[a] for a in axes]))
+        # NumPy's mean is this sum and division; written out, an empty mean is NaN without "Mean of empty slice"
+        return x.sum(axis=axes, keepdims=keepdim) / self.n
+
+    def backward(self, g):
+        return g.reshape(_kept_shape(self.in_shape, self.axes)).expand(*self.in_shape) / self.n
 
 
 @register(top=True)
@@ -130,14 +92,6 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return sum(d * d, axes, keepdim=keepdim) / builtins.max(n - c, 0)
 
 
-@register(top=True)
-def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    """Standard deviation: sqrt of :func:`var` with the same arguments."""
-    if isinstance(dim, bool):
-        dim, unbiased = None, dim
-    return StdSqrt.apply(var(input, dim, unbiased, keepdim, correction=correction))
-
-
 class StdSqrt(Function):
     """sqrt of a variance; where the deviation is 0 its gradient is 0 (as torch), not 0 * inf = NaN."""
     name = "std"
@@ -151,6 +105,37 @@ class StdSqrt(Function):
         y, = self.saved_tensors
         zero = Tensor._make(y._data == 0)
         return where(zero, 0.0, g / (2.0 * where(zero, 1.0, y)))
+
+
+@register(top=True)
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Standard deviation: sqrt of :func:`var` with the same arguments."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    return StdSqrt.apply(var(input, dim, unbiased, keepdim, correction=correction))
+
+
+class Amax(Function):
+    """max/min over dims; ties share the gradient equally (as torch.amax and full torch.max)."""
+    name = "amax"
+
+    def forward(self, xp, x, axes, keepdim, largest=True, nan_wins=False):
+        self.in_shape, self.axes = x.shape, axes
+        y = (x.max if largest else x.min)(axis=axes, keepdims=True)
+        hit = (x == y)
+        if nan_wins:  # torch.max(x) with a NaN in x: the NaNs share the gradient
+            hit = xp.where(xp.isnan(y), xp.isnan(x), hit)
+        self.save_for_backward((hit / hit.sum(axis=axes, keepdims=True)).astype(x.dtype))
+        return y if keepdim else y.reshape([s for i, s in enumerate(y.shape) if i not in axes])
+
+    def backward(self, g):
+        w, = self.saved_tensors
+        return g.reshape(_kept_shape(self.in_shape, self.axes)) * w
+
+
+def _nonempty(input, axes, op):
+    if any(input.shape[a] == 0 for a in axes):
+        raise ValueError(f"{op}: cannot reduce over an empty dimension (shape {input.shape})")
 
 
 @register(top=True)
@@ -169,9 +154,36 @@ def amin(input, dim=(), keepdim=False):
     return Amax.apply(input, axes=axes, keepdim=keepdim, largest=False)
 
 
-def _nonempty(input, axes, op):
-    if any(input.shape[a] == 0 for a in axes):
-        raise ValueError(f"{op}: cannot reduce over an empty dimension (shape {input.shape})")
+values_indices = namedtuple("values_indices", ["values", "indices"])
+
+
+def _arg(input, dim, keepdim, largest):
+    op = "argmax" if largest else "argmin"
+    tensor_arg(input, op)
+    xp_fn = (lambda a, **k: a.argmax(**k)) if largest else (lambda a, **k: a.argmin(**k))
+    if dim is None:
+        _nonempty(input, tuple(range(input.ndim)), op)
+        out = xp_fn(input._data.reshape(-1))
+        if keepdim:
+            out = out.reshape((1,) * input.ndim)
+        return Tensor._make(out.astype(np.int64) if hasattr(out, "astype") else np.int64(out))
+    d = _dim(dim, input.ndim, op)
+    if input.ndim == 0:
+        return Tensor._make(np.zeros((), dtype=np.int64))
+    _nonempty(input, (d,), op)
+    return Tensor._make(xp_fn(input._data, axis=d, keepdims=keepdim).astype(np.int64))
+
+
+@register(top=True)
+def argmax(input, dim=None, keepdim=False):
+    """Index of the (first) largest value, over everything or along ``dim``."""
+    return _arg(input, dim, keepdim, True)
+
+
+@register(top=True)
+def argmin(input, dim=None, keepdim=False):
+    """Index of the (first) smallest value, over everything or along ``dim``."""
+    return _arg(input, dim, keepdim, False)
 
 
 def _max_min(input, dim, keepdim, other, largest):
@@ -208,33 +220,23 @@ def min(input, dim=None, keepdim=False, *, other=None):
     return _max_min(input, dim, keepdim, other, False)
 
 
-def _arg(input, dim, keepdim, largest):
-    op = "argmax" if largest else "argmin"
-    tensor_arg(input, op)
-    xp_fn = (lambda a, **k: a.argmax(**k)) if largest else (lambda a, **k: a.argmin(**k))
-    if dim is None:
-        _nonempty(input, tuple(range(input.ndim)), op)
-        out = xp_fn(input._data.reshape(-1))
-        if keepdim:
-            out = out.reshape((1,) * input.ndim)
-        return Tensor._make(out.astype(np.int64) if hasattr(out, "astype") else np.int64(out))
-    d = _dim(dim, input.ndim, op)
-    if input.ndim == 0:
-        return Tensor._make(np.zeros((), dtype=np.int64))
-    _nonempty(input, (d,), op)
-    return Tensor._make(xp_fn(input._data, axis=d, keepdims=keepdim).astype(np.int64))
+class LogSumExp(Function):
+    name = "logsumexp"
 
+    def forward(self, xp, x, axes):  # keeps the reduced dims; the public function drops them
+        if any(x.shape[a] == 0 for a in axes):  # log(0): -inf over an empty dim, as torch
+            y = xp.full([1 if i in axes else s for i, s in enumerate(x.shape)], -xp.inf, dtype=x.dtype)
+            self.save_for_backward(x, y)
+            return y
+        m = x.max(axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        y = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        self.save_for_backward(x, y)
+        return y
 
-@register(top=True)
-def argmax(input, dim=None, keepdim=False):
-    """Index of the (first) largest value, over everything or along ``dim``."""
-    return _arg(input, dim, keepdim, True)
-
-
-@register(top=True)
-def argmin(input, dim=None, keepdim=False):
-    """Index of the (first) smallest value, over everything or along ``dim``."""
-    return _arg(input, dim, keepdim, False)
+    def backward(self, g):
+        x, y = self.saved_tensors
+        return g * exp(x - y)
 
 
 @register(top=True)
@@ -245,7 +247,6 @@ def logsumexp(input, dim, keepdim=False):
         raise TypeError(f"logsumexp: expected a floating input, got {input.dtype}")
     y = LogSumExp.apply(input, axes=axes)
     return y if keepdim else y.reshape(*[s for i, s in enumerate(y.shape) if i not in axes])
-
 
 
 class Cumsum(Function):
@@ -274,18 +275,11 @@ def cumsum(input, dim, *, dtype=None):
     return Cumsum.apply(input, dim=d, dtype=dtype)
 
 
-def _logical(name, fn):
-    def reduce(input, dim=None, keepdim=False):
-        axes = _reduce_args(input, dim, name)
-        return Tensor._make(fn(input._data.astype(bool), axis=axes, keepdims=keepdim))
-    reduce.__name__ = reduce.__qualname__ = name
-    reduce.__doc__ = f"Whether {name} elements (over ``dim``) are nonzero: a bool tensor, no gradient."
-    return register(name, top=True)(reduce)
-
-
-# (not named all/any here: this module uses the builtins)
-all_ = _logical("all", lambda a, axis, keepdims: a.all(axis=axis, keepdims=keepdims))
-any_ = _logical("any", lambda a, axis, keepdims: a.any(axis=axis, keepdims=keepdims))
+def _lexsort_last(xp, key, first):
+    """Stable order over the last axis: by ``first``, then ``key`` (ties keep their order)."""
+    order = xp.argsort(key, axis=-1, kind="stable")
+    f = xp.take_along_axis(first, order, axis=-1)
+    return xp.take_along_axis(order, xp.argsort(f, axis=-1, kind="stable"), axis=-1)
 
 
 def _sort_index(a, axis, descending, xp):
@@ -300,13 +294,6 @@ def _sort_index(a, axis, descending, xp):
     else:  # NumPy's stable sort already puts NaN last
         idx = xp.argsort(a, axis=-1, kind="stable")
     return xp.moveaxis(idx, -1, axis).astype(np.int64)
-
-
-def _lexsort_last(xp, key, first):
-    """Stable order over the last axis: by ``first``, then ``key`` (ties keep their order)."""
-    order = xp.argsort(key, axis=-1, kind="stable")
-    f = xp.take_along_axis(first, order, axis=-1)
-    return xp.take_along_axis(order, xp.argsort(f, axis=-1, kind="stable"), axis=-1)
 
 
 def _sort_args(input, dim, op):
@@ -484,3 +471,19 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     if p == 1:
         return input.abs().sum(axes, keepdim=keepdim)
     return Norm.apply(input, p=p, axes=axes, keepdim=keepdim)
+
+
+def _logical(name, fn):
+    def reduce(input, dim=None, keepdim=False):
+        axes = _reduce_args(input, dim, name)
+        return Tensor._make(fn(input._data.astype(bool), axis=axes, keepdims=keepdim))
+    reduce.__name__ = reduce.__qualname__ = name
+    reduce.__doc__ = f"Whether {name} elements (over ``dim``) are nonzero: a bool tensor, no gradient."
+    return register(name, top=True)(reduce)
+
+
+# (not named all/any here: this module uses the builtins)
+all_ = _logical("all", lambda a, axis, keepdims: a.all(axis=axis, keepdims=keepdims))
+
+
+any_ = _logical("any", lambda a, axis, keepdims: a.any(axis=axis, keepdims=keepdims))
