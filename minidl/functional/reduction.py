@@ -14,6 +14,7 @@ from ._checks import tensor_arg
 from ._registry import register
 from .indexing import gather
 from .math import exp, maximum, minimum, where
+from .shape import flip
 
 
 def _kept_shape(shape, axes):
@@ -257,7 +258,6 @@ class Cumsum(Function):
         return xp.cumsum(x, axis=dim, dtype=dtype)
 
     def backward(self, g):  # each input adds to every later output: the reversed running sum of g
-        from .shape import flip
         return flip(cumsum(flip(g, self.dim), self.dim), self.dim)
 
 
