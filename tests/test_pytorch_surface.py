@@ -501,3 +501,10 @@ def test_each_op_torch_has_at_top_level_is_minidl_top_level_too():
     for name in TOP:
         assert callable(getattr(torch, name, None)), f"minidl.{name} has no torch.{name} to mirror"
         assert name not in NOT_AT_TOP, f"torch.{name}'s signature differs ({NOT_AT_TOP.get(name)})"
+
+
+def test_a_dtype_survives_pickle_and_copy_as_the_same_object():
+    import copy
+    import pickle
+    for dt in (minidl.float32, minidl.int64, minidl.bool):
+        assert pickle.loads(pickle.dumps(dt)) is dt and copy.deepcopy(dt) is dt

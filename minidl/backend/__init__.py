@@ -267,11 +267,15 @@ class dtype:
     def __repr__(self):
         return "minidl.bool" if self._np.kind == "b" else f"minidl.{self._np.name}"
 
-    def __reduce__(self):
-        return (wrap_dtype, (self._np.str,))
+    def __reduce__(self):  # unpickles to the one object per dtype (minidl.float32 is minidl.float32)
+        return (_unpickle_dtype, (self._np.str,))
 
 
 _WRAPPED = {}
+
+
+def _unpickle_dtype(name):
+    return wrap_dtype(np.dtype(name))
 
 
 def wrap_dtype(np_dtype):
