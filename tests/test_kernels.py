@@ -1,4 +1,6 @@
 """The Numba kernels against the NumPy reference, over random geometries (hypothesis)."""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -375,3 +377,18 @@ def test_the_tuner_does_not_keep_a_large_column_matrix(monkeypatch):
     monkeypatch.setattr(conv_kernels, "COL_KEEP_BYTES", 1 << 30)
     assert "im2col" in conv_kernels.algorithms(x, w, (1, 1), (0, 0), (1, 1), 1)
     autotune.clear()
+
+
+def test_a_first_compile_says_so_in_one_line_and_a_cached_run_says_nothing(tmp_path):
+    """A fresh install waits for Numba before its first step: one line says why; a second process loads the
+    kernels from Numba's cache, compiles nothing and says nothing."""
+    import subprocess
+    import sys
+    code = "import minidl, minidl.nn.functional as F; F.max_pool2d(minidl.randn(1, 1, 4, 4), 2); F.max_pool2d(" \
+           "minidl.randn(1, 2, 6, 6).double(), 3)"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # an empty cache: every kernel compiles
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    line = "minidl: compiling kernels for this CPU (first run only; later runs load them from Numba's cache)\n"
+    assert runs[0].stderr == line, runs[0].stderr
+    assert runs[1].stderr == "", runs[1].stderr

@@ -8,6 +8,7 @@ kernels, ``_cuda.py`` the GPU kernels (Numba's CUDA target, for CuPy arrays wher
 import functools
 import importlib
 import os
+import sys
 import threading
 import types
 from typing import NamedTuple
@@ -46,6 +47,7 @@ def _impl(x):
                 try:
                     _compiled = _locked(importlib.import_module(__name__ + "._numba"))
                     _one_thread_pool_at_a_time()
+                    _announce_compiles()
                 except ImportError:
                     if _choice == "numba":
                         raise
@@ -108,6 +110,28 @@ def _locked(module):
     names = [n for n, v in vars(module).items() if not n.startswith("_") and isinstance(v, types.FunctionType)
              and v.__module__ == module.__name__]
     return types.SimpleNamespace(**{n: wrap(getattr(module, n)) for n in names}, __name__=module.__name__)
+
+
+def _announce_compiles():
+    """One line on stderr the first time this process compiles a minidl kernel: Numba compiles only on a cache
+    miss (a fresh install, a new CPU), and a first step that waits for it should not wait in silence. Numba's
+    "numba:compile" event fires for real compiles only, not for kernels loaded from its cache."""
+    from numba.core import event
+
+    class Announce(event.Listener):
+        said = False
+
+        def on_start(self, ev):
+            disp = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
+            module = getattr(getattr(disp, "py_func", None), "__module__", None) or ""
+            if not Announce.said and module.startswith("minidl."):
+                Announce.said = True
+                print("minidl: compiling kernels for this CPU (first run only; later runs load them from Numba's "
+                      "cache)", file=sys.stderr, flush=True)
+
+        def on_end(self, ev):
+            pass
+    event.register("numba:compile", Announce())
 
 
 def _one_thread_pool_at_a_time():
