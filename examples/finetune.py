@@ -18,7 +18,7 @@ It is what one does in PyTorch with a torchvision model:
 import argparse
 import os
 
-from _common import (ArgumentParser, HelpFormatter, as_arrays, check_device, device, load_datasets, positive,
+from _common import (ArgumentParser, HelpFormatter, as_arrays, device, load_datasets, parse, positive,
                      train_epochs as train)
 
 import minidl
@@ -85,8 +85,7 @@ def main():
     p.add_argument("--out-dir", default="runs", help="where the two state_dicts go")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--no-download", action="store_true", help="never try the network")
-    args = p.parse_args()
-    check_device(p, args.device)
+    args = parse(p)
     minidl.manual_seed(args.seed)
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "lenet5_source.pt")

@@ -95,13 +95,12 @@ def are_deterministic_algorithms_enabled():
     return kernels.blas.reproducible()
 
 
-def initial_seed():
-    return backend._SEED
+initial_seed = default_generator.initial_seed
 
 
 def get_rng_state():
     """The CPU generator's state as a uint8 tensor, as torch.get_rng_state (its bytes are numpy's PCG64 state)."""
-    return Tensor._of(backend.get_rng_state())
+    return as_tensor(backend.get_rng_state())
 
 
 def set_rng_state(new_state):

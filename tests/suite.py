@@ -38,24 +38,23 @@ def rule_cases(cases, budget=RULE_SAMPLES):
     return list(cases) if EXHAUSTIVE else [c for c in cases if c[2] < budget]
 
 
+def _keeps(k, i, n, both=False):
+    """Whether item ``k`` runs in the ``i``-th of ``n`` dtypes: all of them in the exhaustive run (or with ``both``),
+    else one, alternating with k."""
+    return EXHAUSTIVE or both or k % n == i
+
+
 def dtype_cases(cases, dtypes=(np.float32, np.float64)):
     """(case..., dtype) for every case: in both dtypes, or (by default) in one, alternating by sample index, with
     both for a row's only sample. Ids are '<case id>-<dtype>'."""
     counts = {}
     for c in cases:
         counts[c[1].id] = counts.get(c[1].id, 0) + 1
-    out = []
-    for c in cases:
-        for i, dt in enumerate(dtypes):
-            if EXHAUSTIVE or counts[c[1].id] == 1 or c[2] % len(dtypes) == i:
-                out.append(pytest.param(*c, dt, id=f"{c[0]}-{np.dtype(dt).name}"))
-    return out
+    return [pytest.param(*c, dt, id=f"{c[0]}-{np.dtype(dt).name}") for c in cases for i, dt in enumerate(dtypes)
+            if _keeps(c[2], i, len(dtypes), both=counts[c[1].id] == 1)]
 
 
 def one_dtype_each(values, dtypes=(np.float32, np.float64)):
     """pytest params (value, dtype): each value in one dtype, alternating (both in the exhaustive run)."""
-    out = []
-    for k, v in enumerate(values):
-        for i, dt in enumerate(dtypes):
-            out.append(pytest.param(v, dt, marks=() if k % len(dtypes) == i else exhaustive))
-    return out
+    return [pytest.param(v, dt) for k, v in enumerate(values) for i, dt in enumerate(dtypes)
+            if _keeps(k, i, len(dtypes))]

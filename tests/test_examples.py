@@ -247,11 +247,9 @@ def _finetune(tmp_path, data_dir):
     return r.stdout
 
 
-def test_finetune_example_without_fashion_mnist_uses_digits_0_4_then_5_9_and_says_so(tmp_path, monkeypatch):
+def test_finetune_example_without_fashion_mnist_uses_digits_0_4_then_5_9_and_says_so(tmp_path):
     # an empty data folder, and no Debian package folder: the fallback
-    out = subprocess.run([sys.executable, "-c", "import minidl; print(minidl.data.FashionMNIST.system_folders)"],
-                         capture_output=True, text=True).stdout
-    if any(os.path.isdir(f) for f in eval(out)) and _fashion_mnist_installed():
+    if any(os.path.isdir(f) for f in minidl.data.FashionMNIST.system_folders) and _fashion_mnist_installed():
         pytest.skip("Fashion-MNIST is installed here; its own test runs the example on it")
     out = _finetune(tmp_path, str(tmp_path / "nodata"))
     assert "instead the net is pretrained on the bundled MNIST digits 0-4 and fine-tuned on the digits 5-9" in out

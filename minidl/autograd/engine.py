@@ -21,6 +21,11 @@ def _as_grad(g, like, op):
     return g
 
 
+def _add(buffers, node, g):
+    """The gradients a node receives add up in its buffer."""
+    buffers[node] = g if node not in buffers else buffers[node] + g
+
+
 def _producers(roots):
     """For every node reachable from ``roots``: how many edges from reachable nodes lead to it."""
     count, seen, stack = {n: 0 for n in roots}, set(roots), list(roots)
@@ -60,8 +65,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
     for t, g in zip(outputs, grad_outputs):
         if not t.requires_grad:
             raise RuntimeError("backward: element of the outputs does not require grad and has no grad_fn")
-        node = grad_node(t)
-        buffers[node] = g if node not in buffers else buffers[node] + g
+        _add(buffers, grad_node(t), g)
     count = _producers(list(buffers))
     wanted = {} if targets is None else {grad_node(t): i for i, t in reversed(list(enumerate(targets)))}
     needed = _needed(count, wanted) if targets is not None else None
@@ -81,7 +85,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
                         node.accumulate(grad, create_graph, handed_out)
                 elif needed is None or node in needed:
                     for edge, g in node.edge_grads(grad, create_graph):
-                        buffers[edge] = g if edge not in buffers else buffers[edge] + g
+                        _add(buffers, edge, g)
                     if not retain_graph:
                         node._release()
             for e in node._edges:

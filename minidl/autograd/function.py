@@ -22,6 +22,7 @@ import weakref
 from contextlib import contextmanager
 
 from .. import backend
+from .creation import as_tensor
 from .grad_mode import is_grad_enabled
 from .tensor import Tensor
 
@@ -140,11 +141,7 @@ class Function:
     # -- in the backward pass (autograd/engine.py) ----------------------------------------------------
     def run_hooks(self, grad):
         """The hooks registered on this node's output tensor, in order; a hook's return value replaces grad."""
-        for h in self._hooks or ():
-            r = h(grad)
-            if r is not None:
-                grad = r if isinstance(r, Tensor) else Tensor._of(r)
-        return grad
+        return _apply_hooks(self._hooks, grad)
 
     def edge_grads(self, grad, create_graph):
         """(next node, its gradient) for every input that wants one: this node's backward, checked. With
@@ -218,6 +215,14 @@ class Function:
         return result
 
 
+def _apply_hooks(hooks, grad):
+    for h in hooks or ():
+        r = h(grad)
+        if r is not None:
+            grad = r if isinstance(r, Tensor) else as_tensor(r)
+    return grad
+
+
 def _share_version_with_base(result, inputs):
     """A view (reshape, transpose, a slice...), or an op that hands back its input's own array, counts in-place
     changes together with the tensor whose memory it shares."""
@@ -260,9 +265,8 @@ class AccumulateGrad(Function):
     def op_name(self):
         return "AccumulateGrad"
 
-    def run_hooks(self, grad):
-        self._hooks = self.variable._hooks
-        return super().run_hooks(grad)
+    def run_hooks(self, grad):  # the leaf's own hooks (register_hook on a leaf)
+        return _apply_hooks(self.variable._hooks, grad)
 
     def accumulate(self, g, create_graph, handed_out):
         """Add ``g`` to the leaf's ``.grad`` (in the leaf's dtype); ``handed_out`` holds the ids of arrays that are

@@ -153,15 +153,6 @@ class Tensor:
             self.requires_grad_(True)
 
     @classmethod
-    def _of(cls, data, dtype=None, device=None, requires_grad=False):
-        """A tensor of ``data`` keeping a NumPy/CuPy array's dtype (minidl.tensor's rules), without a copy where
-        none is needed: for code inside minidl that wraps arrays it made."""
-        t = cls._make(_as_array(data, dtype, device, "tensor"))
-        if requires_grad:
-            t.requires_grad_(True)
-        return t
-
-    @classmethod
     def _make(cls, array, requires_grad=False, grad_fn=None):
         """Wrap an array without conversion (internal fast path)."""
         t = object.__new__(cls)

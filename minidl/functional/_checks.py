@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from ..autograd.creation import as_tensor as _wrap
 from ..autograd.tensor import Tensor
 
 
@@ -46,7 +47,7 @@ def as_tensor(value, like, op, name="other"):
             return Tensor._make(xp.full((), value, dtype=dtype))
         return Tensor._make(xp.asarray(value, dtype=dtype))
     if backend.is_device_array(value) or isinstance(value, (list, tuple)):
-        return Tensor._of(value, device=None if like is None else like.device)
+        return _wrap(value, device=None if like is None else like.device)
     raise TypeError(f"{op}: argument '{name}' must be a Tensor or a number, got {type(value).__name__}")
 
 

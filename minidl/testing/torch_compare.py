@@ -3,6 +3,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Tensor, grad as autograd_grad
+from ..autograd.creation import as_tensor
 
 
 def _to_numpy(v):
@@ -39,7 +40,7 @@ def assert_matches_torch(fn, torch_fn, inputs, *, grad=True, requires_grad=None,
     for k, v in enumerate(inputs):
         if isinstance(v, np.ndarray):
             want = v.dtype.kind == "f" and grad and (requires_grad is None or requires_grad[k])
-            m_in.append(Tensor._of(v, device=device, requires_grad=want))  # keeps non-contiguous views as they are
+            m_in.append(as_tensor(v, device=device).requires_grad_(want))  # keeps non-contiguous views as they are
             t_in.append(torch.tensor(v, requires_grad=want))
         else:
             m_in.append(v)
@@ -63,7 +64,7 @@ def assert_matches_torch(fn, torch_fn, inputs, *, grad=True, requires_grad=None,
     if not pairs or not m_leaves:
         return m_out, t_out
     ups = [rng.uniform(-2, 2, size=a.shape).astype(a.dtype) for a, _ in pairs]
-    m_grads = autograd_grad([a for a, _ in pairs], m_leaves, [Tensor._of(u, device=device) for u in ups],
+    m_grads = autograd_grad([a for a, _ in pairs], m_leaves, [as_tensor(u, device=device) for u in ups],
                             allow_unused=True)
     t_grads = torch.autograd.grad([b for _, b in pairs], t_leaves, [torch.tensor(u) for u in ups],
                                   allow_unused=True)

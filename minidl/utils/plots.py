@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import no_grad
+from ..autograd.creation import as_tensor
 from ..autograd.tensor import Tensor
 
 
@@ -91,7 +92,7 @@ def plot_feature_maps(model, layer, image, path, max_maps=16):
     model.eval()
     try:
         with no_grad():
-            model(image.unsqueeze(0) if isinstance(image, Tensor) else Tensor._of(np.asarray(image)[None]))
+            model(image.unsqueeze(0) if isinstance(image, Tensor) else as_tensor(np.asarray(image)[None]))
     finally:
         handle.remove()
         model.train(was)
