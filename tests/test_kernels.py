@@ -1,5 +1,7 @@
 """The Numba kernels against the NumPy reference, over random geometries (hypothesis)."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -154,13 +156,13 @@ def test_kernels_use_rejects_unknown_names():
 
 
 # ---- every convolution algorithm, forced, over the op table's conv2d samples ---------------------------
-from minidl.kernels import autotune  # noqa: E402
+from minidl.kernels import autotune, jit  # noqa: E402
 from minidl.kernels.conv import ALGORITHMS  # noqa: E402
 from minidl.testing import assert_matches_torch, gradcheck  # noqa: E402
 
 import opinfo  # noqa: E402
 
-CONV_SAMPLES = [(k, s) for k, s in enumerate(opinfo.ROWS["conv2d"][0].samples)]
+CONV_SAMPLES = [(name, k, s) for name in ("conv2d", "conv1d") for k, s in enumerate(opinfo.ROWS[name][0].samples)]
 
 
 def test_the_conv_table_starts_with_the_reference_and_offers_only_its_algorithms():
@@ -174,9 +176,9 @@ def test_the_conv_table_starts_with_the_reference_and_offers_only_its_algorithms
 
 
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
-@pytest.mark.parametrize("k, sample", CONV_SAMPLES, ids=[str(k) for k, _ in CONV_SAMPLES])
-def test_every_conv_algorithm_matches_torch(algo, k, sample):
-    op = opinfo.ROWS["conv2d"][0]
+@pytest.mark.parametrize("row, k, sample", CONV_SAMPLES, ids=[f"{r}-{k}" for r, k, _ in CONV_SAMPLES])
+def test_every_conv_algorithm_matches_torch(algo, row, k, sample):
+    op = opinfo.ROWS[row][0]
     chosen, offered = [], []
     from minidl.kernels import conv as conv_kernels
     original_choose, original_algorithms = conv_kernels.choose, conv_kernels.algorithms
@@ -208,6 +210,66 @@ def test_every_conv_algorithm_matches_torch(algo, k, sample):
         assert set(chosen) == {algo}
 
 
+def _channels_last(x):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [
+    dict(x=(3, 5, 9, 8), w=(7, 5, 3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+    dict(x=(2, 1, 12, 11), w=(6, 1, 5, 5), stride=(1, 1), padding=(2, 2), dilation=(1, 1)),   # LeNet's first
+    dict(x=(2, 16, 6, 6), w=(33, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1)),  # 3 blocks, 1 lane
+    dict(x=(1, 3, 7, 5), w=(2, 3, 4, 2), stride=(3, 2), padding=(3, 1), dilation=(2, 1)),     # padding > kernel
+])
+def test_jit_kernels_equal_the_reference_on_both_layouts_and_with_nan_and_inf(case, dtype):
+    """Forward (with the bias added in registers), input and weight gradients of kernels/jit.py against the
+    im2col reference, on C-contiguous and channels-last inputs, with NaN and inf among the inputs."""
+    from minidl.kernels import conv as conv_kernels
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-2, 2, case["x"]).astype(dtype)
+    w = rng.uniform(-1, 1, case["w"]).astype(dtype)
+    b = rng.uniform(-1, 1, case["w"][0]).astype(dtype)
+    geometry = (case["stride"], case["padding"], case["dilation"], 1)
+    win = [(case["x"][2 + d] + 2 * case["padding"][d] - case["dilation"][d] * (case["w"][2 + d] - 1) - 1)
+           // case["stride"][d] + 1 for d in range(2)]
+    gy = rng.uniform(-1, 1, (case["x"][0], case["w"][0], *win)).astype(dtype)
+    x[0, 0, 1, 1], x[-1, -1, -1, -2] = np.nan, np.inf
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    ref_y, saved = conv_kernels.im2col_forward(np, x, w, b, *geometry, tuple(win))
+    ref_gx, ref_gw = conv_kernels.im2col_backward(np, saved, gy, x.shape, *geometry, True, True)
+    for layout in (np.ascontiguousarray, _channels_last):
+        xl = layout(x)
+        y, saved = conv_kernels.jit_forward(np, xl, w, b, *geometry, tuple(win))
+        gx, gw = conv_kernels.jit_backward(np, saved, gy, x.shape, *geometry, True, True)
+        np.testing.assert_allclose(y, ref_y, equal_nan=True, **tol)
+        np.testing.assert_allclose(gx, ref_gx, equal_nan=True, **tol)  # gy is finite: gx is
+        np.testing.assert_allclose(gw, ref_gw, equal_nan=True, **tol)
+        assert np.isnan(y).any() and np.isnan(gw).any() and np.isinf(y).any()
+
+
+@pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
+def test_jit_kernels_show_their_ir_and_assembly():
+    ir = jit.show("forward", (8, 6, 14, 14), (16, 6, 5, 5))
+    assert "llvm.fma.v" in ir and 'define void @"conv_forward"' in ir
+    asm = jit.show("grad_weight", (8, 6, 14, 14), (16, 6, 5, 5), asm=True)
+    assert "conv_grad_weight" in asm
+
+
+@pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
+def test_a_second_process_loads_jit_kernels_from_the_disk_cache(tmp_path):
+    """The first process compiles (and says so on stderr); the second loads the machine code and says nothing."""
+    code = ("import numpy as np; from minidl.kernels import jit; x = np.ones((2, 3, 9, 9), np.float32); "
+            "w = np.ones((5, 3, 3, 3), np.float32); y = jit.conv(x, w, (1, 1), (1, 1), (1, 1), (9, 9)); "
+            "assert y[0, 0, 4, 4] == 27 and y[0, 0, 0, 0] == 12")
+    env = dict(os.environ, MINIDL_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+            for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    assert "compiling kernels" in runs[0].stderr and "compiling" not in runs[1].stderr
+    assert len(list(tmp_path.glob("conv-*.o"))) == 1
+
+
 def test_autotune_caches_one_choice_per_shape_and_can_be_switched_off():
     autotune.clear()
     x = minidl.randn(4, 1, 12, 12)
@@ -215,7 +277,8 @@ def test_autotune_caches_one_choice_per_shape_and_can_be_switched_off():
     F.conv2d(x, w)
     F.conv2d(x, w)
     choices = [v for k, v in autotune.cache().items() if k[0] == "conv2d"]
-    assert len(choices) == 1 and set(choices[0][1]) == {"im2col", "im2col_chunked"}
+    expected = {"im2col", "im2col_chunked"} | ({"jit"} if jit.available() else set())
+    assert len(choices) == 1 and set(choices[0][1]) == expected
     old = autotune.set_enabled(False)
     try:
         autotune.clear()

@@ -26,9 +26,7 @@ class Conv2d(Function):
         self.x_shape, self.has_b = x.shape, b is not None
         self.algo = conv_kernels.choose(xp, x, w, stride, padding, dilation, groups, out_hw)
         forward, _ = conv_kernels.ALGORITHMS[self.algo]
-        y, saved = forward(xp, x, w, stride, padding, dilation, groups, out_hw)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+        y, saved = forward(xp, x, w, b, stride, padding, dilation, groups, out_hw)
         self.save_for_backward(*saved)
         return y
 

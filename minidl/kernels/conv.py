@@ -8,16 +8,21 @@ the reference over the op table's conv2d samples (tests/test_kernels.py forces e
 - ``im2col_chunked``: the reference in batch chunks of about CHUNK_BYTES of columns; keeps no column matrix
   between forward and backward (rebuilds it), which is why the tuner prefers it within a margin;
 - ``gemm1x1``: a 1x1 convolution without padding is a batched GEMM straight on NCHW data;
-- ``direct``: Numba loops with no column matrix, for few input channels per group (depthwise and grouped).
+- ``direct``: Numba loops with no column matrix, for few input channels per group (depthwise and grouped);
+- ``jit``: register-blocked direct convolutions generated as LLVM IR for this CPU's vector width (kernels/jit.py,
+  which explains them and can print a kernel's IR or assembly); forward, input and weight gradients, no column
+  matrix, the bias added in registers.
 
 ``choose`` times every algorithm that can run a shape once (``autotune.choose``) and caches the fastest; the
 Function in functional/conv.py runs ``ALGORITHMS[choice]``. Every forward takes
-``(xp, x, w, stride, padding, dilation, groups, out_hw)`` and returns the output (no bias) and what its backward
+``(xp, x, w, b, stride, padding, dilation, groups, out_hw)`` and returns the output (with the bias, b may be
+None) and what its backward
 needs; every backward takes ``(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w)`` and
 returns the input and weight gradients (None where not needed).
 """
 from . import Window, autotune, col2im, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, \
     matmul, name_for
+from . import jit
 from ..backend import device_of
 
 # Column matrices are built this many bytes at a time (benchmarks/NOTES.md, change 8). Measured: 2 MB chunks
@@ -61,18 +66,25 @@ def chunks(n, itemsize, w, out_hw):
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
+def add_bias(y, b):
+    """y (N, O, oh, ow) plus the bias b (O,) or None, in place."""
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
 def _window(w, stride, padding, dilation, out_hw):
     return Window(*w.shape[2:], *stride, *padding, *dilation, *out_hw)
 
 
 # ---- the reference: im2col + GEMM ----------------------------------------------------------------------------
-def im2col_forward(xp, x, w, stride, padding, dilation, groups, out_hw):
+def im2col_forward(xp, x, w, b, stride, padding, dilation, groups, out_hw):
     n, o = x.shape[0], w.shape[0]
     oh, ow = out_hw
     col = im2col(x, *_window(w, stride, padding, dilation, out_hw))            # (C*kh*kw, N*oh*ow)
     y = group_matmul(xp, w.reshape(o, -1), col, groups)                        # (O, N*oh*ow)
     y = xp.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))    # (N, O, oh, ow)
-    return y, (col, w)
+    return add_bias(y, b), (col, w)
 
 
 def im2col_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
@@ -95,15 +107,15 @@ def im2col_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, n
 
 
 # ---- the reference in batch chunks, keeping no columns --------------------------------------------------------
-def chunked_forward(xp, x, w, stride, padding, dilation, groups, out_hw):
+def chunked_forward(xp, x, w, b, stride, padding, dilation, groups, out_hw):
     n, o = x.shape[0], w.shape[0]
     win = _window(w, stride, padding, dilation, out_hw)
     y = xp.empty((n, o, win.oh, win.ow), dtype=x.dtype)
-    for a, b in chunks(n, x.itemsize, w, out_hw):
-        col = im2col(x[a:b], *win)
-        y_ab = group_matmul(xp, w.reshape(o, -1), col, groups)                    # (O, (b-a)*oh*ow)
-        y[a:b] = y_ab.reshape(o, b - a, win.oh, win.ow).transpose(1, 0, 2, 3)
-    return y, (x, w)
+    for a, z in chunks(n, x.itemsize, w, out_hw):
+        col = im2col(x[a:z], *win)
+        y_ab = group_matmul(xp, w.reshape(o, -1), col, groups)                    # (O, (z-a)*oh*ow)
+        y[a:z] = y_ab.reshape(o, z - a, win.oh, win.ow).transpose(1, 0, 2, 3)
+    return add_bias(y, b), (x, w)
 
 
 def chunked_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
@@ -123,11 +135,11 @@ def chunked_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, 
 
 
 # ---- 1x1 without padding: a batched GEMM on NCHW data ----------------------------------------------------------
-def gemm1x1_forward(xp, x, w, stride, padding, dilation, groups, out_hw):
+def gemm1x1_forward(xp, x, w, b, stride, padding, dilation, groups, out_hw):
     n, o = x.shape[0], w.shape[0]
     oh, ow = out_hw
     x3 = xp.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(n, x.shape[1], oh * ow)
-    return matmul(w.reshape(o, -1), x3).reshape(n, o, oh, ow), (x3, w)        # (O, C) @ (N, C, oh*ow)
+    return add_bias(matmul(w.reshape(o, -1), x3).reshape(n, o, oh, ow), b), (x3, w)  # (O, C) @ (N, C, oh*ow)
 
 
 def gemm1x1_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
@@ -148,8 +160,8 @@ def gemm1x1_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, 
 
 
 # ---- direct loops (compiled), for few input channels per group ------------------------------------------------
-def direct_forward(xp, x, w, stride, padding, dilation, groups, out_hw):
-    return conv_direct(x, w, stride, padding, dilation, groups, out_hw), (x, w)
+def direct_forward(xp, x, w, b, stride, padding, dilation, groups, out_hw):
+    return add_bias(conv_direct(x, w, stride, padding, dilation, groups, out_hw), b), (x, w)
 
 
 def direct_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
@@ -159,11 +171,24 @@ def direct_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, n
     return gx, gw
 
 
+# ---- register-blocked kernels generated for this CPU (kernels/jit.py), groups = 1 ------------------------------
+def jit_forward(xp, x, w, b, stride, padding, dilation, groups, out_hw):
+    return jit.conv(x, w, stride, padding, dilation, out_hw, bias=b), (x, w)   # the bias added in registers
+
+
+def jit_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+    x, w = saved
+    gx = jit.conv_grad_input(gy, w, x_shape, stride, padding, dilation) if need_x else None
+    gw = jit.conv_grad_weight(x, gy, w.shape, stride, padding, dilation) if need_w else None
+    return gx, gw
+
+
 ALGORITHMS = {
     "im2col": (im2col_forward, im2col_backward),
     "im2col_chunked": (chunked_forward, chunked_backward),
     "gemm1x1": (gemm1x1_forward, gemm1x1_backward),
     "direct": (direct_forward, direct_backward),
+    "jit": (jit_forward, jit_backward),
 }
 
 
@@ -179,6 +204,8 @@ def algorithms(x, w, stride, padding, dilation, groups):
     # kernels, 4 of the 9.7 s of a first LeNet step with a cold Numba cache (benchmarks/NOTES.md, change 14).
     if groups > 1 and w.shape[1] <= 3 and has_direct_conv(x):
         algos.append("direct")
+    if groups == 1 and name_for(x) == "numba" and jit.available():  # NumPy float32/float64 arrays on this CPU
+        algos.append("jit")
     return algos
 
 
@@ -198,7 +225,7 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
         def run():
             if not gy:
                 gy.append(xp.ones((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype))
-            _, saved = fwd(xp, x, w, stride, padding, dilation, groups, out_hw)
+            _, saved = fwd(xp, x, w, None, stride, padding, dilation, groups, out_hw)
             bwd(xp, saved, gy[0], x.shape, stride, padding, dilation, groups, True, True)
         return run
     return autotune.choose(key, [(a, trial(a)) for a in algos], lean=LEAN)

@@ -1,0 +1,595 @@
+"""Register-blocked direct convolution kernels, generated as LLVM IR for this CPU (llvmlite, which Numba brings).
+
+What a register-blocked kernel is (oneDNN's JIT convolutions work this way). A convolution's output pixel is a dot
+product of C*KH*KW inputs with as many weights, for each of O output channels. im2col + GEMM first copies every
+window into a column, then multiplies. Here nothing is copied: the kernel keeps a block of outputs in vector
+registers (V output channels x P output pixels of one row: P accumulators of V lanes each), and walks the
+input channels once. For each input channel c and each kernel offset (kh, kw) it loads the V weights of that
+offset as one vector, and for each of the P pixels broadcasts the one input value under it and does one fused
+multiply-add into that pixel's accumulator. At the end of the block the accumulators are stored, once. The
+weights are repacked so that V output channels are adjacent (``pack_weight``); inputs are read in place.
+
+- ``forward``: y = conv(x, w) (+ bias, + ReLU: the epilogue runs on the registers before the store);
+- ``grad_input``: the same kernel on gy, zero-padded (and, for a stride, zero-inserted), with the weights
+  flipped and their two channel axes swapped: the input gradient of a convolution is a full convolution;
+- ``grad_weight``: per output-channel block and input channel, KW accumulators for one kernel row, summed over
+  every (n, oh, ow) of the batch: gw[o, c, kh, kw] += gy[n, o, oh, ow] * x[n, c, oh*sh + kh*dh, ow*sw + kw*dw],
+  reading gy repacked channels-last (V output channels adjacent).
+
+Each kernel is compiled once per shape class (everything but the batch size is a constant in the IR, so LLVM
+unrolls the kernel window and folds every offset), with the vector width and instruction set of this CPU, and
+kept on disk: a second process loads the machine code instead of compiling (``_cache_dir``). Calls go through
+ctypes, which releases the GIL, so threads each take a part of the batch.
+
+``show(kind, x_shape, w_shape, ...)`` returns the IR (or ``asm=True``: the assembly) made for a shape, to read.
+"""
+import ctypes
+import functools
+import hashlib
+import os
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import numpy as np
+
+class Shape(NamedTuple):
+    """One compiled kernel's constants: input (C, H, W) as the kernel reads it (already padded), O output
+    channels, kernel window, stride, dilation, output (OH, OW), element type, vector lanes V, and the epilogue."""
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    oh: int
+    ow: int
+    dtype: str      # 'float' or 'double'
+    lanes: int
+    bias: bool = False
+    relu: bool = False
+
+
+# ---- the target ------------------------------------------------------------------------------------------------
+_llvm = {}
+_lock = threading.Lock()
+
+
+def _target():
+    """(llvmlite.binding, target machine for this CPU, vector register bytes), made once."""
+    with _lock:
+        if not _llvm:
+            import llvmlite.binding as llvm
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+            tm = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features, opt=3,
+                                                                         jit=True)
+            vector_bytes = 64 if "+avx512f" in features else 32 if "+avx2" in features else 16
+            _llvm.update(llvm=llvm, tm=tm, vector_bytes=vector_bytes, cpu=cpu, features=features,
+                         registers=32 if vector_bytes == 64 else 16)
+    return _llvm
+
+
+def available():
+    """Whether the kernels can be made here: llvmlite imports and the CPU is x86-64 or AArch64 with FMA."""
+    try:
+        t = _target()
+    except Exception:
+        return False
+    return "+fma" in t["features"] or "+neon" in t["features"]
+
+
+def lanes_for(o, itemsize):
+    """Lanes per output-channel block: the vector width that pads ``o`` channels least (the wider on a tie)."""
+    widest = _target()["vector_bytes"] // itemsize
+    widths = [w for w in (widest, widest // 2) if w >= 4] or [widest]
+    return min(widths, key=lambda w: (-(-o // w) * w, -w))
+
+
+# ---- generating the IR -----------------------------------------------------------------------------------------
+def _ir():
+    from llvmlite import ir
+    return ir
+
+
+class _Loop:
+    """``for i in range(lo, hi)`` in IR: a counter in a stack slot (LLVM's mem2reg turns it into a register)."""
+
+    def __init__(self, b, lo, hi, name):
+        ir = _ir()
+        self.b, self.i64 = b, ir.IntType(64)
+        self.slot = b.alloca(self.i64, name=name + "_slot")
+        b.store(lo if isinstance(lo, ir.Value) else ir.Constant(self.i64, lo), self.slot)
+        self.cond = b.append_basic_block(name + "_cond")
+        self.body = b.append_basic_block(name + "_body")
+        self.end = b.append_basic_block(name + "_end")
+        self.hi = hi if isinstance(hi, ir.Value) else ir.Constant(self.i64, hi)
+        b.branch(self.cond)
+        b.position_at_end(self.cond)
+        self.i = b.load(self.slot, name=name)
+        b.cbranch(b.icmp_signed("<", self.i, self.hi), self.body, self.end)
+        b.position_at_end(self.body)
+
+    def close(self):
+        b = self.b
+        b.store(b.add(self.i, _ir().Constant(self.i64, 1)), self.slot)
+        b.branch(self.cond)
+        b.position_at_end(self.end)
+
+
+class _Gen:
+    """Shared pieces of the three kernels: types, constants, address arithmetic, vector helpers."""
+
+    def __init__(self, s, name, nargs):
+        ir = _ir()
+        self.ir, self.s = ir, s
+        self.f = ir.DoubleType() if s.dtype == "double" else ir.FloatType()
+        self.v = ir.VectorType(self.f, s.lanes)
+        self.i64 = ir.IntType(64)
+        self.itemsize = 8 if s.dtype == "double" else 4
+        self.module = ir.Module(name=name)
+        self.module.triple = _target()["tm"].triple
+        ptr = self.f.as_pointer()
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [ptr] * nargs + [self.i64, self.i64]), name=name)
+        for a in fn.args[:nargs]:
+            a.add_attribute("noalias")
+        self.args = fn.args
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        fma_name = f"llvm.fma.v{s.lanes}f{64 if s.dtype == 'double' else 32}"
+        self.fma = ir.Function(self.module, ir.FunctionType(self.v, [self.v] * 3), name=fma_name)
+        self.zero = ir.Constant(self.v, [0.0] * s.lanes)
+
+    def k(self, n):
+        return self.ir.Constant(self.i64, n)
+
+    def offset(self, *terms):
+        """sum of index * stride over (index, stride) pairs, indices being IR values or ints."""
+        b, acc = self.b, None
+        const = 0
+        for idx, stride in terms:
+            if isinstance(idx, int):
+                const += idx * stride
+                continue
+            t = idx if stride == 1 else b.mul(idx, self.k(stride))
+            acc = t if acc is None else b.add(acc, t)
+        if acc is None:
+            return self.k(const)
+        return acc if const == 0 else b.add(acc, self.k(const))
+
+    def scalar(self, base, off):
+        return self.b.load(self.b.gep(base, [off], inbounds=True))
+
+    def broadcast(self, base, off):
+        """The element at base[off] in every lane."""
+        return self.splat(self.scalar(base, off))
+
+    def vector(self, base, off):
+        p = self.b.bitcast(self.b.gep(base, [off], inbounds=True), self.v.as_pointer())
+        return self.b.load(p, align=self.itemsize)  # no alignment promised beyond the element's
+
+    def splat(self, value):
+        b = self.b
+        undef = self.ir.Constant(self.v, self.ir.Undefined)
+        lane0 = self.ir.Constant(self.ir.VectorType(self.ir.IntType(32), self.s.lanes), [0] * self.s.lanes)
+        return b.shuffle_vector(b.insert_element(undef, value, self.k(0)), undef, lane0)
+
+    def store_vector(self, value, base, off):
+        p = self.b.bitcast(self.b.gep(base, [off], inbounds=True), self.v.as_pointer())
+        self.b.store(value, p, align=self.itemsize)
+
+    def finish(self):
+        self.b.ret_void()
+        return str(self.module)
+
+
+def _balanced(total, most):
+    """The block length <= most that splits ``total`` into equal blocks, as far as it goes."""
+    return -(-total // -(-total // max(1, min(most, total))))
+
+
+def tiling(s):
+    """The register block of the forward kernel for Shape ``s``: (channel blocks, rows, columns). Its
+    accumulators (channel blocks x rows x columns vectors) plus the weight vectors and one broadcast input must
+    fit the vector registers; two channel blocks per input value halve the loads per multiply-add when the
+    output has them. Measured (benchmarks/NOTES.md, change 24): below 8 accumulators the multiply-adds wait on
+    each other (4 cycles' latency, 2 per cycle), and a block spilling registers runs 2-3x slower."""
+    regs = _target()["registers"]
+    blocks = -(-s.o // s.lanes)
+    obs = 2 if blocks % 2 == 0 and 2 * s.kw + 8 <= regs else 1
+    pixels = (regs - obs * s.kw - 2) // obs
+    cols = _balanced(s.ow, pixels)
+    rows = _balanced(s.oh, pixels // cols)
+    return obs, rows, cols
+
+
+def forward_ir(s):
+    """IR of ``conv(x, w, y, n0, n1)``: for samples n0..n1 of x (N, C, H, W, padded), weights packed by
+    ``pack_weight`` (O/V blocks, C, KH, KW, V) and y (N, O, OH, OW); with ``s.bias`` a 4th pointer argument to
+    the bias (O/V blocks of V), and ``s.relu`` max(., 0) before the store."""
+    g = _Gen(s, "conv_forward", 4 if s.bias else 3)
+    b, V = g.b, s.lanes
+    x, w, y = g.args[:3]
+    bias = g.args[3] if s.bias else None
+    n0, n1 = g.args[-2:]
+    obs, rows, cols = tiling(s)
+    ckk = s.c * s.kh * s.kw * V  # one channel block's packed weights
+
+    def block(ob, oh0, nrows, ow0, ncols):
+        """Output channel blocks ob..ob+obs-1, rows oh0.., columns ow0.. (IR values or ints) of sample n."""
+        pix = [(r, q) for r in range(nrows) for q in range(ncols)]
+        accs = {(k, r, q): b.alloca(g.v) for k in range(obs) for r, q in pix}
+        for (k, _, _), a in accs.items():
+            b.store(g.vector(bias, g.offset((ob, V), (k * V, 1))) if s.bias else g.zero, a)
+        # A loop over input channels and, inside it, over kernel rows: kept a loop (not unrolled) so that LLVM
+        # cannot see that kernel row i of output row r+1 reads what row i+1 of output row r read, and keep that
+        # input in a register across rows (it would need more registers than there are: the block spills).
+        c = _Loop(b, 0, s.c, "c")
+        i = _Loop(b, 0, s.kh, "i")
+        acc = {key: b.load(a) for key, a in accs.items()}
+        wv = [[g.vector(w, g.offset((ob, ckk), (c.i, s.kh * s.kw * V), (i.i, s.kw * V), (k * ckk + j * V, 1)))
+               for j in range(s.kw)] for k in range(obs)]
+        for r in range(nrows):
+            row = g.offset((n.i, s.c * s.h * s.w), (c.i, s.h * s.w), (oh0, s.sh * s.w), (i.i, s.dh * s.w),
+                           (ow0, s.sw), (r * s.sh * s.w, 1))
+            # input-stationary: each input value of the row is loaded once, then multiplied into every pixel of
+            # the block that it lies under, with the weight of its kernel column
+            for u, uses in _input_columns(s, ncols):
+                xv = g.broadcast(x, b.add(row, g.k(u)))
+                for j, q in uses:
+                    for k in range(obs):
+                        acc[k, r, q] = b.call(g.fma, [wv[k][j], xv, acc[k, r, q]])
+        for key, a in accs.items():
+            b.store(acc[key], a)
+        i.close()
+        c.close()
+        for (k, r, q), a in accs.items():
+            _store(g, b.load(a), y, ob, k, n.i, oh0, r, ow0, q)
+
+    def over_columns(ob, oh0, nrows):
+        full = s.ow // cols
+        if full:
+            owb = _Loop(b, 0, full, "owb")
+            block(ob, oh0, nrows, b.mul(owb.i, g.k(cols)), cols)
+            owb.close()
+        if s.ow % cols:
+            block(ob, oh0, nrows, full * cols, s.ow % cols)
+
+    n = _Loop(b, n0, n1, "n")
+    obl = _Loop(b, 0, -(-s.o // V) // obs, "ob")
+    ob = b.mul(obl.i, g.k(obs))
+    full = s.oh // rows
+    if full:
+        ohb = _Loop(b, 0, full, "ohb")
+        over_columns(ob, b.mul(ohb.i, g.k(rows)), rows)
+        ohb.close()
+    if s.oh % rows:
+        over_columns(ob, full * rows, s.oh % rows)
+    obl.close()
+    n.close()
+    return g.finish()
+
+
+def _input_columns(s, ncols):
+    """For each input column u under a block of ``ncols`` output columns: the (kernel column j, output column q)
+    pairs that read it (those with q * sw + j * dw = u)."""
+    for u in range((ncols - 1) * s.sw + (s.kw - 1) * s.dw + 1):
+        uses = [(j, (u - j * s.dw) // s.sw) for j in range(s.kw)
+                if u >= j * s.dw and (u - j * s.dw) % s.sw == 0 and (u - j * s.dw) // s.sw < ncols]
+        if uses:
+            yield u, uses
+
+
+def _store(g, v, y, ob, k, n, oh0, r, ow0, q):
+    """The epilogue of one accumulator (channel block ob + k, pixel (oh0 + r, ow0 + q) of sample n): ReLU if asked,
+    then each lane to its output channel (skipping the padding lanes of a last, partial block)."""
+    s, b = g.s, g.b
+    if s.relu:
+        v = b.select(b.fcmp_ordered("<", v, g.zero), g.zero, v)  # NaN stays NaN, as torch's relu
+    for lane in range(s.lanes):
+        off = g.offset((n, s.o * s.oh * s.ow), (ob, s.lanes * s.oh * s.ow), (oh0, s.ow), (ow0, 1),
+                       (((k * s.lanes + lane) * s.oh + r) * s.ow + q, 1))
+        last = (-(-s.o // s.lanes) - tiling(s)[0] + k) * s.lanes + lane  # this lane's channel in the last group
+        if last < s.o:  # the lane exists in every group of blocks
+            b.store(b.extract_element(v, g.k(lane)), b.gep(y, [off], inbounds=True))
+            continue
+        with b.if_then(b.icmp_signed("<", g.offset((ob, s.lanes), (k * s.lanes + lane, 1)), g.k(s.o))):
+            b.store(b.extract_element(v, g.k(lane)), b.gep(y, [off], inbounds=True))
+
+
+def grad_weight_ir(s):
+    """IR of ``gw(x, gyt, gw, n0, n1)``: adds into gw (O/V blocks, C, KH, KW, V), for samples n0..n1, the products
+    of x (N, C, H, W, padded) with gy repacked channels-last as gyt (N, OH, OW, O/V blocks * V). One sample at a
+    time (its x and gy stay in cache while every (channel block, input channel, kernel row) passes over them),
+    with KW accumulators, one kernel row, per pass."""
+    g = _Gen(s, "conv_grad_weight", 3)
+    b, V = g.b, s.lanes
+    x, gyt, gw = g.args[:3]
+    n0, n1 = g.args[-2:]
+    blocks = -(-s.o // V)
+    n = _Loop(b, n0, n1, "n")
+    ob = _Loop(b, 0, blocks, "ob")
+    c = _Loop(b, 0, s.c, "c")
+    for i in range(s.kh):
+        at = [g.offset((ob.i, s.c * s.kh * s.kw * V), (c.i, s.kh * s.kw * V), ((i * s.kw + j) * V, 1))
+              for j in range(s.kw)]
+        accs = [b.alloca(g.v, name=f"acc{j}") for j in range(s.kw)]
+        for a, off in zip(accs, at):
+            b.store(g.vector(gw, off), a)
+        oh = _Loop(b, 0, s.oh, "oh")
+        row = g.offset((n.i, s.c * s.h * s.w), (c.i, s.h * s.w), (oh.i, s.sh * s.w), (i * s.dh, s.w))
+        grow = g.offset((n.i, s.oh * s.ow * blocks * V), (oh.i, s.ow * blocks * V), (ob.i, V))
+        ow = _Loop(b, 0, s.ow, "ow")
+        gv = g.vector(gyt, b.add(grow, g.offset((ow.i, blocks * V))))
+        acc = [b.load(a) for a in accs]
+        for j in range(s.kw):
+            xv = g.splat(g.scalar(x, b.add(row, g.offset((ow.i, s.sw), (j * s.dw, 1)))))
+            b.store(b.call(g.fma, [gv, xv, acc[j]]), accs[j])
+        ow.close()
+        oh.close()
+        for a, off in zip(accs, at):
+            g.store_vector(b.load(a), gw, off)
+    c.close()
+    ob.close()
+    n.close()
+    return g.finish()
+
+
+# ---- compiling, caching on disk, calling ------------------------------------------------------------------------
+def _cache_dir():
+    """Where compiled kernels are kept: $MINIDL_CACHE_DIR, else $NUMBA_CACHE_DIR/minidl (where the user keeps
+    Numba's compiled kernels), else ~/.cache/minidl (XDG_CACHE_HOME). None when none is writable: then each
+    process compiles its own."""
+    for d in (os.environ.get("MINIDL_CACHE_DIR"),
+              os.environ.get("NUMBA_CACHE_DIR") and os.path.join(os.environ["NUMBA_CACHE_DIR"], "minidl"),
+              os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                           "minidl")):
+        if d:
+            try:
+                os.makedirs(d, exist_ok=True)
+                if os.access(d, os.W_OK):
+                    return d
+            except OSError:
+                continue
+    return None
+
+
+def _write(path, data):
+    """Atomically: a reader never sees half an object file (two processes may compile the same kernel)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a full or read-only disk: the kernel still runs, the next process compiles it again
+
+
+_said = []
+
+
+def _announce():
+    if not _said:
+        _said.append(True)
+        print("minidl: compiling kernels for this CPU (first run only; later runs load them from the cache)",
+              file=sys.stderr, flush=True)
+
+
+class Kernel:
+    """One compiled function ``f(ptr, ..., n0, n1)``; calling it with arrays passes their data pointers."""
+
+    def __init__(self, ir_text, name, nargs):
+        t = _target()
+        llvm = t["llvm"]
+        d = _cache_dir()
+        import llvmlite
+        key = hashlib.sha256("\0".join((ir_text, t["cpu"], t["features"], llvmlite.__version__)).encode())
+        path = d and os.path.join(d, f"conv-{key.hexdigest()[:40]}.o")
+        cached = None
+        if path and os.path.exists(path):
+            with open(path, "rb") as f:
+                cached = f.read()
+        mod = llvm.parse_assembly(ir_text)
+        if cached is None:
+            _announce()
+            pb = llvm.create_pass_builder(t["tm"], llvm.create_pipeline_tuning_options(speed_level=3))
+            pb.getModulePassManager().run(mod, pb)
+        self.engine = llvm.create_mcjit_compiler(mod, t["tm"])
+        self.engine.set_object_cache(lambda m, data: path and _write(path, data), lambda m: cached)
+        self.engine.finalize_object()
+        self.fn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * nargs, ctypes.c_int64, ctypes.c_int64)(
+            self.engine.get_function_address(name))
+
+    def __call__(self, arrays, n0, n1):
+        self.fn(*[a.ctypes.data for a in arrays], n0, n1)
+
+
+@functools.lru_cache(maxsize=None)
+def kernel(kind, s):
+    """The compiled kernel ``kind`` ('forward' or 'grad_weight') for Shape ``s`` (made once per process)."""
+    if kind == "forward":
+        return Kernel(forward_ir(s), "conv_forward", 4 if s.bias else 3)
+    return Kernel(grad_weight_ir(s), "conv_grad_weight", 3)
+
+
+# ---- the three convolutions on NumPy arrays ---------------------------------------------------------------------
+_pool = {}
+
+
+def _workers():
+    """(thread count, pool of count-1 threads or None): the BLAS thread setting minidl's products use (so a
+    user's OPENBLAS_NUM_THREADS or threadpoolctl limit holds here too)."""
+    from . import blas
+    if "n" not in _pool:
+        _, threads, _ = blas._setup()
+        if threads == 1 and not blas._state["libs"]:
+            threads = blas._state["cores"]
+        _pool["n"] = threads
+        _pool["pool"] = ThreadPoolExecutor(threads - 1, thread_name_prefix="minidl-conv") if threads > 1 else None
+    return _pool["n"], _pool["pool"]
+
+
+def _after_fork():
+    _pool.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _split(n, run):
+    """run(n0, n1) over the batch in as many parts as threads, the calling thread taking the first."""
+    threads, pool = _workers()
+    parts = min(threads, n)
+    step = -(-n // parts)
+    bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+    futures = [pool.submit(run, i, lo, hi) for i, (lo, hi) in enumerate(bounds[1:], 1)] if pool else []
+    if not pool:
+        for i, (lo, hi) in enumerate(bounds[1:], 1):
+            run(i, lo, hi)
+    run(0, *bounds[0])
+    for f in futures:
+        f.result()
+    return len(bounds)
+
+
+def _dtype_name(dt):
+    return "double" if dt == np.float64 else "float"
+
+
+def pack_weight(w, lanes):
+    """(O, C, KH, KW) -> (O/V blocks, C, KH, KW, V), the missing channels of the last block zero."""
+    o, c, kh, kw = w.shape
+    blocks = -(-o // lanes)
+    wp = np.zeros((blocks * lanes, c, kh, kw), dtype=w.dtype)
+    wp[:o] = w
+    return np.ascontiguousarray(wp.reshape(blocks, lanes, c, kh, kw).transpose(0, 2, 3, 4, 1))
+
+
+# Padding is done by each thread for a few samples at a time (about PAD_BYTES), just before its kernel reads them:
+# still in cache, and in parallel. Measured: padding a whole batch up front took 0.14 ms of a 0.7 ms convolution;
+# 4 samples at a time cost more than that on small maps (a Python round per chunk).
+PAD_BYTES = 256 << 10
+
+
+def _pads(x_shape, w_shape, stride, padding, dilation, out_hw):
+    """(top, bottom, left, right): the zeros around x that the kernel reads. The bottom and right ones can exceed
+    the padding where the output asks for more (padding='same' with an even kernel pads more there, as torch)."""
+    pads = []
+    for d in range(2):
+        need = (out_hw[d] - 1) * stride[d] + dilation[d] * (w_shape[2 + d] - 1) + 1
+        pads += [padding[d], max(padding[d], need - x_shape[2 + d] - padding[d])]
+    return tuple(pads)
+
+
+def _padded_parts(x, pads, lo, hi):
+    """(start, padded samples) of x[lo:hi], about PAD_BYTES at a time (x itself when there is no padding). The
+    chunks share one buffer, whose border stays zero."""
+    top, bottom, left, right = pads
+    if not any(pads) and x.flags.c_contiguous:
+        yield lo, x
+        return
+    n, c, h, w = x.shape
+    step = max(1, min(hi - lo, PAD_BYTES // (c * (h + top + bottom) * (w + left + right) * x.itemsize)))
+    buf = np.zeros((step, c, h + top + bottom, w + left + right), x.dtype)
+    for a in range(lo, hi, step):
+        m = min(step, hi - a)
+        buf[:m, :, top:top + h, left:left + w] = x[a:a + m]
+        yield a, buf[:m]
+
+
+def conv(x, w, stride, padding, dilation, out_hw, bias=None, relu=False, pads=None):
+    """y = conv2d(x, w) (+ bias) (then ReLU) for float32/float64 NumPy arrays, groups = 1. ``pads`` (top, bottom,
+    left, right, none negative) replaces the padding where it is not the same on both sides."""
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    lanes = lanes_for(o, x.itemsize)
+    pads = pads or _pads(x.shape, w.shape, stride, padding, dilation, out_hw)
+    s = Shape(c, h + pads[0] + pads[1], wd + pads[2] + pads[3], o, *w.shape[2:], *stride, *dilation, *out_hw,
+              _dtype_name(x.dtype), lanes, bias is not None, relu)
+    k = kernel("forward", s)
+    y = np.empty((n, o, *out_hw), dtype=x.dtype)
+    rest = [pack_weight(w, lanes)]
+    if bias is not None:
+        bp = np.zeros(-(-o // lanes) * lanes, x.dtype)
+        bp[:o] = bias
+        rest.append(bp)
+
+    def run(_, lo, hi):
+        for a, xs in _padded_parts(x, pads, lo, hi):
+            if xs is x:  # no padding: the kernel reads x in place
+                k([x, rest[0], y, *rest[1:]], lo, hi)
+            else:
+                k([xs, rest[0], y[a:], *rest[1:]], 0, len(xs))
+    _split(n, run)
+    return y
+
+
+def conv_grad_input(gy, w, x_shape, stride, padding, dilation):
+    """The input gradient of conv2d (groups = 1): a full convolution of gy, zero-inserted between rows and
+    columns for a stride, with the weights flipped and their channel axes swapped."""
+    (kh, kw), (sh, sw), (dh, dw) = w.shape[2:], stride, dilation
+    n, o, oh, ow = gy.shape
+    if (sh, sw) != (1, 1):
+        up = np.zeros((n, o, (oh - 1) * sh + 1, (ow - 1) * sw + 1), gy.dtype)
+        up[:, :, ::sh, ::sw] = gy
+        gy = up
+    top, left = dh * (kh - 1) - padding[0], dw * (kw - 1) - padding[1]
+    bottom = x_shape[2] + dh * (kh - 1) - top - gy.shape[2]
+    right = x_shape[3] + dw * (kw - 1) - left - gy.shape[3]
+    # a negative pad (padding beyond the kernel's reach) crops gy instead
+    gy = gy[:, :, max(-top, 0):gy.shape[2] - max(-bottom, 0), max(-left, 0):gy.shape[3] - max(-right, 0)]
+    wt = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, KH, KW)
+    return conv(gy, wt, (1, 1), (0, 0), dilation, x_shape[2:],
+                pads=tuple(max(p, 0) for p in (top, bottom, left, right)))
+
+
+def conv_grad_weight(x, gy, w_shape, stride, padding, dilation):
+    """The weight gradient of conv2d (groups = 1), summed over the batch (per thread, then added)."""
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w_shape
+    lanes = lanes_for(o, x.itemsize)
+    blocks = -(-o // lanes)
+    pads = _pads(x.shape, w_shape, stride, padding, dilation, gy.shape[2:])
+    s = Shape(c, h + pads[0] + pads[1], wd + pads[2] + pads[3], o, kh, kw, *stride, *dilation, *gy.shape[2:],
+              _dtype_name(x.dtype), lanes)
+    k = kernel("grad_weight", s)
+    threads, _ = _workers()
+    parts = np.zeros((min(threads, n), blocks, c, kh, kw, lanes), x.dtype)
+
+    def run(i, lo, hi):
+        gyt = np.zeros((hi - lo, *gy.shape[2:], blocks * lanes), gy.dtype)  # (n, OH, OW, O padded to blocks)
+        gyt[..., :o] = gy[lo:hi].transpose(0, 2, 3, 1)
+        for a, xs in _padded_parts(x, pads, lo, hi):
+            if xs is x:
+                k([xs[lo:], gyt, parts[i]], 0, hi - lo)
+            else:
+                k([xs, gyt[a - lo:], parts[i]], 0, len(xs))
+    used = _split(n, run)
+    gw = parts[0] if used == 1 else parts[:used].sum(axis=0)
+    return np.ascontiguousarray(gw.transpose(0, 4, 1, 2, 3).reshape(blocks * lanes, c, kh, kw)[:o])
+
+
+def show(kind, x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), dtype="float32", asm=False):
+    """The LLVM IR (``asm=True``: this CPU's assembly) of kernel ``kind`` ('forward' or 'grad_weight') for a
+    convolution of an input of ``x_shape`` (N, C, H, W) with weights of ``w_shape`` (O, C, KH, KW)."""
+    c, h, wd = x_shape[1], x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
+    o, _, kh, kw = w_shape
+    oh = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wd - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    s = Shape(c, h, wd, o, kh, kw, *stride, *dilation, oh, ow, _dtype_name(np.dtype(dtype)),
+              lanes_for(o, np.dtype(dtype).itemsize))
+    text = forward_ir(s) if kind == "forward" else grad_weight_ir(s)
+    if not asm:
+        return text
+    t = _target()
+    mod = t["llvm"].parse_assembly(text)
+    pb = t["llvm"].create_pass_builder(t["tm"], t["llvm"].create_pipeline_tuning_options(speed_level=3))
+    pb.getModulePassManager().run(mod, pb)
+    return t["tm"].emit_assembly(mod)
