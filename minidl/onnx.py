@@ -256,6 +256,7 @@ NOT_EXPORTED = {
     M.Trunc: "not translated yet", M.Sign: "not translated yet", M.RoundedDiv: "not translated yet",
     M.ClampTensor: "not translated yet (clamp with tensor bounds)", L.XLogX: "not translated yet",
     L.BinaryCrossEntropy: "a loss: export the model, not its training objective",
+    L.SoftmaxCrossEntropy: "a loss: export the model, not its training objective",
     I.Gather: "not translated yet (ONNX GatherElements)", I.IndexAdd: "not translated yet",
     SumTo: "a broadcasting gradient, not a forward op",
     I.Scatter: "not translated yet", I.ScatterAdd: "not translated yet",

@@ -32,7 +32,7 @@ CHUNK_BYTES = 16 << 20
 
 # Algorithms that keep no column matrix between forward and backward: the tuner takes one of them unless
 # a memory-hungry one is more than autotune.LEAN_MARGIN faster.
-LEAN = ("im2col_chunked", "gemm1x1", "direct")
+LEAN = ("im2col_chunked", "gemm1x1", "direct", "jit")
 
 # The reference keeps its whole column matrix from forward to backward. Above this size the tuner does not
 # offer it (a lean algorithm runs instead; forcing it or turning tuning off still runs it): measured

@@ -102,10 +102,10 @@ def _ir():
 class _Loop:
     """``for i in range(lo, hi)`` in IR: a counter in a stack slot (LLVM's mem2reg turns it into a register)."""
 
-    def __init__(self, b, lo, hi, name):
-        ir = _ir()
-        self.b, self.i64 = b, ir.IntType(64)
-        self.slot = b.alloca(self.i64, name=name + "_slot")
+    def __init__(self, g, lo, hi, name):
+        ir, b = _ir(), g.b
+        self.b, self.i64 = g.b, ir.IntType(64)
+        self.slot = g.slot(self.i64)
         b.store(lo if isinstance(lo, ir.Value) else ir.Constant(self.i64, lo), self.slot)
         self.cond = b.append_basic_block(name + "_cond")
         self.body = b.append_basic_block(name + "_body")
@@ -141,13 +141,23 @@ class _Gen:
         for a in fn.args[:nargs]:
             a.add_attribute("noalias")
         self.args = fn.args
-        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.entry = fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
         fma_name = f"llvm.fma.v{s.lanes}f{64 if s.dtype == 'double' else 32}"
         self.fma = ir.Function(self.module, ir.FunctionType(self.v, [self.v] * 3), name=fma_name)
         self.zero = ir.Constant(self.v, [0.0] * s.lanes)
 
     def k(self, n):
         return self.ir.Constant(self.i64, n)
+
+    def slot(self, typ):
+        """A stack slot for a value that loops update, made in the entry block: there LLVM turns it into a
+        register (mem2reg), and it is allocated once. An alloca inside a loop grows the stack on every iteration
+        (measured: a batch of 300 overflowed a worker thread's stack)."""
+        b = self.b
+        with b.goto_block(self.entry):
+            b.position_at_start(self.entry)
+            return b.alloca(typ)
 
     def offset(self, *terms):
         """sum of index * stride over (index, stride) pairs, indices being IR values or ints."""
@@ -224,14 +234,14 @@ def forward_ir(s):
     def block(ob, oh0, nrows, ow0, ncols):
         """Output channel blocks ob..ob+obs-1, rows oh0.., columns ow0.. (IR values or ints) of sample n."""
         pix = [(r, q) for r in range(nrows) for q in range(ncols)]
-        accs = {(k, r, q): b.alloca(g.v) for k in range(obs) for r, q in pix}
+        accs = {(k, r, q): g.slot(g.v) for k in range(obs) for r, q in pix}
         for (k, _, _), a in accs.items():
             b.store(g.vector(bias, g.offset((ob, V), (k * V, 1))) if s.bias else g.zero, a)
         # A loop over input channels and, inside it, over kernel rows: kept a loop (not unrolled) so that LLVM
         # cannot see that kernel row i of output row r+1 reads what row i+1 of output row r read, and keep that
         # input in a register across rows (it would need more registers than there are: the block spills).
-        c = _Loop(b, 0, s.c, "c")
-        i = _Loop(b, 0, s.kh, "i")
+        c = _Loop(g, 0, s.c, "c")
+        i = _Loop(g, 0, s.kh, "i")
         acc = {key: b.load(a) for key, a in accs.items()}
         wv = [[g.vector(w, g.offset((ob, ckk), (c.i, s.kh * s.kw * V), (i.i, s.kw * V), (k * ckk + j * V, 1)))
                for j in range(s.kw)] for k in range(obs)]
@@ -255,18 +265,18 @@ def forward_ir(s):
     def over_columns(ob, oh0, nrows):
         full = s.ow // cols
         if full:
-            owb = _Loop(b, 0, full, "owb")
+            owb = _Loop(g, 0, full, "owb")
             block(ob, oh0, nrows, b.mul(owb.i, g.k(cols)), cols)
             owb.close()
         if s.ow % cols:
             block(ob, oh0, nrows, full * cols, s.ow % cols)
 
-    n = _Loop(b, n0, n1, "n")
-    obl = _Loop(b, 0, -(-s.o // V) // obs, "ob")
+    n = _Loop(g, n0, n1, "n")
+    obl = _Loop(g, 0, -(-s.o // V) // obs, "ob")
     ob = b.mul(obl.i, g.k(obs))
     full = s.oh // rows
     if full:
-        ohb = _Loop(b, 0, full, "ohb")
+        ohb = _Loop(g, 0, full, "ohb")
         over_columns(ob, b.mul(ohb.i, g.k(rows)), rows)
         ohb.close()
     if s.oh % rows:
@@ -303,39 +313,63 @@ def _store(g, v, y, ob, k, n, oh0, r, ow0, q):
             b.store(b.extract_element(v, g.k(lane)), b.gep(y, [off], inbounds=True))
 
 
+def grad_weight_tiling(s):
+    """The register block of the weight-gradient kernel: (input channels, kernel rows) per pass, each pass holding
+    channels x rows x KW accumulators. Measured (benchmarks/NOTES.md, change 24): with only KW accumulators (3 for
+    a 3x3 kernel) the multiply-adds wait on each other; as many as fit run 2-3x faster."""
+    most = _target()["registers"] - 3
+    if s.kh * s.kw > most:
+        return 1, _balanced(s.kh, max(1, most // s.kw))
+    return _balanced(s.c, most // (s.kh * s.kw)), s.kh
+
+
 def grad_weight_ir(s):
     """IR of ``gw(x, gyt, gw, n0, n1)``: adds into gw (O/V blocks, C, KH, KW, V), for samples n0..n1, the products
     of x (N, C, H, W, padded) with gy repacked channels-last as gyt (N, OH, OW, O/V blocks * V). One sample at a
-    time (its x and gy stay in cache while every (channel block, input channel, kernel row) passes over them),
-    with KW accumulators, one kernel row, per pass."""
+    time (its x and gy stay in cache while every pass goes over them); a pass takes a block of input channels and
+    kernel rows (``grad_weight_tiling``) and keeps their accumulators in registers over every output pixel: per
+    pixel, one vector of V output channels' gradients, times each input value under the block's kernel offsets."""
     g = _Gen(s, "conv_grad_weight", 3)
     b, V = g.b, s.lanes
     x, gyt, gw = g.args[:3]
     n0, n1 = g.args[-2:]
     blocks = -(-s.o // V)
-    n = _Loop(b, n0, n1, "n")
-    ob = _Loop(b, 0, blocks, "ob")
-    c = _Loop(b, 0, s.c, "c")
-    for i in range(s.kh):
-        at = [g.offset((ob.i, s.c * s.kh * s.kw * V), (c.i, s.kh * s.kw * V), ((i * s.kw + j) * V, 1))
-              for j in range(s.kw)]
-        accs = [b.alloca(g.v, name=f"acc{j}") for j in range(s.kw)]
-        for a, off in zip(accs, at):
-            b.store(g.vector(gw, off), a)
-        oh = _Loop(b, 0, s.oh, "oh")
-        row = g.offset((n.i, s.c * s.h * s.w), (c.i, s.h * s.w), (oh.i, s.sh * s.w), (i * s.dh, s.w))
+    cb, rows = grad_weight_tiling(s)
+
+    def one_pass(c0, nc, i0, nrows):
+        taps = [(ci, i, j) for ci in range(nc) for i in range(i0, i0 + nrows) for j in range(s.kw)]
+        at = {t: g.offset((ob.i, s.c * s.kh * s.kw * V), (c0, s.kh * s.kw * V), ((t[0] * s.kh + t[1]) * s.kw * V
+                                                                                   + t[2] * V, 1)) for t in taps}
+        accs = {t: g.slot(g.v) for t in taps}
+        for t in taps:
+            b.store(g.vector(gw, at[t]), accs[t])
+        oh = _Loop(g, 0, s.oh, "oh")
+        base = g.offset((n.i, s.c * s.h * s.w), (c0, s.h * s.w), (oh.i, s.sh * s.w))
         grow = g.offset((n.i, s.oh * s.ow * blocks * V), (oh.i, s.ow * blocks * V), (ob.i, V))
-        ow = _Loop(b, 0, s.ow, "ow")
+        ow = _Loop(g, 0, s.ow, "ow")
         gv = g.vector(gyt, b.add(grow, g.offset((ow.i, blocks * V))))
-        acc = [b.load(a) for a in accs]
-        for j in range(s.kw):
-            xv = g.splat(g.scalar(x, b.add(row, g.offset((ow.i, s.sw), (j * s.dw, 1)))))
-            b.store(b.call(g.fma, [gv, xv, acc[j]]), accs[j])
+        col = b.add(base, g.offset((ow.i, s.sw)))
+        for t in taps:
+            ci, i, j = t
+            xv = g.broadcast(x, b.add(col, g.k((ci * s.h + i * s.dh) * s.w + j * s.dw)))
+            b.store(b.call(g.fma, [gv, xv, b.load(accs[t])]), accs[t])
         ow.close()
         oh.close()
-        for a, off in zip(accs, at):
-            g.store_vector(b.load(a), gw, off)
-    c.close()
+        for t in taps:
+            g.store_vector(b.load(accs[t]), gw, at[t])
+
+    def passes(c0, nc):
+        for i0 in range(0, s.kh, rows):
+            one_pass(c0, nc, i0, min(rows, s.kh - i0))
+
+    n = _Loop(g, n0, n1, "n")
+    ob = _Loop(g, 0, blocks, "ob")
+    if s.c // cb:
+        c = _Loop(g, 0, s.c // cb, "cb")
+        passes(b.mul(c.i, g.k(cb)), cb)
+        c.close()
+    if s.c % cb:
+        passes(s.c // cb * cb, s.c % cb)
     ob.close()
     n.close()
     return g.finish()
@@ -564,8 +598,9 @@ def conv_grad_weight(x, gy, w_shape, stride, padding, dilation):
     parts = np.zeros((min(threads, n), blocks, c, kh, kw, lanes), x.dtype)
 
     def run(i, lo, hi):
-        gyt = np.zeros((hi - lo, *gy.shape[2:], blocks * lanes), gy.dtype)  # (n, OH, OW, O padded to blocks)
+        gyt = np.empty((hi - lo, *gy.shape[2:], blocks * lanes), gy.dtype)  # (n, OH, OW, O padded to blocks)
         gyt[..., :o] = gy[lo:hi].transpose(0, 2, 3, 1)
+        gyt[..., o:] = 0
         for a, xs in _padded_parts(x, pads, lo, hi):
             if xs is x:
                 k([xs[lo:], gyt, parts[i]], 0, hi - lo)
