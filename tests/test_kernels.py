@@ -289,8 +289,7 @@ def test_autotune_caches_one_choice_per_shape_and_can_be_switched_off():
     F.conv2d(x, w)
     F.conv2d(x, w)
     choices = [v for k, v in autotune.cache().items() if k[0] == "conv2d"]
-    expected = {"im2col", "im2col_chunked"} | ({"jit"} if jit.available() else set())
-    assert len(choices) == 1 and set(choices[0][1]) == expected
+    assert len(choices) == 1 and set(choices[0][1]) == {"im2col", "im2col_chunked"}  # too small for jit
     old = autotune.set_enabled(False)
     try:
         autotune.clear()

@@ -41,6 +41,16 @@ LEAN = ("im2col_chunked", "gemm1x1", "direct", "jit")
 COL_KEEP_BYTES = 64 << 20
 
 
+# Below this many multiply-adds x 2 a convolution is not worth compiling kernels for (0.3-0.6 s for its three, once
+# per shape class and machine): it takes well under a millisecond any way. Measured: with jit offered for every
+# shape, the test suite's many tiny convolutions took it from 2m03s to 3m32s on 2 cores.
+JIT_MIN_FLOPS = 1 << 22
+
+
+def _flops(x, w):
+    return 2 * x.shape[0] * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3] * x.shape[2] * x.shape[3]
+
+
 def group_matmul(xp, a, b, groups, ta=False):
     """Block-diagonal product: group g multiplies a's g-th row block (or, ``ta``, its transpose)
     with b's g-th row block."""
@@ -204,8 +214,8 @@ def algorithms(x, w, stride, padding, dilation, groups):
     # kernels, 4 of the 9.7 s of a first LeNet step with a cold Numba cache (benchmarks/NOTES.md, change 14).
     if groups > 1 and w.shape[1] <= 3 and has_direct_conv(x):
         algos.append("direct")
-    if groups == 1 and name_for(x) == "numba" and jit.available():  # NumPy float32/float64 arrays on this CPU
-        algos.append("jit")
+    if groups == 1 and name_for(x) == "numba" and _flops(x, w) >= JIT_MIN_FLOPS and jit.available():
+        algos.append("jit")  # NumPy float32/float64 arrays on this CPU
     return algos
 
 
