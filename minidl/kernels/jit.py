@@ -460,12 +460,13 @@ def _workers():
     """(thread count, pool of count-1 threads or None): the BLAS thread setting minidl's products use (so a
     user's OPENBLAS_NUM_THREADS or threadpoolctl limit holds here too)."""
     from . import blas
-    if "n" not in _pool:
-        _, threads, _ = blas._setup()
-        if threads == 1 and not blas._state["libs"]:
-            threads = blas._state["cores"]
-        _pool["n"] = threads
-        _pool["pool"] = ThreadPoolExecutor(threads - 1, thread_name_prefix="minidl-conv") if threads > 1 else None
+    with _lock:  # two threads' first convolutions make one pool
+        if "n" not in _pool:
+            libs, threads, _ = blas._setup()
+            if threads == 1 and not libs:  # no threadpoolctl to read a limit from: every core
+                threads = blas._state["cores"]
+            _pool["pool"] = ThreadPoolExecutor(threads - 1, thread_name_prefix="minidl-conv") if threads > 1 else None
+            _pool["n"] = threads
     return _pool["n"], _pool["pool"]
 
 
