@@ -33,6 +33,11 @@ class A:
         return x[..., 0] if self.nc else x  # every other element: a non-contiguous view
 
 
+def channels_last(a):
+    """The same values, laid out NHWC in memory (strides make it NCHW in shape), as torch's channels_last."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
 class I:  # noqa: E742  (I for integer arrays, next to A and B)
     """An int64 array with values in [low, high)."""
     grad = False

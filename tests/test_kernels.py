@@ -210,10 +210,6 @@ def test_every_conv_algorithm_matches_torch(algo, row, k, sample):
         assert set(chosen) == {algo}
 
 
-def _channels_last(x):
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-
-
 @pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", [
@@ -238,7 +234,7 @@ def test_jit_kernels_equal_the_reference_on_both_layouts_and_with_nan_and_inf(ca
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     ref_y, saved = conv_kernels.im2col_forward(np, x, w, b, *geometry, tuple(win))
     ref_gx, ref_gw = conv_kernels.im2col_backward(np, saved, gy, x.shape, *geometry, True, True)
-    for layout in (np.ascontiguousarray, _channels_last):
+    for layout in (np.ascontiguousarray, opinfo.channels_last):
         xl = layout(x)
         y, saved = conv_kernels.jit_forward(np, xl, w, b, *geometry, tuple(win))
         gx, gw = conv_kernels.jit_backward(np, saved, gy, x.shape, *geometry, True, True)

@@ -15,7 +15,7 @@ import torch
 import minidl
 from minidl import backend
 
-from opinfo import A, B, I, S, cases, make_inputs
+from opinfo import A, B, I, S, cases, channels_last, make_inputs
 from suite import rule_cases
 
 GRAD_CASES = rule_cases(c for c in cases() if c[1].grad)
@@ -220,11 +220,6 @@ def test_zero_dim_and_empty_inputs_work_where_torch_accepts_them(case_id, op, ki
         np.testing.assert_allclose(a, _np(b), rtol=1e-7, atol=1e-9, equal_nan=True, err_msg=f"gradient {i}")
 
 
-def _channels_last(a):
-    """The same values, laid out NHWC in memory (strides make it NCHW in shape), as torch's channels_last."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-
-
 LAYOUT_CASES = [c for c in GRAD_CASES if any(isinstance(a, A) and len(a.shape) == 4 for a in c[3].args)]
 
 
@@ -236,7 +231,7 @@ def test_channels_last_inputs_give_the_same_values_and_gradients(case_id, op, k,
     args, requires = make_inputs(sample, np.float64, seed)
     results = []
     for layout in ("nchw", "nhwc"):
-        ins_np = [_channels_last(a) if layout == "nhwc" and isinstance(a, np.ndarray) and a.ndim == 4 else a
+        ins_np = [channels_last(a) if layout == "nhwc" and isinstance(a, np.ndarray) and a.ndim == 4 else a
                   for a in args]
         ins = [minidl.as_tensor(a).requires_grad_(r) if isinstance(a, np.ndarray) else a  # keeps the strides
                for a, r in zip(ins_np, requires)]

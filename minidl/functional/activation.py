@@ -186,13 +186,17 @@ def _softmax_dim(input, dim, op):
     return d if input.ndim else None  # a 0-d tensor: its one element (axis None)
 
 
+def _softmax_args(input, dim, dtype, op):
+    """(input in ``dtype``, the checked dim) for softmax and log_softmax."""
+    d = _softmax_dim(input, dim, op)
+    return (input if dtype is None else input.to(dtype)), d
+
+
 @register(top=True)
 def softmax(input, dim=None, dtype=None):
     """``exp(x) / sum(exp(x), dim)``, computed stably."""
-    d = _softmax_dim(input, dim, "softmax")
-    if dtype is not None:
-        input = input.to(dtype)
-    return Softmax.apply(input, dim=d)
+    x, d = _softmax_args(input, dim, dtype, "softmax")
+    return Softmax.apply(x, dim=d)
 
 
 class LogSoftmax(Function):
@@ -216,10 +220,8 @@ class LogSoftmax(Function):
 @register(top=True)
 def log_softmax(input, dim=None, dtype=None):
     """``x - logsumexp(x, dim)``, computed stably."""
-    d = _softmax_dim(input, dim, "log_softmax")
-    if dtype is not None:
-        input = input.to(dtype)
-    return LogSoftmax.apply(input, dim=d)
+    x, d = _softmax_args(input, dim, dtype, "log_softmax")
+    return LogSoftmax.apply(x, dim=d)
 
 
 @register()

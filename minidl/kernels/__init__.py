@@ -112,22 +112,30 @@ def _locked(module):
     return types.SimpleNamespace(**{n: wrap(getattr(module, n)) for n in names}, __name__=module.__name__)
 
 
+_said = []
+
+
+def _say_compiling():
+    """One line on stderr, the first time this process compiles a minidl kernel (Numba's or kernels/jit.py's):
+    a first step that waits for compiles should not wait in silence."""
+    if not _said:
+        _said.append(True)
+        print("minidl: compiling kernels for this CPU (first run only; later runs load them from Numba's cache)",
+              file=sys.stderr, flush=True)
+
+
 def _announce_compiles():
-    """One line on stderr the first time this process compiles a minidl kernel: Numba compiles only on a cache
-    miss (a fresh install, a new CPU), and a first step that waits for it should not wait in silence. Numba's
-    "numba:compile" event fires for real compiles only, not for kernels loaded from its cache."""
+    """Say so (``_say_compiling``) when Numba compiles a minidl kernel: it compiles only on a cache miss (a fresh
+    install, a new CPU); its "numba:compile" event fires for real compiles only, not for kernels loaded from its
+    cache."""
     from numba.core import event
 
     class Announce(event.Listener):
-        said = False
-
         def on_start(self, ev):
             disp = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
             module = getattr(getattr(disp, "py_func", None), "__module__", None) or ""
-            if not Announce.said and module.startswith("minidl."):
-                Announce.said = True
-                print("minidl: compiling kernels for this CPU (first run only; later runs load them from Numba's "
-                      "cache)", file=sys.stderr, flush=True)
+            if module.startswith("minidl."):
+                _say_compiling()
 
         def on_end(self, ev):
             pass

@@ -3,22 +3,25 @@
 What a register-blocked kernel is (oneDNN's JIT convolutions work this way). A convolution's output pixel is a dot
 product of C*KH*KW inputs with as many weights, for each of O output channels. im2col + GEMM first copies every
 window into a column, then multiplies. Here nothing is copied: the kernel keeps a block of outputs in vector
-registers (V output channels x P output pixels of one row: P accumulators of V lanes each), and walks the
-input channels once. For each input channel c and each kernel offset (kh, kw) it loads the V weights of that
-offset as one vector, and for each of the P pixels broadcasts the one input value under it and does one fused
-multiply-add into that pixel's accumulator. At the end of the block the accumulators are stored, once. The
-weights are repacked so that V output channels are adjacent (``pack_weight``); inputs are read in place.
+registers (one or two blocks of V output channels x a few rows and columns of output pixels, ``tiling``: one
+accumulator of V lanes per channel block and pixel), and walks the input channels once. For each input channel c
+and kernel row it loads the V weights of each kernel offset as one vector, then takes the input row under the
+block one value at a time, broadcasts it, and does one fused multiply-add into each accumulator of a pixel it
+lies under. At the end of the block the accumulators are stored, once. The weights are repacked so that V output
+channels are adjacent (``pack_weight``); inputs are read where they lie (padded by each thread, a few samples at a
+time).
 
-- ``forward``: y = conv(x, w) (+ bias, + ReLU: the epilogue runs on the registers before the store);
-- ``grad_input``: the same kernel on gy, zero-padded (and, for a stride, zero-inserted), with the weights
+- ``conv``: y = conv(x, w) (+ bias, added in the registers before the store);
+- ``conv_grad_input``: the same kernel on gy, zero-padded (and, for a stride, zero-inserted), with the weights
   flipped and their two channel axes swapped: the input gradient of a convolution is a full convolution;
-- ``grad_weight``: per output-channel block and input channel, KW accumulators for one kernel row, summed over
-  every (n, oh, ow) of the batch: gw[o, c, kh, kw] += gy[n, o, oh, ow] * x[n, c, oh*sh + kh*dh, ow*sw + kw*dw],
-  reading gy repacked channels-last (V output channels adjacent).
+- ``conv_grad_weight``: gw[o, c, kh, kw] += gy[n, o, oh, ow] * x[n, c, oh*sh + kh*dh, ow*sw + kw*dw] summed over
+  every (n, oh, ow), reading gy repacked channels-last (V output channels adjacent), with a block of input
+  channels x kernel rows x KW accumulators in registers per pass (``grad_weight_tiling``).
 
 Each kernel is compiled once per shape class (everything but the batch size is a constant in the IR, so LLVM
 unrolls the kernel window and folds every offset), with the vector width and instruction set of this CPU, and
-kept on disk: a second process loads the machine code instead of compiling (``_cache_dir``). Calls go through
+kept on disk beside Numba's kernels: a second process loads the machine code instead of compiling
+(``_cache_dir``). Calls go through
 ctypes, which releases the GIL, so threads each take a part of the batch.
 
 ``show(kind, x_shape, w_shape, ...)`` returns the IR (or ``asm=True``: the assembly) made for a shape, to read.
@@ -27,7 +30,6 @@ import ctypes
 import functools
 import hashlib
 import os
-import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,9 +37,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+
 class Shape(NamedTuple):
     """One compiled kernel's constants: input (C, H, W) as the kernel reads it (already padded), O output
-    channels, kernel window, stride, dilation, output (OH, OW), element type, vector lanes V, and the epilogue."""
+    channels, kernel window, stride, dilation, output (OH, OW), element type, vector lanes V, and whether a bias is
+    added."""
     c: int
     h: int
     w: int
@@ -53,7 +57,6 @@ class Shape(NamedTuple):
     dtype: str      # 'float' or 'double'
     lanes: int
     bias: bool = False
-    relu: bool = False
 
 
 # ---- the target ------------------------------------------------------------------------------------------------
@@ -77,8 +80,10 @@ def _target():
     return _llvm
 
 
+@functools.lru_cache(maxsize=None)
 def available():
-    """Whether the kernels can be made here: llvmlite imports and the CPU is x86-64 or AArch64 with FMA."""
+    """Whether the kernels can be made here: llvmlite imports and the CPU is x86-64 or AArch64 with FMA (asked once:
+    the tuner asks on every convolution)."""
     try:
         t = _target()
     except Exception:
@@ -104,7 +109,7 @@ class _Loop:
 
     def __init__(self, g, lo, hi, name):
         ir, b = _ir(), g.b
-        self.b, self.i64 = g.b, ir.IntType(64)
+        self.b, self.i64 = b, ir.IntType(64)
         self.slot = g.slot(self.i64)
         b.store(lo if isinstance(lo, ir.Value) else ir.Constant(self.i64, lo), self.slot)
         self.cond = b.append_basic_block(name + "_cond")
@@ -173,26 +178,22 @@ class _Gen:
             return self.k(const)
         return acc if const == 0 else b.add(acc, self.k(const))
 
-    def scalar(self, base, off):
-        return self.b.load(self.b.gep(base, [off], inbounds=True))
-
     def broadcast(self, base, off):
         """The element at base[off] in every lane."""
-        return self.splat(self.scalar(base, off))
-
-    def vector(self, base, off):
-        p = self.b.bitcast(self.b.gep(base, [off], inbounds=True), self.v.as_pointer())
-        return self.b.load(p, align=self.itemsize)  # no alignment promised beyond the element's
-
-    def splat(self, value):
         b = self.b
         undef = self.ir.Constant(self.v, self.ir.Undefined)
         lane0 = self.ir.Constant(self.ir.VectorType(self.ir.IntType(32), self.s.lanes), [0] * self.s.lanes)
+        value = b.load(b.gep(base, [off], inbounds=True))
         return b.shuffle_vector(b.insert_element(undef, value, self.k(0)), undef, lane0)
 
+    def _vector_at(self, base, off):
+        return self.b.bitcast(self.b.gep(base, [off], inbounds=True), self.v.as_pointer())
+
+    def vector(self, base, off):
+        return self.b.load(self._vector_at(base, off), align=self.itemsize)  # no alignment beyond the element's
+
     def store_vector(self, value, base, off):
-        p = self.b.bitcast(self.b.gep(base, [off], inbounds=True), self.v.as_pointer())
-        self.b.store(value, p, align=self.itemsize)
+        self.b.store(value, self._vector_at(base, off), align=self.itemsize)
 
     def finish(self):
         self.b.ret_void()
@@ -222,7 +223,7 @@ def tiling(s):
 def forward_ir(s):
     """IR of ``conv(x, w, y, n0, n1)``: for samples n0..n1 of x (N, C, H, W, padded), weights packed by
     ``pack_weight`` (O/V blocks, C, KH, KW, V) and y (N, O, OH, OW); with ``s.bias`` a 4th pointer argument to
-    the bias (O/V blocks of V), and ``s.relu`` max(., 0) before the store."""
+    the bias (O/V blocks of V)."""
     g = _Gen(s, "conv_forward", 4 if s.bias else 3)
     b, V = g.b, s.lanes
     x, w, y = g.args[:3]
@@ -260,7 +261,7 @@ def forward_ir(s):
         i.close()
         c.close()
         for (k, r, q), a in accs.items():
-            _store(g, b.load(a), y, ob, k, n.i, oh0, r, ow0, q)
+            _store(g, b.load(a), y, ob, k, obs, n.i, oh0, r, ow0, q)
 
     def over_columns(ob, oh0, nrows):
         full = s.ow // cols
@@ -296,21 +297,20 @@ def _input_columns(s, ncols):
             yield u, uses
 
 
-def _store(g, v, y, ob, k, n, oh0, r, ow0, q):
-    """The epilogue of one accumulator (channel block ob + k, pixel (oh0 + r, ow0 + q) of sample n): ReLU if asked,
-    then each lane to its output channel (skipping the padding lanes of a last, partial block)."""
+def _store(g, v, y, ob, k, obs, n, oh0, r, ow0, q):
+    """One accumulator (channel block ob + k of a group of obs, pixel (oh0 + r, ow0 + q) of sample n), each lane to
+    its output channel, skipping the padding lanes of a last, partial block."""
     s, b = g.s, g.b
-    if s.relu:
-        v = b.select(b.fcmp_ordered("<", v, g.zero), g.zero, v)  # NaN stays NaN, as torch's relu
     for lane in range(s.lanes):
         off = g.offset((n, s.o * s.oh * s.ow), (ob, s.lanes * s.oh * s.ow), (oh0, s.ow), (ow0, 1),
                        (((k * s.lanes + lane) * s.oh + r) * s.ow + q, 1))
-        last = (-(-s.o // s.lanes) - tiling(s)[0] + k) * s.lanes + lane  # this lane's channel in the last group
-        if last < s.o:  # the lane exists in every group of blocks
-            b.store(b.extract_element(v, g.k(lane)), b.gep(y, [off], inbounds=True))
+        at = b.gep(y, [off], inbounds=True)
+        last = (-(-s.o // s.lanes) - obs + k) * s.lanes + lane  # this lane's channel in the last group of blocks
+        if last < s.o:  # the lane exists in every group
+            b.store(b.extract_element(v, g.k(lane)), at)
             continue
         with b.if_then(b.icmp_signed("<", g.offset((ob, s.lanes), (k * s.lanes + lane, 1)), g.k(s.o))):
-            b.store(b.extract_element(v, g.k(lane)), b.gep(y, [off], inbounds=True))
+            b.store(b.extract_element(v, g.k(lane)), at)
 
 
 def grad_weight_tiling(s):
@@ -377,11 +377,13 @@ def grad_weight_ir(s):
 
 # ---- compiling, caching on disk, calling ------------------------------------------------------------------------
 def _cache_dir():
-    """Where compiled kernels are kept: $MINIDL_CACHE_DIR, else $NUMBA_CACHE_DIR/minidl (where the user keeps
-    Numba's compiled kernels), else ~/.cache/minidl (XDG_CACHE_HOME). None when none is writable: then each
-    process compiles its own."""
-    for d in (os.environ.get("MINIDL_CACHE_DIR"),
-              os.environ.get("NUMBA_CACHE_DIR") and os.path.join(os.environ["NUMBA_CACHE_DIR"], "minidl"),
+    """Where compiled kernels are kept: $MINIDL_CACHE_DIR, else beside Numba's compiled kernels
+    ($NUMBA_CACHE_DIR/minidl, else this package's __pycache__, as Numba), else ~/.cache/minidl (XDG_CACHE_HOME).
+    None when none is writable: then each process compiles its own."""
+    numba_dir = os.environ.get("NUMBA_CACHE_DIR")
+    beside_numba = os.path.join(numba_dir, "minidl") if numba_dir else os.path.join(os.path.dirname(__file__),
+                                                                                     "__pycache__")
+    for d in (os.environ.get("MINIDL_CACHE_DIR"), beside_numba,
               os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
                            "minidl")):
         if d:
@@ -405,14 +407,13 @@ def _write(path, data):
         pass  # a full or read-only disk: the kernel still runs, the next process compiles it again
 
 
-_said = []
-
-
-def _announce():
-    if not _said:
-        _said.append(True)
-        print("minidl: compiling kernels for this CPU (first run only; later runs load them from the cache)",
-              file=sys.stderr, flush=True)
+def _optimized(ir_text):
+    """The module of ``ir_text``, through LLVM's -O3 pipeline for this CPU."""
+    t = _target()
+    mod = t["llvm"].parse_assembly(ir_text)
+    pb = t["llvm"].create_pass_builder(t["tm"], t["llvm"].create_pipeline_tuning_options(speed_level=3))
+    pb.getModulePassManager().run(mod, pb)
+    return mod
 
 
 class Kernel:
@@ -429,11 +430,10 @@ class Kernel:
         if path and os.path.exists(path):
             with open(path, "rb") as f:
                 cached = f.read()
-        mod = llvm.parse_assembly(ir_text)
         if cached is None:
-            _announce()
-            pb = llvm.create_pass_builder(t["tm"], llvm.create_pipeline_tuning_options(speed_level=3))
-            pb.getModulePassManager().run(mod, pb)
+            from . import _say_compiling
+            _say_compiling()
+        mod = _optimized(ir_text) if cached is None else llvm.parse_assembly(ir_text)  # cached: its code is used
         self.engine = llvm.create_mcjit_compiler(mod, t["tm"])
         self.engine.set_object_cache(lambda m, data: path and _write(path, data), lambda m: cached)
         self.engine.finalize_object()
@@ -479,32 +479,39 @@ if hasattr(os, "register_at_fork"):
 
 
 def _split(n, run):
-    """run(n0, n1) over the batch in as many parts as threads, the calling thread taking the first."""
+    """run(part, n0, n1) over the batch in as many parts as threads, the calling thread taking the first; returns
+    the number of parts."""
     threads, pool = _workers()
     parts = min(threads, n)
     step = -(-n // parts)
-    bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-    futures = [pool.submit(run, i, lo, hi) for i, (lo, hi) in enumerate(bounds[1:], 1)] if pool else []
-    if not pool:
-        for i, (lo, hi) in enumerate(bounds[1:], 1):
-            run(i, lo, hi)
-    run(0, *bounds[0])
+    jobs = [(i, lo, min(lo + step, n)) for i, lo in enumerate(range(0, n, step))]
+    futures = [pool.submit(run, *job) for job in jobs[1:]] if pool else []
+    for job in jobs if pool is None else jobs[:1]:
+        run(*job)
     for f in futures:
         f.result()
-    return len(bounds)
+    return len(jobs)
 
 
-def _dtype_name(dt):
-    return "double" if dt == np.float64 else "float"
+def _whole_blocks(a, lanes):
+    """``a`` with its first axis (output channels) zero-padded to whole blocks of ``lanes``."""
+    out = np.zeros((-(-a.shape[0] // lanes) * lanes, *a.shape[1:]), dtype=a.dtype)
+    out[:a.shape[0]] = a
+    return out
 
 
 def pack_weight(w, lanes):
     """(O, C, KH, KW) -> (O/V blocks, C, KH, KW, V), the missing channels of the last block zero."""
-    o, c, kh, kw = w.shape
-    blocks = -(-o // lanes)
-    wp = np.zeros((blocks * lanes, c, kh, kw), dtype=w.dtype)
-    wp[:o] = w
-    return np.ascontiguousarray(wp.reshape(blocks, lanes, c, kh, kw).transpose(0, 2, 3, 4, 1))
+    _, c, kh, kw = w.shape
+    wp = _whole_blocks(w, lanes)
+    return np.ascontiguousarray(wp.reshape(-1, lanes, c, kh, kw).transpose(0, 2, 3, 4, 1))
+
+
+def _shape(x, w_shape, stride, dilation, out_hw, pads, bias=False):
+    """The Shape of the kernel for input x (padded by ``pads``) and weights of ``w_shape``."""
+    _, c, h, wd = x.shape
+    return Shape(c, h + pads[0] + pads[1], wd + pads[2] + pads[3], w_shape[0], *w_shape[2:], *stride, *dilation,
+                 *out_hw, "double" if x.dtype == np.float64 else "float", lanes_for(w_shape[0], x.itemsize), bias)
 
 
 # Padding is done by each thread for a few samples at a time (about PAD_BYTES), just before its kernel reads them:
@@ -524,11 +531,11 @@ def _pads(x_shape, w_shape, stride, padding, dilation, out_hw):
 
 
 def _padded_parts(x, pads, lo, hi):
-    """(start, padded samples) of x[lo:hi], about PAD_BYTES at a time (x itself when there is no padding). The
-    chunks share one buffer, whose border stays zero."""
+    """(start, padded samples from there) over x[lo:hi], about PAD_BYTES at a time in one buffer whose border stays
+    zero; without padding, x[lo:hi] itself (read in place) when it is C-contiguous."""
     top, bottom, left, right = pads
     if not any(pads) and x.flags.c_contiguous:
-        yield lo, x
+        yield lo, x[lo:hi]
         return
     n, c, h, w = x.shape
     step = max(1, min(hi - lo, PAD_BYTES // (c * (h + top + bottom) * (w + left + right) * x.itemsize)))
@@ -539,30 +546,19 @@ def _padded_parts(x, pads, lo, hi):
         yield a, buf[:m]
 
 
-def conv(x, w, stride, padding, dilation, out_hw, bias=None, relu=False, pads=None):
-    """y = conv2d(x, w) (+ bias) (then ReLU) for float32/float64 NumPy arrays, groups = 1. ``pads`` (top, bottom,
-    left, right, none negative) replaces the padding where it is not the same on both sides."""
-    n, c, h, wd = x.shape
-    o = w.shape[0]
-    lanes = lanes_for(o, x.itemsize)
+def conv(x, w, stride, padding, dilation, out_hw, bias=None, pads=None):
+    """y = conv2d(x, w) (+ bias) for float32/float64 NumPy arrays, groups = 1. ``pads`` (top, bottom, left, right,
+    none negative) replaces the padding where it is not the same on both sides."""
     pads = pads or _pads(x.shape, w.shape, stride, padding, dilation, out_hw)
-    s = Shape(c, h + pads[0] + pads[1], wd + pads[2] + pads[3], o, *w.shape[2:], *stride, *dilation, *out_hw,
-              _dtype_name(x.dtype), lanes, bias is not None, relu)
+    s = _shape(x, w.shape, stride, dilation, out_hw, pads, bias is not None)
     k = kernel("forward", s)
-    y = np.empty((n, o, *out_hw), dtype=x.dtype)
-    rest = [pack_weight(w, lanes)]
-    if bias is not None:
-        bp = np.zeros(-(-o // lanes) * lanes, x.dtype)
-        bp[:o] = bias
-        rest.append(bp)
+    y = np.empty((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype)
+    consts = [pack_weight(w, s.lanes)] + ([] if bias is None else [_whole_blocks(bias, s.lanes)])
 
     def run(_, lo, hi):
         for a, xs in _padded_parts(x, pads, lo, hi):
-            if xs is x:  # no padding: the kernel reads x in place
-                k([x, rest[0], y, *rest[1:]], lo, hi)
-            else:
-                k([xs, rest[0], y[a:], *rest[1:]], 0, len(xs))
-    _split(n, run)
+            k([xs, consts[0], y[a:], *consts[1:]], 0, len(xs))
+    _split(x.shape[0], run)
     return y
 
 
@@ -587,45 +583,34 @@ def conv_grad_input(gy, w, x_shape, stride, padding, dilation):
 
 def conv_grad_weight(x, gy, w_shape, stride, padding, dilation):
     """The weight gradient of conv2d (groups = 1), summed over the batch (per thread, then added)."""
-    n, c, h, wd = x.shape
+    n, c = x.shape[:2]
     o, _, kh, kw = w_shape
-    lanes = lanes_for(o, x.itemsize)
-    blocks = -(-o // lanes)
     pads = _pads(x.shape, w_shape, stride, padding, dilation, gy.shape[2:])
-    s = Shape(c, h + pads[0] + pads[1], wd + pads[2] + pads[3], o, kh, kw, *stride, *dilation, *gy.shape[2:],
-              _dtype_name(x.dtype), lanes)
+    s = _shape(x, w_shape, stride, dilation, gy.shape[2:], pads)
     k = kernel("grad_weight", s)
+    blocks = -(-o // s.lanes)
     threads, _ = _workers()
-    parts = np.zeros((min(threads, n), blocks, c, kh, kw, lanes), x.dtype)
+    parts = np.zeros((min(threads, n), blocks, c, kh, kw, s.lanes), x.dtype)
 
     def run(i, lo, hi):
-        gyt = np.empty((hi - lo, *gy.shape[2:], blocks * lanes), gy.dtype)  # (n, OH, OW, O padded to blocks)
+        gyt = np.empty((hi - lo, *gy.shape[2:], blocks * s.lanes), gy.dtype)  # (n, OH, OW, O padded to blocks)
         gyt[..., :o] = gy[lo:hi].transpose(0, 2, 3, 1)
         gyt[..., o:] = 0
         for a, xs in _padded_parts(x, pads, lo, hi):
-            if xs is x:
-                k([xs[lo:], gyt, parts[i]], 0, hi - lo)
-            else:
-                k([xs, gyt[a - lo:], parts[i]], 0, len(xs))
+            k([xs, gyt[a - lo:], parts[i]], 0, len(xs))
     used = _split(n, run)
     gw = parts[0] if used == 1 else parts[:used].sum(axis=0)
-    return np.ascontiguousarray(gw.transpose(0, 4, 1, 2, 3).reshape(blocks * lanes, c, kh, kw)[:o])
+    return np.ascontiguousarray(gw.transpose(0, 4, 1, 2, 3).reshape(blocks * s.lanes, c, kh, kw)[:o])
 
 
 def show(kind, x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), dtype="float32", asm=False):
     """The LLVM IR (``asm=True``: this CPU's assembly) of kernel ``kind`` ('forward' or 'grad_weight') for a
     convolution of an input of ``x_shape`` (N, C, H, W) with weights of ``w_shape`` (O, C, KH, KW)."""
-    c, h, wd = x_shape[1], x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
-    o, _, kh, kw = w_shape
-    oh = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (wd - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    s = Shape(c, h, wd, o, kh, kw, *stride, *dilation, oh, ow, _dtype_name(np.dtype(dtype)),
-              lanes_for(o, np.dtype(dtype).itemsize))
+    out_hw = [(x_shape[2 + d] + 2 * padding[d] - dilation[d] * (w_shape[2 + d] - 1) - 1) // stride[d] + 1
+              for d in range(2)]
+    x = np.empty((0, *x_shape[1:]), dtype)  # only its shape and dtype are read
+    s = _shape(x, w_shape, stride, dilation, out_hw, _pads(x_shape, w_shape, stride, padding, dilation, out_hw))
     text = forward_ir(s) if kind == "forward" else grad_weight_ir(s)
     if not asm:
         return text
-    t = _target()
-    mod = t["llvm"].parse_assembly(text)
-    pb = t["llvm"].create_pass_builder(t["tm"], t["llvm"].create_pipeline_tuning_options(speed_level=3))
-    pb.getModulePassManager().run(mod, pb)
-    return t["tm"].emit_assembly(mod)
+    return _target()["tm"].emit_assembly(_optimized(text))
