@@ -7,7 +7,8 @@ registers (one or two blocks of V output channels x a few rows and columns of ou
 accumulator of V lanes per channel block and pixel), and walks the input channels once. For each input channel c
 and kernel row it loads the V weights of each kernel offset as one vector, then takes the input row under the
 block one value at a time, broadcasts it, and does one fused multiply-add into each accumulator of a pixel it
-lies under. At the end of the block the accumulators are stored, once. The weights are repacked so that V output
+lies under. At the end of the block the accumulators are stored, once (scattered: an accumulator's lanes are
+output channels, a plane apart in y). The weights are repacked so that V output
 channels are adjacent (``pack_weight``); inputs are read where they lie (padded by each thread, a few samples at a
 time).
 
@@ -65,19 +66,23 @@ _lock = threading.Lock()
 
 
 def _target():
-    """(llvmlite.binding, target machine for this CPU, vector register bytes), made once."""
+    """{llvm: llvmlite.binding, tm: a target machine for this CPU (for IR and assembly; engines get their own),
+    cpu, features, vector_bytes, registers}, made once."""
     with _lock:
         if not _llvm:
             import llvmlite.binding as llvm
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
             cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-            tm = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features, opt=3,
-                                                                         jit=True)
             vector_bytes = 64 if "+avx512f" in features else 32 if "+avx2" in features else 16
-            _llvm.update(llvm=llvm, tm=tm, vector_bytes=vector_bytes, cpu=cpu, features=features,
-                         registers=32 if vector_bytes == 64 else 16)
+            _llvm.update(llvm=llvm, tm=_machine(llvm, cpu, features), vector_bytes=vector_bytes, cpu=cpu,
+                         features=features, registers=32 if vector_bytes == 64 else 16)
     return _llvm
+
+
+def _machine(llvm, cpu, features):
+    """A target machine for this CPU. Each engine gets its own: an engine owns its machine and frees it with itself."""
+    return llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features, opt=3, jit=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -150,7 +155,13 @@ class _Gen:
         self.b = ir.IRBuilder(self.entry)
         fma_name = f"llvm.fma.v{s.lanes}f{64 if s.dtype == 'double' else 32}"
         self.fma = ir.Function(self.module, ir.FunctionType(self.v, [self.v] * 3), name=fma_name)
-        self.zero = ir.Constant(self.v, [0.0] * s.lanes)
+        self.zero = ir.Constant(self.v, None)
+        self.vi64 = ir.VectorType(self.i64, s.lanes)
+        self.vptr = ir.VectorType(ptr, s.lanes)
+        self.mask = ir.VectorType(ir.IntType(1), s.lanes)
+        scatter_name = f"llvm.masked.scatter.v{s.lanes}f{64 if s.dtype == 'double' else 32}.v{s.lanes}p0"
+        self.scatter = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [self.v, self.vptr, ir.IntType(32),
+                                                                                self.mask]), name=scatter_name)
 
     def k(self, n):
         return self.ir.Constant(self.i64, n)
@@ -178,13 +189,16 @@ class _Gen:
             return self.k(const)
         return acc if const == 0 else b.add(acc, self.k(const))
 
+    def splat(self, value, vtype):
+        """``value`` in every lane of a vector of type ``vtype``."""
+        b, ir = self.b, self.ir
+        undef = ir.Constant(vtype, ir.Undefined)
+        lane0 = ir.Constant(ir.VectorType(ir.IntType(32), self.s.lanes), [0] * self.s.lanes)
+        return b.shuffle_vector(b.insert_element(undef, value, self.k(0)), undef, lane0)
+
     def broadcast(self, base, off):
         """The element at base[off] in every lane."""
-        b = self.b
-        undef = self.ir.Constant(self.v, self.ir.Undefined)
-        lane0 = self.ir.Constant(self.ir.VectorType(self.ir.IntType(32), self.s.lanes), [0] * self.s.lanes)
-        value = b.load(b.gep(base, [off], inbounds=True))
-        return b.shuffle_vector(b.insert_element(undef, value, self.k(0)), undef, lane0)
+        return self.splat(self.b.load(self.b.gep(base, [off], inbounds=True)), self.v)
 
     def _vector_at(self, base, off):
         return self.b.bitcast(self.b.gep(base, [off], inbounds=True), self.v.as_pointer())
@@ -260,8 +274,10 @@ def forward_ir(s):
             b.store(acc[key], a)
         i.close()
         c.close()
+        y0 = b.gep(y, [g.offset((n.i, s.o * s.oh * s.ow), (ob, V * s.oh * s.ow), (oh0, s.ow), (ow0, 1))],
+                   inbounds=True)
         for (k, r, q), a in accs.items():
-            _store(g, b.load(a), y, ob, k, obs, n.i, oh0, r, ow0, q)
+            _store(g, b.load(a), y0, ob, k, obs, r, q)
 
     def over_columns(ob, oh0, nrows):
         full = s.ow // cols
@@ -297,20 +313,22 @@ def _input_columns(s, ncols):
             yield u, uses
 
 
-def _store(g, v, y, ob, k, obs, n, oh0, r, ow0, q):
-    """One accumulator (channel block ob + k of a group of obs, pixel (oh0 + r, ow0 + q) of sample n), each lane to
-    its output channel, skipping the padding lanes of a last, partial block."""
-    s, b = g.s, g.b
-    for lane in range(s.lanes):
-        off = g.offset((n, s.o * s.oh * s.ow), (ob, s.lanes * s.oh * s.ow), (oh0, s.ow), (ow0, 1),
-                       (((k * s.lanes + lane) * s.oh + r) * s.ow + q, 1))
-        at = b.gep(y, [off], inbounds=True)
-        last = (-(-s.o // s.lanes) - obs + k) * s.lanes + lane  # this lane's channel in the last group of blocks
-        if last < s.o:  # the lane exists in every group
-            b.store(b.extract_element(v, g.k(lane)), at)
-            continue
-        with b.if_then(b.icmp_signed("<", g.offset((ob, s.lanes), (k * s.lanes + lane, 1)), g.k(s.o))):
-            b.store(b.extract_element(v, g.k(lane)), at)
+def _store(g, v, y0, ob, k, obs, r, q):
+    """One accumulator (channel block ob + k of a group of obs, pixel (r, q) of the block whose first output is at
+    y0): its lanes are output channels, a plane apart in y, so it is scattered, without the padding lanes of a
+    last, partial block."""
+    s, b, ir = g.s, g.b, g.ir
+    plane = s.oh * s.ow
+    at = g.splat(b.ptrtoint(b.gep(y0, [g.k((k * s.lanes * s.oh + r) * s.ow + q)], inbounds=True), g.i64), g.vi64)
+    lanes = ir.Constant(g.vi64, [lane * plane * g.itemsize for lane in range(s.lanes)])
+    first_of_last = (-(-s.o // s.lanes) - obs + k) * s.lanes  # this block's first channel in the last group
+    if first_of_last + s.lanes <= s.o:  # every lane exists in every group
+        mask = ir.Constant(g.mask, [1] * s.lanes)
+    else:
+        channel = g.splat(g.offset((ob, s.lanes), (k * s.lanes, 1)), g.vi64)
+        mask = b.icmp_signed("<", b.add(channel, ir.Constant(g.vi64, list(range(s.lanes)))),
+                             ir.Constant(g.vi64, [s.o] * s.lanes))
+    b.call(g.scatter, [v, b.inttoptr(b.add(at, lanes), g.vptr), ir.Constant(ir.IntType(32), g.itemsize), mask])
 
 
 def grad_weight_tiling(s):
@@ -416,15 +434,26 @@ def _optimized(ir_text):
     return mod
 
 
-class Kernel:
-    """One compiled function ``f(ptr, ..., n0, n1)``; calling it with arrays passes their data pointers."""
+def _generator_hash():
+    """A hash of this file: a cached kernel is reused only if the code that generated it is unchanged."""
+    if "generator" not in _llvm:
+        with open(__file__, "rb") as f:
+            _llvm["generator"] = hashlib.sha256(f.read()).hexdigest()
+    return _llvm["generator"]
 
-    def __init__(self, ir_text, name, nargs):
+
+class Kernel:
+    """One compiled function ``f(ptr, ..., n0, n1)``; calling it with arrays passes their data pointers. ``make_ir``
+    gives its LLVM IR, asked for only when the machine code is not cached on disk under ``key`` (with this CPU,
+    llvmlite's version and this file's hash)."""
+
+    def __init__(self, make_ir, key, name, nargs):
         t = _target()
         llvm = t["llvm"]
         d = _cache_dir()
         import llvmlite
-        key = hashlib.sha256("\0".join((ir_text, t["cpu"], t["features"], llvmlite.__version__)).encode())
+        key = hashlib.sha256("\0".join((key, _generator_hash(), t["cpu"], t["features"], llvmlite.__version__))
+                             .encode())
         path = d and os.path.join(d, f"conv-{key.hexdigest()[:40]}.o")
         cached = None
         if path and os.path.exists(path):
@@ -433,8 +462,11 @@ class Kernel:
         if cached is None:
             from . import _say_compiling
             _say_compiling()
-        mod = _optimized(ir_text) if cached is None else llvm.parse_assembly(ir_text)  # cached: its code is used
-        self.engine = llvm.create_mcjit_compiler(mod, t["tm"])
+            mod = _optimized(make_ir())
+        else:  # the engine loads the cached object instead of compiling the module, which can stay empty
+            mod = llvm.parse_assembly("")
+            mod.triple = t["tm"].triple
+        self.engine = llvm.create_mcjit_compiler(mod, _machine(llvm, t["cpu"], t["features"]))
         self.engine.set_object_cache(lambda m, data: path and _write(path, data), lambda m: cached)
         self.engine.finalize_object()
         self.fn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * nargs, ctypes.c_int64, ctypes.c_int64)(
@@ -448,8 +480,8 @@ class Kernel:
 def kernel(kind, s):
     """The compiled kernel ``kind`` ('forward' or 'grad_weight') for Shape ``s`` (made once per process)."""
     if kind == "forward":
-        return Kernel(forward_ir(s), "conv_forward", 4 if s.bias else 3)
-    return Kernel(grad_weight_ir(s), "conv_grad_weight", 3)
+        return Kernel(lambda: forward_ir(s), f"forward {s}", "conv_forward", 4 if s.bias else 3)
+    return Kernel(lambda: grad_weight_ir(s), f"grad_weight {s}", "conv_grad_weight", 3)
 
 
 # ---- the three convolutions on NumPy arrays ---------------------------------------------------------------------
