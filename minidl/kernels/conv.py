@@ -47,6 +47,13 @@ COL_KEEP_BYTES = 64 << 20
 JIT_MIN_FLOPS = 1 << 22
 
 
+# Where jit runs a convolution of fewer flops than this, the tuner does not try im2col + GEMM. Measured (NOTES.md,
+# change 25): jit won 31 of the seed nets' 32 shapes (not 1x1: gemm1x1 takes those), the other within noise; on
+# resnet18's bigger layers im2col won 2 of 8 by 15-20%. Trying it compiles Numba's im2col and col2im on a first run,
+# about 2.5 of the 6 s of a cold LeNet step, for at most a fraction of a millisecond per step on a small conv.
+IM2COL_TRIAL_FLOPS = 1 << 30
+
+
 def _flops(x, w):
     return 2 * x.shape[0] * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3] * x.shape[2] * x.shape[3]
 
@@ -224,8 +231,11 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
     the fastest of ``ALGORITHMS`` measured on it (once per shape)."""
     algos = algorithms(x, w, stride, padding, dilation, groups)
     col_bytes = w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * out_hw[0] * out_hw[1] * x.itemsize
-    if col_bytes > COL_KEEP_BYTES and len(algos) > 1 and autotune.is_enabled() and not autotune.forced("conv2d"):
-        algos = algos[1:]  # the reference's column matrix would stay alive until backward
+    if autotune.is_enabled() and not autotune.forced("conv2d"):
+        if "jit" in algos and _flops(x, w) < IM2COL_TRIAL_FLOPS:
+            algos = [a for a in algos if not a.startswith("im2col")]
+        elif col_bytes > COL_KEEP_BYTES and len(algos) > 1:
+            algos = algos[1:]  # the reference's column matrix would stay alive until backward
     key = ("conv2d", device_of(x), name_for(x), x.dtype.str, x.shape, w.shape, stride, padding, dilation, groups)
     gy = []  # the trials' upstream gradient, made by the first trial: a cached choice allocates nothing
 
