@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit, prange, vectorize
 
 from ._numpy import index_dtype
+from .blas import split
 
 U = np.uint64
 
@@ -111,12 +112,15 @@ def col2im(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     return img
 
 
-@njit(parallel=True, cache=True)
-def _max_pool2d(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
+# The max-pooling kernels are serial loops over a range of planes, run by minidl's own threads (blas.split) with the
+# GIL released, not Numba's parallel loops: Numba compiles a parallel loop in 1.2-1.5 s, a serial one in 0.3-0.5 s,
+# and both run on a LeNet-5's first step (NOTES.md, change 25: cold start).
+@njit(nogil=True, cache=True)
+def _max_pool2d(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw, p0, p1):
     n, c, h, w = x.shape
     out_h, out_w = y.shape[2], y.shape[3]
     xf, yf, af = x.reshape(-1), y.reshape(-1), arg.reshape(-1)
-    for p in prange(n * c):  # max and argmax over one plane per iteration
+    for p in range(p0, p1):  # max and argmax over one plane per iteration
         for oh in range(out_h):
             d = (p * out_h + oh) * out_w
             _fill(yf, d, out_w, -np.inf)
@@ -145,16 +149,17 @@ def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     n, c = x.shape[:2]
     y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
     arg = np.empty((n, c, out_h, out_w), dtype=index_dtype(x.shape[2] * x.shape[3]))
-    _max_pool2d(np.ascontiguousarray(x), y, arg, kh, kw, sh, sw, ph, pw, dh, dw)
+    x = np.ascontiguousarray(x)
+    split(n * c, lambda _, lo, hi: _max_pool2d(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw, lo, hi))
     return y, arg
 
 
-@njit(parallel=True, cache=True)
-def _max_pool2d_backward(gy, arg, gx):
+@njit(nogil=True, cache=True)
+def _max_pool2d_backward(gy, arg, gx, p0, p1):
     n, c, out_h, out_w = gy.shape
     plane, per = gx.shape[2] * gx.shape[3], out_h * out_w
     gyf, af, gxf = gy.reshape(-1), arg.reshape(-1), gx.reshape(-1)
-    for p in prange(n * c):  # scatter within one plane, owned by one iteration
+    for p in range(p0, p1):  # scatter within one plane, owned by one iteration
         s, d = U(p * per), U(p * plane)
         for t in range(U(per)):
             a = af[s + t]
@@ -164,7 +169,8 @@ def _max_pool2d_backward(gy, arg, gx):
 
 def max_pool2d_backward(gy, arg, shape, window=None):
     gx = np.zeros(shape, dtype=gy.dtype)
-    _max_pool2d_backward(np.ascontiguousarray(gy), np.ascontiguousarray(arg), gx)
+    gy, arg = np.ascontiguousarray(gy), np.ascontiguousarray(arg)
+    split(shape[0] * shape[1], lambda _, lo, hi: _max_pool2d_backward(gy, arg, gx, lo, hi))
     return gx
 
 

@@ -37,6 +37,7 @@ def _after_fork():
     global _init_lock
     _init_lock = threading.Lock()
     _state.clear()
+    _kernel_pool.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -59,6 +60,40 @@ def _setup():
                                                   initializer=_blas_threads, initargs=(libs, 1))
                           if libs and threads > 1 else None)
     return _state["libs"], _state["threads"], _state["pool"]
+
+
+_kernel_pool = {}
+
+
+def workers():
+    """(thread count, pool of count-1 threads or None) for minidl's own kernels that split a batch across threads
+    (kernels/jit.py's convolutions, the Numba pooling kernels): as many threads as minidl's products use, so a
+    user's OPENBLAS_NUM_THREADS or threadpoolctl limit holds here too. The kernels run with the GIL released."""
+    if "n" not in _kernel_pool:
+        libs, threads, _ = _setup()
+        if threads == 1 and not libs:  # no threadpoolctl to read a limit from: every core
+            threads = _state["cores"]
+        with _init_lock:  # two threads' first calls make one pool
+            if "n" not in _kernel_pool:
+                _kernel_pool["pool"] = ThreadPoolExecutor(threads - 1, thread_name_prefix="minidl-kernel") \
+                    if threads > 1 else None
+                _kernel_pool["n"] = threads
+    return _kernel_pool["n"], _kernel_pool["pool"]
+
+
+def split(n, run):
+    """run(part, lo, hi) over range(n) in as many equal parts as ``workers()`` has threads, the calling thread
+    taking the first; returns the number of parts."""
+    threads, pool = workers()
+    parts = max(1, min(threads, n))
+    step = -(-n // parts) if n else 1
+    jobs = [(i, lo, min(lo + step, n)) for i, lo in enumerate(range(0, n, step))]
+    futures = [pool.submit(run, *job) for job in jobs[1:]] if pool else []
+    for job in jobs if pool is None else jobs[:1]:
+        run(*job)
+    for f in futures:
+        f.result()
+    return len(jobs)
 
 
 _local = threading.local()

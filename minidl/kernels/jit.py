@@ -33,10 +33,11 @@ import hashlib
 import os
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
+
+from .blas import split, workers
 
 
 class Shape(NamedTuple):
@@ -485,46 +486,6 @@ def kernel(kind, s):
 
 
 # ---- the three convolutions on NumPy arrays ---------------------------------------------------------------------
-_pool = {}
-
-
-def _workers():
-    """(thread count, pool of count-1 threads or None): the BLAS thread setting minidl's products use (so a
-    user's OPENBLAS_NUM_THREADS or threadpoolctl limit holds here too)."""
-    from . import blas
-    with _lock:  # two threads' first convolutions make one pool
-        if "n" not in _pool:
-            libs, threads, _ = blas._setup()
-            if threads == 1 and not libs:  # no threadpoolctl to read a limit from: every core
-                threads = blas._state["cores"]
-            _pool["pool"] = ThreadPoolExecutor(threads - 1, thread_name_prefix="minidl-conv") if threads > 1 else None
-            _pool["n"] = threads
-    return _pool["n"], _pool["pool"]
-
-
-def _after_fork():
-    _pool.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
-
-
-def _split(n, run):
-    """run(part, n0, n1) over the batch in as many parts as threads, the calling thread taking the first; returns
-    the number of parts."""
-    threads, pool = _workers()
-    parts = min(threads, n)
-    step = -(-n // parts)
-    jobs = [(i, lo, min(lo + step, n)) for i, lo in enumerate(range(0, n, step))]
-    futures = [pool.submit(run, *job) for job in jobs[1:]] if pool else []
-    for job in jobs if pool is None else jobs[:1]:
-        run(*job)
-    for f in futures:
-        f.result()
-    return len(jobs)
-
-
 def _whole_blocks(a, lanes):
     """``a`` with its first axis (output channels) zero-padded to whole blocks of ``lanes``."""
     out = np.zeros((-(-a.shape[0] // lanes) * lanes, *a.shape[1:]), dtype=a.dtype)
@@ -590,7 +551,7 @@ def conv(x, w, stride, padding, dilation, out_hw, bias=None, pads=None):
     def run(_, lo, hi):
         for a, xs in _padded_parts(x, pads, lo, hi):
             k([xs, consts[0], y[a:], *consts[1:]], 0, len(xs))
-    _split(x.shape[0], run)
+    split(x.shape[0], run)
     return y
 
 
@@ -621,7 +582,7 @@ def conv_grad_weight(x, gy, w_shape, stride, padding, dilation):
     s = _shape(x, w_shape, stride, dilation, gy.shape[2:], pads)
     k = kernel("grad_weight", s)
     blocks = -(-o // s.lanes)
-    threads, _ = _workers()
+    threads, _ = workers()
     parts = np.zeros((min(threads, n), blocks, c, kh, kw, s.lanes), x.dtype)
 
     def run(i, lo, hi):
@@ -630,7 +591,7 @@ def conv_grad_weight(x, gy, w_shape, stride, padding, dilation):
         gyt[..., o:] = 0
         for a, xs in _padded_parts(x, pads, lo, hi):
             k([xs, gyt[a - lo:], parts[i]], 0, len(xs))
-    used = _split(n, run)
+    used = split(n, run)
     gw = parts[0] if used == 1 else parts[:used].sum(axis=0)
     return np.ascontiguousarray(gw.transpose(0, 4, 1, 2, 3).reshape(blocks * s.lanes, c, kh, kw)[:o])
 
