@@ -5,12 +5,17 @@ import sys as _sys
 # One thread pool at a time: OpenBLAS's idle threads spin for ~0.1 s after each GEMM and slow whatever
 # runs next on the other cores (Numba kernels, or torch: a torch LeNet-5 step right after a NumPy GEMM
 # took 58-76 ms instead of 6-10 ms here). A short timeout lets them sleep. It only takes effect when
-# minidl is imported before NumPy; a value the user set wins.
+# minidl is imported before NumPy; a value the user set wins. When NumPy came first (its OpenBLAS already
+# started, its threads spinning), minidl runs its products on one OpenBLAS thread and splits large ones itself
+# (kernels/blas.py, as on a busy machine): measured (benchmarks/NOTES.md, change 25), spinning threads took half
+# the cores from the jit conv kernels' threads, InceptionNet's step 52 -> 78 ms; with one thread it is 51 ms.
+_blas_spins = "numpy" in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as _np
 
 from . import backend
+backend.keep_freed_memory()
 from .backend import Device as device, set_default_dtype, get_default_dtype
 from .backend import cuda
 from .backend import memory_format, contiguous_format, channels_last, preserve_format
@@ -20,6 +25,7 @@ from .autograd.creation import (tensor, as_tensor, from_numpy, zeros, ones, empt
                                 rand, randn, randint, randperm, zeros_like, ones_like, empty_like, full_like, rand_like,
                                 randn_like)
 from . import functional, kernels
+kernels.blas.openblas_spins = _blas_spins
 from .functional import OPS as _OPS
 from .functional._registry import TOP as _TOP
 from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed

@@ -434,6 +434,31 @@ def test_blas_split_works_in_a_forked_child(monkeypatch):
     assert not alive and queue.get(timeout=5) is True
 
 
+def _started(code, **env):
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                         env={k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT",
+                                                                                "MALLOC_MMAP_THRESHOLD_")} | env)
+    return out.stdout.split()
+
+
+def test_products_avoid_spinning_openblas_threads_when_numpy_came_first():
+    """minidl's OPENBLAS_THREAD_TIMEOUT takes effect only when minidl is imported before NumPy; after NumPy, its
+    products run on one OpenBLAS thread (own_threads), unless the user set the timeout."""
+    ask = "import minidl; from minidl.kernels import blas; print(blas.openblas_spins, blas.own_threads(64))"
+    assert _started(ask) == ["False", "False"]
+    assert _started("import numpy; " + ask) == ["True", "True"]
+    assert _started("import numpy; " + ask, OPENBLAS_THREAD_TIMEOUT="4") == ["False", "False"]
+
+
+def test_freed_memory_is_kept_for_the_next_step_unless_the_user_tuned_malloc():
+    import platform
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    ask = "import minidl; print(minidl.backend.keep_freed_memory())"
+    assert _started(ask) == ["True"]
+    assert _started(ask, MALLOC_MMAP_THRESHOLD_="131072") == ["False"]
+
+
 def test_the_tuner_does_not_keep_a_large_column_matrix(monkeypatch):
     """Above COL_KEEP_BYTES of columns the reference is not a candidate (a lean algorithm runs), unless forced."""
     from minidl.kernels import conv as conv_kernels

@@ -147,10 +147,16 @@ def reproducible():
     return not autotune.is_enabled()
 
 
+# Whether OpenBLAS's idle threads spin (NumPy was imported before minidl, so minidl's OPENBLAS_THREAD_TIMEOUT came
+# too late to take effect): set by minidl/__init__.py.
+openblas_spins = False
+
+
 def own_threads(cores):
     """True when minidl runs products on one OpenBLAS thread and splits large ones across its own threads:
-    always in reproducible mode, else when the machine has more runnable threads than ``cores`` (plus one)."""
-    return reproducible() or _busy(cores)
+    always in reproducible mode and where OpenBLAS's idle threads spin, else when the machine has more runnable
+    threads than ``cores`` (plus one)."""
+    return reproducible() or openblas_spins or _busy(cores)
 
 
 def _blocks(size, parts):
