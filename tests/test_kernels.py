@@ -386,6 +386,7 @@ def test_blas_uses_its_own_threads_in_reproducible_mode_or_on_a_busy_machine(mon
     import builtins
     import io
     real_open = builtins.open
+    monkeypatch.setattr(blas, "openblas_spins", False)  # as when minidl is imported before NumPy
 
     def machine(loadavg):
         monkeypatch.setattr(blas, "_load", {"at": -1e9, "until": -1e9})

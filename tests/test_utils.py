@@ -36,7 +36,16 @@ def test_summary_counts_parameters_and_flops():
     assert s["non_trainable_params"] == sum(p.numel() for p in m.layer1.parameters())
 
 
-def test_checkpoint_resumes_training_exactly(tmp_path):
+@pytest.fixture
+def reproducible():
+    """Bit-identical results need the reproducible mode: otherwise a product's OpenBLAS threading follows the
+    machine's load (DESIGN.md, Threads and determinism), and a CI run once differed in the last bit here."""
+    minidl.use_deterministic_algorithms(True)
+    yield
+    minidl.use_deterministic_algorithms(False)
+
+
+def test_checkpoint_resumes_training_exactly(tmp_path, reproducible):
     def make():
         minidl.manual_seed(0)
         model = models.LeNet5().double()
