@@ -125,12 +125,22 @@ def make_layer(kind, shape, kw, lib, rng):
     return step
 
 
+def conv_gflop(shape, kw):
+    """GFLOP of a conv layer row's forward + backward: the forward's multiply-adds x 2, three times (forward, input
+    gradient, weight gradient; the bias's are negligible)."""
+    n, c, h, _ = shape
+    out = (h + 2 * kw["p"] - kw["k"]) // kw["s"] + 1
+    return 3 * 2 * n * kw["o"] * (c // kw["g"]) * kw["k"] ** 2 * out * out / 1e9
+
+
 def bench_layers(args):
     rng = np.random.default_rng(0)
     rows = []
     for name, kind, shape, kw in layer_cases():
         m, t = compare(make_layer(kind, shape, kw, "minidl", rng), make_layer(kind, shape, kw, "torch", rng), args.reps)
         rows.append(dict(name=name, minidl_ms=m, torch_ms=t, ratio=m / t))
+        if kind == "conv":
+            rows[-1].update(minidl_gflops=conv_gflop(shape, kw) / m * 1e3, torch_gflops=conv_gflop(shape, kw) / t * 1e3)
         print(f"  {name:36s} minidl {m:8.2f} ms  torch {t:8.2f} ms  ratio {m / t:5.2f}", flush=True)
     return rows
 
@@ -437,8 +447,10 @@ def markdown(results):
             out += [f"Per training step on an idle machine, minidl takes {min(seed):.2f}-{max(seed):.2f}x torch's time "
                     f"on the seed nets (LeNet5, InceptionNet, ResidualNet).", ""]
     if "layers" in results:
-        out += ["| layer, forward + backward | minidl ms | torch ms | ratio |", "|---|---:|---:|---:|"]
-        out += [f"| {r['name']} | {r['minidl_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |"
+        out += ["| layer, forward + backward | minidl ms | torch ms | ratio | minidl / torch GFLOP/s |",
+                "|---|---:|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['minidl_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} | "
+                + (f"{r['minidl_gflops']:.0f} / {r['torch_gflops']:.0f} |" if "minidl_gflops" in r else "|")
                 for r in results["layers"]]
         out.append("")
     if "memory" in results:
