@@ -258,7 +258,7 @@ NOT_EXPORTED = {
     L.BinaryCrossEntropy: "a loss: export the model, not its training objective",
     L.SoftmaxCrossEntropy: "a loss: export the model, not its training objective",
     I.Gather: "not translated yet (ONNX GatherElements)", I.IndexAdd: "not translated yet",
-    SumTo: "a broadcasting gradient, not a forward op",
+    SumTo: "a broadcasting gradient, not a forward op", A.ReLUBackward: "relu's gradient, not a forward op",
     I.Scatter: "not translated yet", I.ScatterAdd: "not translated yet",
     N.SyncBatchNorm: "exports as batch norm once converted back (SyncBatchNorm is for training)",
 }

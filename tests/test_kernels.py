@@ -99,6 +99,22 @@ def test_erf_numba_equals_reference():
     np.testing.assert_allclose(numba_k.erf(x.astype(np.float32)), ref.erf(x.astype(np.float32)), rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_numba_equals_reference_on_every_layout(dtype):
+    """One pass over contiguous arrays, split across threads (odd sizes leave a remainder); NaN, -0.0 and 0 in y;
+    a channels_last gy keeps its layout (the reference's NumPy expression); a 0-d gy stays 0-d."""
+    rng = np.random.default_rng(0)
+    y = np.maximum(rng.uniform(-2, 2, (3, 5, 7, 9)), 0).astype(dtype)
+    y.reshape(-1)[:4] = [np.nan, -0.0, 0.0, np.inf]
+    gy = rng.uniform(-2, 2, y.shape).astype(dtype)
+    np.testing.assert_array_equal(numba_k.relu_backward(gy, y), ref.relu_backward(gy, y))
+    last = [np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) for a in (gy, y)]  # channels_last
+    out = numba_k.relu_backward(*last)
+    np.testing.assert_array_equal(out, ref.relu_backward(gy, y))
+    assert out.strides == last[0].strides
+    assert numba_k.relu_backward(np.array(2.0, dtype), np.array(np.nan, dtype)).shape == ()
+
+
 def test_float_cpu_arrays_take_the_numba_kernels():
     for dtype in (np.float32, np.float64):  # the compiled kernels, each behind the thread lock
         impl = kernels._impl(np.zeros(3, dtype))

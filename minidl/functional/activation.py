@@ -3,7 +3,7 @@ hardswish, mish, prelu, softmax, log_softmax, dropout, dropout2d. Backward passe
 differentiate again."""
 import math
 
-from .. import backend
+from .. import backend, kernels
 from ..autograd import Function
 from ..autograd.tensor import Tensor, _dim
 from ._checks import float_tensor
@@ -25,8 +25,22 @@ class ReLU(Function):
         return y
 
     def backward(self, g):
-        y, = self.saved_arrays
-        return g * _mask(~(y <= 0), g.dtype)  # NaN passes its gradient through, as torch
+        y, = self.saved_tensors
+        return ReLUBackward.apply(g, y.detach())
+
+
+class ReLUBackward(Function):
+    """relu's gradient, gy where y (relu's output) is not <= 0, in one kernel pass (torch's threshold_backward). It
+    is linear in gy, so its own gradient is itself; y's is zero almost everywhere (None)."""
+    name = "relu"
+
+    def forward(self, xp, gy, y):
+        self.save_for_backward(y)
+        return kernels.relu_backward(gy, y)
+
+    def backward(self, gg):
+        y, = self.saved_tensors
+        return ReLUBackward.apply(gg, y), None
 
 
 @register(top=True)

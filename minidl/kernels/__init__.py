@@ -60,7 +60,7 @@ def _impl(x):
 # runs the reference (_numpy, which also runs CuPy arrays). tests/test_layout.py checks every module against it.
 CONTRACT = ("im2col", "col2im", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
             "batch_norm_stats", "batch_norm_apply", "batch_norm_backward", "erf", "conv_direct", "conv_direct_grad_w",
-            "conv_direct_grad_x")
+            "conv_direct_grad_x", "relu_backward")
 
 
 def _kernel(name, x):
@@ -190,6 +190,11 @@ def max_pool2d_backward(gy, arg, shape, window=None):
 
 def erf(x):
     return _kernel("erf", x)(x)
+
+
+def relu_backward(gy, y):
+    """gy where relu's output y is not <= 0 (so also where it is NaN, as torch), else 0; gy's shape and dtype."""
+    return _kernel("relu_backward", gy)(gy, y)
 
 
 def matmul(a, b):

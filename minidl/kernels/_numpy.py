@@ -103,6 +103,10 @@ def max_pool2d_backward(gy, arg, shape, window=None):
     return gx.reshape(shape)
 
 
+def relu_backward(gy, y):
+    return gy * ~(y <= 0)
+
+
 def erf(x):
     xp = get_array_module(x)
     if xp is not np:
