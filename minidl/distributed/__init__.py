@@ -14,6 +14,7 @@ A rank that raises an uncaught exception prints it (with its rank) and aborts th
 other ranks do not wait forever in a collective.
 """
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -89,6 +90,9 @@ def init_process_group(backend="mpi", init_method=None, timeout=None, world_size
     _install_abort_hook(comm)
 
 
+ABORT_GRACE_S = 1.0
+
+
 def _install_abort_hook(comm):
     previous = sys.excepthook
 
@@ -98,6 +102,9 @@ def _install_abort_hook(comm):
                              f"job so that the other ranks do not hang:\n"
                              + "".join(traceback.format_exception(exc_type, exc, tb)))
             sys.stderr.flush()
+            # mpiexec's proxy forwards this rank's stderr through a pipe; Abort kills the proxy, and on a busy machine
+            # the message was lost with it (the test saw no output at all, about once in a few full-suite runs)
+            time.sleep(ABORT_GRACE_S)
             comm.Abort(1)
         previous(exc_type, exc, tb)
     sys.excepthook = hook
