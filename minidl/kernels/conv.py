@@ -23,6 +23,7 @@ returns the input and weight gradients (None where not needed).
 from . import Window, autotune, col2im, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, \
     matmul, name_for
 from . import jit
+from .blas import workers
 from ..backend import device_of
 
 # Column matrices are built this many bytes at a time (benchmarks/NOTES.md, change 8). Measured: 2 MB chunks
@@ -221,9 +222,19 @@ def algorithms(x, w, stride, padding, dilation, groups):
     # kernels, 4 of the 9.7 s of a first LeNet step with a cold Numba cache (benchmarks/NOTES.md, change 14).
     if groups > 1 and w.shape[1] <= 3 and has_direct_conv(x):
         algos.append("direct")
-    if groups == 1 and name_for(x) == "numba" and _flops(x, w) >= JIT_MIN_FLOPS and jit.available():
-        algos.append("jit")  # NumPy float32/float64 arrays on this CPU
+    if groups == 1 and name_for(x) == "numba" and jit.available():
+        algos.append("jit")  # NumPy float32/float64 arrays on this CPU; the tuner tries it where it pays (_jit_pays)
     return algos
+
+
+def _jit_pays(x, w, algos):
+    """Whether the tuner should compile and try jit for this convolution (forcing it runs it anyway). Measured
+    (benchmarks/NOTES.md, change 27): on 1x1 convolutions gemm1x1 beat it every time (40 of 40 shapes of GoogLeNet
+    and InceptionNet); its threads split the batch, so with fewer than two samples per thread cores idle (GoogLeNet's
+    3x3 and 5x5 convolutions on 2 threads: batch 1, jit 40 ms against 31 for the best other; batch 2, even; batch 8,
+    140 against 174); below JIT_MIN_FLOPS a conv is not worth a compile."""
+    return (_flops(x, w) >= JIT_MIN_FLOPS and "gemm1x1" not in algos
+            and x.shape[0] >= 2 * workers()[0])
 
 
 def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
@@ -232,6 +243,8 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
     algos = algorithms(x, w, stride, padding, dilation, groups)
     col_bytes = w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * out_hw[0] * out_hw[1] * x.itemsize
     if autotune.is_enabled() and not autotune.forced("conv2d"):
+        if "jit" in algos and not _jit_pays(x, w, algos):
+            algos = [a for a in algos if a != "jit"]
         if "jit" in algos and _flops(x, w) < IM2COL_TRIAL_FLOPS:
             algos = [a for a in algos if not a.startswith("im2col")]
         elif col_bytes > COL_KEEP_BYTES and len(algos) > 1:
