@@ -86,11 +86,12 @@ class Module:
     def __setattr__(self, name, value):
         if isinstance(value, (Parameter, Module)) or name in self.__dict__.get("_buffers", ()):
             self._require_init()
+        target = "_parameters" if isinstance(value, Parameter) else "_modules" if isinstance(value, Module) else None
         for store in ("_parameters", "_modules", "_buffers"):
             d = self.__dict__.get(store)
             keeps_buffer = store == "_buffers" and (value is None or isinstance(value, Tensor))
-            if d is not None and name in d and not keeps_buffer:
-                del d[name]
+            if d is not None and name in d and not keeps_buffer and store != target:
+                del d[name]  # a name re-assigned in its own store keeps its place (as torch: children() order)
         if isinstance(value, (Parameter, Module)):
             self.__dict__.pop(name, None)  # a plain attribute of that name would hide the registered one
             (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
