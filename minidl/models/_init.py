@@ -1,5 +1,22 @@
-"""torchvision's initialisation, shared by the models that copy its layouts."""
+"""torchvision's initialisation and constructor arguments, shared by the models that copy its layouts."""
+import functools
+
 from .. import nn
+
+
+def torchvision_constructor(fn):
+    """Let ``fn`` (a model constructor named as torchvision's) take torchvision's arguments: ``weights=None``,
+    ``progress`` and the older ``pretrained=False``. minidl bundles no pretrained weights and downloads nothing, so
+    asking for them raises, naming the way in: build the model, then ``load_state_dict`` with torchvision's
+    weights (the keys are torchvision's)."""
+    @functools.wraps(fn)
+    def make(*args, weights=None, progress=True, pretrained=False, **kwargs):
+        if weights is not None or pretrained:
+            raise ValueError(f"{fn.__name__}: pretrained weights are not bundled with minidl (it downloads nothing); "
+                             f"build {fn.__name__}(weights=None, ...) and load torchvision's weights into it with "
+                             f"model.load_state_dict(...) (the keys are torchvision's)")
+        return fn(*args, **kwargs)
+    return make
 
 
 def torchvision_init_(model, linear=True):

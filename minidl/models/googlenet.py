@@ -4,6 +4,7 @@ from collections import namedtuple
 
 from .. import functional as F
 from .. import nn
+from ._init import torchvision_constructor
 
 # torchvision's output in training mode with aux_logits. As in torchvision, the second field holds the output
 # of ``aux1`` (after inception4a) and the third that of ``aux2`` (after inception4d), whatever their names say.
@@ -137,6 +138,7 @@ class GoogLeNet(nn.Module):
         return x
 
 
+@torchvision_constructor
 def googlenet(num_classes=1000, in_channels=3, small_input=False, aux_logits=True, **kwargs):
     """GoogLeNet / Inception v1 (torchvision layout and names); ``kwargs``: transform_input, init_weights,
     dropout, dropout_aux."""

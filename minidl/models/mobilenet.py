@@ -2,7 +2,7 @@
 blocks (1x1 expand -> 3x3 depthwise -> 1x1 linear projection), ReLU6, a skip where shapes allow."""
 from .. import functional as F
 from .. import nn
-from ._init import torchvision_init_
+from ._init import torchvision_init_, torchvision_constructor
 
 
 def _make_divisible(v, divisor, min_value=None):
@@ -83,6 +83,7 @@ class MobileNetV2(nn.Module):
         return self.classifier(x.flatten(1))
 
 
+@torchvision_constructor
 def mobilenet_v2(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """MobileNetV2 (torchvision layout and names); ``kwargs``: width_mult, dropout, round_nearest..."""
     return MobileNetV2(num_classes=num_classes, in_channels=in_channels, small_input=small_input, **kwargs)

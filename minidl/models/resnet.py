@@ -2,7 +2,7 @@
 (v1, torchvision's layout and parameter names) and the pre-activation ResNet-18 (v2, identity mappings)."""
 from .. import functional as F
 from .. import nn
-from ._init import torchvision_init_
+from ._init import torchvision_init_, torchvision_constructor
 
 
 class ResidualBlock(nn.Module):
@@ -112,9 +112,10 @@ class ResNet(nn.Module):
     def __init__(self, block, layers, num_classes=1000, in_channels=3, small_input=False, zero_init_residual=False):
         super().__init__()
         self.inplanes = 64
-        self.conv1, self.maxpool = _stem(in_channels, small_input)
+        self.conv1, maxpool = _stem(in_channels, small_input)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
+        self.maxpool = maxpool  # torchvision's child order: conv1, bn1, relu, maxpool
         self.layer1 = self._make_layer(block, 64, layers[0])
         self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
@@ -145,26 +146,31 @@ class ResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
+@torchvision_constructor
 def resnet18(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """ResNet-18 (torchvision layout and names)."""
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, small_input, **kwargs)
 
 
+@torchvision_constructor
 def resnet34(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """ResNet-34 (torchvision layout and names)."""
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, in_channels, small_input, **kwargs)
 
 
+@torchvision_constructor
 def resnet50(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """ResNet-50 (Bottleneck blocks; torchvision layout and names)."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, small_input, **kwargs)
 
 
+@torchvision_constructor
 def resnet101(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """ResNet-101 (Bottleneck blocks; torchvision layout and names)."""
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, in_channels, small_input, **kwargs)
 
 
+@torchvision_constructor
 def resnet152(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """ResNet-152 (Bottleneck blocks; torchvision layout and names)."""
     return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, in_channels, small_input, **kwargs)

@@ -3,6 +3,7 @@ in two, convolves one half (1x1 -> 3x3 depthwise -> 1x1), concatenates and shuff
 information crosses between the halves."""
 from .. import functional as F
 from .. import nn
+from ._init import torchvision_constructor
 
 
 def _depthwise_conv(i, o, kernel_size, stride=1, padding=0):
@@ -78,11 +79,13 @@ class ShuffleNetV2(nn.Module):
         return self.fc(x.mean([2, 3]))  # global average pooling
 
 
+@torchvision_constructor
 def shufflenet_v2_x0_5(num_classes=1000, in_channels=3, small_input=False):
     """ShuffleNetV2 0.5x (torchvision layout and names)."""
     return ShuffleNetV2([4, 8, 4], [24, 48, 96, 192, 1024], num_classes, in_channels, small_input)
 
 
+@torchvision_constructor
 def shufflenet_v2_x1_0(num_classes=1000, in_channels=3, small_input=False):
     """ShuffleNetV2 1.0x (torchvision layout and names)."""
     return ShuffleNetV2([4, 8, 4], [24, 116, 232, 464, 1024], num_classes, in_channels, small_input)

@@ -1,7 +1,7 @@
 """VGG (Simonyan and Zisserman 2014) with batch norm, in torchvision's layout and state_dict keys: stacks of
 3x3 convs separated by 2x2 max-pools, then three fully connected layers."""
 from .. import nn
-from ._init import torchvision_init_
+from ._init import torchvision_init_, torchvision_constructor
 
 CFGS = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -52,21 +52,25 @@ def _vgg(cfg, batch_norm, num_classes, in_channels, small_input, kwargs):
     return VGG(make_layers(CFGS[cfg], batch_norm, in_channels), num_classes, small_input=small_input, **kwargs)
 
 
+@torchvision_constructor
 def vgg11(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """VGG-11 (configuration "A"), no batch norm."""
     return _vgg("A", False, num_classes, in_channels, small_input, kwargs)
 
 
+@torchvision_constructor
 def vgg11_bn(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """VGG-11 with batch norm (torchvision layout and names)."""
     return _vgg("A", True, num_classes, in_channels, small_input, kwargs)
 
 
+@torchvision_constructor
 def vgg16(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """VGG-16 (configuration "D"), no batch norm."""
     return _vgg("D", False, num_classes, in_channels, small_input, kwargs)
 
 
+@torchvision_constructor
 def vgg16_bn(num_classes=1000, in_channels=3, small_input=False, **kwargs):
     """VGG-16 with batch norm (torchvision layout and names)."""
     return _vgg("D", True, num_classes, in_channels, small_input, kwargs)
