@@ -192,6 +192,18 @@ class Tensor:
         return self.device.type == "cuda"
 
     @property
+    def is_cpu(self):
+        return self.device.type == "cpu"
+
+    @property
+    def is_xpu(self):  # torch's Intel-GPU and Apple-GPU devices: minidl has neither
+        return False
+
+    @property
+    def is_mps(self):
+        return False
+
+    @property
     def _version(self):
         """How many in-place changes this tensor (or a view of the same array) has seen."""
         return self._vc[0]

@@ -72,8 +72,8 @@ def where(condition, input, other):
         raise TypeError(f"where: argument 'condition' must be a bool Tensor, got {type(condition).__name__}")
     if condition.dtype.kind != "b":
         raise TypeError(f"where: argument 'condition' must have dtype bool, got {condition.dtype}")
-    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
-        raise TypeError("where: at least one of 'input' and 'other' must be a Tensor")
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):  # where(cond, 1, 0): scalars as torch's
+        input = as_tensor(input, condition, "where", "input")                # (int64, the default float, bool)
     input, other = _operands(input, other, "where", broadcast=False)
     _check_broadcast("where", condition.shape, input.shape, other.shape)
     same_device("where", condition, input)
