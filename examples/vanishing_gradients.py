@@ -46,8 +46,8 @@ def main():
     args = p.parse_args()
     minidl.manual_seed(args.seed)
     ds = data.MNISTSubset(True)
-    x_all = minidl.tensor(((ds.data.astype(np.float32) / 255 - 0.1307) / 0.3081)[:, None])
-    loader = data.DataLoader(data.TensorDataset(x_all, minidl.tensor(ds.targets)), args.batch_size, shuffle=True)
+    x_all = ((ds.data.float() / 255 - 0.1307) / 0.3081).unsqueeze(1)
+    loader = data.DataLoader(data.TensorDataset(x_all, ds.targets), args.batch_size, shuffle=True)
     norms, losses = {}, {}
     for residual in (False, True):
         name = "residual" if residual else "plain"

@@ -13,6 +13,7 @@ import urllib.request
 
 import numpy as np
 
+from ..autograd.tensor import Tensor
 from .dataset import Dataset
 
 _RESOURCES = os.path.join(os.path.dirname(__file__), "resources")
@@ -123,6 +124,11 @@ def _checked(name, images_path, images, labels_path, labels, num_classes):
     return images, labels.astype(np.int64)
 
 
+def _raw(a):
+    """The array of ``a``: a dataset's data or targets (tensors, or arrays a user put there)."""
+    return a._data if isinstance(a, Tensor) else np.asarray(a)
+
+
 class MNIST(Dataset):
     """The MNIST digits (60,000 training and 10,000 test images of 28x28, labels 0-9).
 
@@ -132,8 +138,11 @@ class MNIST(Dataset):
         train: the training set (True) or the test set.
         transform, target_transform: applied to each image (a uint8 (28, 28) array) and label.
         download: fetch the files when they are missing.
-    Samples are ``(transform(image), label)``. ``data`` (N, 28, 28) uint8 and ``targets`` (N,) int64
-    hold everything.
+    Samples are ``(transform(image), label)``. ``data`` (N, 28, 28) uint8 and ``targets`` (N,) int64 are tensors
+    holding everything (as torchvision's: ``.float()``, ``.unsqueeze(1)``, ``.clone()`` work on them).
+    Offline, with the files missing, it raises DatasetNotFoundError naming :class:`MNISTSubset`, the 10,000 digits
+    bundled with minidl (it does not fall back to them by itself: a run on 8,000 training images instead of 60,000
+    would report numbers that are not MNIST's).
     """
 
     mirrors = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"]
@@ -152,8 +161,9 @@ class MNIST(Dataset):
         prefix = "train" if train else "t10k"
         images = self._find(f"{prefix}-images-idx3-ubyte", download)
         labels = self._find(f"{prefix}-labels-idx1-ubyte", download)
-        self.data, self.targets = _checked(type(self).__name__, images, read_idx(images), labels, read_idx(labels),
-                                           len(self.classes))
+        data, targets = _checked(type(self).__name__, images, read_idx(images), labels, read_idx(labels),
+                                 len(self.classes))
+        self.data, self.targets = Tensor._make(data), Tensor._make(targets)
         self.source = os.path.dirname(images)
 
     def _folders(self):
@@ -165,19 +175,26 @@ class MNIST(Dataset):
                 path = os.path.join(folder, name)
                 if os.path.isfile(path):
                     return path
+        offline = (" (offline, minidl.data.MNISTSubset(train=...) gives the 10,000 MNIST digits bundled with minidl)"
+                   if type(self) is MNIST else "")
         if not download:
             raise DatasetNotFoundError(
                 f"{type(self).__name__}: {stem}[.gz] not found in {', '.join(self._folders())}; "
-                "pass download=True to fetch it")
+                f"pass download=True to fetch it{offline}")
         name = stem + ".gz"
-        return download_file(self.mirrors, os.path.join(self.root, type(self).__name__, "raw"), name,
-                             self.resources[name])
+        try:
+            return download_file(self.mirrors, os.path.join(self.root, type(self).__name__, "raw"), name,
+                                 self.resources[name])
+        except DatasetNotFoundError as exc:
+            if not offline:
+                raise
+            raise DatasetNotFoundError(f"{type(self).__name__}: {exc}\n{offline.strip(' ()')}") from None
 
     def __len__(self):
         return len(self.targets)
 
     def __getitem__(self, i):
-        img, target = self.data[i], int(self.targets[i])
+        img, target = _raw(self.data)[i], int(_raw(self.targets)[i])  # transforms take the uint8 array
         if self.transform is not None:
             img = self.transform(img)
         if self.target_transform is not None:
@@ -213,7 +230,8 @@ class MNISTSubset(Dataset):
         try:
             with np.load(path) as f:
                 split = "train" if train else "test"
-                self.data, self.targets = f[f"{split}_images"], f[f"{split}_labels"].astype(np.int64)
+                self.data, self.targets = Tensor._make(f[f"{split}_images"]), \
+                    Tensor._make(f[f"{split}_labels"].astype(np.int64))
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"MNISTSubset: the bundled file {path} is missing or corrupt ({exc}); reinstall minidl") \
                 from None
