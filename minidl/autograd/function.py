@@ -55,6 +55,22 @@ def record(name, inputs, params, result):
 
 FUNCTIONS = {}  # op name -> the Function classes that carry it (filled as classes are defined)
 
+# torch's grad_fn names where they are not the op's name in CamelCase + "Backward0" (torch names the node after the
+# ATen op that made the tensor: cross_entropy ends in nll_loss, a conv is aten.convolution)
+_TORCH_GRAD_FN = {
+    "cross_entropy": "NllLossBackward0", "conv2d": "ConvolutionBackward0", "conv_transpose2d": "ConvolutionBackward0",
+    "max_pool2d": "MaxPool2DWithIndicesBackward0", "avg_pool2d": "AvgPool2DBackward0",
+    "adaptive_avg_pool2d": "AdaptiveAvgPool2DBackward0", "adaptive_max_pool2d": "AdaptiveMaxPool2DBackward0",
+    "batch_norm": "NativeBatchNormBackward0", "matmul": "MmBackward0", "reshape": "ViewBackward0",
+    "pad": "ConstantPadNdBackward0", "to": "ToCopyBackward0", "clamp": "ClampBackward1",
+    "norm": "LinalgVectorNormBackward0", "unfold": "Im2ColBackward0", "fold": "Col2ImBackward0",
+}
+
+
+def torch_grad_fn_name(op):
+    """The name torch gives the grad_fn of op's result: ``AddBackward0``, ``NllLossBackward0`` (cross_entropy)."""
+    return _TORCH_GRAD_FN.get(op) or "".join(p[:1].upper() + p[1:] for p in op.split("_")) + "Backward0"
+
 
 class Function:
     name = None                 # the public op name, used in error messages
@@ -136,7 +152,7 @@ class Function:
         return self.name or type(self).__name__
 
     def __repr__(self):
-        return f"<{self.op_name}Backward>"
+        return f"<{torch_grad_fn_name(self.op_name)}>"
 
     # -- in the backward pass (autograd/engine.py) ----------------------------------------------------
     def run_hooks(self, grad):

@@ -1,0 +1,116 @@
+"""What real PyTorch programs written by others expect of minidl (pytorch/examples, tutorials): each gap they hit,
+checked against torch's own behaviour where torch is at hand."""
+import numpy as np
+import pytest
+import torch
+
+import minidl
+import minidl.nn as nn
+import minidl.nn.functional as F
+from minidl import data, models
+
+
+def test_reassigning_a_submodule_keeps_its_place_as_in_torch():
+    def build(lib):
+        class Net(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = lib.nn.Conv2d(1, 2, 3)
+                self.bn = lib.nn.BatchNorm2d(2)
+                self.fc = lib.nn.Linear(2, 2)
+        net = Net()
+        net.conv1 = lib.nn.Conv2d(1, 2, 5)  # fine-tuning: replace the first layer
+        net.fc = lib.nn.Linear(2, 3)
+        return [n for n, _ in net.named_children()], list(net.state_dict())
+    assert build(minidl) == build(torch)
+    m = models.resnet18(num_classes=10)
+    m.fc = nn.Linear(512, 4)
+    body = nn.Sequential(*list(m.children())[:-1])  # the feature-extractor idiom
+    assert [type(c).__name__ for c in body][:4] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    assert body(minidl.randn(1, 3, 64, 64)).shape == (1, 512, 1, 1)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "googlenet", "mobilenet_v2", "shufflenet_v2_x1_0", "vgg11"])
+def test_torchvision_constructors_take_weights_none_and_refuse_pretrained_naming_the_way_in(name):
+    make = getattr(models, name)
+    m = make(weights=None, num_classes=7, **({"aux_logits": False} if name == "googlenet" else {}))
+    assert list(m.parameters())[-1].shape == (7,)
+    with pytest.raises(ValueError, match=rf"{name}: pretrained weights are not bundled.*load_state_dict"):
+        make(weights="IMAGENET1K_V1")
+    with pytest.raises(ValueError, match="not bundled"):
+        make(pretrained=True)
+
+
+def test_resnet_children_are_in_torchvisions_order():
+    names = [n for n, _ in models.resnet18(pretrained=False, progress=False).named_children()]
+    assert names == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
+
+
+def test_backends_cudnn_drives_the_tuner_and_the_reproducible_mode():
+    import importlib
+    cudnn = importlib.import_module("minidl.backends.cudnn")
+    assert cudnn is minidl.backends.cudnn and not cudnn.is_available() and not minidl.backends.mps.is_available()
+    try:
+        assert cudnn.benchmark and not cudnn.deterministic  # minidl tunes by default
+        cudnn.benchmark = False
+        assert not minidl.kernels.autotune.is_enabled()
+        cudnn.benchmark = True
+        assert minidl.kernels.autotune.is_enabled() and not minidl.are_deterministic_algorithms_enabled()
+        cudnn.deterministic = True  # the usual pair: deterministic on, benchmark off, in either order
+        cudnn.benchmark = True      # deterministic wins, as in torch
+        assert minidl.are_deterministic_algorithms_enabled() and not cudnn.benchmark
+        cudnn.deterministic = False
+        assert not minidl.are_deterministic_algorithms_enabled() and cudnn.benchmark
+    finally:
+        cudnn.deterministic = False
+        cudnn.benchmark = True
+
+
+def test_device_flags_of_a_tensor():
+    t, r = minidl.zeros(2), torch.zeros(2)
+    for flag in ("is_cpu", "is_cuda", "is_xpu", "is_mps"):
+        assert getattr(t, flag) == getattr(r, flag), flag
+
+
+@pytest.mark.parametrize("a, b", [(1, 0), (1.5, 0), (1, 0.5), (True, False), (2, -1.25)])
+def test_where_with_two_python_scalars_follows_torchs_dtypes(a, b):
+    cond = np.array([True, False, True])
+    got, want = minidl.where(minidl.tensor(cond), a, b), torch.where(torch.tensor(cond), a, b)
+    assert str(got.dtype).split(".")[1] == str(want.dtype).split(".")[1]
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_mnist_data_and_targets_are_tensors_as_torchvisions():
+    ds = data.MNISTSubset(train=False)
+    assert isinstance(ds.data, minidl.Tensor) and ds.data.dtype == minidl.uint8 and ds.data.shape == (2000, 28, 28)
+    assert isinstance(ds.targets, minidl.Tensor) and ds.targets.dtype == minidl.int64
+    x = ds.data.float().unsqueeze(1) / 255  # what tutorials do with them
+    assert x.shape == (2000, 1, 28, 28) and 0 <= x.min().item() and x.max().item() <= 1
+    assert ds.targets.clone()[:5].tolist() == [int(ds[i][1]) for i in range(5)]
+    img, _ = ds[0]
+    assert isinstance(img, np.ndarray) and img.dtype == np.uint8  # transforms still get the image array
+
+
+def test_mnist_offline_names_the_bundled_subset(tmp_path, monkeypatch):
+    from minidl.data import datasets
+    with pytest.raises(data.DatasetNotFoundError, match="MNISTSubset"):
+        data.MNIST(tmp_path)
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens there
+    with pytest.raises(data.DatasetNotFoundError, match=r"could not download(.|\n)*MNISTSubset"):
+        data.MNIST(tmp_path, download=True)
+
+
+def test_grad_fn_names_are_torchs():
+    x = minidl.randn(4, 10, requires_grad=True)
+    tx = torch.tensor(x.detach().numpy(), requires_grad=True)
+    y = minidl.tensor([1, 2, 3, 4])
+    ty = torch.tensor(y.numpy())
+    pairs = [(F.cross_entropy(x, y), torch.nn.functional.cross_entropy(tx, ty)), (x.mean(), tx.mean()),
+             (x + 1, tx + 1), (F.relu(x), torch.relu(tx)), (x.sum(), tx.sum()), (x * x, tx * tx),
+             (F.log_softmax(x, 1), torch.log_softmax(tx, 1)), (x.exp(), tx.exp())]
+    for got, want in pairs:
+        assert repr(got.grad_fn) == f"<{type(want.grad_fn).__name__}>"
+    img, timg = minidl.randn(1, 1, 6, 6, requires_grad=True), torch.randn(1, 1, 6, 6, requires_grad=True)
+    assert repr(F.max_pool2d(img, 2).grad_fn) == f"<{type(torch.max_pool2d(timg, 2).grad_fn).__name__}>"
+    conv, tconv = nn.Conv2d(1, 2, 3), torch.nn.Conv2d(1, 2, 3)
+    assert repr(conv(img).grad_fn) == f"<{type(tconv(timg).grad_fn).__name__}>"
