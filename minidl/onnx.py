@@ -15,7 +15,7 @@ from .autograd.function import tracing
 from .autograd.tensor import Tensor
 from .functional import activation as A, conv as C, indexing as I, loss as L, math as M, normalization as N, \
     pooling as P, reduction as R, shape as S
-from .functional.linear import MatMul
+from .functional.linear import Diag, Einsum, MatMul, Tril, Triu
 from .functional.view import Expand, Permute, Reshape, SumTo  # (functional.view is the op view)
 from .utils.checkpoint import write_atomically
 
@@ -259,6 +259,11 @@ NOT_EXPORTED = {
     L.SoftmaxCrossEntropy: "a loss: export the model, not its training objective",
     I.Gather: "not translated yet (ONNX GatherElements)", I.IndexAdd: "not translated yet",
     SumTo: "a broadcasting gradient, not a forward op", A.ReLUBackward: "relu's gradient, not a forward op",
+    M.Log1p: "not translated yet", M.Expm1: "not translated yet", M.Log2: "not translated yet",
+    M.Log10: "not translated yet", M.Sin: "not translated yet (ONNX Sin)", M.Cos: "not translated yet (ONNX Cos)",
+    M.Atan2: "not translated yet", Tril: "not translated yet (ONNX Trilu)",
+    Triu: "not translated yet (ONNX Trilu)", Diag: "not translated yet",
+    Einsum: "not translated yet (ONNX Einsum)",
     I.Scatter: "not translated yet", I.ScatterAdd: "not translated yet",
     N.SyncBatchNorm: "exports as batch norm once converted back (SyncBatchNorm is for training)",
 }

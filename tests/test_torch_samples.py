@@ -32,9 +32,10 @@ SKIP_VARIANTS = {"nn.functional.interpolate.bicubic", "norm.nuc"}
 ADAPTERS = {
     "where": lambda op: lambda input, condition, other: op(condition, input, other),  # x.where(cond, y)
     "embedding": lambda op: lambda weight, input, **kw: op(input, weight, **kw),  # the table is the sample input
+    "einsum": lambda op: lambda operands, equation: op(equation, operands),  # the operands are the sample input
 }
 # Deliberate differences: (opinfo name with variant, sample index) -> why. Keep this short and true.
-DIFFERENT = {}
+DIFFERENT = {("einsum", 8): "'iji->j': a repeated index within one operand (a diagonal) is refused, naming it"}
 
 
 def _minidl_name(info):

@@ -154,6 +154,92 @@ def exp(input):
     return _float_unary(Exp, "exp", input)
 
 
+class _UnaryGrad(Function):
+    """An elementwise op whose gradient is g * dydx(x), dydx written with minidl ops (so it differentiates again)."""
+
+    def forward(self, xp, x):
+        self.save_for_backward(x)
+        return getattr(xp, self.numpy_name)(x)
+
+    def backward(self, g):
+        x, = self.saved_tensors
+        return g * self.dydx(x)
+
+
+class Log1p(_UnaryGrad):
+    name, numpy_name = "log1p", "log1p"
+
+    def dydx(self, x):
+        return 1 / (1 + x)
+
+
+class Expm1(_UnaryGrad):
+    name, numpy_name = "expm1", "expm1"
+
+    def dydx(self, x):
+        return x.exp()
+
+
+class Log2(_UnaryGrad):
+    name, numpy_name = "log2", "log2"
+
+    def dydx(self, x):
+        return 1 / (x * _math.log(2))
+
+
+class Log10(_UnaryGrad):
+    name, numpy_name = "log10", "log10"
+
+    def dydx(self, x):
+        return 1 / (x * _math.log(10))
+
+
+class Sin(_UnaryGrad):
+    name, numpy_name = "sin", "sin"
+
+    def dydx(self, x):
+        return cos(x)
+
+
+class Cos(_UnaryGrad):
+    name, numpy_name = "cos", "cos"
+
+    def dydx(self, x):
+        return -sin(x)
+
+
+@register(top=True)
+def log1p(input):
+    """log(1 + input), accurate for small input."""
+    return _float_unary(Log1p, "log1p", input)
+
+
+@register(top=True)
+def expm1(input):
+    """exp(input) - 1, accurate for small input."""
+    return _float_unary(Expm1, "expm1", input)
+
+
+@register(top=True)
+def log2(input):
+    return _float_unary(Log2, "log2", input)
+
+
+@register(top=True)
+def log10(input):
+    return _float_unary(Log10, "log10", input)
+
+
+@register(top=True)
+def sin(input):
+    return _float_unary(Sin, "sin", input)
+
+
+@register(top=True)
+def cos(input):
+    return _float_unary(Cos, "cos", input)
+
+
 class _Binary(Function):
     def _shapes(self, a, b):
         self.a_shape, self.a_dtype = a.shape, a.dtype
@@ -354,6 +440,30 @@ def maximum(input, other):
     return Maximum.apply(input, other)
 
 
+class Atan2(_Binary):
+    name = "atan2"
+
+    def forward(self, xp, a, b):
+        self._shapes(a, b)
+        self.save_for_backward(a, b)
+        return xp.arctan2(a, b)
+
+    def backward(self, g):
+        a, b = self.saved_tensors
+        r = g / (a * a + b * b)
+        return self._grads(r * b if self.needs_input_grad[0] else None, -r * a if self.needs_input_grad[1] else None)
+
+
+@register(top=True)
+def atan2(input, other):
+    """The angle of the point (other, input), elementwise with broadcasting: arctan(input / other) in the right
+    quadrant."""
+    input, other = _operands(input, other, "atan2")
+    if input.dtype.kind != "f":  # torch: integer inputs give the default float dtype
+        input, other = input.to(backend.default_dtype()), other.to(backend.default_dtype())
+    return Atan2.apply(input, other)
+
+
 class Minimum(_Binary):
     name = "minimum"
 
@@ -504,6 +614,41 @@ def clamp(input, min=None, max=None):
 def logical_not(input):
     tensor_arg(input, "logical_not")
     return record("logical_not", (input,), {}, Tensor._make(~input._data.astype(bool)))
+
+
+@register(top=True)
+def clamp_min(input, min):
+    """clamp(input, min=min)."""
+    return clamp(input, min=min)
+
+
+@register(top=True)
+def clamp_max(input, max):
+    """clamp(input, max=max)."""
+    return clamp(input, max=max)
+
+
+@register(top=True)
+def lerp(input, end, weight):
+    """input + weight * (end - input), with broadcasting; ``weight`` a number or a Tensor."""
+    input, end = _operands(tensor_arg(input, "lerp"), end, "lerp")
+    if not isinstance(weight, Tensor) and (isinstance(weight, bool) or not isinstance(weight, (int, float))):
+        raise TypeError(f"lerp: argument 'weight' must be a number or a Tensor, got {type(weight).__name__}")
+    if isinstance(weight, Tensor):
+        _check_broadcast("lerp", input.shape, end.shape, weight.shape)
+    return add(input, mul(weight, sub(end, input)))
+
+
+@register(top=True)
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """input + value * tensor1 * tensor2, with broadcasting."""
+    tensor_arg(input, "addcmul")
+    for name, t in (("tensor1", tensor1), ("tensor2", tensor2)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"addcmul: argument '{name}' must be a Tensor, got {type(t).__name__}")
+    _check_broadcast("addcmul", input.shape, tensor1.shape, tensor2.shape)
+    prod = mul(tensor1, tensor2)
+    return add(input, prod if value == 1 else mul(prod, value))
 
 
 @register(top=True)
