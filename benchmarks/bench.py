@@ -83,6 +83,7 @@ def layer_cases():
         ("linear 400->120", "linear", (128, 400), dict(o=120)),
         ("linear 512->1000", "linear", (64, 512), dict(o=1000)),
         ("softmax cross-entropy 10 classes", "ce", (128, 10), {}),
+        ("LSTM 28->64, 28 steps, batch 64", "lstm", (64, 28, 28), dict(o=64)),
     ]
 
 
@@ -111,6 +112,10 @@ def make_layer(kind, shape, kw, lib, rng):
         ts = [T(x), T((rng.standard_normal((kw["o"], shape[1])) * 0.05).astype(np.float32)),
               T(np.zeros(kw["o"], np.float32))]
         f = lambda: F.linear(*ts)  # noqa
+    elif kind == "lstm":  # row by row over an image, as pytorch/examples' mnist_rnn; the last step's h out
+        lstm = (minidl.nn if lib == "minidl" else torch.nn).LSTM(shape[2], kw["o"], batch_first=True)
+        ts = [T(x)] + list(lstm.parameters())
+        f = lambda: lstm(ts[0])[0][:, -1]  # noqa
     else:
         y = T(rng.integers(0, shape[1], shape[0]), False)
         ts = [T(x)]

@@ -114,3 +114,120 @@ def test_grad_fn_names_are_torchs():
     assert repr(F.max_pool2d(img, 2).grad_fn) == f"<{type(torch.max_pool2d(timg, 2).grad_fn).__name__}>"
     conv, tconv = nn.Conv2d(1, 2, 3), torch.nn.Conv2d(1, 2, 3)
     assert repr(conv(img).grad_fn) == f"<{type(tconv(timg).grad_fn).__name__}>"
+
+
+# ---- recurrent layers: twins of torch's in float64 -----------------------------------------------------------
+def _rnn_pair(name, **kw):
+    m = getattr(nn, name)(**kw).double()
+    t = getattr(torch.nn, name)(**kw).double()
+    t.load_state_dict({k: torch.tensor(v.numpy()) for k, v in m.state_dict().items()})  # torch's names load
+    return m, t
+
+
+def _compare_outputs(got, want):
+    got = got if isinstance(got, tuple) else (got,)
+    want = want if isinstance(want, tuple) else (want,)
+    for g, w in zip(got, want):
+        if isinstance(w, tuple):
+            _compare_outputs(g, w)
+        else:
+            assert tuple(g.shape) == tuple(w.shape)
+            np.testing.assert_allclose(g.detach().numpy(), w.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def _flat(out):
+    if isinstance(out, tuple):
+        return [t for o in out for t in _flat(o)]
+    return [out]
+
+
+@pytest.mark.parametrize("name, kw", [
+    ("RNN", dict(input_size=3, hidden_size=4)),
+    ("RNN", dict(input_size=3, hidden_size=4, num_layers=2, nonlinearity="relu", batch_first=True)),
+    ("RNN", dict(input_size=3, hidden_size=4, bidirectional=True, bias=False)),
+    ("LSTM", dict(input_size=3, hidden_size=4)),
+    ("LSTM", dict(input_size=3, hidden_size=5, num_layers=2, bidirectional=True, batch_first=True)),
+    ("GRU", dict(input_size=3, hidden_size=4)),
+    ("GRU", dict(input_size=3, hidden_size=4, num_layers=3, bidirectional=True, dropout=0.5)),  # eval: no dropout
+])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_recurrent_layers_match_torch_forward_and_backward(name, kw, with_state):
+    m, t = _rnn_pair(name, **kw)
+    m.eval(), t.eval()
+    rng = np.random.default_rng(0)
+    n, seq = 2, 5
+    shape = (n, seq, kw["input_size"]) if kw.get("batch_first") else (seq, n, kw["input_size"])
+    x = rng.uniform(-1, 1, shape)
+    mx, tx = minidl.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    margs, targs = [mx], [tx]
+    if with_state:
+        states = (kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1), n, kw["hidden_size"])
+        hs = [rng.uniform(-1, 1, states) for _ in range(2 if name == "LSTM" else 1)]
+        mh = [minidl.tensor(h, requires_grad=True) for h in hs]
+        th = [torch.tensor(h, requires_grad=True) for h in hs]
+        margs.append(tuple(mh) if name == "LSTM" else mh[0])
+        targs.append(tuple(th) if name == "LSTM" else th[0])
+    mo, to = m(*margs), t(*targs)
+    _compare_outputs(mo, to)
+    grads = [rng.standard_normal(tuple(o.shape)) for o in _flat(to)]
+    sum((o * minidl.tensor(g)).sum() for o, g in zip(_flat(mo), grads)).backward()
+    sum((o * torch.tensor(g)).sum() for o, g in zip(_flat(to), grads)).backward()
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+    for (k, p), (_, q) in zip(m.named_parameters(), t.named_parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_recurrent_layers_take_unbatched_input_and_keep_torchs_parameter_names(name):
+    m, t = _rnn_pair(name, input_size=2, hidden_size=3, num_layers=2, bidirectional=True)
+    assert list(m.state_dict()) == list(t.state_dict())
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 2))
+    _compare_outputs(m(minidl.tensor(x)), t(torch.tensor(x)))
+    assert "2, 3, num_layers=2, bidirectional=True" in repr(m)
+
+
+@pytest.mark.parametrize("name", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_recurrent_cells_match_torch(name):
+    m, t = _rnn_pair(name, input_size=3, hidden_size=4)
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (2, 3))
+    h = [rng.uniform(-1, 1, (2, 4)) for _ in range(2 if name == "LSTMCell" else 1)]
+    mx, tx = minidl.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    mh = tuple(minidl.tensor(a) for a in h)
+    th = tuple(torch.tensor(a) for a in h)
+    mo = m(mx, mh if name == "LSTMCell" else mh[0])
+    to = t(tx, th if name == "LSTMCell" else th[0])
+    _compare_outputs(mo, to)
+    sum(o.sum() for o in _flat(mo)).backward()
+    sum(o.sum() for o in _flat(to)).backward()
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+    _compare_outputs(m(mx[0]), t(tx[0]))  # unbatched, zero state
+    assert minidl.testing.gradcheck(lambda a: _flat(m(a))[0], [minidl.tensor(x, requires_grad=True)])
+
+
+def test_recurrent_layers_refuse_wrong_shapes_naming_what_they_expected():
+    lstm = nn.LSTM(3, 4, num_layers=2)
+    with pytest.raises(ValueError, match=r"LSTM: input.size\(-1\) must be equal to input_size \(3\), got 5"):
+        lstm(minidl.randn(6, 2, 5))
+    with pytest.raises(ValueError, match=r"LSTM: expected hx of shape \(2, 2, 4\), got \(1, 2, 4\)"):
+        lstm(minidl.randn(6, 2, 3), (minidl.zeros(1, 2, 4), minidl.zeros(1, 2, 4)))
+    with pytest.raises(TypeError, match="LSTM: hx must be a tuple"):
+        lstm(minidl.randn(6, 2, 3), minidl.zeros(2, 2, 4))
+    with pytest.raises(ValueError, match="GRU: dropout must be a number in"):
+        nn.GRU(3, 4, dropout=2)
+    with pytest.raises(ValueError, match="RNN: nonlinearity must be"):
+        nn.RNN(3, 4, nonlinearity="sigmoid")
+
+
+def test_recurrent_dropout_between_layers_in_training_only():
+    gru = nn.GRU(3, 4, num_layers=2, dropout=0.5)
+    x = minidl.randn(5, 2, 3)
+    gru.eval()
+    a, b = gru(x)[0], gru(x)[0]
+    np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+    gru.train()
+    minidl.manual_seed(0)
+    c = gru(x)[0]
+    minidl.manual_seed(1)
+    d = gru(x)[0]
+    assert not np.allclose(c.detach().numpy(), d.detach().numpy())

@@ -8,6 +8,7 @@ from .conv import Conv1d, Conv2d, ConvTranspose2d, Unfold, Fold
 from .pooling import (MaxPool1d, AvgPool1d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample,
                       UpsamplingNearest2d, UpsamplingBilinear2d)
 from .sparse import Embedding
+from .rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell
 from .normalization import (BatchNorm1d, BatchNorm2d, SyncBatchNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm,
                             GroupNorm)
 from .activation import (ReLU, LeakyReLU, GELU, SiLU, Sigmoid, Tanh, Softmax, LogSoftmax, Dropout, Dropout2d, Hardtanh,

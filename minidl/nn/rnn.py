@@ -1,0 +1,323 @@
+"""Recurrent layers: RNN, LSTM, GRU and their one-step cells, with torch's arguments, equations and parameter names
+(``weight_ih_l0``, ``weight_hh_l0_reverse``, ...), so torch's state_dict loads. Built from minidl's ops (linear,
+sigmoid, tanh, mul, add, stack), so backward and double backward come from theirs.
+
+One step, per layer and direction, with x the input and h (c) the state:
+
+- RNN:  h' = tanh(W_ih x + b_ih + W_hh h + b_hh)  (or relu)
+- LSTM: i, f, g, o = chunks of W_ih x + b_ih + W_hh h + b_hh; c' = sigmoid(f) c + sigmoid(i) tanh(g);
+        h' = sigmoid(o) tanh(c')
+- GRU:  r, z = sigmoid(chunks of W_ih x + b_ih + W_hh h + b_hh over the first two thirds);
+        n = tanh(W_in x + b_in + r (W_hn h + b_hn)); h' = (1 - z) n + z h
+
+The input-to-hidden products of a whole sequence are one matrix product per layer and direction; the time loop
+of a layer and direction is one Function (functional/rnn.py: backward through time written out, so not
+differentiable twice). The cells compose minidl's ops (differentiable twice).
+"""
+import math
+
+from .. import functional as F
+from ..autograd.creation import empty, zeros
+from ..autograd.tensor import Tensor
+from ..functional.rnn import GRUSequence, LSTMSequence, RNNSequence
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+def _rnn_step(mode):
+    act = F.relu if mode == "RNN_RELU" else F.tanh
+
+    def step(gi, h, w_hh, b_hh):
+        return act(gi + F.linear(h, w_hh, b_hh))
+    return step
+
+
+def _lstm_step(gi, state, w_hh, b_hh):
+    h, c = state
+    i, f, g, o = (gi + F.linear(h, w_hh, b_hh)).chunk(4, -1)
+    c = F.sigmoid(f) * c + F.sigmoid(i) * F.tanh(g)
+    return F.sigmoid(o) * F.tanh(c), c
+
+
+def _gru_step(gi, h, w_hh, b_hh):
+    gh = F.linear(h, w_hh, b_hh)
+    i_r, i_z, i_n = gi.chunk(3, -1)
+    h_r, h_z, h_n = gh.chunk(3, -1)
+    r, z = F.sigmoid(i_r + h_r), F.sigmoid(i_z + h_z)
+    n = F.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h
+
+
+def _check_sizes(name, input_size, hidden_size, num_layers):
+    for arg, v, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1), ("num_layers", num_layers, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{name}: {arg} must be an int >= {low}, got {v!r}")
+
+
+def _init_uniform(module):
+    """Every weight and bias uniform in +-1/sqrt(hidden_size), as torch."""
+    bound = 1.0 / math.sqrt(module.hidden_size) if module.hidden_size > 0 else 0
+    for p in module.parameters():
+        init.uniform_(p, -bound, bound)
+
+
+class RNNBase(Module):
+    """The common part of RNN, LSTM and GRU: parameters per layer and direction, the sequence loop, batch_first,
+    unbatched inputs, dropout between layers."""
+
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, device=None, dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        _check_sizes(name, input_size, hidden_size, num_layers)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+            raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+        self.mode, self.input_size, self.hidden_size, self.num_layers = mode, input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional = bool(bidirectional)
+        gate = _GATES[mode] * hidden_size
+        directions = 2 if bidirectional else 1
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * directions
+            for suffix in ["", "_reverse"][:directions]:
+                setattr(self, f"weight_ih_l{layer}{suffix}", Parameter(empty(gate, layer_input, dtype=dtype,
+                                                                             device=device)))
+                setattr(self, f"weight_hh_l{layer}{suffix}", Parameter(empty(gate, hidden_size, dtype=dtype,
+                                                                             device=device)))
+                if bias:
+                    setattr(self, f"bias_ih_l{layer}{suffix}", Parameter(empty(gate, dtype=dtype, device=device)))
+                    setattr(self, f"bias_hh_l{layer}{suffix}", Parameter(empty(gate, dtype=dtype, device=device)))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _init_uniform(self)
+
+    def _weights(self, layer, suffix):
+        get = lambda n: getattr(self, f"{n}_l{layer}{suffix}", None)  # noqa: E731
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+
+    def _state_shape(self, batch):
+        n = self.num_layers * (2 if self.bidirectional else 1)
+        return (n, self.hidden_size) if batch is None else (n, batch, self.hidden_size)
+
+    def _check_input(self, input):
+        name = type(self).__name__
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
+        if input.ndim not in (2, 3):
+            raise ValueError(f"{name}: expected a 2-D (unbatched) or 3-D input, got shape {input.shape}")
+        if input.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: input.size(-1) must be equal to input_size ({self.input_size}), got "
+                             f"{input.shape[-1]}")
+
+    def _check_state(self, h, batch, what):
+        want = self._state_shape(batch)
+        if not isinstance(h, Tensor) or tuple(h.shape) != want:
+            got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
+            raise ValueError(f"{type(self).__name__}: expected {what} of shape {want}, got {got}")
+
+    def forward(self, input, hx=None):
+        self._check_input(input)
+        unbatched = input.ndim == 2
+        x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
+        batch = x.shape[1]
+        states = self._initial_states(hx, None if unbatched else batch, x)
+        x, finals = self._layers(x, states)
+        out = x.squeeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
+        return out, self._final_states(finals, unbatched)
+
+    def _initial_states(self, hx, batch, x):
+        """One state per layer and direction (LSTM: an (h, c) pair), from hx or zeros."""
+        n = self._state_shape(batch)[0]
+        if hx is None:
+            return [zeros(x.shape[1], self.hidden_size, dtype=x.dtype, device=x.device) for _ in range(n)]
+        self._check_state(hx, batch, "hx")
+        h = hx if batch is not None else hx.unsqueeze(1)
+        return [h[k] for k in range(n)]
+
+    def _final_states(self, finals, unbatched):
+        h = F.stack(finals, 0)
+        return h.squeeze(1) if unbatched else h
+
+    def _layers(self, x, states):
+        directions = 2 if self.bidirectional else 1
+        finals = []
+        for layer in range(self.num_layers):
+            outs = []
+            for d, suffix in enumerate(["", "_reverse"][:directions]):
+                w_ih, w_hh, b_ih, b_hh = self._weights(layer, suffix)
+                gi = F.linear(x, w_ih, b_ih)  # every time step's input product at once
+                seq, final = self._sequence(gi.flip(0) if d else gi, states[layer * directions + d], w_hh, b_hh)
+                outs.append(seq.flip(0) if d else seq)
+                finals.append(final)
+            x = outs[0] if directions == 1 else F.cat(outs, -1)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, True)
+        return x, finals
+
+    def _sequence(self, gi, h0, w_hh, b_hh):
+        """(h of every step, the final state) of one layer and direction: the time loop is one Function
+        (functional/rnn.py)."""
+        hs = RNNSequence.apply(gi, h0, w_hh, b_hh, relu=self.mode == "RNN_RELU")
+        return hs, hs[-1]
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for arg, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
+            if getattr(self, arg) != default:
+                s += f", {arg}={getattr(self, arg)}"
+        return s
+
+
+class RNN(RNNBase):
+    """Elman RNN: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (``nonlinearity='relu'``: relu). Input (L, N,
+    input_size), (N, L, input_size) with batch_first, or (L, input_size); returns (output, h_n), output holding the
+    last layer's h_t for every t (both directions side by side), h_n (num_layers * directions, N, hidden_size)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, num_layers,
+                         bias, batch_first, dropout, bidirectional, device, dtype)
+
+class GRU(RNNBase):
+    """Gated recurrent unit (torch's equations, gates r, z, n in that order in the weights); arguments and shapes
+    as RNN."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, device=None, dtype=None):
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype)
+
+    def _sequence(self, gi, h0, w_hh, b_hh):
+        hs = GRUSequence.apply(gi, h0, w_hh, b_hh)
+        return hs, hs[-1]
+
+
+class LSTM(RNNBase):
+    """Long short-term memory (torch's equations, gates i, f, g, o in that order in the weights). Takes and returns
+    (h, c) pairs: ``output, (h_n, c_n) = lstm(input, (h_0, c_0))``; shapes as RNN, c like h."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, proj_size=0, device=None, dtype=None):
+        if proj_size:
+            raise ValueError("LSTM: proj_size is not supported (only 0)")
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype)
+
+    def _sequence(self, gi, state, w_hh, b_hh):
+        h = self.hidden_size
+        out = LSTMSequence.apply(gi, state[0], state[1], w_hh, b_hh)  # h and c side by side
+        return out[..., :h], (out[-1, :, :h], out[-1, :, h:])
+
+    def _initial_states(self, hx, batch, x):
+        if hx is None:
+            hs = super()._initial_states(None, batch, x)
+            return [(h, h) for h in hs]
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"LSTM: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+        hs = super()._initial_states(hx[0], batch, x)
+        self._check_state(hx[1], batch, "c_0")
+        cs = super()._initial_states(hx[1], batch, x)
+        return list(zip(hs, cs))
+
+    def _final_states(self, finals, unbatched):
+        h = super()._final_states([s[0] for s in finals], unbatched)
+        c = super()._final_states([s[1] for s in finals], unbatched)
+        return h, c
+
+
+class RNNCellBase(Module):
+    """One time step of a recurrent layer: parameters weight_ih, weight_hh, bias_ih, bias_hh."""
+
+    def __init__(self, mode, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__()
+        _check_sizes(type(self).__name__, input_size, hidden_size, 1)
+        self.mode, self.input_size, self.hidden_size, self.bias = mode, input_size, hidden_size, bias
+        gate = _GATES[mode] * hidden_size
+        self.weight_ih = Parameter(empty(gate, input_size, dtype=dtype, device=device))
+        self.weight_hh = Parameter(empty(gate, hidden_size, dtype=dtype, device=device))
+        if bias:
+            self.bias_ih = Parameter(empty(gate, dtype=dtype, device=device))
+            self.bias_hh = Parameter(empty(gate, dtype=dtype, device=device))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        _init_uniform(self)
+
+    def _prepare(self, input, hx):
+        name = type(self).__name__
+        if not isinstance(input, Tensor) or input.ndim not in (1, 2) or input.shape[-1] != self.input_size:
+            got = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
+            raise ValueError(f"{name}: expected an input of shape (N, {self.input_size}) or ({self.input_size},), "
+                             f"got {got}")
+        unbatched = input.ndim == 1
+        x = input.unsqueeze(0) if unbatched else input
+        want = (x.shape[0], self.hidden_size)
+
+        def state(h):
+            if h is None:
+                return zeros(*want, dtype=x.dtype, device=x.device)
+            h = h.unsqueeze(0) if unbatched and isinstance(h, Tensor) and h.ndim == 1 else h
+            if not isinstance(h, Tensor) or tuple(h.shape) != want:
+                raise ValueError(f"{name}: expected a state of shape {want[1:] if unbatched else want}, got "
+                                 f"{tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__}")
+            return h
+        return x, unbatched, state
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+class RNNCell(RNNCellBase):
+    """h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu) for one step; input (N, input_size) or (input_size,)."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, bias,
+                         device, dtype)
+
+    def forward(self, input, hx=None):
+        x, unbatched, state = self._prepare(input, hx)
+        h = _rnn_step(self.mode)(F.linear(x, self.weight_ih, self.bias_ih), state(hx), self.weight_hh, self.bias_hh)
+        return h.squeeze(0) if unbatched else h
+
+
+class GRUCell(RNNCellBase):
+    """One GRU step (equations in this module's docstring); input (N, input_size) or (input_size,)."""
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__("GRU", input_size, hidden_size, bias, device, dtype)
+
+    def forward(self, input, hx=None):
+        x, unbatched, state = self._prepare(input, hx)
+        h = _gru_step(F.linear(x, self.weight_ih, self.bias_ih), state(hx), self.weight_hh, self.bias_hh)
+        return h.squeeze(0) if unbatched else h
+
+
+class LSTMCell(RNNCellBase):
+    """One LSTM step: ``h', c' = cell(input, (h, c))``; input (N, input_size) or (input_size,)."""
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__("LSTM", input_size, hidden_size, bias, device, dtype)
+
+    def forward(self, input, hx=None):
+        x, unbatched, state = self._prepare(input, hx)
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"LSTMCell: hx must be a tuple (h, c), got {type(hx).__name__}")
+        h, c = (None, None) if hx is None else hx
+        h, c = _lstm_step(F.linear(x, self.weight_ih, self.bias_ih), (state(h), state(c)), self.weight_hh,
+                          self.bias_hh)
+        return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
