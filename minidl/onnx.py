@@ -16,6 +16,7 @@ from .autograd.tensor import Tensor
 from .functional import activation as A, conv as C, indexing as I, loss as L, math as M, normalization as N, \
     pooling as P, reduction as R, shape as S
 from .functional.linear import Diag, Einsum, MatMul, Tril, Triu
+from .functional.rnn import GRUSequence, LSTMSequence, RNNSequence
 from .functional.view import Expand, Permute, Reshape, SumTo  # (functional.view is the op view)
 from .utils.checkpoint import write_atomically
 
@@ -263,7 +264,8 @@ NOT_EXPORTED = {
     M.Log10: "not translated yet", M.Sin: "not translated yet (ONNX Sin)", M.Cos: "not translated yet (ONNX Cos)",
     M.Atan2: "not translated yet", Tril: "not translated yet (ONNX Trilu)",
     Triu: "not translated yet (ONNX Trilu)", Diag: "not translated yet",
-    Einsum: "not translated yet (ONNX Einsum)",
+    Einsum: "not translated yet (ONNX Einsum)", RNNSequence: "not translated yet (ONNX RNN)",
+    LSTMSequence: "not translated yet (ONNX LSTM)", GRUSequence: "not translated yet (ONNX GRU)",
     I.Scatter: "not translated yet", I.ScatterAdd: "not translated yet",
     N.SyncBatchNorm: "exports as batch norm once converted back (SyncBatchNorm is for training)",
 }
