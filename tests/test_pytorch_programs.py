@@ -241,3 +241,56 @@ def test_the_row_by_row_lstm_example_learns_digits():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     main = runpy.run_path(os.path.join(root, "examples", "pytorch_style", "mnist_rows_lstm.py"))["main"]
     assert main(["--epochs", "1"]) > 0.8
+
+
+# ---- torchvision.utils' make_grid and save_image ------------------------------------------------------------
+def _grid_reference(batch, nrow, padding, pad_value):
+    """torchvision's documented layout, written out: xmaps = min(nrow, B) images a row, each cell (H + padding) x
+    (W + padding), the image at (padding, padding) inside it, one more padding at the right and the bottom."""
+    b, c, h, w = batch.shape
+    batch = np.concatenate([batch] * 3, 1) if c == 1 else batch
+    xmaps = min(nrow, b)
+    ymaps = -(-b // xmaps)
+    grid = np.full((batch.shape[1], ymaps * (h + padding) + padding, xmaps * (w + padding) + padding), pad_value,
+                   batch.dtype)
+    for k in range(b):
+        y, x = divmod(k, xmaps)
+        top, left = y * (h + padding) + padding, x * (w + padding) + padding
+        grid[:, top:top + h, left:left + w] = batch[k]
+    return grid
+
+
+@pytest.mark.parametrize("shape, nrow, padding, pad_value", [((10, 1, 5, 4), 4, 2, 0.0), ((3, 3, 6, 6), 8, 1, 0.5),
+                                                             ((7, 3, 2, 3), 3, 0, 1.0)])
+def test_make_grid_tiles_as_torchvision(shape, nrow, padding, pad_value):
+    from minidl.utils import make_grid
+    batch = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)
+    got = make_grid(minidl.tensor(batch), nrow=nrow, padding=padding, pad_value=pad_value)
+    np.testing.assert_array_equal(got.numpy(), _grid_reference(batch, nrow, padding, pad_value))
+    assert make_grid(minidl.tensor(batch[0])).shape == (3,) + shape[2:]  # one image: no padding, three channels
+    listed = make_grid([minidl.tensor(b) for b in batch], nrow=nrow, padding=padding, pad_value=pad_value)
+    np.testing.assert_array_equal(listed.numpy(), got.numpy())
+
+
+def test_make_grid_normalizes_by_range_or_each_image():
+    from minidl.utils import make_grid
+    batch = np.stack([np.full((1, 2, 2), -1.0), np.full((1, 2, 2), 3.0)]).astype(np.float32)
+    batch[0, 0, 0, 0], batch[1, 0, 0, 0] = 1.0, 5.0
+    g = make_grid(minidl.tensor(batch), padding=0, normalize=True).numpy()  # over all: [-1, 5] -> [0, 1]
+    np.testing.assert_allclose(g[0, 0, :2], [2 / 6, 0.0], atol=1e-6)
+    g = make_grid(minidl.tensor(batch), padding=0, normalize=True, scale_each=True).numpy()
+    np.testing.assert_allclose(g[0, :2, :2], [[1, 0], [0, 0]], atol=1e-6)
+    g = make_grid(minidl.tensor(batch), padding=0, normalize=True, value_range=(0, 2)).numpy()  # clamped first
+    np.testing.assert_allclose(g[0, 0, :4], [0.5, 0, 1, 1], atol=1e-6)
+
+
+def test_save_image_writes_the_grid_as_8_bit_pixels(tmp_path):
+    from PIL import Image
+    from minidl.utils import make_grid, save_image
+    batch = minidl.rand(5, 3, 4, 6)
+    save_image(batch, tmp_path / "grid.png", nrow=2)
+    back = np.asarray(Image.open(tmp_path / "grid.png"))
+    want = np.clip(make_grid(batch, nrow=2).numpy() * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    np.testing.assert_array_equal(back, want)
+    with pytest.raises(TypeError, match="make_grid: expected a Tensor"):
+        save_image(np.zeros((1, 3, 2, 2)), tmp_path / "x.png")
