@@ -294,3 +294,28 @@ def test_save_image_writes_the_grid_as_8_bit_pixels(tmp_path):
     np.testing.assert_array_equal(back, want)
     with pytest.raises(TypeError, match="make_grid: expected a Tensor"):
         save_image(np.zeros((1, 3, 2, 2)), tmp_path / "x.png")
+
+
+# ---- transforms: torchvision's layout rule ---------------------------------------------------------------------
+def test_the_cifar_recipe_runs_on_hwc_arrays_and_each_transform_keeps_the_layout_it_got():
+    from minidl.data import transforms as T
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)  # (H, W, C), as CIFAR's
+    minidl.manual_seed(0)
+    out = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor()])(img)
+    assert isinstance(out, minidl.Tensor) and out.shape == (3, 32, 32)
+    chw = minidl.tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
+    for make in (lambda: T.RandomCrop(24, padding=2), lambda: T.RandomHorizontalFlip(p=1.0),
+                 lambda: T.RandomRotation(30)):
+        minidl.manual_seed(1)
+        a = make()(img)                       # an array stays (H, W, C)
+        minidl.manual_seed(1)
+        t = make()(chw)                       # a tensor stays (C, H, W)
+        assert isinstance(a, np.ndarray) and a.ndim == 3 and a.shape[2] == 3
+        np.testing.assert_array_equal(a.transpose(2, 0, 1), t.numpy())
+        minidl.manual_seed(1)
+        g = make()(img[..., 0])               # (H, W) stays (H, W)
+        np.testing.assert_array_equal(g, a[..., 0])
+    from PIL import Image
+    minidl.manual_seed(1)
+    p = T.RandomCrop(24, padding=2)(Image.fromarray(img))
+    assert isinstance(p, Image.Image) and p.size == (24, 24)

@@ -1,5 +1,6 @@
-"""Image transforms, as torchvision.transforms, on NumPy images (H, W) / (H, W, C) and tensors (C, H, W).
-Random transforms draw from minidl's CPU generator (``minidl.manual_seed``)."""
+"""Image transforms, as torchvision.transforms. torchvision's layout rule: before ToTensor an image is a NumPy array
+(H, W) or (H, W, C) (a Pillow image too), after it a tensor (C, H, W); every transform reads and returns each in its
+own layout. Random transforms draw from minidl's CPU generator (``minidl.manual_seed``)."""
 import math
 import numbers
 
@@ -10,17 +11,33 @@ from ..autograd.tensor import Tensor
 
 
 def _chw(img, op):
-    """A (C, H, W) NumPy array from a tensor or an array."""
-    arr = backend.to_device(img._data, "cpu") if isinstance(img, Tensor) else np.asarray(img)
+    """A (C, H, W) NumPy array from a tensor (C, H, W) / (H, W), or an array or Pillow image (H, W) / (H, W, C)."""
+    if isinstance(img, Tensor):
+        arr = backend.to_device(img._data, "cpu")
+        if arr.ndim == 2:
+            return arr[None]
+        if arr.ndim != 3:
+            raise ValueError(f"{op}: expected a tensor image of shape (C, H, W) or (H, W), got shape {arr.shape}")
+        return arr
+    arr = np.asarray(img)
     if arr.ndim == 2:
-        arr = arr[None]
+        return arr[None]
     if arr.ndim != 3:
-        raise ValueError(f"{op}: expected an image of shape (C, H, W) or (H, W), got shape {arr.shape}")
-    return arr
+        raise ValueError(f"{op}: expected an image array of shape (H, W) or (H, W, C) (a tensor after ToTensor is "
+                         f"(C, H, W)), got shape {arr.shape}")
+    return arr.transpose(2, 0, 1)
 
 
 def _like(arr, img):
-    return Tensor._make(np.ascontiguousarray(arr)) if isinstance(img, Tensor) else arr
+    """The (C, H, W) array ``arr`` in the layout and type of ``img``: a tensor, an (H, W) or (H, W, C) array, or a
+    Pillow image."""
+    if isinstance(img, Tensor):
+        return Tensor._make(np.ascontiguousarray(arr if img.ndim == 3 else arr[0]))
+    out = np.ascontiguousarray(arr[0] if np.ndim(img) == 2 else arr.transpose(1, 2, 0))
+    if hasattr(img, "getbands"):  # a Pillow image stays one
+        from PIL import Image
+        return Image.fromarray(out)
+    return out
 
 
 class Compose:
@@ -99,8 +116,7 @@ class RandomCrop:
             raise ValueError(f"RandomCrop: crop size {self.size} is larger than the (padded) image ({h}, {w})")
         gen = backend.generator("cpu")
         i, j = int(gen.integers(0, h - th + 1)), int(gen.integers(0, w - tw + 1))
-        out = arr[:, i:i + th, j:j + tw]
-        return _like(out, img) if isinstance(img, Tensor) or np.asarray(img).ndim == 3 else out[0]
+        return _like(arr[:, i:i + th, j:j + tw], img)
 
     def __repr__(self):
         return f"RandomCrop(size={self.size}, padding={self.padding})"
@@ -113,10 +129,7 @@ class RandomHorizontalFlip:
     def __call__(self, img):
         if backend.generator("cpu").random() >= self.p:
             return img
-        if isinstance(img, Tensor):  # (C, H, W)
-            return _like(_chw(img, "RandomHorizontalFlip")[:, :, ::-1], img)
-        arr = np.asarray(img)  # (H, W) or (H, W, C)
-        return np.ascontiguousarray(arr[:, ::-1])
+        return _like(_chw(img, "RandomHorizontalFlip")[:, :, ::-1], img)
 
     def __repr__(self):
         return f"RandomHorizontalFlip(p={self.p})"
@@ -135,8 +148,7 @@ class RandomRotation:
     def __call__(self, img):
         angle = float(backend.generator("cpu").uniform(*self.degrees))
         arr = _chw(img, "RandomRotation")
-        out = rotate(arr, angle, self.fill)
-        return _like(out, img) if isinstance(img, Tensor) or np.asarray(img).ndim == 3 else out[0]
+        return _like(rotate(arr, angle, self.fill), img)
 
     def __repr__(self):
         return f"RandomRotation(degrees={self.degrees})"
