@@ -319,3 +319,72 @@ def test_the_cifar_recipe_runs_on_hwc_arrays_and_each_transform_keeps_the_layout
     minidl.manual_seed(1)
     p = T.RandomCrop(24, padding=2)(Image.fromarray(img))
     assert isinstance(p, Image.Image) and p.size == (24, 24)
+
+
+# ---- the datasets people reach for after MNIST ----------------------------------------------------------------
+def _cifar_records(rng, n):
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    pixels = rng.integers(0, 256, (n, 3072)).astype(np.uint8)
+    return labels, pixels, np.concatenate([labels[:, None], pixels], 1).tobytes()
+
+
+def test_cifar10_reads_the_binary_archive_layout_and_offline_says_what_to_do(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    want = []
+    for name in [f"data_batch_{k}.bin" for k in range(1, 6)] + ["test_batch.bin"]:
+        labels, pixels, raw = _cifar_records(rng, 3)
+        (folder / name).write_bytes(raw)
+        want.append((labels, pixels))
+    train, test = data.CIFAR10(tmp_path), data.CIFAR10(tmp_path, train=False)
+    assert len(train) == 15 and len(test) == 3 and train.data.shape == (15, 32, 32, 3) and train.data.dtype == np.uint8
+    labels, pixels = want[1]
+    img, label = train[3]  # the first record of data_batch_2
+    assert label == labels[0] and isinstance(train.targets, list)
+    np.testing.assert_array_equal(img, pixels[0].reshape(3, 32, 32).transpose(1, 2, 0))  # R, G, B planes -> HWC
+    from minidl.data import transforms as T
+    x, _ = data.CIFAR10(tmp_path, transform=T.Compose([T.RandomCrop(32, padding=4), T.ToTensor()]))[0]
+    assert x.shape == (3, 32, 32)
+    (folder / "test_batch.bin").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="not a whole number of 3,073-byte records"):
+        data.CIFAR10(tmp_path, train=False)
+    with pytest.raises(data.DatasetNotFoundError, match="download=True"):
+        data.CIFAR10(tmp_path / "none")
+    from minidl.data import datasets
+    monkeypatch.setattr(datasets.CIFAR10, "url", "http://127.0.0.1:9/cifar-10-binary.tar.gz")  # nothing listens
+    with pytest.raises(data.DatasetNotFoundError, match="could not download cifar-10-binary.tar.gz"):
+        data.CIFAR10(tmp_path / "none", download=True)
+
+
+def test_fake_data_is_deterministic_per_index_and_loads_in_batches():
+    from minidl.data import transforms as T
+    ds = data.FakeData(size=10, image_size=(3, 8, 6), num_classes=4, transform=T.ToTensor())
+    a, b = ds[7], ds[7]
+    np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+    assert a[0].shape == (3, 8, 6) and a[1] == b[1] and 0 <= a[1] < 4 and len(ds) == 10
+    assert not np.array_equal(ds[6][0].numpy(), a[0].numpy())
+    x, y = next(iter(data.DataLoader(ds, batch_size=5)))
+    assert x.shape == (5, 3, 8, 6) and y.shape == (5,)
+    with pytest.raises(IndexError):
+        ds[10]
+
+
+def test_image_folder_finds_classes_and_reads_images_with_pillow(tmp_path):
+    from PIL import Image
+    from minidl.data import transforms as T
+    rng = np.random.default_rng(0)
+    for cls, n in (("dog", 2), ("cat", 3)):
+        (tmp_path / cls).mkdir()
+        for k in range(n):
+            Image.fromarray(rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)).save(tmp_path / cls / f"{k}.png")
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    ds = data.ImageFolder(tmp_path, transform=T.ToTensor())
+    assert ds.classes == ["cat", "dog"] and ds.class_to_idx == {"cat": 0, "dog": 1} and len(ds) == 5
+    assert ds.targets == [0, 0, 0, 1, 1] and ds.imgs == ds.samples
+    x, y = ds[4]
+    want = np.asarray(Image.open(tmp_path / "dog" / "1.png")).transpose(2, 0, 1) / 255
+    assert y == 1 and x.shape == (3, 5, 4)
+    np.testing.assert_allclose(x.numpy(), want, rtol=1e-6)
+    with pytest.raises(data.DatasetNotFoundError, match="no class folders"):
+        data.ImageFolder(tmp_path / "cat")

@@ -240,3 +240,148 @@ class MNISTSubset(Dataset):
 
     __len__ = MNIST.__len__
     __getitem__ = MNIST.__getitem__
+
+
+class CIFAR10(Dataset):
+    """CIFAR-10 (60,000 32x32 colour images, 10 classes: 50,000 train, 10,000 test), from the binary version of the
+    archive (``cifar-10-binary.tar.gz``: one label byte and 3,072 pixel bytes per image; no pickle is read).
+
+    Args:
+        root: the folder holding ``cifar-10-batches-bin`` (as the archive unpacks), or the archive itself.
+        train, transform, target_transform: as MNIST.
+        download: fetch the archive (MD5-checked) and unpack it when the files are missing; offline it raises
+            DatasetNotFoundError saying so.
+    ``data`` is (N, 32, 32, 3) uint8 (H, W, C, as torchvision's) and ``targets`` a list of ints; a sample is
+    ``(transform(image), label)`` with the image an (H, W, C) uint8 array."""
+
+    url = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+    md5 = "c32a1d4ab5d03f1284b67883e8d87530"
+    folder = "cifar-10-batches-bin"
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+    def __init__(self, root="data", train=True, transform=None, target_transform=None, download=False):
+        self.root, self.train = os.path.expanduser(str(root)), train
+        self.transform, self.target_transform = transform, target_transform
+        names = [f"data_batch_{k}.bin" for k in range(1, 6)] if train else ["test_batch.bin"]
+        folder = os.path.join(self.root, self.folder)
+        if not all(os.path.isfile(os.path.join(folder, n)) for n in names):
+            if not download:
+                raise DatasetNotFoundError(f"CIFAR10: {', '.join(names)} not found in {folder}; pass download=True "
+                                           f"to fetch {self.url} (170 MB)")
+            self._download()
+        records = [self._read(os.path.join(folder, n)) for n in names]
+        self.targets = [int(t) for r in records for t in r[:, 0]]
+        self.data = np.concatenate([r[:, 1:] for r in records]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    @staticmethod
+    def _read(path):
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size == 0 or raw.size % 3073:
+            raise ValueError(f"CIFAR10: {path} holds {raw.size} bytes, not a whole number of 3,073-byte records: "
+                             "the file is truncated or not CIFAR-10's binary version")
+        records = raw.reshape(-1, 3073)
+        if records[:, 0].max() > 9:
+            raise ValueError(f"CIFAR10: {path} holds label {int(records[:, 0].max())}; labels must lie in [0, 9]")
+        return records
+
+    def _download(self):
+        import tarfile
+        archive = download_file([self.url.rsplit("/", 1)[0] + "/"], self.root, self.url.rsplit("/", 1)[1], self.md5)
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(self.folder + "/") and m.isfile()
+                       and ".." not in m.name.split("/")]
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # no links or paths out of root
+            tar.extractall(self.root, members=members, **safe)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        img, target = self.data[i], self.targets[i]
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+
+class FakeData(Dataset):
+    """``size`` random images of ``image_size`` (C, H, W) with random labels in [0, num_classes), as torchvision's
+    FakeData: the same index always gives the same image and label (drawn from a generator seeded by index +
+    random_offset), so a pipeline can be tested without a dataset. Images are (H, W, C) uint8 arrays (what
+    ToTensor takes); the values are not torchvision's."""
+
+    def __init__(self, size=1000, image_size=(3, 224, 224), num_classes=10, transform=None, target_transform=None,
+                 random_offset=0):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"FakeData: size must be an int >= 0, got {size!r}")
+        if len(tuple(image_size)) != 3:
+            raise ValueError(f"FakeData: image_size must be (C, H, W), got {image_size!r}")
+        self.size, self.image_size, self.num_classes = size, tuple(image_size), num_classes
+        self.transform, self.target_transform, self.random_offset = transform, target_transform, random_offset
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, i):
+        if not -self.size <= i < self.size:
+            raise IndexError(f"FakeData: index {i} out of range for {self.size} images")
+        rng = np.random.default_rng(i % self.size + self.random_offset)
+        c, h, w = self.image_size
+        img = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+        img = img[..., 0] if c == 1 else img
+        target = int(rng.integers(0, self.num_classes))
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def pil_loader(path):
+    """The image at ``path`` as an RGB Pillow image (Pillow comes with matplotlib)."""
+    from PIL import Image
+    with open(path, "rb") as f:
+        return Image.open(f).convert("RGB")
+
+
+class ImageFolder(Dataset):
+    """Images sorted into one folder per class (``root/dog/1.png``, ``root/cat/2.jpg``...), as torchvision's:
+    ``classes`` the sorted folder names, ``class_to_idx``, ``samples`` and ``imgs`` (path, class index) pairs,
+    ``targets``. Files with the extensions of IMG_EXTENSIONS (or those ``is_valid_file`` accepts) are read with
+    ``loader`` (default: Pillow, converted to RGB) when a sample is asked for."""
+
+    def __init__(self, root, transform=None, target_transform=None, loader=pil_loader, is_valid_file=None):
+        self.root = os.path.expanduser(str(root))
+        if not os.path.isdir(self.root):
+            raise DatasetNotFoundError(f"ImageFolder: {self.root} is not a folder")
+        self.classes = sorted(e.name for e in os.scandir(self.root) if e.is_dir())
+        if not self.classes:
+            raise DatasetNotFoundError(f"ImageFolder: no class folders in {self.root}")
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        valid = is_valid_file or (lambda p: p.lower().endswith(IMG_EXTENSIONS))
+        self.samples = []
+        for c in self.classes:
+            for folder, _, files in sorted(os.walk(os.path.join(self.root, c), followlinks=True)):
+                self.samples += [(os.path.join(folder, f), self.class_to_idx[c]) for f in sorted(files)
+                                 if valid(os.path.join(folder, f))]
+        if not self.samples:
+            raise DatasetNotFoundError(f"ImageFolder: no image files ({', '.join(IMG_EXTENSIONS)}) under {self.root}")
+        self.imgs, self.targets = self.samples, [t for _, t in self.samples]
+        self.loader, self.transform, self.target_transform = loader, transform, target_transform
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        path, target = self.samples[i]
+        img = self.loader(path)
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
