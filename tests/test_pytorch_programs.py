@@ -388,3 +388,28 @@ def test_image_folder_finds_classes_and_reads_images_with_pillow(tmp_path):
     np.testing.assert_allclose(x.numpy(), want, rtol=1e-6)
     with pytest.raises(data.DatasetNotFoundError, match="no class folders"):
         data.ImageFolder(tmp_path / "cat")
+
+
+def test_pad_center_crop_lambda_and_grayscale_follow_torchvision():
+    from PIL import Image
+    from minidl.data import transforms as T
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)          # (H, W, C)
+    chw = minidl.tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
+    for mode in ("constant", "edge", "reflect", "symmetric"):
+        p = T.Pad((1, 2, 3, 1), fill=9, padding_mode=mode)(img)       # left, top, right, bottom
+        kw = {"constant_values": 9} if mode == "constant" else {}
+        np.testing.assert_array_equal(p, np.pad(img, ((2, 1), (1, 3), (0, 0)), mode=mode, **kw))
+        np.testing.assert_array_equal(T.Pad((1, 2, 3, 1), 9, mode)(chw).numpy(), p.transpose(2, 0, 1))
+    assert T.Pad(2)(img).shape == (9, 11, 3) and T.Pad((1, 2))(img).shape == (9, 9, 3)
+    c = T.CenterCrop((3, 4))(img)  # torchvision: top = round((5 - 3) / 2) = 1, left = round((7 - 4) / 2) = 2
+    np.testing.assert_array_equal(c, img[1:4, 2:6])
+    big = T.CenterCrop(8)(chw).numpy()  # larger than the image: zero-padded to 8x8 first, left 0, top 1
+    assert big.shape == (3, 8, 8) and not big[:, 0].any() and not big[:, :, 7].any()
+    np.testing.assert_array_equal(big[:, 1:6, 0:7], chw.numpy())
+    assert T.Lambda(lambda x: x * 2)(3) == 6
+    np.testing.assert_array_equal(T.Grayscale()(img), np.asarray(Image.fromarray(img).convert("L")))
+    assert T.Grayscale(3)(img).shape == (5, 7, 3) and isinstance(T.Grayscale()(Image.fromarray(img)), Image.Image)
+    f = minidl.tensor(img.transpose(2, 0, 1) / 255.0, dtype=minidl.float32)
+    want = 0.2989 * f.numpy()[0] + 0.587 * f.numpy()[1] + 0.114 * f.numpy()[2]
+    np.testing.assert_allclose(T.Grayscale()(f).numpy()[0], want, rtol=1e-6)

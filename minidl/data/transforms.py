@@ -168,3 +168,110 @@ def rotate(arr, angle, fill=0):
     out = np.full_like(arr, fill)
     out[:, ok] = arr[:, iy[ok], ix[ok]]
     return out
+
+
+def _size_pair(size, op):
+    if isinstance(size, numbers.Integral):
+        return int(size), int(size)
+    if isinstance(size, (tuple, list)) and len(size) in (1, 2):
+        return (int(size[0]), int(size[-1]))
+    raise ValueError(f"{op}: size must be an int or an (h, w) pair, got {size!r}")
+
+
+def _ltrb(padding, op):
+    """torchvision's padding forms: p (all sides), (left/right, top/bottom), (left, top, right, bottom)."""
+    if isinstance(padding, numbers.Integral):
+        return (padding,) * 4
+    if isinstance(padding, (tuple, list)) and len(padding) in (1, 2, 4):
+        p = tuple(int(v) for v in padding)
+        return p * 4 if len(p) == 1 else (p[0], p[1], p[0], p[1]) if len(p) == 2 else p
+    raise ValueError(f"{op}: padding must be an int or a sequence of 1, 2 or 4 ints, got {padding!r}")
+
+
+class Pad:
+    """Pad the image's sides (``padding``: p, (left/right, top/bottom) or (left, top, right, bottom)) with ``fill``
+    ('constant') or by 'edge', 'reflect' or 'symmetric' (NumPy's pad modes, which are torchvision's)."""
+
+    def __init__(self, padding, fill=0, padding_mode="constant"):
+        self.padding = _ltrb(padding, "Pad")
+        if padding_mode not in ("constant", "edge", "reflect", "symmetric"):
+            raise ValueError(f"Pad: padding_mode must be 'constant', 'edge', 'reflect' or 'symmetric', "
+                             f"got {padding_mode!r}")
+        self.fill, self.padding_mode = fill, padding_mode
+
+    def __call__(self, img):
+        left, top, right, bottom = self.padding
+        width = ((0, 0), (top, bottom), (left, right))
+        arr = _chw(img, "Pad")
+        kw = {"constant_values": self.fill} if self.padding_mode == "constant" else {}
+        return _like(np.pad(arr, width, mode=self.padding_mode, **kw), img)
+
+    def __repr__(self):
+        return f"Pad(padding={self.padding}, fill={self.fill}, padding_mode={self.padding_mode})"
+
+
+class CenterCrop:
+    """The central ``size`` window (torchvision's rounding: top = round((H - h) / 2)); an image smaller than
+    ``size`` is zero-padded to it first, as torchvision."""
+
+    def __init__(self, size):
+        self.size = _size_pair(size, "CenterCrop")
+
+    def __call__(self, img):
+        arr = _chw(img, "CenterCrop")
+        th, tw = self.size
+        h, w = arr.shape[1:]
+        if th > h or tw > w:
+            pl, pt = (tw - w) // 2 if tw > w else 0, (th - h) // 2 if th > h else 0
+            pr, pb = (tw - w + 1) // 2 if tw > w else 0, (th - h + 1) // 2 if th > h else 0
+            arr = np.pad(arr, ((0, 0), (pt, pb), (pl, pr)))
+            h, w = arr.shape[1:]
+        top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
+        return _like(arr[:, top:top + th, left:left + tw], img)
+
+    def __repr__(self):
+        return f"CenterCrop(size={self.size})"
+
+
+class Lambda:
+    """A user function as a transform."""
+
+    def __init__(self, lambd):
+        if not callable(lambd):
+            raise TypeError(f"Lambda: expected a callable, got {type(lambd).__name__}")
+        self.lambd = lambd
+
+    def __call__(self, img):
+        return self.lambd(img)
+
+    def __repr__(self):
+        return "Lambda()"
+
+
+class Grayscale:
+    """RGB to one luminance channel (``num_output_channels=3``: repeated three times), as torchvision: an array or
+    Pillow image through Pillow's 'L' conversion (L = (299 R + 587 G + 114 B) / 1000), a tensor by 0.2989 R +
+    0.587 G + 0.114 B in its dtype."""
+
+    def __init__(self, num_output_channels=1):
+        if num_output_channels not in (1, 3):
+            raise ValueError(f"Grayscale: num_output_channels must be 1 or 3, got {num_output_channels!r}")
+        self.num_output_channels = num_output_channels
+
+    def __call__(self, img):
+        arr = _chw(img, "Grayscale")
+        if arr.shape[0] != 3:
+            raise ValueError(f"Grayscale: expected an RGB image (3 channels), got {arr.shape[0]}")
+        if isinstance(img, Tensor):
+            lum = (0.2989 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2]).astype(arr.dtype)[None]
+        else:
+            from PIL import Image
+            lum = np.asarray(Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0)).astype(np.uint8))
+                             .convert("L"))[None]
+        out = np.repeat(lum, self.num_output_channels, axis=0)
+        if not isinstance(img, Tensor) and self.num_output_channels == 1:  # (H, W), or a Pillow 'L' image
+            return Image.fromarray(out[0]) if hasattr(img, "getbands") else out[0]
+        return _like(out, img)
+
+    def __repr__(self):
+        return f"Grayscale(num_output_channels={self.num_output_channels})"
