@@ -413,3 +413,26 @@ def test_pad_center_crop_lambda_and_grayscale_follow_torchvision():
     f = minidl.tensor(img.transpose(2, 0, 1) / 255.0, dtype=minidl.float32)
     want = 0.2989 * f.numpy()[0] + 0.587 * f.numpy()[1] + 0.114 * f.numpy()[2]
     np.testing.assert_allclose(T.Grayscale()(f).numpy()[0], want, rtol=1e-6)
+
+
+def test_resize_and_random_resized_crop_follow_torchvision():
+    from PIL import Image
+    from minidl.data import transforms as T
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    out = T.Resize(10)(img)  # the shorter side (20) becomes 10, the other int(10 * 30 / 20) = 15
+    np.testing.assert_array_equal(out, np.asarray(Image.fromarray(img).resize((15, 10), Image.BILINEAR)))
+    assert T.Resize((7, 9))(img).shape == (7, 9, 3) and T.Resize(10, max_size=12)(img).shape == (8, 12, 3)
+    t = T.Resize(10)(minidl.tensor(img.transpose(2, 0, 1) / 255.0, dtype=minidl.float32))
+    assert t.shape == (3, 10, 15)
+    np.testing.assert_allclose(t.numpy(), out.transpose(2, 0, 1) / 255.0, atol=1 / 255 + 1e-6)  # uint8 rounding
+    crop = T.RandomResizedCrop(16, scale=(0.2, 0.9))
+    minidl.manual_seed(3)
+    top, left, ch, cw = crop.params(20, 30)
+    assert 0.2 * 600 * 0.8 <= ch * cw <= 0.9 * 600 * 1.2 and 3 / 4 * 0.8 <= cw / ch <= 4 / 3 * 1.25
+    minidl.manual_seed(3)
+    got = crop(img)
+    want = np.asarray(Image.fromarray(img[top:top + ch, left:left + cw]).resize((16, 16), Image.BILINEAR))
+    np.testing.assert_array_equal(got, want)
+    fallback = T.RandomResizedCrop(4, scale=(5.0, 6.0))  # no window fits: the central crop, ratio clamped
+    assert fallback.params(20, 30) == (0, 1, 20, 27)  # width round(20 * 4 / 3) = 27, left (30 - 27) // 2

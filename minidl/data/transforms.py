@@ -275,3 +275,89 @@ class Grayscale:
 
     def __repr__(self):
         return f"Grayscale(num_output_channels={self.num_output_channels})"
+
+
+def _resize(img, size, op):
+    """``img`` resized to ``size`` (h, w) bilinearly by Pillow, as torchvision resizes Pillow images (antialiased
+    when shrinking): uint8 arrays and Pillow images directly, tensors channel by channel as 32-bit float images."""
+    from PIL import Image
+    h, w = size
+    if isinstance(img, Tensor):
+        arr = _chw(img, op)
+        out = np.stack([np.asarray(Image.fromarray(ch.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
+                        for ch in arr]).astype(arr.dtype)
+        return _like(out, img)
+    pil = img if hasattr(img, "getbands") else Image.fromarray(np.ascontiguousarray(np.asarray(img)))
+    out = pil.resize((w, h), Image.BILINEAR)
+    return out if hasattr(img, "getbands") else np.asarray(out)
+
+
+def _image_hw(img, op):
+    return _chw(img, op).shape[1:]
+
+
+class Resize:
+    """Resize to ``size``: (h, w), or an int that the shorter side becomes, the other keeping the aspect ratio
+    (torchvision's rule: the longer side int(size * long / short), capped by ``max_size``). Bilinear, through Pillow
+    (antialiased when shrinking, as torchvision on Pillow images; torchvision's own tensor path differs from
+    Pillow's in the last digits)."""
+
+    def __init__(self, size, max_size=None):
+        if isinstance(size, numbers.Integral):
+            self.size = int(size)
+        else:
+            self.size = _size_pair(size, "Resize")
+        self.max_size = max_size
+
+    def target(self, h, w):
+        if not isinstance(self.size, int):
+            return self.size
+        short, long = (h, w) if h <= w else (w, h)
+        new_short, new_long = self.size, int(self.size * long / short)
+        if self.max_size is not None and new_long > self.max_size:
+            new_short, new_long = int(self.max_size * new_short / new_long), self.max_size
+        return (new_short, new_long) if h <= w else (new_long, new_short)
+
+    def __call__(self, img):
+        return _resize(img, self.target(*_image_hw(img, "Resize")), "Resize")
+
+    def __repr__(self):
+        return f"Resize(size={self.size}, max_size={self.max_size})"
+
+
+class RandomResizedCrop:
+    """A random window of ``scale`` (a fraction of the area) and ``ratio`` (width / height, drawn log-uniformly),
+    resized to ``size``: torchvision's sampling (ten tries, then a central crop of the ratio clamped into range)."""
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+        self.size = _size_pair(size, "RandomResizedCrop")
+        if scale[0] > scale[1] or ratio[0] > ratio[1]:
+            raise ValueError(f"RandomResizedCrop: scale and ratio must be (min, max) ranges, got {scale}, {ratio}")
+        self.scale, self.ratio = tuple(scale), tuple(ratio)
+
+    def params(self, h, w):
+        """(top, left, height, width) of the window."""
+        gen, area = backend.generator("cpu"), h * w
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * float(gen.uniform(*self.scale))
+            aspect = math.exp(float(gen.uniform(*log_ratio)))
+            cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+            if 0 < cw <= w and 0 < ch <= h:
+                return int(gen.integers(0, h - ch + 1)), int(gen.integers(0, w - cw + 1)), ch, cw
+        in_ratio = w / h
+        if in_ratio < self.ratio[0]:
+            cw, ch = w, int(round(w / self.ratio[0]))
+        elif in_ratio > self.ratio[1]:
+            ch, cw = h, int(round(h * self.ratio[1]))
+        else:
+            cw, ch = w, h
+        return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+    def __call__(self, img):
+        arr = _chw(img, "RandomResizedCrop")
+        top, left, ch, cw = self.params(*arr.shape[1:])
+        return _resize(_like(arr[:, top:top + ch, left:left + cw], img), self.size, "RandomResizedCrop")
+
+    def __repr__(self):
+        return f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio={self.ratio})"
