@@ -436,3 +436,74 @@ def test_resize_and_random_resized_crop_follow_torchvision():
     np.testing.assert_array_equal(got, want)
     fallback = T.RandomResizedCrop(4, scale=(5.0, 6.0))  # no window fits: the central crop, ratio clamped
     assert fallback.params(20, 30) == (0, 1, 20, 27)  # width round(20 * 4 / 3) = 27, left (30 - 27) // 2
+
+
+def test_color_jitter_follows_torchvisions_pillow_path_and_tensor_formulas():
+    import colorsys
+    from PIL import Image, ImageEnhance
+    from minidl.data import transforms as T
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    jitter = T.ColorJitter(brightness=0.4, contrast=0.3, saturation=0.5, hue=0.1)
+    minidl.manual_seed(7)
+    order, factors = jitter.params()
+    assert sorted(order) == [0, 1, 2, 3] and 0.6 <= factors[0] <= 1.4 and -0.1 <= factors[3] <= 0.1
+    minidl.manual_seed(7)
+    got = jitter(img)
+    pil = Image.fromarray(img)
+    for fn in order:  # torchvision's Pillow path, written out
+        if fn < 3:
+            pil = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)[fn](pil).enhance(factors[fn])
+        else:
+            h, s, v = pil.convert("HSV").split()
+            hue = (np.array(h, dtype=np.uint8) + np.uint8(factors[3] * 255)).astype(np.uint8)
+            pil = Image.merge("HSV", (Image.fromarray(hue, "L"), s, v)).convert("RGB")
+    np.testing.assert_array_equal(got, np.asarray(pil))
+    x = rng.uniform(0, 1, (3, 4, 4))
+    t = minidl.tensor(x)
+    gray = 0.2989 * x[0] + 0.587 * x[1] + 0.114 * x[2]
+    for make, want in [(lambda: T.ColorJitter(brightness=(1.5, 1.5)), np.clip(1.5 * x, 0, 1)),
+                       (lambda: T.ColorJitter(contrast=(0.5, 0.5)), np.clip(0.5 * x + 0.5 * gray.mean(), 0, 1)),
+                       (lambda: T.ColorJitter(saturation=(0.0, 0.0)), np.broadcast_to(gray, x.shape))]:
+        np.testing.assert_allclose(make()(t).numpy(), want, rtol=1e-12, atol=1e-12)
+    shifted = T.ColorJitter(hue=(0.25, 0.25))(t).numpy()
+    for i, j in [(0, 0), (1, 2), (3, 3)]:
+        hh, ss, vv = colorsys.rgb_to_hsv(*x[:, i, j])
+        np.testing.assert_allclose(shifted[:, i, j], colorsys.hsv_to_rgb((hh + 0.25) % 1.0, ss, vv), atol=1e-12)
+    with pytest.raises(ValueError, match="hue"):
+        T.ColorJitter(hue=0.7)
+
+
+def test_random_affine_draws_and_warps_as_torchvision_on_pillow_images():
+    from PIL import Image
+    from minidl.data import transforms as T
+    rng = np.random.default_rng(0)
+    img = rng.integers(1, 256, (9, 11, 3), dtype=np.uint8)
+    # the pure cases of torchvision's matrix: a 90-degree turn about the centre and a whole-pixel shift
+    np.testing.assert_allclose(T.inverse_affine_matrix((5.5, 4.5), 90, (0, 0), 1.0, (0, 0)),
+                               [0, 1, 1, 1 * -1, 0, 10], atol=1e-12)
+    np.testing.assert_allclose(T.inverse_affine_matrix((5.5, 4.5), 0, (2, -1), 1.0, (0, 0)), [1, 0, -2, 0, 1, 1],
+                               atol=1e-12)
+    shift = T.RandomAffine(0, translate=(0.2, 0.0))
+    minidl.manual_seed(5)
+    angle, (tx, ty), scale, shear = shift.params(11, 9)
+    assert angle == 0 and ty == 0 and scale == 1.0 and abs(tx) <= 2
+    minidl.manual_seed(5)
+    out = shift(img)
+    want = np.zeros_like(img)  # a shift by tx whole pixels, zeros coming in
+    if tx >= 0:
+        want[:, tx:] = img[:, :11 - tx]
+    else:
+        want[:, :tx] = img[:, -tx:]
+    np.testing.assert_array_equal(out, want)
+    full = T.RandomAffine(30, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=(-10, 10, -5, 5), fill=7)
+    minidl.manual_seed(11)
+    params = full.params(11, 9)
+    minidl.manual_seed(11)
+    got = full(img)
+    m = T.inverse_affine_matrix((5.5, 4.5), *params)
+    ref = Image.fromarray(img).transform((11, 9), Image.AFFINE, m, Image.NEAREST, fillcolor=(7, 7, 7))
+    np.testing.assert_array_equal(got, np.asarray(ref))
+    minidl.manual_seed(11)
+    t = full(minidl.tensor(img.transpose(2, 0, 1).astype(np.float32)))
+    np.testing.assert_array_equal(t.numpy(), np.asarray(ref).transpose(2, 0, 1).astype(np.float32))

@@ -361,3 +361,193 @@ class RandomResizedCrop:
 
     def __repr__(self):
         return f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio={self.ratio})"
+
+
+def _range(value, name, center=1.0, bound=(0, float("inf"))):
+    """torchvision's jitter ranges: a number v gives [center - v, center + v] (clipped at the bound), a pair
+    itself; None where the range is the identity."""
+    if isinstance(value, numbers.Number):
+        if value < 0 or center + value > bound[1]:
+            raise ValueError(f"ColorJitter: {name} must be a number in [0, {bound[1] - center}] or a (min, max) pair, "
+                             f"got {value}")
+        value = (max(center - value, bound[0]), center + value)
+    elif not (isinstance(value, (tuple, list)) and len(value) == 2 and bound[0] <= value[0] <= value[1] <= bound[1]):
+        raise ValueError(f"ColorJitter: {name} must be a number or a (min, max) pair within {bound}, got {value!r}")
+    value = (float(value[0]), float(value[1]))
+    return None if value[0] == value[1] == center else value
+
+
+def _gray(rgb):
+    return 0.2989 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
+def _blend(a, b, factor, bound):
+    return np.clip(factor * a + (1.0 - factor) * b, 0, bound)
+
+
+def _rgb_to_hsv(rgb):
+    r, g, b = rgb
+    maxc, minc = rgb.max(0), rgb.min(0)
+    eqc, cr = maxc == minc, maxc - minc
+    s = cr / np.where(eqc, 1.0, maxc)
+    div = np.where(eqc, 1.0, cr)
+    rc, gc, bc = (maxc - r) / div, (maxc - g) / div, (maxc - b) / div
+    h = ((maxc == r) * (bc - gc) + ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
+         + ((maxc != g) & (maxc != r)) * (4.0 + gc - rc))
+    return np.stack([(h / 6.0 + 1.0) % 1.0, s, maxc])
+
+
+def _hsv_to_rgb(hsv):
+    h, s, v = hsv
+    i = np.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.astype(np.int64) % 6
+    p, q, t = (np.clip(v * (1.0 - x), 0, 1) for x in (s, s * f, s * (1.0 - f)))
+    table = np.stack([np.stack(c) for c in ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))])
+    return np.take_along_axis(table, np.broadcast_to(i[None, None], (3, 1) + i.shape), 1)[:, 0]
+
+
+def _adjust_tensor(arr, fn, factor):
+    """torchvision's tensor formulas on a (3, H, W) float array in [0, 1] (or uint8 in [0, 255])."""
+    bound = 255.0 if arr.dtype == np.uint8 else 1.0
+    x = arr.astype(np.float64)
+    if fn == 0:
+        out = _blend(x, 0.0, factor, bound)
+    elif fn == 1:
+        out = _blend(x, _gray(x).mean(), factor, bound)
+    elif fn == 2:
+        out = _blend(x, _gray(x)[None], factor, bound)
+    else:
+        hsv = _rgb_to_hsv(x / bound)
+        hsv[0] = (hsv[0] + factor) % 1.0
+        out = _hsv_to_rgb(hsv) * bound
+    return out.astype(arr.dtype)
+
+
+def _adjust_pil(pil, fn, factor):
+    """torchvision's Pillow path: ImageEnhance for brightness, contrast and saturation, the H channel shifted in
+    Pillow's HSV for hue."""
+    from PIL import Image, ImageEnhance
+    if fn < 3:
+        return (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)[fn](pil).enhance(factor)
+    if pil.mode in ("L", "1", "I", "F"):
+        return pil
+    h, s, v = pil.convert("HSV").split()
+    np_h = np.array(h, dtype=np.uint8)
+    with np.errstate(over="ignore"):
+        np_h += np.uint8(factor * 255)
+    return Image.merge("HSV", (Image.fromarray(np_h, "L"), s, v)).convert(pil.mode)
+
+
+class ColorJitter:
+    """Random brightness, contrast, saturation and hue changes, in a random order, as torchvision's (its Pillow
+    path for arrays and Pillow images, its tensor formulas for tensors). A number v jitters by a factor in
+    [max(0, 1 - v), 1 + v] (hue: a shift in [-v, v] of the hue circle, v <= 0.5)."""
+
+    def __init__(self, brightness=0, contrast=0, saturation=0, hue=0):
+        self.brightness = _range(brightness, "brightness")
+        self.contrast = _range(contrast, "contrast")
+        self.saturation = _range(saturation, "saturation")
+        self.hue = _range(hue, "hue", center=0.0, bound=(-0.5, 0.5))
+
+    def params(self):
+        """(order of the four adjustments, factor of each or None), drawn as torchvision draws them."""
+        gen = backend.generator("cpu")
+        order = [int(k) for k in gen.permutation(4)]
+        factors = [None if r is None else float(gen.uniform(*r))
+                   for r in (self.brightness, self.contrast, self.saturation, self.hue)]
+        return order, factors
+
+    def __call__(self, img):
+        order, factors = self.params()
+        if isinstance(img, Tensor):
+            arr = _chw(img, "ColorJitter")
+            for fn in order:
+                if factors[fn] is not None:
+                    arr = _adjust_tensor(arr, fn, factors[fn])
+            return _like(arr, img)
+        from PIL import Image
+        pil = img if hasattr(img, "getbands") else Image.fromarray(np.ascontiguousarray(np.asarray(img)))
+        for fn in order:
+            if factors[fn] is not None:
+                pil = _adjust_pil(pil, fn, factors[fn])
+        return pil if hasattr(img, "getbands") else np.asarray(pil)
+
+    def __repr__(self):
+        return (f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, saturation={self.saturation}, "
+                f"hue={self.hue})")
+
+
+def inverse_affine_matrix(center, angle, translate, scale, shear):
+    """torchvision's inverse affine matrix (6 numbers, as Pillow's AFFINE transform takes them): rotation by
+    ``angle`` degrees and shear (x, y) in degrees about ``center``, then ``scale``, then ``translate`` (pixels)."""
+    rot, sx, sy = math.radians(angle), math.radians(shear[0]), math.radians(shear[1])
+    (cx, cy), (tx, ty) = center, translate
+    a = math.cos(rot - sy) / math.cos(sy)
+    b = -math.cos(rot - sy) * math.tan(sx) / math.cos(sy) - math.sin(rot)
+    c = math.sin(rot - sy) / math.cos(sy)
+    d = -math.sin(rot - sy) * math.tan(sx) / math.cos(sy) + math.cos(rot)
+    m = [v / scale for v in (d, -b, 0.0, -c, a, 0.0)]
+    m[2] += m[0] * (-cx - tx) + m[1] * (-cy - ty) + cx
+    m[5] += m[3] * (-cx - tx) + m[4] * (-cy - ty) + cy
+    return m
+
+
+class RandomAffine:
+    """A random rotation (``degrees``), translation (``translate``: fractions of width and height), scale and
+    shear (degrees: s, (min, max) along x, or (xmin, xmax, ymin, ymax)), drawn and applied as torchvision applies
+    them to Pillow images: nearest-neighbour sampling through Pillow about the image centre, ``fill`` outside
+    (tensors channel by channel)."""
+
+    def __init__(self, degrees, translate=None, scale=None, shear=None, fill=0):
+        self.degrees = (-degrees, degrees) if isinstance(degrees, numbers.Number) else tuple(degrees)
+        if len(self.degrees) != 2 or self.degrees[0] > self.degrees[1]:
+            raise ValueError(f"RandomAffine: degrees must be a number or a (min, max) pair, got {degrees!r}")
+        if translate is not None and not (len(translate) == 2 and all(0 <= t <= 1 for t in translate)):
+            raise ValueError(f"RandomAffine: translate must be two fractions in [0, 1], got {translate!r}")
+        if scale is not None and not (len(scale) == 2 and 0 < scale[0] <= scale[1]):
+            raise ValueError(f"RandomAffine: scale must be a (min, max) pair of positive numbers, got {scale!r}")
+        if isinstance(shear, numbers.Number):
+            shear = (-shear, shear)
+        if shear is not None and len(shear) not in (2, 4):
+            raise ValueError(f"RandomAffine: shear must be a number or 2 or 4 numbers, got {shear!r}")
+        self.translate, self.scale, self.shear, self.fill = translate, scale, shear, fill
+
+    def params(self, width, height):
+        """(angle, (tx, ty), scale, (shear x, shear y)), drawn in torchvision's order."""
+        gen = backend.generator("cpu")
+        angle = float(gen.uniform(*self.degrees))
+        tx = ty = 0
+        if self.translate is not None:
+            dx, dy = self.translate[0] * width, self.translate[1] * height
+            tx, ty = int(round(float(gen.uniform(-dx, dx)))), int(round(float(gen.uniform(-dy, dy))))
+        scale = 1.0 if self.scale is None else float(gen.uniform(*self.scale))
+        shear = [0.0, 0.0]
+        if self.shear is not None:
+            shear[0] = float(gen.uniform(self.shear[0], self.shear[1]))
+            if len(self.shear) == 4:
+                shear[1] = float(gen.uniform(self.shear[2], self.shear[3]))
+        return angle, (tx, ty), scale, tuple(shear)
+
+    def __call__(self, img):
+        from PIL import Image
+        arr = _chw(img, "RandomAffine")
+        h, w = arr.shape[1:]
+        angle, translate, scale, shear = self.params(w, h)
+        m = inverse_affine_matrix((w * 0.5, h * 0.5), angle, translate, scale, shear)
+
+        def warp(pil, fill):
+            return pil.transform((w, h), Image.AFFINE, m, Image.NEAREST, fillcolor=fill)
+        if isinstance(img, Tensor):
+            out = np.stack([np.asarray(warp(Image.fromarray(ch.astype(np.float32), mode="F"), float(self.fill)))
+                            for ch in arr]).astype(arr.dtype)
+            return _like(out, img)
+        pil = img if hasattr(img, "getbands") else Image.fromarray(np.ascontiguousarray(np.asarray(img)))
+        fill = self.fill if len(pil.getbands()) == 1 or not isinstance(self.fill, numbers.Number) \
+            else (self.fill,) * len(pil.getbands())
+        out = warp(pil, fill)
+        return out if hasattr(img, "getbands") else np.asarray(out)
+
+    def __repr__(self):
+        return (f"RandomAffine(degrees={self.degrees}, translate={self.translate}, scale={self.scale}, "
+                f"shear={self.shear})")
