@@ -507,3 +507,14 @@ def test_random_affine_draws_and_warps_as_torchvision_on_pillow_images():
     minidl.manual_seed(11)
     t = full(minidl.tensor(img.transpose(2, 0, 1).astype(np.float32)))
     np.testing.assert_array_equal(t.numpy(), np.asarray(ref).transpose(2, 0, 1).astype(np.float32))
+
+
+def test_where_with_the_condition_alone_gives_indices_as_torch():
+    for cond in (np.array([[0, 1], [2, 1]]) == 1, np.array([True, False, True]), np.array(True), np.zeros((2, 0)) > 0):
+        got, want = minidl.where(minidl.tensor(cond)), torch.where(torch.tensor(cond))
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.dtype == minidl.int64
+            np.testing.assert_array_equal(g.numpy(), w.numpy())
+    with pytest.raises(TypeError, match="both 'input' and 'other', or neither"):
+        minidl.where(minidl.tensor([True]), 1)

@@ -66,10 +66,16 @@ class Where(Function):
 
 
 @register(method=False, top=True)
-def where(condition, input, other):
-    """``input`` where ``condition`` is true, else ``other`` (broadcasting all three)."""
+def where(condition, input=None, other=None):
+    """``input`` where ``condition`` is true, else ``other`` (broadcasting all three). ``where(condition)`` alone is
+    ``nonzero(condition, as_tuple=True)``: one int64 tensor of indices per dim."""
     if not isinstance(condition, Tensor):
         raise TypeError(f"where: argument 'condition' must be a bool Tensor, got {type(condition).__name__}")
+    if input is None and other is None:
+        xp = backend.get_array_module(condition._data)
+        return tuple(Tensor._make(i.astype(np.int64)) for i in xp.nonzero(xp.atleast_1d(condition._data)))
+    if input is None or other is None:
+        raise TypeError("where: expected both 'input' and 'other', or neither (where(condition) gives indices)")
     if condition.dtype.kind != "b":
         raise TypeError(f"where: argument 'condition' must have dtype bool, got {condition.dtype}")
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):  # where(cond, 1, 0): scalars as torch's
