@@ -518,3 +518,134 @@ def test_where_with_the_condition_alone_gives_indices_as_torch():
             np.testing.assert_array_equal(g.numpy(), w.numpy())
     with pytest.raises(TypeError, match="both 'input' and 'other', or neither"):
         minidl.where(minidl.tensor([True]), 1)
+
+
+# ---- the shapes of programs people run: each written once for both libraries, trained side by side ------------
+def _twin_train(build, step, lib_steps=4):
+    """Build the program's modules with minidl and with torch (torch's loaded from minidl's state_dict), run the
+    same steps on both in float64 and return both loss trajectories."""
+    minidl.manual_seed(0)
+    m_mods = build(minidl)
+    t_mods = build(torch)
+    for m, t in zip(m_mods, t_mods):
+        m.double()
+        t.double().load_state_dict({k: torch.tensor(v.numpy()) for k, v in m.state_dict().items()})
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(0, 1, (8, 1, 28, 28)) for _ in range(lib_steps)]
+    labels = [rng.integers(0, 10, 8) for _ in range(lib_steps)]
+    noise = [rng.standard_normal((8, 16)) for _ in range(lib_steps)]
+    return [[step(lib, mods, lib.tensor(x), lib.tensor(y), lib.tensor(z))
+             for x, y, z in zip(batches, labels, noise)] for lib, mods in ((minidl, m_mods), (torch, t_mods))]
+
+
+def test_a_vae_trains_as_under_torch():
+    """pytorch/examples' VAE shape: Linear encoder to mu and logvar, the reparameterisation with given noise,
+    sigmoid decoder, binary_cross_entropy(reduction='sum') + KL, Adam."""
+    def build(lib):
+        nn = lib.nn
+
+        class VAE(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc1, self.fc21, self.fc22 = nn.Linear(784, 64), nn.Linear(64, 16), nn.Linear(64, 16)
+                self.fc3, self.fc4 = nn.Linear(16, 64), nn.Linear(64, 784)
+
+            def forward(self, x, eps):
+                h1 = lib.relu(self.fc1(x.view(-1, 784)))
+                mu, logvar = self.fc21(h1), self.fc22(h1)
+                z = mu + eps * lib.exp(0.5 * logvar)
+                return lib.sigmoid(self.fc4(lib.relu(self.fc3(z)))), mu, logvar
+        return [VAE()]
+
+    opts = {}
+
+    def step(lib, mods, x, y, eps):
+        model, = mods
+        opt = opts.setdefault(id(model), lib.optim.Adam(model.parameters(), lr=1e-3))
+        opt.zero_grad()
+        recon, mu, logvar = model(x, eps)
+        loss = (lib.nn.functional.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
+                - 0.5 * lib.sum(1 + logvar - mu.pow(2) - logvar.exp()))
+        loss.backward()
+        opt.step()
+        return loss.item()
+    m, t = _twin_train(build, step)
+    np.testing.assert_allclose(m, t, rtol=1e-9)
+
+
+def test_a_dcgan_step_trains_as_under_torch():
+    """DCGAN's shape: ConvTranspose2d/BatchNorm2d/ReLU/Tanh generator, Conv2d/LeakyReLU/Sigmoid discriminator,
+    weights_init through .apply and .data.normal_, BCELoss with torch.full labels and fill_, Adam(betas)."""
+    def build(lib):
+        nn = lib.nn
+        g = nn.Sequential(nn.ConvTranspose2d(16, 8, 7, 1, 0, bias=False), nn.BatchNorm2d(8), nn.ReLU(True),
+                          nn.ConvTranspose2d(8, 1, 4, 4, 0, bias=False), nn.Tanh())
+        d = nn.Sequential(nn.Conv2d(1, 8, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+                          nn.Conv2d(8, 1, 14, 1, 0, bias=False), nn.Sigmoid())
+
+        def weights_init(m):
+            name = m.__class__.__name__
+            if name.find("Conv") != -1:
+                m.weight.data.normal_(0.0, 0.02)
+            elif name.find("BatchNorm") != -1:
+                m.weight.data.normal_(1.0, 0.02)
+                m.bias.data.fill_(0)
+        if lib is minidl:
+            g.apply(weights_init)
+            d.apply(weights_init)
+        return [g, d]
+    opts = {}
+
+    def step(lib, mods, x, y, z):
+        g, d = mods
+        opt_d, opt_g = opts.setdefault(id(g), (lib.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+                                               lib.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))))
+        criterion = lib.nn.BCELoss()
+        d.zero_grad()
+        label = lib.full((x.shape[0],), 1.0, dtype=x.dtype)
+        err_real = criterion(d(x * 2 - 1).view(-1), label)
+        err_real.backward()
+        fake = g(z.view(-1, 16, 1, 1))
+        label.fill_(0.0)
+        err_fake = criterion(d(fake.detach()).view(-1), label)
+        err_fake.backward()
+        opt_d.step()
+        g.zero_grad()
+        label.fill_(1.0)
+        err_g = criterion(d(fake).view(-1), label)
+        err_g.backward()
+        opt_g.step()
+        return err_real.item() + err_fake.item(), err_g.item()
+    m, t = _twin_train(build, step)
+    np.testing.assert_allclose(m, t, rtol=1e-8)
+
+
+def test_the_quickstart_shape_trains_as_under_torch():
+    """PyTorch's quickstart: Flatten + Sequential of Linear/ReLU, CrossEntropyLoss, SGD, accuracy by argmax ==
+    y .type(float).sum().item(), the state_dict saved and loaded back."""
+    def build(lib):
+        nn = lib.nn
+
+        class NeuralNetwork(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.flatten = nn.Flatten()
+                self.linear_relu_stack = nn.Sequential(nn.Linear(28 * 28, 64), nn.ReLU(), nn.Linear(64, 64),
+                                                       nn.ReLU(), nn.Linear(64, 10))
+
+            def forward(self, x):
+                return self.linear_relu_stack(self.flatten(x))
+        return [NeuralNetwork()]
+    opts = {}
+
+    def step(lib, mods, x, y, _):
+        model, = mods
+        opt = opts.setdefault(id(model), lib.optim.SGD(model.parameters(), lr=1e-1))
+        pred = model(x)
+        loss = lib.nn.CrossEntropyLoss()(pred, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss.item(), (pred.argmax(1) == y).type(lib.float).sum().item()
+    m, t = _twin_train(build, step)
+    np.testing.assert_allclose(m, t, rtol=1e-9)
