@@ -124,6 +124,15 @@ def _checked(name, images_path, images, labels_path, labels, num_classes):
     return images, labels.astype(np.int64)
 
 
+def _transformed(ds, img, target):
+    """(ds.transform(img), ds.target_transform(target)), each where the dataset has one."""
+    if ds.transform is not None:
+        img = ds.transform(img)
+    if ds.target_transform is not None:
+        target = ds.target_transform(target)
+    return img, target
+
+
 def _raw(a):
     """The array of ``a``: a dataset's data or targets (tensors, or arrays a user put there)."""
     return a._data if isinstance(a, Tensor) else np.asarray(a)
@@ -175,12 +184,12 @@ class MNIST(Dataset):
                 path = os.path.join(folder, name)
                 if os.path.isfile(path):
                     return path
-        offline = (" (offline, minidl.data.MNISTSubset(train=...) gives the 10,000 MNIST digits bundled with minidl)"
-                   if type(self) is MNIST else "")
+        hint = "offline, minidl.data.MNISTSubset(train=...) gives the 10,000 MNIST digits bundled with minidl"
+        offline = type(self) is MNIST
         if not download:
             raise DatasetNotFoundError(
                 f"{type(self).__name__}: {stem}[.gz] not found in {', '.join(self._folders())}; "
-                f"pass download=True to fetch it{offline}")
+                f"pass download=True to fetch it" + (f" ({hint})" if offline else ""))
         name = stem + ".gz"
         try:
             return download_file(self.mirrors, os.path.join(self.root, type(self).__name__, "raw"), name,
@@ -188,18 +197,14 @@ class MNIST(Dataset):
         except DatasetNotFoundError as exc:
             if not offline:
                 raise
-            raise DatasetNotFoundError(f"{type(self).__name__}: {exc}\n{offline.strip(' ()')}") from None
+            raise DatasetNotFoundError(f"{type(self).__name__}: {exc}\n{hint}") from None
 
     def __len__(self):
         return len(self.targets)
 
     def __getitem__(self, i):
         img, target = _raw(self.data)[i], int(_raw(self.targets)[i])  # transforms take the uint8 array
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return _transformed(self, img, target)
 
 
 class FashionMNIST(MNIST):
@@ -299,11 +304,7 @@ class CIFAR10(Dataset):
 
     def __getitem__(self, i):
         img, target = self.data[i], self.targets[i]
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return _transformed(self, img, target)
 
 
 class FakeData(Dataset):
@@ -332,11 +333,7 @@ class FakeData(Dataset):
         img = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
         img = img[..., 0] if c == 1 else img
         target = int(rng.integers(0, self.num_classes))
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return _transformed(self, img, target)
 
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -380,8 +377,4 @@ class ImageFolder(Dataset):
     def __getitem__(self, i):
         path, target = self.samples[i]
         img = self.loader(path)
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return _transformed(self, img, target)

@@ -40,6 +40,19 @@ def _like(arr, img):
     return out
 
 
+def _pil(img):
+    """A Pillow image for an image array or Pillow image (transforms done by Pillow, as torchvision's are)."""
+    if hasattr(img, "getbands"):
+        return img
+    from PIL import Image
+    return Image.fromarray(np.ascontiguousarray(np.asarray(img)))
+
+
+def _unpil(out, img):
+    """Pillow's result ``out`` as the type ``img`` came in: a Pillow image stays one, an array comes back an array."""
+    return out if hasattr(img, "getbands") else np.asarray(out)
+
+
 class Compose:
     def __init__(self, transforms):
         self.transforms = list(transforms)
@@ -263,15 +276,11 @@ class Grayscale:
         if arr.shape[0] != 3:
             raise ValueError(f"Grayscale: expected an RGB image (3 channels), got {arr.shape[0]}")
         if isinstance(img, Tensor):
-            lum = (0.2989 * arr[0] + 0.587 * arr[1] + 0.114 * arr[2]).astype(arr.dtype)[None]
-        else:
-            from PIL import Image
-            lum = np.asarray(Image.fromarray(np.ascontiguousarray(arr.transpose(1, 2, 0)).astype(np.uint8))
-                             .convert("L"))[None]
-        out = np.repeat(lum, self.num_output_channels, axis=0)
-        if not isinstance(img, Tensor) and self.num_output_channels == 1:  # (H, W), or a Pillow 'L' image
-            return Image.fromarray(out[0]) if hasattr(img, "getbands") else out[0]
-        return _like(out, img)
+            return _like(np.repeat(_gray(arr).astype(arr.dtype)[None], self.num_output_channels, axis=0), img)
+        gray = _pil(img).convert("L")
+        if self.num_output_channels == 1:  # (H, W), or a Pillow 'L' image
+            return _unpil(gray, img)
+        return _unpil(gray.convert("RGB"), img)
 
     def __repr__(self):
         return f"Grayscale(num_output_channels={self.num_output_channels})"
@@ -287,9 +296,7 @@ def _resize(img, size, op):
         out = np.stack([np.asarray(Image.fromarray(ch.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
                         for ch in arr]).astype(arr.dtype)
         return _like(out, img)
-    pil = img if hasattr(img, "getbands") else Image.fromarray(np.ascontiguousarray(np.asarray(img)))
-    out = pil.resize((w, h), Image.BILINEAR)
-    return out if hasattr(img, "getbands") else np.asarray(out)
+    return _unpil(_pil(img).resize((w, h), Image.BILINEAR), img)
 
 
 def _image_hw(img, op):
@@ -466,12 +473,11 @@ class ColorJitter:
                 if factors[fn] is not None:
                     arr = _adjust_tensor(arr, fn, factors[fn])
             return _like(arr, img)
-        from PIL import Image
-        pil = img if hasattr(img, "getbands") else Image.fromarray(np.ascontiguousarray(np.asarray(img)))
+        pil = _pil(img)
         for fn in order:
             if factors[fn] is not None:
                 pil = _adjust_pil(pil, fn, factors[fn])
-        return pil if hasattr(img, "getbands") else np.asarray(pil)
+        return _unpil(pil, img)
 
     def __repr__(self):
         return (f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, saturation={self.saturation}, "
@@ -542,11 +548,10 @@ class RandomAffine:
             out = np.stack([np.asarray(warp(Image.fromarray(ch.astype(np.float32), mode="F"), float(self.fill)))
                             for ch in arr]).astype(arr.dtype)
             return _like(out, img)
-        pil = img if hasattr(img, "getbands") else Image.fromarray(np.ascontiguousarray(np.asarray(img)))
+        pil = _pil(img)
         fill = self.fill if len(pil.getbands()) == 1 or not isinstance(self.fill, numbers.Number) \
             else (self.fill,) * len(pil.getbands())
-        out = warp(pil, fill)
-        return out if hasattr(img, "getbands") else np.asarray(out)
+        return _unpil(warp(pil, fill), img)
 
     def __repr__(self):
         return (f"RandomAffine(degrees={self.degrees}, translate={self.translate}, scale={self.scale}, "

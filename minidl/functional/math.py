@@ -161,11 +161,12 @@ def exp(input):
 
 
 class _UnaryGrad(Function):
-    """An elementwise op whose gradient is g * dydx(x), dydx written with minidl ops (so it differentiates again)."""
+    """An elementwise op named as its NumPy (and CuPy) function, whose gradient is g * dydx(x), dydx written with
+    minidl ops (so it differentiates again)."""
 
     def forward(self, xp, x):
         self.save_for_backward(x)
-        return getattr(xp, self.numpy_name)(x)
+        return getattr(xp, self.name)(x)
 
     def backward(self, g):
         x, = self.saved_tensors
@@ -173,45 +174,10 @@ class _UnaryGrad(Function):
 
 
 class Log1p(_UnaryGrad):
-    name, numpy_name = "log1p", "log1p"
+    name = "log1p"
 
     def dydx(self, x):
         return 1 / (1 + x)
-
-
-class Expm1(_UnaryGrad):
-    name, numpy_name = "expm1", "expm1"
-
-    def dydx(self, x):
-        return x.exp()
-
-
-class Log2(_UnaryGrad):
-    name, numpy_name = "log2", "log2"
-
-    def dydx(self, x):
-        return 1 / (x * _math.log(2))
-
-
-class Log10(_UnaryGrad):
-    name, numpy_name = "log10", "log10"
-
-    def dydx(self, x):
-        return 1 / (x * _math.log(10))
-
-
-class Sin(_UnaryGrad):
-    name, numpy_name = "sin", "sin"
-
-    def dydx(self, x):
-        return cos(x)
-
-
-class Cos(_UnaryGrad):
-    name, numpy_name = "cos", "cos"
-
-    def dydx(self, x):
-        return -sin(x)
 
 
 @register(top=True)
@@ -220,10 +186,24 @@ def log1p(input):
     return _float_unary(Log1p, "log1p", input)
 
 
+class Expm1(_UnaryGrad):
+    name = "expm1"
+
+    def dydx(self, x):
+        return x.exp()
+
+
 @register(top=True)
 def expm1(input):
     """exp(input) - 1, accurate for small input."""
     return _float_unary(Expm1, "expm1", input)
+
+
+class Log2(_UnaryGrad):
+    name = "log2"
+
+    def dydx(self, x):
+        return 1 / (x * _math.log(2))
 
 
 @register(top=True)
@@ -231,14 +211,35 @@ def log2(input):
     return _float_unary(Log2, "log2", input)
 
 
+class Log10(_UnaryGrad):
+    name = "log10"
+
+    def dydx(self, x):
+        return 1 / (x * _math.log(10))
+
+
 @register(top=True)
 def log10(input):
     return _float_unary(Log10, "log10", input)
 
 
+class Sin(_UnaryGrad):
+    name = "sin"
+
+    def dydx(self, x):
+        return cos(x)
+
+
 @register(top=True)
 def sin(input):
     return _float_unary(Sin, "sin", input)
+
+
+class Cos(_UnaryGrad):
+    name = "cos"
+
+    def dydx(self, x):
+        return -sin(x)
 
 
 @register(top=True)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange, vectorize
 
+from . import _numpy
 from ._numpy import index_dtype
 from .blas import split
 
@@ -183,7 +184,7 @@ def _relu_backward(gy, y, gx, lo, hi):
 def relu_backward(gy, y):
     """One pass (NumPy's ``gy * ~(y <= 0)`` takes three, and a temporary), split across minidl's threads."""
     if not (gy.flags.c_contiguous and y.flags.c_contiguous and y.dtype == gy.dtype):
-        return gy * ~(y <= 0)  # NumPy keeps gy's layout (channels_last)
+        return _numpy.relu_backward(gy, y)  # NumPy keeps gy's layout (channels_last)
     g1, y1 = gy.reshape(-1), y.reshape(-1)
     x1 = np.empty_like(g1)
     split(g1.size, lambda _, lo, hi: _relu_backward(g1, y1, x1, lo, hi))

@@ -227,14 +227,13 @@ def algorithms(x, w, stride, padding, dilation, groups):
     return algos
 
 
-def _jit_pays(x, w, algos):
+def _jit_pays(x, flops, algos):
     """Whether the tuner should compile and try jit for this convolution (forcing it runs it anyway). Measured
     (benchmarks/NOTES.md, change 27): on 1x1 convolutions gemm1x1 beat it every time (40 of 40 shapes of GoogLeNet
     and InceptionNet); its threads split the batch, so with fewer than two samples per thread cores idle (GoogLeNet's
     3x3 and 5x5 convolutions on 2 threads: batch 1, jit 40 ms against 31 for the best other; batch 2, even; batch 8,
     140 against 174); below JIT_MIN_FLOPS a conv is not worth a compile."""
-    return (_flops(x, w) >= JIT_MIN_FLOPS and "gemm1x1" not in algos
-            and x.shape[0] >= 2 * workers()[0])
+    return flops >= JIT_MIN_FLOPS and "gemm1x1" not in algos and x.shape[0] >= 2 * workers()[0]
 
 
 def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
@@ -243,9 +242,10 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
     algos = algorithms(x, w, stride, padding, dilation, groups)
     col_bytes = w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * out_hw[0] * out_hw[1] * x.itemsize
     if autotune.is_enabled() and not autotune.forced("conv2d"):
-        if "jit" in algos and not _jit_pays(x, w, algos):
+        flops = _flops(x, w)
+        if "jit" in algos and not _jit_pays(x, flops, algos):
             algos = [a for a in algos if a != "jit"]
-        if "jit" in algos and _flops(x, w) < IM2COL_TRIAL_FLOPS:
+        if "jit" in algos and flops < IM2COL_TRIAL_FLOPS:
             algos = [a for a in algos if not a.startswith("im2col")]
         elif col_bytes > COL_KEEP_BYTES and len(algos) > 1:
             algos = algos[1:]  # the reference's column matrix would stay alive until backward

@@ -275,6 +275,12 @@ class RNNCellBase(Module):
             return h
         return x, unbatched, state
 
+    def forward(self, input, hx=None):
+        """One step of a cell with one state (RNNCell, GRUCell; LSTMCell has its own)."""
+        x, unbatched, state = self._prepare(input, hx)
+        h = self._step(F.linear(x, self.weight_ih, self.bias_ih), state(hx))
+        return h.squeeze(0) if unbatched else h
+
     def extra_repr(self):
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
@@ -289,10 +295,8 @@ class RNNCell(RNNCellBase):
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, bias,
                          device, dtype)
 
-    def forward(self, input, hx=None):
-        x, unbatched, state = self._prepare(input, hx)
-        h = _rnn_step(self.mode)(F.linear(x, self.weight_ih, self.bias_ih), state(hx), self.weight_hh, self.bias_hh)
-        return h.squeeze(0) if unbatched else h
+    def _step(self, gi, h):
+        return _rnn_step(self.mode)(gi, h, self.weight_hh, self.bias_hh)
 
 
 class GRUCell(RNNCellBase):
@@ -301,10 +305,8 @@ class GRUCell(RNNCellBase):
     def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
         super().__init__("GRU", input_size, hidden_size, bias, device, dtype)
 
-    def forward(self, input, hx=None):
-        x, unbatched, state = self._prepare(input, hx)
-        h = _gru_step(F.linear(x, self.weight_ih, self.bias_ih), state(hx), self.weight_hh, self.bias_hh)
-        return h.squeeze(0) if unbatched else h
+    def _step(self, gi, h):
+        return _gru_step(gi, h, self.weight_hh, self.bias_hh)
 
 
 class LSTMCell(RNNCellBase):
