@@ -69,49 +69,75 @@ class RNNSequence(Function):
 
 
 class LSTMSequence(Function):
-    """h and c for every step of one LSTM layer and direction, side by side: (L, N, 2H) (h first)."""
+    """h and c for every step of one LSTM layer and direction, side by side: (L, N, 2H) (h first).
+
+    Few NumPy calls per step (each costs 2-7 us on these small blocks, the product 15-35 us): the sigmoid gates are ``0.5 tanh(a / 2) + 0.5``, so the halving is folded into W_hh and gi once and one
+    tanh covers all four gates; backward multiplies out everything that does not depend on the recursion over all
+    steps at once, leaving dh, dc and the gate gradients in the loop."""
     name = "lstm"
     differentiable_twice = False
 
     def forward(self, xp, gi, h0, c0, w_hh, b_hh):
         L, N = gi.shape[:2]
         H = h0.shape[-1]
+        half = xp.full(4 * H, 0.5, dtype=gi.dtype)
+        half[2 * H:3 * H] = 1  # the cell gate g is a plain tanh
+        shift = (half == 0.5) * half  # 0.5 for the sigmoid gates, 0 for g
+        a_in = gi * half if b_hh is None else (gi + b_hh) * half
+        w_t = (w_hh * half[:, None]).T
         out = xp.empty((L, N, 2 * H), dtype=gi.dtype)
         gates = xp.empty((L, N, 4 * H), dtype=gi.dtype)  # i, f, g, o after their activations
+        tc = xp.empty((L, N, H), dtype=gi.dtype)  # tanh(c_t)
+        a = xp.empty((N, 4 * H), dtype=gi.dtype)
+        ig = xp.empty((N, H), dtype=gi.dtype)
         h, c = h0, c0
         for t in range(L):
-            a = gi[t] + _hidden(h, w_hh, b_hh)
+            xp.matmul(h, w_t, out=a)
+            a += a_in[t]
             gt = gates[t]
-            gt[:, :2 * H] = _sigmoid(xp, a[:, :2 * H])
-            gt[:, 2 * H:3 * H] = xp.tanh(a[:, 2 * H:3 * H])
-            gt[:, 3 * H:] = _sigmoid(xp, a[:, 3 * H:])
-            c = gt[:, H:2 * H] * c + gt[:, :H] * gt[:, 2 * H:3 * H]
-            h = gt[:, 3 * H:] * xp.tanh(c)
-            out[t, :, :H], out[t, :, H:] = h, c
-        self.save_for_backward(out, gates, h0, c0, w_hh, b_hh)
+            xp.tanh(a, out=gt)
+            gt *= half
+            gt += shift
+            c_t, h_t = out[t, :, H:], out[t, :, :H]
+            xp.multiply(gt[:, H:2 * H], c, out=c_t)
+            xp.multiply(gt[:, :H], gt[:, 2 * H:3 * H], out=ig)
+            c_t += ig
+            xp.tanh(c_t, out=tc[t])
+            xp.multiply(gt[:, 3 * H:], tc[t], out=h_t)
+            h, c = h_t, c_t
+        self.save_for_backward(out, gates, tc, h0, c0, w_hh, b_hh)
         return out
 
     def backward(self, g):
-        out, gates, h0, c0, w_hh, b_hh = self.saved_arrays
+        out, gates, tc, h0, c0, w_hh, b_hh = self.saved_arrays
         xp = kernels.get_array_module(out)
         g = g._data
+        L, N = out.shape[:2]
         H = h0.shape[-1]
         hs, cs = out[..., :H], out[..., H:]
+        i, f, gg, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
+        c_prev = _previous(xp, cs, c0)
+        # what does not depend on the recursion, for every step at once:
+        # dc-side factors of di, df, dg (side by side), do's factor of dh, and dh's path into dc
+        dc_factor = xp.empty((L, N, 3, H), dtype=out.dtype)
+        dc_factor[:, :, 0] = gg * i * (1 - i)
+        dc_factor[:, :, 1] = c_prev * f * (1 - f)
+        dc_factor[:, :, 2] = i * (1 - gg * gg)
+        dh_factor = tc * o * (1 - o)
+        dh_to_dc = o * (1 - tc * tc)
         da = xp.empty_like(gates)
+        da_c = da[..., :3 * H].reshape(L, N, 3, H)
         dh, dc = xp.zeros_like(h0), xp.zeros_like(c0)
-        for t in range(out.shape[0] - 1, -1, -1):
-            i, f, gg, o = (gates[t][:, k * H:(k + 1) * H] for k in range(4))
-            dh = g[t, :, :H] + dh
-            tc = xp.tanh(cs[t])
-            dc = g[t, :, H:] + dc + dh * o * (1 - tc * tc)
-            c_prev = cs[t - 1] if t else c0
-            dt = da[t]
-            dt[:, :H] = dc * gg * i * (1 - i)
-            dt[:, H:2 * H] = dc * c_prev * f * (1 - f)
-            dt[:, 2 * H:3 * H] = dc * i * (1 - gg * gg)
-            dt[:, 3 * H:] = dh * tc * o * (1 - o)
-            dc = dc * f
-            dh = kernels.matmul(dt, w_hh)
+        tmp = xp.empty_like(dh)
+        for t in range(L - 1, -1, -1):
+            dh += g[t, :, :H]
+            xp.multiply(dh, dh_to_dc[t], out=tmp)
+            dc += tmp
+            dc += g[t, :, H:]
+            xp.multiply(dc_factor[t], dc[:, None], out=da_c[t])
+            xp.multiply(dh, dh_factor[t], out=da[t, :, 3 * H:])
+            dc *= f[t]
+            xp.matmul(da[t], w_hh, out=dh)
         dw, db = _weight_grads(xp, da, _previous(xp, hs, h0), b_hh)
         return da, dh, dc, dw, db
 
