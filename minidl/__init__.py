@@ -21,7 +21,8 @@ from .backend import cuda
 from .backend import memory_format, contiguous_format, channels_last, preserve_format
 from .autograd import Tensor, no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode
 from . import autograd
-from .autograd.creation import (tensor, as_tensor, from_numpy, zeros, ones, empty, full, arange, linspace, eye,
+from .autograd.creation import (Generator, DefaultGenerator as _DefaultGenerator, tensor, as_tensor, from_numpy,
+                                zeros, ones, empty, full, arange, linspace, eye,
                                 rand, randn, randint, randperm, zeros_like, ones_like, empty_like, full_like, rand_like,
                                 randn_like)
 from . import functional, kernels
@@ -63,25 +64,7 @@ concat = _OPS["cat"]
 __version__ = "0.1.0"
 
 
-class Generator:
-    """What :func:`manual_seed` returns, as torch returns its default generator: ``initial_seed()`` and
-    ``get_state()``/``set_state()`` of minidl's CPU generator, with a short repr (the REPL echoes it)."""
-
-    def initial_seed(self):
-        return backend._SEED
-
-    def get_state(self):
-        return get_rng_state()
-
-    def set_state(self, state):
-        set_rng_state(state)
-        return self
-
-    def __repr__(self):
-        return f"<minidl.Generator seed={backend._SEED}>"
-
-
-default_generator = Generator()
+default_generator = _DefaultGenerator()
 
 
 def manual_seed(seed):

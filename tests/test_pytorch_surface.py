@@ -463,6 +463,53 @@ def test_the_rng_state_round_trips_as_torchs():
         minidl.set_rng_state(minidl.tensor([1, 2], dtype=minidl.uint8))
 
 
+def test_a_generator_of_its_own_as_torchs():
+    """minidl.Generator().manual_seed(s) returns itself (the random_split idiom); draws through generator= repeat
+    with the seed and leave the global generator where it was; a new one starts from torch's default seed."""
+    assert minidl.Generator().initial_seed() == torch.Generator().initial_seed()
+    draws = {}
+    for k in range(2):
+        minidl.manual_seed(5)
+        g = minidl.Generator().manual_seed(42)
+        assert isinstance(g, minidl.Generator) and g.initial_seed() == 42
+        draws[k] = [minidl.rand(3, generator=g), minidl.randn(2, 2, generator=g),
+                    minidl.randint(0, 9, (4,), generator=g), minidl.randperm(6, generator=g),
+                    minidl.empty(3).uniform_(-1, 1, generator=g), minidl.empty(3).normal_(generator=g),
+                    minidl.nn.init.kaiming_uniform_(minidl.empty(2, 3), generator=g),
+                    minidl.nn.init.trunc_normal_(minidl.empty(4), generator=g), minidl.rand(2)]  # the last: global
+    minidl.manual_seed(5)
+    draws["unseeded"] = minidl.rand(2)
+    for a, b in zip(draws[0], draws[1]):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(draws[0][-1].numpy(), draws["unseeded"].numpy())  # untouched by g's draws
+    g = minidl.Generator().manual_seed(1)
+    state = g.get_state()
+    a = minidl.rand(4, generator=g)
+    np.testing.assert_array_equal(minidl.rand(4, generator=g.set_state(state)).numpy(), a.numpy())
+    assert g.seed() != 1 and g.initial_seed() != 1
+
+
+def test_data_loading_takes_a_generator():
+    ds = minidl.data.TensorDataset(minidl.arange(20))
+    halves = [minidl.data.random_split(ds, [0.5, 0.5], generator=minidl.Generator().manual_seed(7)) for _ in range(2)]
+    assert halves[0][0].indices == halves[1][0].indices
+    orders = [[b[0].tolist() for b in minidl.data.DataLoader(ds, batch_size=5, shuffle=True,
+                                                             generator=minidl.Generator().manual_seed(3))]
+              for _ in range(2)]
+    assert orders[0] == orders[1] and sorted(sum(orders[0], [])) == list(range(20))
+
+
+def test_a_wrong_generator_is_refused_naming_the_op():
+    with pytest.raises(TypeError, match="^randn: generator must be a minidl.Generator, got int"):
+        minidl.randn(2, generator=3)
+    with pytest.raises(ValueError, match="^rand: the generator is on 'cuda', the result on 'cpu'"):
+        minidl.rand(2, generator=minidl.Generator("cuda"))
+    with pytest.raises(TypeError, match="^Generator.manual_seed: seed must be an int"):
+        minidl.Generator().manual_seed(1.5)
+    with pytest.raises(ValueError, match="^Generator.set_state: not a state"):
+        minidl.Generator().set_state(minidl.tensor([1, 2], dtype=minidl.uint8))
+
+
 def test_a_parameter_keeps_its_datas_dtype():
     for data in (np.zeros(2), np.zeros(2, np.float32)):
         assert str(minidl.nn.Parameter(minidl.tensor(data)).dtype) == \

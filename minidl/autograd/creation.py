@@ -92,39 +92,115 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
     return _finish(np.eye(n, m, dtype=_float_dtype(dtype, "eye")), device, requires_grad)
 
 
-def _random(kind, size, dtype, device, requires_grad, op):
+class Generator:
+    """A random generator of its own, as torch.Generator: ``minidl.Generator().manual_seed(42)`` then
+    ``generator=`` to rand, randn, randint, randperm, Tensor.uniform_/normal_, DataLoader and random_split draws
+    from it and leaves minidl's global generator (``minidl.manual_seed``) alone. A new one starts from torch's
+    default seed, 67280421310721, as torch's does. It draws NumPy's PCG64 stream (CuPy's on a GPU), so the same
+    seed gives other numbers than torch's Mersenne twister."""
+
+    DEFAULT_SEED = 67280421310721
+
+    def __init__(self, device="cpu"):
+        self.device = backend.Device(device)
+        self._seed, self._gen = self.DEFAULT_SEED, None
+
+    def _engine(self):
+        if self._gen is None:
+            self._gen = backend.new_generator(self.device, self._seed)
+        return self._gen
+
+    def manual_seed(self, seed):
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            raise TypeError(f"Generator.manual_seed: seed must be an int, got {type(seed).__name__}")
+        self._seed, self._gen = int(seed), None
+        return self
+
+    def seed(self):
+        """Seed from the operating system's entropy; returns the seed."""
+        self.manual_seed(int(np.random.SeedSequence().entropy % 2 ** 63))
+        return self._seed
+
+    def initial_seed(self):
+        return self._seed
+
+    def _cpu_only(self, what):
+        if self.device.type != "cpu":
+            raise ValueError(f"Generator.{what}: only a CPU generator's state can be read or set, this one is on "
+                             f"{self.device}")
+
+    def get_state(self):
+        """The state as a uint8 tensor (the bytes of NumPy's PCG64 state), for :meth:`set_state`."""
+        self._cpu_only("get_state")
+        return Tensor._make(backend.get_rng_state(self._engine()))
+
+    def set_state(self, new_state):
+        self._cpu_only("set_state")
+        self._gen = backend.generator_from_state(_as_array(new_state), "Generator.set_state")
+        return self
+
+    def __repr__(self):
+        return f"<minidl.Generator device={self.device} seed={self._seed}>"
+
+
+class DefaultGenerator(Generator):
+    """minidl's global CPU generator (``minidl.default_generator``, what :func:`minidl.manual_seed` returns):
+    seeding it seeds every device, as minidl.manual_seed does."""
+
+    def __init__(self):
+        self.device = backend.Device("cpu")
+
+    def _engine(self):
+        return backend.generator("cpu")
+
+    def manual_seed(self, seed):
+        backend.manual_seed(seed)
+        return self
+
+    def initial_seed(self):
+        return backend._SEED
+
+    def set_state(self, new_state):
+        backend.set_rng_state(_as_array(new_state))
+        return self
+
+    def __repr__(self):
+        return f"<minidl.Generator seed={backend._SEED}>"
+
+
+def _random(kind, size, dtype, device, requires_grad, op, generator):
     shape = _shape(size, op)
     dt = _float_dtype(dtype, op)
     if dt.kind != "f":
         raise TypeError(f"{op}: dtype must be floating, got {dt}")
-    gen = backend.generator(device or "cpu")
+    gen = backend.draw_from(generator, device or "cpu", op)
     arr = gen.random(shape, dtype=dt) if kind == "rand" else gen.standard_normal(shape, dtype=dt)
     return _finish(arr, None, requires_grad)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False):
-    """Uniform samples in [0, 1) from the device's generator (seeded by ``manual_seed``)."""
-    return _random("rand", size, dtype, device, requires_grad, "rand")
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Uniform samples in [0, 1) from the device's generator (seeded by ``manual_seed``), or ``generator``'s."""
+    return _random("rand", size, dtype, device, requires_grad, "rand", generator)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False):
-    """Standard normal samples from the device's generator (seeded by ``manual_seed``)."""
-    return _random("randn", size, dtype, device, requires_grad, "randn")
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples from the device's generator (seeded by ``manual_seed``), or ``generator``'s."""
+    return _random("randn", size, dtype, device, requires_grad, "randn", generator)
 
 
-def randint(low, high=None, size=(), dtype=None, device=None):
+def randint(low, high=None, size=(), *, generator=None, dtype=None, device=None):
     if high is None:
         low, high = 0, low
-    gen = backend.generator(device or "cpu")
+    gen = backend.draw_from(generator, device or "cpu", "randint")
     return Tensor._make(gen.integers(low, high, size=_shape((size,), "randint"),
                                      dtype=backend.as_dtype(dtype, "randint") or np.int64))
 
 
-def randperm(n, *, dtype=None, device=None, requires_grad=False):
-    """A random permutation of 0..n-1 (int64 by default), from the device's generator."""
+def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """A random permutation of 0..n-1 (int64 by default), from the device's generator or ``generator``."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
-    gen = backend.generator(device or "cpu")
+    gen = backend.draw_from(generator, device or "cpu", "randperm")
     return _finish(gen.permutation(int(n)).astype(backend.as_dtype(dtype, "randperm") or np.int64, copy=False),
                    device, requires_grad)
 

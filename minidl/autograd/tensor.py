@@ -526,12 +526,12 @@ class Tensor:
             dtype = _TYPE_DTYPES[short]
         return self.to(dtype)
 
-    def uniform_(self, a=0.0, b=1.0):
-        g = backend.generator(self.device)
+    def uniform_(self, a=0.0, b=1.0, *, generator=None):
+        g = backend.draw_from(generator, self.device, "uniform_")
         return self._assign("uniform_", g.uniform(a, b, size=self.shape))
 
-    def normal_(self, mean=0.0, std=1.0):
-        g = backend.generator(self.device)
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        g = backend.draw_from(generator, self.device, "normal_")
         return self._assign("normal_", g.normal(mean, std, size=self.shape))
 
     def __setitem__(self, key, value):

@@ -363,22 +363,57 @@ def manual_seed(seed):
     return _SEED
 
 
-def get_rng_state():
-    """The CPU generator's state (numpy's PCG64 state as JSON bytes), for :func:`set_rng_state`."""
+def get_rng_state(gen=None):
+    """A CPU generator's state (numpy's PCG64 state as JSON bytes), for :func:`set_rng_state`; minidl's own
+    CPU generator unless ``gen`` is given."""
     import json
-    return np.frombuffer(json.dumps(generator(_CPU).bit_generator.state).encode(), dtype=np.uint8).copy()
+    gen = generator(_CPU) if gen is None else gen
+    return np.frombuffer(json.dumps(gen.bit_generator.state).encode(), dtype=np.uint8).copy()
 
 
-def set_rng_state(state):
-    """Restore the CPU generator to a state from :func:`get_rng_state` (uint8 bytes of its JSON)."""
+def generator_from_state(state, op="set_rng_state"):
+    """A new CPU generator in a state from :func:`get_rng_state` (uint8 bytes of its JSON)."""
     import json
     try:
         bit_state = json.loads(np.asarray(state, dtype=np.uint8).tobytes().decode())
         gen = np.random.default_rng()
         gen.bit_generator.state = bit_state
     except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"set_rng_state: not a state from get_rng_state ({exc})") from None
-    _generators[_CPU] = gen
+        raise ValueError(f"{op}: not a state from get_rng_state ({exc})") from None
+    return gen
+
+
+def set_rng_state(state):
+    """Restore minidl's CPU generator to a state from :func:`get_rng_state`."""
+    _generators[_CPU] = generator_from_state(state)
+
+
+def new_generator(dev, seed):
+    """A generator of its own for a device (what a minidl.Generator draws from), seeded with ``seed``."""
+    dev = Device(dev)
+    if dev.type == "cpu":
+        return np.random.default_rng(seed)
+    _require_cuda(dev)
+    with _cupy.cuda.Device(dev.index):
+        return _cupy.random.default_rng(seed)
+
+
+def draw_from(gen, dev, op):
+    """The NumPy/CuPy generator that ``op(..., generator=gen)`` draws from on device ``dev``: minidl's own for the
+    device when gen is None, a minidl.Generator's (which must be on the device's type), or a NumPy Generator as
+    given (minidl's data loaders always took those)."""
+    dev = Device(dev) if dev is not None else _CPU
+    if gen is None:
+        return generator(dev)
+    engine = getattr(gen, "_engine", None)
+    if engine is not None:
+        if gen.device.type != dev.type:
+            raise ValueError(f"{op}: the generator is on {gen.device.type!r}, the result on {dev.type!r}; "
+                             f"use a minidl.Generator(device={dev.type!r})")
+        return engine()
+    if isinstance(gen, np.random.Generator) or type(gen).__module__.startswith("cupy"):
+        return gen
+    raise TypeError(f"{op}: generator must be a minidl.Generator, got {type(gen).__name__}")
 
 
 def generator(dev=_CPU):
@@ -386,12 +421,5 @@ def generator(dev=_CPU):
     dev = Device(dev)
     gen = _generators.get(dev)
     if gen is None:
-        seed = _SEED if _SEED is not None else None
-        if dev.type == "cpu":
-            gen = np.random.default_rng(seed)
-        else:
-            _require_cuda(dev)
-            with _cupy.cuda.Device(dev.index):
-                gen = _cupy.random.default_rng(seed)
-        _generators[dev] = gen
+        gen = _generators[dev] = new_generator(dev, _SEED)
     return gen

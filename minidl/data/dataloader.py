@@ -74,8 +74,9 @@ class DataLoader:
         timeout: seconds to wait for a worker's batch before raising (0: no limit).
         worker_init_fn: called as ``worker_init_fn(worker_id)`` in each worker after seeding.
         multiprocessing_context: a start method name ('fork', 'spawn', 'forkserver') or context.
-        generator: a numpy.random.Generator for shuffling and the workers' base seed; default: minidl's seeded
-            CPU generator, so ``minidl.manual_seed`` makes the order and the workers' seeds reproducible.
+        generator: a minidl.Generator (or a numpy.random.Generator) for shuffling and the workers' base seed;
+            default: minidl's seeded CPU generator, so ``minidl.manual_seed`` makes the order and the workers'
+            seeds reproducible.
         prefetch_factor: batches loaded ahead per worker (default 2).
         persistent_workers: keep the workers between epochs (seeded once, as in torch).
         device: where batches go ('cuda' moves each batch once, as it is made).
@@ -132,7 +133,7 @@ class DataLoader:
         return self._generator().permutation(n)
 
     def _generator(self):
-        return self.generator if self.generator is not None else backend.generator("cpu")
+        return backend.draw_from(self.generator, "cpu", "DataLoader")
 
     def _batches(self):
         order = self._order()

@@ -63,7 +63,7 @@ def random_split(dataset, lengths, generator=None):
         lengths = sizes
     if sum(lengths) != n:
         raise ValueError(f"random_split: lengths {list(lengths)} sum to {sum(lengths)}, the dataset has {n} samples")
-    gen = generator if generator is not None else backend.generator("cpu")
+    gen = backend.draw_from(generator, "cpu", "random_split")
     perm = gen.permutation(n)
     out, start = [], 0
     for k in lengths:

@@ -71,9 +71,10 @@ class RNNSequence(Function):
 class LSTMSequence(Function):
     """h and c for every step of one LSTM layer and direction, side by side: (L, N, 2H) (h first).
 
-    Few NumPy calls per step (each costs 2-7 us on these small blocks, the product 15-35 us): the sigmoid gates are ``0.5 tanh(a / 2) + 0.5``, so the halving is folded into W_hh and gi once and one
-    tanh covers all four gates; backward multiplies out everything that does not depend on the recursion over all
-    steps at once, leaving dh, dc and the gate gradients in the loop."""
+    Few NumPy calls per step (each costs 2-7 us on these small blocks, the product 15-35 us): the sigmoid gates
+    are ``0.5 tanh(a / 2) + 0.5``, so the halving is folded into W_hh and gi once and one tanh covers all four
+    gates; backward multiplies out everything that does not depend on the recursion over all steps at once,
+    leaving dh, dc and the gate gradients in the loop."""
     name = "lstm"
     differentiable_twice = False
 

@@ -1,5 +1,6 @@
 """Weight initialisation, as torch.nn.init: each function fills a tensor in place (no graph) and
-returns it. Random draws come from minidl's generator (``minidl.manual_seed``)."""
+returns it. Random draws come from minidl's generator (``minidl.manual_seed``), or from ``generator``
+(a minidl.Generator) where given, as torch's."""
 import math
 
 from .. import backend
@@ -50,13 +51,13 @@ def _fan(tensor, mode):
 
 
 @no_grad()
-def uniform_(tensor, a=0.0, b=1.0):
-    return _check(tensor, "uniform_").uniform_(a, b)
+def uniform_(tensor, a=0.0, b=1.0, generator=None):
+    return _check(tensor, "uniform_").uniform_(a, b, generator=generator)
 
 
 @no_grad()
-def normal_(tensor, mean=0.0, std=1.0):
-    return _check(tensor, "normal_").normal_(mean, std)
+def normal_(tensor, mean=0.0, std=1.0, generator=None):
+    return _check(tensor, "normal_").normal_(mean, std, generator=generator)
 
 
 @no_grad()
@@ -72,39 +73,39 @@ def ones_(tensor):
     return constant_(tensor, 1.0)
 
 
-def xavier_uniform_(tensor, gain=1.0):
+def xavier_uniform_(tensor, gain=1.0, generator=None):
     fan_in, fan_out = _calculate_fan_in_and_fan_out(_check(tensor, "xavier_uniform_"))
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor, gain=1.0):
+def xavier_normal_(tensor, gain=1.0, generator=None):
     fan_in, fan_out = _calculate_fan_in_and_fan_out(_check(tensor, "xavier_normal_"))
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
 
-def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
+def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     """He initialisation, uniform: bound = gain * sqrt(3 / fan)."""
     fan = _fan(_check(tensor, "kaiming_uniform_"), mode)
     if fan == 0:
         return tensor
     bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / fan)
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
+def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     """He initialisation, normal: std = gain / sqrt(fan)."""
     fan = _fan(_check(tensor, "kaiming_normal_"), mode)
     if fan == 0:
         return tensor
-    return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan))
+    return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan), generator)
 
 
 @no_grad()
-def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     """Normal samples redrawn until they fall in [a, b]."""
     _check(tensor, "trunc_normal_")
-    gen = backend.generator(tensor.device)
+    gen = backend.draw_from(generator, tensor.device, "trunc_normal_")
     out = gen.normal(mean, std, size=tensor.shape)
     bad = (out < a) | (out > b)
     while bad.any():
