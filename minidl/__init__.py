@@ -29,7 +29,7 @@ from . import functional, kernels
 kernels.blas.openblas_spins = _blas_spins
 from .functional import OPS as _OPS
 from .functional._registry import TOP as _TOP
-from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed, backends
+from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed, backends, profiler
 from .utils.checkpoint import save, load
 from .autograd.tensor import TENSOR_TYPES as _TENSOR_TYPES
 

@@ -6,6 +6,7 @@ sends it a gradient has run (Kahn's order, the most recently readied first), so 
 soon as its last producer has: its hooks fire while the rest of the graph is still being processed.
 """
 from .. import backend
+from . import function
 from .function import AccumulateGrad, grad_node
 from .grad_mode import set_grad_enabled
 from .tensor import Tensor
@@ -72,28 +73,41 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
     results = [None] * len(targets or ())
     handed_out = {id(g._data) for g in grad_outputs}  # arrays already someone's: a new .grad must not share them
     ready = [n for n in buffers if count[n] == 0]
+    prof = function._profiler  # minidl.profiler's recorder, if one runs: each node's backward is an event
     with backend.np.errstate(all="ignore"), set_grad_enabled(create_graph):
         while ready:
             node = ready.pop()
             grad = buffers.pop(node, None)
             if grad is not None:
-                grad = node.run_hooks(grad)
-                if node in wanted:
-                    results[wanted[node]] = grad
-                if isinstance(node, AccumulateGrad):
-                    if targets is None:
-                        node.accumulate(grad, create_graph, handed_out)
-                elif needed is None or node in needed:
-                    for edge, g in node.edge_grads(grad, create_graph):
-                        _add(buffers, edge, g)
-                    if not retain_graph:
-                        node._release()
+                event = prof.begin_node(node, grad) if prof is not None else None
+                try:
+                    _run_node(node, grad, buffers, wanted, results, targets, needed, create_graph, retain_graph,
+                              handed_out)
+                finally:
+                    if event is not None:
+                        prof.end(event, None)
             for e in node._edges:
                 if e is not None:
                     count[e] -= 1
                     if count[e] == 0:
                         ready.append(e)
     return [results[wanted[grad_node(t)]] for t in targets] if targets is not None else results
+
+
+def _run_node(node, grad, buffers, wanted, results, targets, needed, create_graph, retain_graph, handed_out):
+    """One node's part of the backward pass: its hooks, then its gradients into the buffers of the nodes it
+    sends to (or, for a leaf, into .grad)."""
+    grad = node.run_hooks(grad)
+    if node in wanted:
+        results[wanted[node]] = grad
+    if isinstance(node, AccumulateGrad):
+        if targets is None:
+            node.accumulate(grad, create_graph, handed_out)
+    elif needed is None or node in needed:
+        for edge, g in node.edge_grads(grad, create_graph):
+            _add(buffers, edge, g)
+        if not retain_graph:
+            node._release()
 
 
 def _normalize(outputs, grad_outputs):

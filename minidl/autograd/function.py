@@ -31,6 +31,7 @@ _NDARRAY = backend.np.ndarray
 
 
 _trace = threading.local()  # .record: a callable that sees every op this thread applies (minidl.onnx's tracer)
+_profiler = None  # minidl.profiler's recorder while a profile runs (set_profiler): begin(...), end(event, result)
 
 
 @contextmanager
@@ -229,6 +230,32 @@ class Function:
         if getattr(_trace, "record", None) is not None:
             _trace.record(cls, inputs, params, result)
         return result
+
+
+_plain_apply = Function.__dict__["apply"]
+
+
+@classmethod
+def _profiled_apply(cls, *inputs, **params):
+    """Function.apply while minidl.profiler records: the op as one event around the plain apply."""
+    prof = _profiler
+    if prof is None:  # the profile ended on another thread
+        return _plain_apply.__func__(cls, *inputs, **params)
+    event = prof.begin(cls.name or cls.__name__, inputs)
+    result = None
+    try:
+        result = _plain_apply.__func__(cls, *inputs, **params)
+    finally:
+        prof.end(event, result)
+    return result
+
+
+def set_profiler(recorder):
+    """Install minidl.profiler's recorder (None removes it). Only then does Function.apply become the recording
+    one, so that ops pay nothing when no profile runs; the backward engine checks ``_profiler`` once per node."""
+    global _profiler
+    _profiler = recorder
+    Function.apply = _profiled_apply if recorder is not None else _plain_apply
 
 
 def _apply_hooks(hooks, grad):

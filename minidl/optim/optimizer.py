@@ -5,6 +5,7 @@ from collections import defaultdict
 
 from .. import backend
 from ..autograd.tensor import Tensor
+from ..profiler import profiled_method
 
 
 # what each optimizer setting may be (as torch checks them): setting -> (test, the words for it)
@@ -51,6 +52,14 @@ def _state_value(name, i, k, v, p):
 class Optimizer:
     """Base class, as torch.optim.Optimizer. Subclasses implement ``_update(p, grad, state, group)``
     on raw arrays; updates happen in place on the parameters' arrays, outside the graph."""
+
+    def __init_subclass__(cls, **kwargs):
+        """A subclass's own step and zero_grad show in minidl.profiler as torch names them."""
+        super().__init_subclass__(**kwargs)
+        for label in ("step", "zero_grad"):
+            method = cls.__dict__.get(label)
+            if method is not None and not getattr(method, "__profiled__", False):
+                setattr(cls, label, profiled_method(method, label))
 
     def __init__(self, params, defaults):
         self.defaults = defaults
@@ -187,3 +196,7 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
         return "\n".join(lines + [")"])
+
+
+Optimizer.step = profiled_method(Optimizer.step, "step")
+Optimizer.zero_grad = profiled_method(Optimizer.zero_grad, "zero_grad")
