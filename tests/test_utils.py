@@ -36,6 +36,74 @@ def test_summary_counts_parameters_and_flops():
     assert s["non_trainable_params"] == sum(p.numel() for p in m.layer1.parameters())
 
 
+def _rows(s):
+    return {r["name"]: r for r in s["rows"]}
+
+
+def test_summary_receptive_fields_of_lenet5_by_hand():
+    """LeNet-5 (conv 5x5 pad 2, max pool 2, conv 5x5, max pool 2, three linear layers), worked by hand with
+    size' = size + (k - 1) jump, jump' = jump stride, start' = start + ((k - 1) / 2 - pad) jump:
+    conv1 5, jump 1, start 0; the functional pool: 6, jump 2, start 0.5; conv2 6 + 4 * 2 = 14, jump 2,
+    start 0.5 + 2 * 2 = 4.5; then the linear layers see everything."""
+    out = []
+    rows = _rows(utils.summary(models.LeNet5(), (2, 1, 28, 28), print_fn=out.append))
+    assert [(rows[n]["rf"], rows[n]["jump"], rows[n]["stride"], rows[n]["start"]) for n in ("conv1", "conv2")] == \
+        [("5", "1", "1", "0"), ("14", "2", "1", "4.5")]
+    assert rows["fc1"]["rf"] == "all" and rows["fc3"]["rf"] == "all"
+    assert rows["conv1"]["activation_bytes"] == 2 * 6 * 28 * 28 * 4
+    header = out[0].splitlines()[1].split()
+    assert header == ["layer", "type", "output", "shape", "params", "rf", "stride", "jump", "start", "MFLOPs", "act.",
+                      "KiB"]
+
+
+def test_summary_receptive_fields_of_the_courses_inception_block_by_hand():
+    """InceptionNet (the course's): conv1 5x5 -> 5 (start 2); max pool 2 -> 6, jump 2, start 2.5. In the block: the
+    1x1 branch keeps 6; 5x5 pad 2: 6 + 4 * 2 = 14; 3x3 pad 1 twice: 10, then 14; avg pool 3x3 pad 1 then 1x1: 10.
+    conv2 5x5 on the concatenation (the widest, 14): 22, start 2.5 + 2 * 2 = 6.5; pool 2: 24, jump 4; the second
+    block's 5x5 branch 24 + 4 * 4 = 40."""
+    rows = _rows(utils.summary(models.InceptionNet(), (1, 1, 28, 28), print_fn=None))
+    got = {n: (rows[n]["rf"], rows[n]["jump"], rows[n]["start"]) for n in rows}
+    assert got["conv1"] == ("5", "1", "2")
+    assert got["incep1.branch1x1"] == ("6", "2", "2.5") and got["incep1.branch5x5_2"] == ("14", "2", "2.5")
+    assert got["incep1.branch3x3_2"][0] == "10" and got["incep1.branch3x3_3"][0] == "14"
+    assert got["incep1.branch_pool"][0] == "10"
+    assert got["conv2"] == ("22", "2", "6.5")
+    assert got["incep2.branch1x1"] == ("24", "4", "7.5") and got["incep2.branch5x5_2"][0] == "40"
+    assert got["fc"][0] == "all"
+
+
+def test_summary_fields_of_strided_dilated_1d_and_global_layers():
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1, dilation=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+                      nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    rows = utils.summary(m, (1, 1, 32, 32), print_fn=None)["rows"]
+    assert (rows[0]["rf"], rows[0]["jump"], rows[0]["start"]) == ("5", "2", "1")  # span 5, start (5-1)/2 - 1
+    assert rows[1]["rf"] == "5"  # relu keeps it
+    assert (rows[2]["rf"], rows[2]["jump"], rows[2]["stride"]) == ("9", "4", "2")  # 5 + 2 * 2
+    assert rows[4]["rf"] == "all" and rows[5]["rf"] == "all"
+    seq = nn.Sequential(nn.Conv1d(3, 4, 5, padding=2), nn.Conv1d(4, 4, 3, stride=2))
+    r = utils.summary(seq, (1, 3, 50), print_fn=None)["rows"]
+    assert (r[0]["rf"], r[1]["rf"], r[1]["jump"]) == ("5", "7", "2")
+    wide = nn.Conv2d(1, 1, (3, 1))
+    assert utils.summary(wide, (1, 1, 8, 8), print_fn=None)["rows"][0]["rf"] == "3x1"
+    shuffle = _rows(utils.summary(models.shufflenet_v2_x1_0(num_classes=10), (1, 3, 32, 32), print_fn=None))
+    assert shuffle["conv5.0"]["rf"] not in ("", "all")  # followed through the channel shuffle's 5-D view
+
+
+def test_summary_flops_of_convolutions_and_products_equal_torchs_flop_counter():
+    """torch.utils.flop_counter counts convolutions and matrix products (a multiply-add as 2) on the torch twins of
+    LeNet-5 and InceptionNet; summary's 'torch_counted_flops' must equal it."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from minidl.testing import torch_twins
+    for ours, twin in ((models.LeNet5(), torch_twins.LeNet5()), (models.InceptionNet(), torch_twins.InceptionNet())):
+        s = utils.summary(ours, (4, 1, 28, 28), print_fn=None)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            twin(torch.zeros(4, 1, 28, 28))
+        assert s["torch_counted_flops"] == counter.get_total_flops()
+        assert s["flops"] >= s["torch_counted_flops"]
+
+
 @pytest.fixture
 def reproducible():
     """Bit-identical results need the reproducible mode: otherwise a product's OpenBLAS threading follows the
