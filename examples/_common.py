@@ -65,7 +65,7 @@ def check_device(p, name):
         p.error(f"--device {name}: {why}; install the GPU extra with: {GPU_INSTALL} (or use --device cpu)")
 
 
-def parser(description, epochs, lr, batch_size=128, distributed=True, progress=True, resume=True):
+def parser(description, epochs, lr, batch_size=128, distributed=True, progress=True, resume=True, monitor=True):
     """The flags of the examples that train one net; a script offers only those it uses."""
     p = ArgumentParser(description=description, formatter_class=HelpFormatter)
     p.add_argument("--epochs", type=positive(int), default=epochs, help="training epochs")
@@ -84,6 +84,10 @@ def parser(description, epochs, lr, batch_size=128, distributed=True, progress=T
     if resume:
         p.add_argument("--resume", metavar="PATH", default=None,
                        help="continue the run saved in this checkpoint.npz, with its own settings (default: a new run)")
+    if monitor:
+        p.add_argument("--monitor", action="store_true",
+                       help="record every layer's activation and gradient statistics at each step (minidl.utils."
+                            "Monitor) and write them as monitor.png in the run folder")
     if distributed:
         p.add_argument("--distributed", action="store_true",
                        help="data-parallel over the processes of an MPI job: mpiexec -n 2 python %(prog)s "
@@ -226,11 +230,15 @@ def run(model_fn, args, name):
                               **extra)
         done[0] = epoch
 
+    monitor = None
+    if getattr(args, "monitor", False) and rank == 0:
+        # each layer's input: with functional activations (F.relu) that is the previous layer's activation
+        monitor = utils.Monitor(model.module if world > 1 else model, inputs=True)
     t0 = time.perf_counter()
     try:
         history = utils.fit(model, train_loader, test_loader, optimizer, nn.CrossEntropyLoss(), args.epochs,
                             scheduler, progress=not getattr(args, "no_progress", False), per_batch_scheduler=True,
-                            start_epoch=start, history=history, on_epoch_end=save)
+                            start_epoch=start, history=history, on_epoch_end=save, monitor=monitor)
     except KeyboardInterrupt:
         if rank == 0:
             sys.stderr.flush()
@@ -244,8 +252,17 @@ def run(model_fn, args, name):
     if rank != 0:
         return result["acc"], elapsed
     model = model.module if world > 1 else model
+    written, prf = _figures(model, history, result, train, test, monitor, folder, name, args)
+    train_s = sum(history["seconds"])
+    print(f"test accuracy: {100 * result['acc']:.2f}%  (macro F1 {prf['macro_f1']:.4f}; training {train_s:.1f} s "
+          f"for {args.epochs} epochs, evaluation {sum(history['test_seconds']):.1f} s)")
+    print(f"wrote {folder}: {written}")
+    return result["acc"], elapsed
+
+
+def _figures(model, history, result, train, test, monitor, folder, name, args):
+    """The run's figures in its folder; returns what was written (for the last line) and the per-class scores."""
     cm = utils.confusion_matrix(result["preds"], result["targets"], 10)
-    prf = utils.precision_recall_f1(cm)
     stem = os.path.join(folder, "")
     utils.plots.plot_curves({k: v for k, v in history.items() if "seconds" not in k}, stem + "curves.png",
                             title=f"{name} on {args.dataset}")
@@ -253,11 +270,12 @@ def run(model_fn, args, name):
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     utils.plots.plot_filters(first_conv.weight, stem + "filters.png")
     utils.plots.plot_feature_maps(model, first_conv, test[0][0].to(args.device), stem + "features.png")
-    train_s = sum(history["seconds"])
-    print(f"test accuracy: {100 * result['acc']:.2f}%  (macro F1 {prf['macro_f1']:.4f}; training {train_s:.1f} s "
-          f"for {args.epochs} epochs, evaluation {sum(history['test_seconds']):.1f} s)")
-    print(f"wrote {folder}: checkpoint.npz, curves.png, confusion.png, filters.png, features.png")
-    return result["acc"], elapsed
+    written = "checkpoint.npz, curves.png, confusion.png, filters.png, features.png"
+    if monitor is not None:
+        monitor.remove()
+        monitor.plot(stem + "monitor.png", title=name)
+        written += ", monitor.png"
+    return written, utils.precision_recall_f1(cm)
 
 
 def main(model_fn, name, description, epochs, lr):

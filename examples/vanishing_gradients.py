@@ -1,16 +1,19 @@
 """Why residual connections let deep nets train: a deep plain CNN next to the same depth with identity
-shortcuts. Plots the gradient norm of every layer at initialisation and the training loss of both.
+shortcuts, each watched by minidl.utils.Monitor while it trains. One figure shows it: in the plain net the
+gradient reaching the input-side layers is orders of magnitude smaller than at the output side, and the loss
+does not move; with shortcuts the gradient is about as large at every depth, and the loss falls.
 
     python examples/vanishing_gradients.py [--depth 20] [--steps 150]
 """
 import os
 
 from _common import ArgumentParser, HelpFormatter, positive
+from tqdm.auto import tqdm
 
 import minidl
 import numpy as np
 import minidl.nn.functional as F
-from minidl import data, nn, optim
+from minidl import data, nn, optim, utils
 from minidl.utils import plots
 
 
@@ -35,50 +38,60 @@ class DeepNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-def main():
+def train(model, loader, steps, lr, name, progress):
+    """Adam for ``steps`` steps, a Monitor on every conv layer; returns the losses and the monitor."""
+    monitor = utils.Monitor(model, layers=[f"convs.{k}" for k in range(len(model.convs))])
+    opt = optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    bar = tqdm(total=steps, desc=name, leave=False, disable=not progress)
+    while len(losses) < steps:
+        for x, y in loader:
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            monitor.step()
+            opt.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if len(losses) == steps:
+                break
+    bar.close()
+    monitor.remove()
+    return losses, monitor
+
+
+def main(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--depth", type=positive(int), default=20, help="conv layers after the stem")
     p.add_argument("--steps", type=positive(int), default=150, help="training steps of each net")
     p.add_argument("--batch-size", type=positive(int), default=64, help="images per step")
     p.add_argument("--lr", type=positive(float), default=1e-3, help="learning rate (Adam)")
-    p.add_argument("--out-dir", default="runs", help="where the two figures go")
+    p.add_argument("--out-dir", default="runs", help="where the figures go")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    args = p.parse_args()
-    minidl.manual_seed(args.seed)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
     ds = data.MNISTSubset(True)
     x_all = ((ds.data.float() / 255 - 0.1307) / 0.3081).unsqueeze(1)
-    loader = data.DataLoader(data.TensorDataset(x_all, ds.targets), args.batch_size, shuffle=True)
-    norms, losses = {}, {}
+    losses, monitors = {}, {}
     for residual in (False, True):
         name = "residual" if residual else "plain"
         minidl.manual_seed(args.seed)
-        model = DeepNet(args.depth, residual)
-        x, y = next(iter(loader))
-        F.cross_entropy(model(x), y).backward()
-        norms[name] = [float(np.linalg.norm(c.weight.grad.numpy())) for c in model.convs]
-        model.zero_grad()
-        opt = optim.Adam(model.parameters(), lr=args.lr)
-        losses[name], step = [], 0
-        while step < args.steps:
-            for x, y in loader:
-                opt.zero_grad()
-                loss = F.cross_entropy(model(x), y)
-                loss.backward()
-                opt.step()
-                losses[name].append(loss.item())
-                step += 1
-                if step == args.steps:
-                    break
-        print(f"{name:8s} depth {args.depth}: gradient norm of layer 1 / layer {args.depth} at init = "
-              f"{norms[name][0]:.2e} / {norms[name][-1]:.2e};  loss after {args.steps} steps "
-              f"{np.mean(losses[name][-10:]):.3f}")
+        loader = data.DataLoader(data.TensorDataset(x_all, ds.targets), args.batch_size, shuffle=True)
+        losses[name], monitors[name] = train(DeepNet(args.depth, residual), loader, args.steps, args.lr, name,
+                                             not args.no_progress)
+        norms = monitors[name].as_arrays("grad_norm")[0]
+        print(f"{name:8s} depth {args.depth}: weight-gradient norm of conv 1 / conv {args.depth} at the first step "
+              f"{norms[0]:.2e} / {norms[-1]:.2e};  loss over the last 10 of {args.steps} steps "
+              f"{np.mean(losses[name][-10:]):.3f}", flush=True)
     os.makedirs(args.out_dir, exist_ok=True)
-    a = plots.plot_lines({k: (range(1, len(v) + 1), v) for k, v in norms.items()},
-                         os.path.join(args.out_dir, "vanishing_gradient_norms.png"), "layer (input side = 1)",
-                         "weight gradient norm at init", f"{args.depth}-layer CNN: gradient norms", logy=True)
-    b = plots.plot_lines(losses, os.path.join(args.out_dir, "vanishing_gradient_loss.png"), "step",
-                         "training loss", f"{args.depth}-layer CNN: plain vs residual")
-    print(f"wrote {a} and {b}")
+    figure = utils.plot_monitors({f"plain, {args.depth} layers": monitors["plain"],
+                                  f"residual, {args.depth} layers": monitors["residual"]},
+                                 os.path.join(args.out_dir, "vanishing_gradients.png"), keys=("grad_norm", "act_std"))
+    curves = plots.plot_lines(losses, os.path.join(args.out_dir, "vanishing_gradient_loss.png"), "step",
+                              "training loss", f"{args.depth}-layer CNN: plain vs residual")
+    print(f"wrote {figure} and {curves}")
+    return losses, monitors
 
 
 if __name__ == "__main__":

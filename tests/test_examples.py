@@ -200,12 +200,26 @@ def test_the_sibling_examples_learn_in_one_epoch(name, tmp_path):
 
 
 def test_vanishing_gradients_example_shows_the_gap(tmp_path):
+    """Monitor records both nets; at the first step the plain net's input-side gradient is orders of magnitude below
+    its output side's and the residual net's, which is about as large at every depth; one figure shows it."""
     r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "vanishing_gradients.py"), "--depth", "12",
-                        "--steps", "5", "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=900)
+                        "--steps", "5", "--out-dir", str(tmp_path), "--no-progress"], capture_output=True, text=True,
+                       timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    norms = {m.group(1): float(m.group(2)) for m in re.finditer(r"(\w+)\s+depth 12: gradient norm of layer 1 / layer "
-                                                                r"12 at init = ([\d.e+-]+)", r.stdout)}
-    assert norms["plain"] < 1e-3 * norms["residual"], r.stdout
+    norms = {m.group(1): (float(m.group(2)), float(m.group(3))) for m in re.finditer(
+        r"(\w+)\s+depth 12: weight-gradient norm of conv 1 / conv 12 at the first step ([\d.e+-]+) / ([\d.e+-]+)",
+        r.stdout)}
+    assert norms["plain"][0] < 1e-3 * norms["residual"][0], r.stdout
+    assert norms["plain"][0] < 1e-3 * norms["plain"][1] and norms["residual"][0] > 0.1 * norms["residual"][1]
+    with open(tmp_path / "vanishing_gradients.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_monitor_flag_writes_the_monitor_figure(tmp_path):
+    r = _run_example("mnist_lenet.py", "--epochs", "1", "--train-size", "256", "--monitor", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    png, = glob.glob(str(tmp_path / "runs" / "lenet5_mnist_*" / "monitor.png"))
+    assert "monitor.png" in r.stdout.splitlines()[-1]
 
 
 def test_prune_example_prunes_keeps_zeros_through_fine_tuning_and_plots(tmp_path):

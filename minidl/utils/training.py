@@ -19,8 +19,9 @@ def _bar(iterable, desc, total, enabled):
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
 
-def train_one_epoch(model, loader, optimizer, loss_fn, scheduler=None, progress=True, desc="train"):
-    """One pass over ``loader``; returns mean loss, accuracy and seconds. ``scheduler`` steps per batch."""
+def train_one_epoch(model, loader, optimizer, loss_fn, scheduler=None, progress=True, desc="train", monitor=None):
+    """One pass over ``loader``; returns mean loss, accuracy and seconds. ``scheduler`` steps per batch;
+    ``monitor`` (a :class:`minidl.utils.Monitor`) records each step's activations and gradients."""
     model.train()
     total_loss = correct = seen = 0
     t0 = time.perf_counter()
@@ -30,6 +31,8 @@ def train_one_epoch(model, loader, optimizer, loss_fn, scheduler=None, progress=
         out = model(x)
         loss = loss_fn(out, y)
         loss.backward()
+        if monitor is not None:
+            monitor.step()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -70,13 +73,15 @@ def evaluate(model, loader, loss_fn=None, progress=False, desc="test"):
 
 
 def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=None, progress=True,
-        per_batch_scheduler=False, log=print, start_epoch=0, history=None, on_epoch_end=None):
+        per_batch_scheduler=False, log=print, start_epoch=0, history=None, on_epoch_end=None, monitor=None):
     """Train for ``epochs``, evaluating after each; returns the history of losses, accuracies and times
     ('seconds': training time per epoch, 'test_seconds': evaluation time per epoch).
 
     To resume, pass ``start_epoch`` (epochs already done) and the ``history`` they returned, after restoring the
     model, optimizer and scheduler (:func:`minidl.utils.load_checkpoint`). ``on_epoch_end(epoch, history)`` runs
-    after each epoch (``epoch`` counts from 1): where a checkpoint is written."""
+    after each epoch (``epoch`` counts from 1): where a checkpoint is written. ``monitor`` (a
+    :class:`minidl.utils.Monitor` of the model) records every training step's activation and gradient
+    statistics; plot them with ``monitor.plot(path)``."""
     history = {k: list(v) for k, v in (history or {}).items()}
     for k in ("train_loss", "test_loss", "train_acc", "test_acc", "seconds", "test_seconds"):
         history.setdefault(k, [])
@@ -85,7 +90,7 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
         if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
             train_loader.sampler.set_epoch(epoch)  # a DistributedSampler reshuffles, the same way on every rank
         tr = train_one_epoch(model, train_loader, optimizer, loss_fn, scheduler if per_batch_scheduler else None,
-                             progress, desc=f"epoch {epoch + 1}/{epochs}")
+                             progress, desc=f"epoch {epoch + 1}/{epochs}", monitor=monitor)
         if scheduler is not None and not per_batch_scheduler:
             scheduler.step()
         t0 = time.perf_counter()
