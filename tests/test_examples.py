@@ -161,7 +161,7 @@ def test_device_cuda_without_a_gpu_gives_the_install_command_before_any_data_is_
 
 
 @pytest.mark.parametrize("script", ["mnist_lenet.py", "mnist_inception.py", "mnist_resnet.py", "prune_lenet.py",
-                                    "finetune.py", "vanishing_gradients.py"])
+                                    "finetune.py", "vanishing_gradients.py", "see_inside.py"])
 def test_help_shows_every_default_and_keeps_usage_lines(script):
     r = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--help"], capture_output=True, text=True,
                        env=dict(os.environ, COLUMNS="200"))
@@ -213,6 +213,16 @@ def test_vanishing_gradients_example_shows_the_gap(tmp_path):
     assert norms["plain"][0] < 1e-3 * norms["plain"][1] and norms["residual"][0] > 0.1 * norms["residual"][1]
     with open(tmp_path / "vanishing_gradients.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_tour_of_instruments_writes_its_files(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "see_inside.py"), "--steps", "5", "--out-dir",
+                        str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("summary.txt", "graph.png", "profile.txt", "trace.json", "monitor.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert "ConvolutionBackward0" in (tmp_path / "profile.txt").read_text()
+    assert "conv2  Conv2d            (64, 16, 10, 10)         2,416      14       1     2    4.5" in r.stdout
 
 
 def test_the_monitor_flag_writes_the_monitor_figure(tmp_path):

@@ -67,6 +67,14 @@ def test_it_names_only_what_a_reader_can_open():
         assert os.path.exists(os.path.join(ROOT, path)), f"README names {path}, which does not exist"
 
 
+def test_every_picture_is_in_the_repository():
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert pictures, "the README's tour shows pictures"
+    for path in pictures:
+        with open(os.path.join(ROOT, path), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n", path
+
+
 def test_the_table_of_contents_lists_every_section():
     toc = README.split("## Contents")[1].split("\n## ")[0]
     for heading in re.findall(r"^## (.+)$", README, re.M):

@@ -155,6 +155,10 @@ class ModelSummary(dict):
         return (f"<ModelSummary: {len(self['rows'])} layers, {self['trainable_params']:,} trainable parameters, "
                 f"{self['flops'] / 1e6:,.2f} MFLOPs>")
 
+    def table(self):
+        """The table summary() prints."""
+        return _table(self["rows"], self, self["input_shape"])
+
 
 def _torch_counted(m):
     """The layers whose FLOPs torch.utils.flop_counter.FlopCounterMode counts (convolutions and matrix
@@ -210,9 +214,10 @@ def summary(model, input_shape, dtype=None, device=None, print_fn=print):
     total = dict(trainable_params=trainable, non_trainable_params=frozen, flops=sum(r["flops"] for r in rows),
                  torch_counted_flops=sum(r["flops"] for r in rows if r["torch_counted"]),
                  activation_bytes=sum(r["activation_bytes"] for r in rows))
+    result = ModelSummary(rows=rows, input_shape=tuple(input_shape), **total)
     if print_fn:
-        print_fn(_table(rows, total, input_shape))
-    return ModelSummary(rows=rows, **total)
+        print_fn(result.table())
+    return result
 
 
 def _table(rows, total, input_shape):
