@@ -34,8 +34,12 @@ def test_a_training_step_is_recorded_forward_backward_and_optimizer_with_torchs_
         step()
     names = {e.key for e in prof.key_averages()}
     assert {"conv2d", "relu", "max_pool2d", "ConvolutionBackward0", "ReluBackward0", "NllLossBackward0",
-            "torch::autograd::AccumulateGrad", "Optimizer.step#SGD.step",
-            "Optimizer.zero_grad#SGD.zero_grad"} <= names
+            "torch::autograd::AccumulateGrad", "Optimizer.step#SGD.step", "Optimizer.zero_grad#SGD.zero_grad",
+            "nn.Module: LeNet5", "nn.Module: Conv2d", "nn.Module: Linear"} <= names
+    events = prof.events()
+    lenet = next(e for e in events if e.name == "nn.Module: LeNet5")
+    conv = next(e for e in events if e.name == "conv2d")
+    assert lenet.depth == 0 and conv.depth == 2 and lenet.start_ns <= conv.start_ns <= conv.end_ns <= lenet.end_ns
     counts = {e.key: e.count for e in prof.key_averages()}
     assert counts["conv2d"] == 2 and counts["ConvolutionBackward0"] == 2
     assert counts["torch::autograd::AccumulateGrad"] == len(list(minidl.models.LeNet5().parameters()))
@@ -44,7 +48,7 @@ def test_a_training_step_is_recorded_forward_backward_and_optimizer_with_torchs_
 
 def test_the_self_times_cover_the_step():
     """The table's self times add up to the time covered once (each event's time less its children's), and that
-    covers most of a LeNet-5 step: 90% measured (the rest is Module.__call__ and Python between ops)."""
+    covers nearly all of a LeNet-5 step: 97% measured (the rest: the backward engine's bookkeeping, the loop)."""
     step = _lenet_step()
     with profiler.profile() as prof:
         start = time.perf_counter_ns()
@@ -53,7 +57,7 @@ def test_the_self_times_cover_the_step():
     events = prof.events()
     top = [e for e in events if e.depth == 0]
     assert prof.self_cpu_time_total == pytest.approx(sum(e.cpu_time_total for e in top), rel=1e-9)
-    assert 0.75 * wall_us < prof.self_cpu_time_total <= wall_us
+    assert 0.85 * wall_us < prof.self_cpu_time_total <= wall_us
 
 
 def test_nested_events_give_self_times_and_record_function_names_a_block():

@@ -4,7 +4,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend
-from ..autograd import no_grad
+from ..autograd import function as _function, no_grad
 from ..autograd.tensor import Tensor
 from .parameter import Parameter
 
@@ -151,16 +151,22 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
-        for hook in list(self._forward_pre_hooks.values()):
-            r = hook(self, args)
-            if r is not None:
-                args = r if isinstance(r, tuple) else (r,)
-        out = self.forward(*args, **kwargs)
-        for hook in list(self._forward_hooks.values()):
-            r = hook(self, args, out)
-            if r is not None:
-                out = r
-        return out
+        prof = _function._profiler  # minidl.profiler, while one records: the call is an "nn.Module: Name" event
+        event = prof.begin(f"nn.Module: {type(self).__name__}", (), "module") if prof is not None else None
+        try:
+            for hook in list(self._forward_pre_hooks.values()):
+                r = hook(self, args)
+                if r is not None:
+                    args = r if isinstance(r, tuple) else (r,)
+            out = self.forward(*args, **kwargs)
+            for hook in list(self._forward_hooks.values()):
+                r = hook(self, args, out)
+                if r is not None:
+                    out = r
+            return out
+        finally:
+            if event is not None:
+                prof.end(event, None)
 
     def _add_hook(self, store, hook):
         if not callable(hook):
