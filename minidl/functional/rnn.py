@@ -69,77 +69,48 @@ class RNNSequence(Function):
 
 
 class LSTMSequence(Function):
-    """h and c for every step of one LSTM layer and direction, side by side: (L, N, 2H) (h first).
+    """h for every step of one LSTM layer and direction, then the last c: (L + 1, N, H), rows 0..L-1 h_1..h_L and
+    row L c_L.
 
-    Few NumPy calls per step (each costs 2-7 us on these small blocks, the product 15-35 us): the sigmoid gates
-    are ``0.5 tanh(a / 2) + 0.5``, so the halving is folded into W_hh and gi once and one tanh covers all four
-    gates; backward multiplies out everything that does not depend on the recursion over all steps at once,
-    leaving dh, dc and the gate gradients in the loop."""
+    Each step is the recurrent product, then one kernel (kernels.lstm_forward_step; backward
+    kernels.lstm_backward_step): the Numba kernels make the gates, the cell and the output in one pass, where
+    NumPy took nine calls forward and fifteen backward (each 2-7 us on these small blocks; benchmarks/NOTES.md,
+    changes 29, 30 and 32)."""
     name = "lstm"
     differentiable_twice = False
 
     def forward(self, xp, gi, h0, c0, w_hh, b_hh):
         L, N = gi.shape[:2]
         H = h0.shape[-1]
-        half = xp.full(4 * H, 0.5, dtype=gi.dtype)
-        half[2 * H:3 * H] = 1  # the cell gate g is a plain tanh
-        shift = (half == 0.5) * half  # 0.5 for the sigmoid gates, 0 for g
-        a_in = gi * half if b_hh is None else (gi + b_hh) * half
-        w_t = (w_hh * half[:, None]).T
-        out = xp.empty((L, N, 2 * H), dtype=gi.dtype)
+        a_in = xp.ascontiguousarray(gi) if b_hh is None else gi + b_hh  # a reversed direction comes as a view
+        w_t = w_hh.T
+        hc = xp.empty((L + 1, N, H), dtype=gi.dtype)
+        cs = xp.empty((L + 1, N, H), dtype=gi.dtype)  # c_0 .. c_L
+        cs[0] = c0
         gates = xp.empty((L, N, 4 * H), dtype=gi.dtype)  # i, f, g, o after their activations
         tc = xp.empty((L, N, H), dtype=gi.dtype)  # tanh(c_t)
         a = xp.empty((N, 4 * H), dtype=gi.dtype)
-        ig = xp.empty((N, H), dtype=gi.dtype)
-        h, c = h0, c0
+        h = h0
         for t in range(L):
             xp.matmul(h, w_t, out=a)
-            a += a_in[t]
-            gt = gates[t]
-            xp.tanh(a, out=gt)
-            gt *= half
-            gt += shift
-            c_t, h_t = out[t, :, H:], out[t, :, :H]
-            xp.multiply(gt[:, H:2 * H], c, out=c_t)
-            xp.multiply(gt[:, :H], gt[:, 2 * H:3 * H], out=ig)
-            c_t += ig
-            xp.tanh(c_t, out=tc[t])
-            xp.multiply(gt[:, 3 * H:], tc[t], out=h_t)
-            h, c = h_t, c_t
-        self.save_for_backward(out, gates, tc, h0, c0, w_hh, b_hh)
-        return out
+            kernels.lstm_forward_step(a, a_in, t, hc, cs, gates, tc)
+            h = hc[t]
+        hc[L] = cs[L]
+        self.save_for_backward(hc, cs, gates, tc, h0, w_hh, b_hh)
+        return hc
 
     def backward(self, g):
-        out, gates, tc, h0, c0, w_hh, b_hh = self.saved_arrays
-        xp = kernels.get_array_module(out)
-        g = g._data
-        L, N = out.shape[:2]
-        H = h0.shape[-1]
-        hs, cs = out[..., :H], out[..., H:]
-        i, f, gg, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
-        c_prev = _previous(xp, cs, c0)
-        # what does not depend on the recursion, for every step at once:
-        # dc-side factors of di, df, dg (side by side), do's factor of dh, and dh's path into dc
-        dc_factor = xp.empty((L, N, 3, H), dtype=out.dtype)
-        dc_factor[:, :, 0] = gg * i * (1 - i)
-        dc_factor[:, :, 1] = c_prev * f * (1 - f)
-        dc_factor[:, :, 2] = i * (1 - gg * gg)
-        dh_factor = tc * o * (1 - o)
-        dh_to_dc = o * (1 - tc * tc)
+        hc, cs, gates, tc, h0, w_hh, b_hh = self.saved_arrays
+        xp = kernels.get_array_module(hc)
+        g = xp.ascontiguousarray(g._data)
+        L = gates.shape[0]
         da = xp.empty_like(gates)
-        da_c = da[..., :3 * H].reshape(L, N, 3, H)
-        dh, dc = xp.zeros_like(h0), xp.zeros_like(c0)
-        tmp = xp.empty_like(dh)
+        dh = xp.zeros_like(h0)
+        dc = g[L].copy()
         for t in range(L - 1, -1, -1):
-            dh += g[t, :, :H]
-            xp.multiply(dh, dh_to_dc[t], out=tmp)
-            dc += tmp
-            dc += g[t, :, H:]
-            xp.multiply(dc_factor[t], dc[:, None], out=da_c[t])
-            xp.multiply(dh, dh_factor[t], out=da[t, :, 3 * H:])
-            dc *= f[t]
+            kernels.lstm_backward_step(g, t, dh, dc, gates, tc, cs, da)
             xp.matmul(da[t], w_hh, out=dh)
-        dw, db = _weight_grads(xp, da, _previous(xp, hs, h0), b_hh)
+        dw, db = _weight_grads(xp, da, _previous(xp, hc[:L], h0), b_hh)
         return da, dh, dc, dw, db
 
 

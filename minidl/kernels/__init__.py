@@ -60,7 +60,7 @@ def _impl(x):
 # runs the reference (_numpy, which also runs CuPy arrays). tests/test_layout.py checks every module against it.
 CONTRACT = ("im2col", "col2im", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
             "batch_norm_stats", "batch_norm_apply", "batch_norm_backward", "erf", "conv_direct", "conv_direct_grad_w",
-            "conv_direct_grad_x", "relu_backward")
+            "conv_direct_grad_x", "relu_backward", "lstm_forward_step", "lstm_backward_step")
 
 
 def _kernel(name, x):
@@ -195,6 +195,17 @@ def erf(x):
 def relu_backward(gy, y):
     """gy where relu's output y is not <= 0 (so also where it is NaN, as torch), else 0; gy's shape and dtype."""
     return _kernel("relu_backward", gy)(gy, y)
+
+
+def lstm_forward_step(a, a_in, t, hc, cs, gates, tc):
+    """An LSTM time step's gates, cell and output from its pre-activations (functional/rnn.py's loop; the
+    arguments are _numpy.py's). The Numba kernel runs float32 in one pass with a rational tanh."""
+    _kernel("lstm_forward_step", a)(a, a_in, t, hc, cs, gates, tc)
+
+
+def lstm_backward_step(g, t, dh, dc, gates, tc, cs, da):
+    """Backpropagation through one LSTM time step (functional/rnn.py's loop; the arguments are _numpy.py's)."""
+    _kernel("lstm_backward_step", da)(g, t, dh, dc, gates, tc, cs, da)
 
 
 def matmul(a, b):

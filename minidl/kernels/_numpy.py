@@ -107,6 +107,50 @@ def relu_backward(gy, y):
     return gy * ~(y <= 0)
 
 
+def _gate_scales(xp, h, dtype):
+    """0.5 for the sigmoid gates (i, f, o), 1 for the cell gate g: sigmoid(x) = 0.5 tanh(x / 2) + 0.5, so one tanh
+    covers all four (torch's order i, f, g, o)."""
+    half = xp.full(4 * h, 0.5, dtype=dtype)
+    half[2 * h:3 * h] = 1
+    return half, (half == 0.5) * half
+
+
+def lstm_forward_step(a, a_in, t, hc, cs, gates, tc):
+    """One LSTM time step after the recurrent product. a (N, 4H): h_{t-1} W_hh^T (scratch: overwritten); a_in
+    (L, N, 4H): the input products and both biases; writes the activated gates[t] (i, f, g, o), c_t into
+    cs[t + 1] (cs[t] is c_{t-1}), tanh(c_t) into tc[t] and h_t into hc[t]."""
+    xp = get_array_module(a)
+    h = cs.shape[-1]
+    half, shift = _gate_scales(xp, h, a.dtype)
+    a += a_in[t]
+    a *= half
+    g = gates[t]
+    xp.tanh(a, out=g)
+    g *= half
+    g += shift
+    c = cs[t + 1]
+    xp.multiply(g[:, h:2 * h], cs[t], out=c)
+    c += g[:, :h] * g[:, 2 * h:3 * h]
+    xp.tanh(c, out=tc[t])
+    xp.multiply(g[:, 3 * h:], tc[t], out=hc[t])
+
+
+def lstm_backward_step(g, t, dh, dc, gates, tc, cs, da):
+    """Backpropagation through LSTM step t. g (L + 1, N, H): the gradient of every h_t and (row L) of c_L; dh
+    (N, H): the gradient reaching h_t through step t + 1 (read); dc (N, H): the gradient of c_t, updated in place
+    to that of c_{t-1}; writes the gates' pre-activation gradients into da[t]."""
+    h = cs.shape[-1]
+    i, f, gg, o = (gates[t][:, k * h:(k + 1) * h] for k in range(4))
+    d = dh + g[t]
+    dc += d * o * (1 - tc[t] * tc[t])
+    out = da[t]
+    out[:, :h] = dc * gg * i * (1 - i)
+    out[:, h:2 * h] = dc * cs[t] * f * (1 - f)
+    out[:, 2 * h:3 * h] = dc * i * (1 - gg * gg)
+    out[:, 3 * h:] = d * tc[t] * o * (1 - o)
+    dc *= f
+
+
 def erf(x):
     xp = get_array_module(x)
     if xp is not np:

@@ -213,9 +213,8 @@ class LSTM(RNNBase):
                          device, dtype)
 
     def _sequence(self, gi, state, w_hh, b_hh):
-        h = self.hidden_size
-        out = LSTMSequence.apply(gi, state[0], state[1], w_hh, b_hh)  # h and c side by side
-        return out[..., :h], (out[-1, :, :h], out[-1, :, h:])
+        out = LSTMSequence.apply(gi, state[0], state[1], w_hh, b_hh)  # every h, then the last c
+        return out[:-1], (out[-2], out[-1])
 
     def _initial_states(self, hx, batch, x):
         if hx is None:
