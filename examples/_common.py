@@ -233,7 +233,8 @@ def run(model_fn, args, name):
     monitor = None
     if getattr(args, "monitor", False) and rank == 0:
         # each layer's input: with functional activations (F.relu) that is the previous layer's activation
-        monitor = utils.Monitor(model.module if world > 1 else model, inputs=True)
+        monitor = utils.Monitor(model.module if world > 1 else model, inputs=True,
+                                path=os.path.join(folder, "monitor.png"), title=name)  # fit redraws it each epoch
     t0 = time.perf_counter()
     try:
         history = utils.fit(model, train_loader, test_loader, optimizer, nn.CrossEntropyLoss(), args.epochs,
@@ -271,9 +272,8 @@ def _figures(model, history, result, train, test, monitor, folder, name, args):
     utils.plots.plot_filters(first_conv.weight, stem + "filters.png")
     utils.plots.plot_feature_maps(model, first_conv, test[0][0].to(args.device), stem + "features.png")
     written = "checkpoint.npz, curves.png, confusion.png, filters.png, features.png"
-    if monitor is not None:
+    if monitor is not None:  # fit drew it after the last epoch
         monitor.remove()
-        monitor.plot(stem + "monitor.png", title=name)
         written += ", monitor.png"
     return written, utils.precision_recall_f1(cm)
 

@@ -61,10 +61,11 @@ def test_fit_steps_the_monitor_once_per_batch_and_the_plots_are_written(tmp_path
     net = _net()
     ds = minidl.data.TensorDataset(minidl.randn(40, 6), minidl.randint(0, 3, (40,)))
     loader = minidl.data.DataLoader(ds, batch_size=10)
-    mon = utils.Monitor(net)
+    mon = utils.Monitor(net, path=str(tmp_path / "by_fit.png"))
     utils.fit(net, loader, loader, minidl.optim.SGD(net.parameters(), lr=0.1), F.cross_entropy, 2, progress=False,
               log=None, monitor=mon)
     assert mon.steps == list(range(8)) and len(mon.history["0"]["grad_ratio"]) == 8
+    assert (tmp_path / "by_fit.png").stat().st_size > 0  # fit redraws it after each epoch
     path = mon.plot(str(tmp_path / "m.png"), title="net")
     other = utils.Monitor(_net())
     with pytest.raises(ValueError, match="nothing recorded yet"):

@@ -16,6 +16,8 @@ Per watched layer and recorded step:
   parameters together) and that norm over the weight's norm (the scale of an SGD step relative to the weight).
 Only forward passes in training mode count, the last one before ``step()``. ``every=k`` records every k-th step
 (the hooks return at once in the others); ``remove()`` takes the hooks off. Nothing runs when no Monitor exists.
+With ``path``, ``fit(..., monitor=monitor)`` steps it after every backward and rewrites the plot there after
+every epoch.
 """
 import math
 
@@ -60,10 +62,11 @@ def _norm(arrays):
 
 
 class Monitor:
-    def __init__(self, model, layers=None, every=1, inputs=False):
+    def __init__(self, model, layers=None, every=1, inputs=False, path=None, title=None):
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"Monitor: every must be a positive int, got {every!r}")
         self.model, self.every, self.inputs = model, every, bool(inputs)
+        self.path, self.title = path, title  # where fit() writes the plot after each epoch (None: it does not)
         self.layers = _watched(model, layers)
         self.names = [n for n, _ in self.layers]
         self.steps = []  # the step numbers recorded (counting step() calls from 0)

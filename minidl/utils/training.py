@@ -81,7 +81,7 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
     model, optimizer and scheduler (:func:`minidl.utils.load_checkpoint`). ``on_epoch_end(epoch, history)`` runs
     after each epoch (``epoch`` counts from 1): where a checkpoint is written. ``monitor`` (a
     :class:`minidl.utils.Monitor` of the model) records every training step's activation and gradient
-    statistics; plot them with ``monitor.plot(path)``."""
+    statistics, and rewrites its plot after every epoch when it was given a ``path``."""
     history = {k: list(v) for k, v in (history or {}).items()}
     for k in ("train_loss", "test_loss", "train_acc", "test_acc", "seconds", "test_seconds"):
         history.setdefault(k, [])
@@ -103,6 +103,8 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
             log(f"epoch {epoch + 1:2d}/{epochs}  train loss {tr['loss']:.4f} acc {tr['acc']:.4f}  "
                 f"test loss {te['loss']:.4f} acc {te['acc']:.4f}  (train {tr['seconds']:.1f} s, test "
                 f"{test_seconds:.1f} s)")
+        if monitor is not None and monitor.path and dist.rank() == 0:
+            monitor.plot(monitor.path, title=monitor.title)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
     return history
