@@ -15,7 +15,7 @@ from .autograd.function import tracing
 from .autograd.tensor import Tensor
 from .functional import activation as A, conv as C, indexing as I, loss as L, math as M, normalization as N, \
     pooling as P, reduction as R, shape as S
-from .functional.linear import Diag, Einsum, MatMul, Tril, Triu
+from .functional.linear import Diag, Einsum, Linear, MatMul, Tril, Triu
 from .functional.rnn import GRUSequence, LSTMSequence, RNNSequence
 from .functional.view import Expand, Permute, Reshape, SumTo  # (functional.view is the op view)
 from .utils.checkpoint import write_atomically
@@ -219,6 +219,7 @@ EXPORTERS = {
     S.Clone: lambda g, inputs, x, params, out: g.node("Identity", x[:1]),
     M.PowScalar: _pow_scalar,
     C.Conv2d: _conv2d,
+    Linear: lambda g, inputs, x, params, out: g.node("Gemm", [v for v in x if v is not None], transB=1),
     N.BatchNorm: _batch_norm,
     P.MaxPool2d: _max_pool,
     P.AvgPool2d: _avg_pool,

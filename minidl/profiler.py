@@ -249,7 +249,7 @@ class _Recorder:
         if isinstance(node, _function.AccumulateGrad):
             name = "torch::autograd::AccumulateGrad"
         else:
-            name = _function.torch_grad_fn_name(node.op_name)
+            name = node.grad_fn_name
         return self.begin(name, (grad,), "backward")
 
     def end(self, e, result):

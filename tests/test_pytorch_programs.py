@@ -114,6 +114,11 @@ def test_grad_fn_names_are_torchs():
     assert repr(F.max_pool2d(img, 2).grad_fn) == f"<{type(torch.max_pool2d(timg, 2).grad_fn).__name__}>"
     conv, tconv = nn.Conv2d(1, 2, 3), torch.nn.Conv2d(1, 2, 3)
     assert repr(conv(img).grad_fn) == f"<{type(tconv(timg).grad_fn).__name__}>"
+    for bias in (True, False):  # a linear layer: addmm, or mm without a bias; for 3-D input a view around addmm
+        lin, tlin = nn.Linear(10, 3, bias=bias), torch.nn.Linear(10, 3, bias=bias)
+        pairs = [(x, tx)] + [(x.reshape(2, 2, 10), tx.reshape(2, 2, 10))] * bias  # (without a bias torch's last
+        for a, b in pairs:                                                      # node is UnsafeViewBackward0)
+            assert repr(lin(a).grad_fn) == f"<{type(tlin(b).grad_fn).__name__}>"
 
 
 # ---- recurrent layers: twins of torch's in float64 -----------------------------------------------------------

@@ -65,6 +65,7 @@ _TORCH_GRAD_FN = {
     "batch_norm": "NativeBatchNormBackward0", "matmul": "MmBackward0", "reshape": "ViewBackward0",
     "pad": "ConstantPadNdBackward0", "to": "ToCopyBackward0", "clamp": "ClampBackward1",
     "norm": "LinalgVectorNormBackward0", "unfold": "Im2ColBackward0", "fold": "Col2ImBackward0",
+    "linear": "AddmmBackward0",  # without a bias torch's is MmBackward0: functional/linear.py's Linear says so
 }
 
 
@@ -152,8 +153,13 @@ class Function:
     def op_name(self):
         return self.name or type(self).__name__
 
+    @property
+    def grad_fn_name(self):
+        """The name torch gives this node (``AddBackward0``): what repr, the profiler and draw_graph show."""
+        return torch_grad_fn_name(self.op_name)
+
     def __repr__(self):
-        return f"<{torch_grad_fn_name(self.op_name)}>"
+        return f"<{self.grad_fn_name}>"
 
     # -- in the backward pass (autograd/engine.py) ----------------------------------------------------
     def run_hooks(self, grad):

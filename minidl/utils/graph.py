@@ -18,7 +18,7 @@ import os
 import shutil
 
 from ..autograd import function as _function
-from ..autograd.function import AccumulateGrad, torch_grad_fn_name
+from ..autograd.function import AccumulateGrad
 from ..autograd.tensor import Tensor
 
 
@@ -198,7 +198,7 @@ def build_graph(output, params=None, model=None, highlight=None):
             nodes.append(dict(name=name or "leaf", kind="parameter" if name else "leaf", shape=tuple(v.shape),
                               saved_bytes=0, layer=layer[node], on_path=node in on_path))
         else:
-            nodes.append(dict(name=torch_grad_fn_name(node.op_name), kind="op", shape=shapes.get(node),
+            nodes.append(dict(name=node.grad_fn_name, kind="op", shape=shapes.get(node),
                               saved_bytes=_saved_bytes(node), layer=layer[node], on_path=node in on_path))
     edges = [(index[node], index[e]) for node in order for e in node._edges if e is not None]
     _order_layers(nodes, edges)
