@@ -118,3 +118,27 @@ def test_kernel_launches_of_an_optimizer_step_on_the_array_path(strict_cuda, opt
     fake_cupy.LAUNCHES["kernels"] = 0
     opt.step()
     assert fake_cupy.LAUNCHES["kernels"] == per_param * len(params)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+def test_recurrent_layers_run_on_a_strict_device_as_on_the_cpu(strict_cuda, name):
+    """The time loops (functional/rnn.py) and the LSTM's step kernels (the reference, as on CuPy) keep every array
+    on the device and give the CPU's numbers, forward and backward."""
+    minidl.manual_seed(0)
+    layer = getattr(minidl.nn, name)(3, 4, num_layers=2, bidirectional=True, batch_first=True).double()
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    results = []
+    for device in ("cpu", "cuda"):
+        m = layer.to(device)
+        t = minidl.tensor(x, device=device, requires_grad=True)
+        out, state = m(t)
+        states = state if isinstance(state, tuple) else (state,)
+        sum(s.sum() for s in states).backward(retain_graph=True)
+        (out * out).sum().backward()
+        if device == "cuda":
+            assert all(isinstance(a._data, fake_cupy.StrictArray) for a in (out, *states, t.grad))
+        results.append([a.detach().cpu().numpy() for a in (out, *states, t.grad)]
+                       + [p.grad.cpu().numpy() for p in m.parameters()])
+        m.zero_grad()
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
