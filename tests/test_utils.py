@@ -85,6 +85,18 @@ def test_summary_fields_of_strided_dilated_1d_and_global_layers():
     assert (r[0]["rf"], r[1]["rf"], r[1]["jump"]) == ("5", "7", "2")
     wide = nn.Conv2d(1, 1, (3, 1))
     assert utils.summary(wide, (1, 1, 8, 8), print_fn=None)["rows"][0]["rf"] == "3x1"
+    class UpNet(nn.Module):  # a stride-2 conv, nearest upsampling by 2, a conv, bilinear by 2, a crop, a conv
+        def __init__(self):
+            super().__init__()
+            self.down, self.up, self.up2 = (nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.Conv2d(2, 2, 3, padding=1),
+                                            nn.Conv2d(2, 2, 3, padding=1))
+
+        def forward(self, x):
+            y = self.up(F.interpolate(self.down(x), scale_factor=2, mode="nearest"))
+            return self.up2(F.interpolate(y, scale_factor=2, mode="bilinear")[:, :, 2:-2, 2:-2])
+    up = _rows(utils.summary(UpNet(), (1, 1, 16, 16), print_fn=None))  # upsampling halves the jump; 3 + 2 * 1;
+    assert [(up[n]["rf"], up[n]["jump"], up[n]["start"]) for n in ("down", "up", "up2")] == \
+        [("3", "2", "0"), ("5", "1", "0"), ("6", "0.5", "1")]  # 5 + 2 * 0.5, the crop moves the start by 2 * 0.5
     shuffle = _rows(utils.summary(models.shufflenet_v2_x1_0(num_classes=10), (1, 3, 32, 32), print_fn=None))
     assert shuffle["conv5.0"]["rf"] not in ("", "all")  # followed through the channel shuffle's 5-D view
 

@@ -8,7 +8,7 @@ from .. import nn
 from ..autograd import no_grad
 from ..autograd.creation import zeros
 from ..autograd.function import tracing
-from ..functional import conv as _conv, pooling as _pool, shape as _shape
+from ..functional import conv as _conv, indexing as _indexing, pooling as _pool, shape as _shape
 
 
 # ---- receptive fields, followed through every op the forward pass applies -----------------------------------
@@ -69,7 +69,38 @@ def _op_field(cls, params, inputs, fields, out_shape):
     if cls is _shape.ConstantPad:  # widths per dim, the spatial ones last: the first unit moves back
         widths = params["widths"][-len(fx):]
         return tuple((f[0], f[1], f[2] - lo * f[1]) for f, (lo, _) in zip(fx, widths))
+    if cls is _indexing.GetItem and x is inputs[0]:
+        picked = _picked_field(params["key"], x.shape, fx)
+        if picked is not None:
+            return picked
     return _elementwise(known, out_shape)
+
+
+def _picked_field(key, shape, field):
+    """x[key] where the key keeps every dim and picks along the spatial ones by slices or 1-D index arrays
+    (cropping, strided views, interpolate's gathers): each output unit reads one input unit, so the size stays,
+    the first unit moves to the first one picked, and the jump scales by the step: a slice's, n_in / n_out for a
+    resampling of the whole axis (interpolate: 1/2 for an upsampling by 2; linear modes read two neighbours, and
+    the field is one neighbour's), else the mean step. None for other keys."""
+    key = key if isinstance(key, tuple) else (key,)
+    if len(key) > len(shape) or any(not isinstance(k, slice) and getattr(k, "ndim", -1) != 1 for k in key):
+        return None
+    key = key + (slice(None),) * (len(shape) - len(key))
+    out = []
+    for f, k, n in zip(field, key[-len(field):], shape[-len(field):]):
+        if isinstance(k, slice):
+            first, _, step = k.indices(n)
+        else:
+            idx = np.asarray(k.get() if hasattr(k, "get") else k)
+            if idx.size == 0 or idx.dtype.kind not in "iu":
+                return None
+            idx = np.where(idx < 0, idx + n, idx)
+            if idx[0] == 0 and idx[-1] == n - 1 and np.all(np.diff(idx) >= 0):  # a resampling of the whole axis
+                first, step = 0, n / idx.size
+            else:
+                first, step = int(idx[0]), (idx[-1] - idx[0]) / (idx.size - 1) if idx.size > 1 else 1
+        out.append((f[0], f[1] * step, f[2] + first * f[1]))
+    return tuple(out)
 
 
 def _elementwise(known, out_shape):
