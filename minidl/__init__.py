@@ -46,6 +46,8 @@ FloatTensor, DoubleTensor, HalfTensor, LongTensor, IntTensor, ShortTensor, CharT
 
 utils.data = data  # minidl.utils.data is minidl.data, as torch.utils.data is torch's
 _sys.modules[__name__ + ".utils.data"] = data
+autograd.profiler = profiler  # torch.autograd.profiler.record_function / .profile, as older scripts spell them
+_sys.modules[__name__ + ".autograd.profiler"] = profiler
 
 # dtypes print as torch's (minidl.float32) and equal NumPy's (minidl.float32 == np.float32)
 dtype = backend.dtype

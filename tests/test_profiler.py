@@ -169,6 +169,11 @@ def test_a_schedule_records_its_active_steps_and_hands_each_cycle_over(tmp_path)
     assert json.loads(written.read_text())["traceEvents"]
 
 
+def test_the_older_spelling_autograd_profiler_is_the_same_module():
+    from minidl.autograd.profiler import record_function
+    assert minidl.autograd.profiler is profiler and record_function is profiler.record_function
+
+
 def test_nothing_is_left_behind_and_what_is_not_built_is_refused():
     x = minidl.randn(3)
     with pytest.raises(ZeroDivisionError):
