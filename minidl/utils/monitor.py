@@ -14,7 +14,8 @@ Per watched layer and recorded step:
   which for a net with functional activations is the previous layer's activation: dead ReLUs show there);
 - for a layer with parameters of its own, the norm of its weight's gradient (``weight``, else all its own
   parameters together) and that norm over the weight's norm (the scale of an SGD step relative to the weight).
-Only forward passes in training mode count, the last one before ``step()``. ``every=k`` records every k-th step
+Only forward passes in training mode count, the last one before ``step()`` (a module called twice in one forward,
+such as a shared ReLU, is recorded at its last call). ``every=k`` records every k-th step
 (the hooks return at once in the others); ``remove()`` takes the hooks off. Nothing runs when no Monitor exists.
 With ``path``, ``fit(..., monitor=monitor)`` steps it after every backward and rewrites the plot there after
 every epoch.
