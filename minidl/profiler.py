@@ -25,6 +25,7 @@ a profile records) and the backward engine reads one global per node (benchmarks
 are the CPU's wall clock (``perf_counter_ns``); on a GPU the kernels run asynchronously and an op's time is its
 launch, as torch's CPU columns. One profile records at a time (profiles do not nest).
 """
+import functools
 import json
 import os
 import threading
@@ -246,11 +247,8 @@ class _Recorder:
         return e
 
     def begin_node(self, node, grad):
-        if isinstance(node, _function.AccumulateGrad):
-            name = "torch::autograd::AccumulateGrad"
-        else:
-            name = node.grad_fn_name
-        return self.begin(name, (grad,), "backward")
+        prefix = "torch::autograd::" if isinstance(node, _function.AccumulateGrad) else ""  # torch's event name
+        return self.begin(prefix + node.grad_fn_name, (grad,), "backward")
 
     def end(self, e, result):
         e.end_ns = time.perf_counter_ns()
@@ -420,8 +418,6 @@ class record_function(ContextDecorator):
 def profiled_method(method, label):
     """``method`` of an optimizer, as a ``Optimizer.step#SGD.step`` range while a profile records (torch's
     names); a plain call otherwise."""
-    import functools
-
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         if _function._profiler is None:

@@ -111,9 +111,7 @@ class Generator:
         return self._gen
 
     def manual_seed(self, seed):
-        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-            raise TypeError(f"Generator.manual_seed: seed must be an int, got {type(seed).__name__}")
-        self._seed, self._gen = int(seed), None
+        self._seed, self._gen = backend.checked_seed(seed, "Generator.manual_seed"), None
         return self
 
     def seed(self):

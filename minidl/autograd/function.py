@@ -314,6 +314,8 @@ class AccumulateGrad(Function):
     def op_name(self):
         return "AccumulateGrad"
 
+    grad_fn_name = "AccumulateGrad"  # torch's class name (not an op's Backward0)
+
     def run_hooks(self, grad):  # the leaf's own hooks (register_hook on a leaf)
         return _apply_hooks(self.variable._hooks, grad)
 

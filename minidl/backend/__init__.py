@@ -353,12 +353,17 @@ _SEED = None
 _generators = {}
 
 
+def checked_seed(seed, op):
+    """seed as a Python int, or TypeError naming op (manual_seed, Generator.manual_seed)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"{op}: seed must be an int, got {type(seed).__name__}")
+    return int(seed)
+
+
 def manual_seed(seed):
     """Seed every device's generator (like torch.manual_seed); returns the seed."""
     global _SEED
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}")
-    _SEED = int(seed)
+    _SEED = checked_seed(seed, "manual_seed")
     _generators.clear()
     return _SEED
 

@@ -17,7 +17,7 @@ graph has lost its saved tensors, and the picture then has no shapes or saved si
 import os
 import shutil
 
-from ..autograd import function as _function
+from ..autograd import function as _function, grad
 from ..autograd.function import AccumulateGrad
 from ..autograd.tensor import Tensor
 
@@ -119,7 +119,6 @@ def _shapes(output, order):
     recorder, previous = _ShapeRecorder(), _function._profiler
     _function.set_profiler(recorder)
     try:
-        from ..autograd import grad
         grad(output, leaves or [output], grad_outputs=Tensor._make(output._data * 0 + 1), retain_graph=True,
              allow_unused=True)
     except RuntimeError:  # a freed graph (backward already ran without retain_graph): no shapes

@@ -125,8 +125,7 @@ class Monitor:
         """One statistic as a (recorded steps, layers) array (NaN where a layer has none)."""
         if key not in _KEYS:
             raise ValueError(f"Monitor.as_arrays: key must be one of {_KEYS}, got {key!r}")
-        return np.array([self.history[n][key] for n in self.names], dtype=np.float64).T.reshape(len(self.steps),
-                                                                                             len(self.names))
+        return np.array([self.history[n][key] for n in self.names], dtype=np.float64).T
 
     def plot(self, path, title=None, steps=None):
         """Six panels: gradient norm ratio, activation std and zero fraction, per layer over steps (top), and per
