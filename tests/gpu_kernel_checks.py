@@ -163,3 +163,7 @@ def test_fused_optimizer_steps(name, kw):
             gpu.adam_step(p, gd, state["m"], state["v"], state["vmax"], group["lr"], b1, b2, group["eps"],
                           group["weight_decay"], name == "AdamW", state["t"])
         np.testing.assert_allclose(host(p), ref_p.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_the_probe_kernel_runs():
+    gpu.probe(xp)  # what kernels/__init__.py runs once before it uses these kernels

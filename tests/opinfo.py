@@ -122,19 +122,29 @@ def _t(x):
     return torch.as_tensor(x)
 
 
-def _dropout_ref(x, p=0.5, training=True):
+# The device the op table runs minidl on (tests/test_gpu.py and test_strict_device.py set 'cuda'): the references of
+# random ops draw their masks from that device's generator, as minidl does. CuPy's generator gives other numbers
+# than NumPy's for the same seed (a real GPU showed it; tests/fake_cupy.py's stand-in now does the same).
+DEVICE = "cpu"
+
+
+def _uniform(shape, dtype):
+    """``rand(shape)`` drawn as minidl draws it on DEVICE after manual_seed(0), brought to the host."""
     minidl.manual_seed(0)
-    keep = minidl.backend.generator("cpu").random(tuple(x.shape), dtype=x.detach().numpy().dtype) >= p
+    return minidl.backend.to_device(minidl.backend.generator(DEVICE).random(tuple(shape), dtype=dtype), "cpu")
+
+
+def _dropout_ref(x, p=0.5, training=True):
+    keep = _uniform(x.shape, x.detach().numpy().dtype) >= p
     return x * torch.tensor((keep / (1.0 - p)).astype(x.detach().numpy().dtype)) if training else x
 
 
 def _dropout2d_ref(x, p=0.5, training=True):
     if x.ndim < 2:
         raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")  # as torch
-    minidl.manual_seed(0)
     lead = 1 if x.ndim == 3 else 2
     dt = x.detach().numpy().dtype
-    keep = minidl.backend.generator("cpu").random(tuple(x.shape[:lead]) + (1,) * (x.ndim - lead), dtype=dt) >= p
+    keep = _uniform(tuple(x.shape[:lead]) + (1,) * (x.ndim - lead), dt) >= p
     return x * torch.tensor((keep / (1.0 - p)).astype(dt)) if training else x
 
 

@@ -49,3 +49,29 @@ def test_the_cuda_kernels_take_device_arrays_only_where_a_gpu_is_usable():
             kernels.use(old)
     finally:
         kernels._gpu = saved
+
+
+def test_a_gpu_whose_numba_cannot_compile_runs_the_reference_kernels_and_says_so(monkeypatch, capsys):
+    """On the first real GPU lent to the project, numba-cuda (older than the machine's NumPy) failed its first
+    compile in every process: 183 op-table samples failed. The kernels are now probed once; a failing probe means
+    the CuPy reference kernels, with one line on stderr that names the cause (not a warning: the op table turns
+    warnings into errors)."""
+    cuda = pytest.importorskip("numba.cuda")
+    from minidl import kernels
+    import types
+
+    def broken_probe():
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(kernels.importlib, "import_module", lambda name: types.SimpleNamespace(probe=broken_probe))
+    monkeypatch.setattr(kernels, "_gpu", None)
+    assert kernels._gpu_kernels() is False
+    assert kernels._gpu_kernels() is False  # asked once: said once
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 1 and "row_stack" in said[0] and "reference kernels" in said[0], said
+
+    working = types.SimpleNamespace(probe=lambda: None)
+    monkeypatch.setattr(kernels.importlib, "import_module", lambda name: working)
+    monkeypatch.setattr(kernels, "_gpu", None)
+    assert kernels._gpu_kernels() is working

@@ -7,6 +7,7 @@ import pytest
 import minidl
 from minidl.testing import assert_matches_torch
 
+import opinfo
 from opinfo import cases
 from test_ops import DTYPES, GRADCHECK, _call, _setup, run_gradcheck
 from test_strict_device import NETS, _train
@@ -15,6 +16,11 @@ if not minidl.cuda.is_available():  # one skip, not one per op sample
     pytest.skip("needs CuPy and an NVIDIA GPU", allow_module_level=True)
 
 CASES = cases()
+
+
+@pytest.fixture(autouse=True)
+def _random_ops_draw_on_the_gpu(monkeypatch):
+    monkeypatch.setattr(opinfo, "DEVICE", "cuda")  # random ops' references draw from the GPU's generator
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -71,17 +71,35 @@ def _kernel(name, x):
 
 
 def _gpu_kernels():
-    """kernels/_cuda.py when Numba's CUDA target finds a GPU, else False (asked once)."""
+    """kernels/_cuda.py when Numba's CUDA target finds a GPU and compiles and runs a kernel there, else False
+    (asked once)."""
     global _gpu
     if _gpu is None:
         with _LOCK:
             if _gpu is None:
-                try:
-                    from numba import cuda
-                    _gpu = importlib.import_module(__name__ + "._cuda") if cuda.is_available() else False
-                except Exception:  # no numba-cuda, no driver: CuPy runs the reference kernels
-                    _gpu = False
+                _gpu = _load_gpu_kernels()
     return _gpu
+
+
+def _load_gpu_kernels():
+    try:
+        from numba import cuda
+        if not cuda.is_available():
+            return False
+    except Exception:  # no numba-cuda, no driver: CuPy runs the reference kernels
+        return False
+    try:
+        module = importlib.import_module(__name__ + "._cuda")
+        module.probe()
+        return module
+    except Exception as e:  # any failure of the third-party compiler means: do without it, and say so
+        # Seen on a real GPU: a numba-cuda older than its NumPy failed every first compile in a process (NumPy
+        # 2.5 removed np.row_stack, which it overloads): 183 op-table failures before this probe
+        import numba
+        why = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        print(f"minidl: Numba's CUDA target cannot compile a kernel here ({why}; numba {numba.__version__}, NumPy "
+              f"{np.__version__}): the GPU runs minidl's CuPy reference kernels instead", file=sys.stderr, flush=True)
+        return False
 
 
 # Numba's workqueue thread pool (see below) aborts the process when two Python threads enter parallel

@@ -28,6 +28,25 @@ def _launch(kernel, size, *args):
         kernel[(size + BLOCK - 1) // BLOCK, BLOCK](*args)
 
 
+@cuda.jit
+def _probe_kernel(out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = 2 * i + 1
+
+
+def probe(xp=None):
+    """Compile and run one small kernel, and check what it wrote: raises where Numba's CUDA target cannot work
+    here (kernels/__init__.py then runs the CuPy reference kernels). ``xp``: CuPy, or NumPy under the simulator."""
+    if xp is None:
+        import cupy as xp
+    out = xp.zeros(5, dtype=np.float32)
+    _launch(_probe_kernel, out.size, out)
+    got = out.tolist()
+    if got != [1.0, 3.0, 5.0, 7.0, 9.0]:
+        raise RuntimeError(f"a probe kernel wrote {got}, expected [1, 3, 5, 7, 9]")
+
+
 def _flat(xp, a):
     return xp.ascontiguousarray(a).reshape(-1)
 
