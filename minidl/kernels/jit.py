@@ -21,22 +21,21 @@ time).
 
 Each kernel is compiled once per shape class (everything but the batch size is a constant in the IR, so LLVM
 unrolls the kernel window and folds every offset), with the vector width and instruction set of this CPU, and
-kept on disk beside Numba's kernels: a second process loads the machine code instead of compiling
-(``_cache_dir``). Calls go through
-ctypes, which releases the GIL, so threads each take a part of the batch.
+kept on disk, per user: a second process loads the machine code instead of compiling (kernels/jit_cache.py, which
+checks every entry against its digest before LLVM sees it). Calls go through ctypes, which releases the GIL, so
+threads each take a part of the batch.
 
 ``show(kind, x_shape, w_shape, ...)`` returns the IR (or ``asm=True``: the assembly) made for a shape, to read.
 """
 import ctypes
 import functools
 import hashlib
-import os
-import tempfile
 import threading
 from typing import NamedTuple
 
 import numpy as np
 
+from . import jit_cache
 from .blas import split, workers
 
 
@@ -395,37 +394,6 @@ def grad_weight_ir(s):
 
 
 # ---- compiling, caching on disk, calling ------------------------------------------------------------------------
-def _cache_dir():
-    """Where compiled kernels are kept: $MINIDL_CACHE_DIR, else beside Numba's compiled kernels
-    ($NUMBA_CACHE_DIR/minidl, else this package's __pycache__, as Numba), else ~/.cache/minidl (XDG_CACHE_HOME).
-    None when none is writable: then each process compiles its own."""
-    numba_dir = os.environ.get("NUMBA_CACHE_DIR")
-    beside_numba = os.path.join(numba_dir, "minidl") if numba_dir else os.path.join(os.path.dirname(__file__),
-                                                                                     "__pycache__")
-    for d in (os.environ.get("MINIDL_CACHE_DIR"), beside_numba,
-              os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-                           "minidl")):
-        if d:
-            try:
-                os.makedirs(d, exist_ok=True)
-                if os.access(d, os.W_OK):
-                    return d
-            except OSError:
-                continue
-    return None
-
-
-def _write(path, data):
-    """Atomically: a reader never sees half an object file (two processes may compile the same kernel)."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a full or read-only disk: the kernel still runs, the next process compiles it again
-
-
 def _optimized(ir_text):
     """The module of ``ir_text``, through LLVM's -O3 pipeline for this CPU."""
     t = _target()
@@ -451,15 +419,9 @@ class Kernel:
     def __init__(self, make_ir, key, name, nargs):
         t = _target()
         llvm = t["llvm"]
-        d = _cache_dir()
         import llvmlite
-        key = hashlib.sha256("\0".join((key, _generator_hash(), t["cpu"], t["features"], llvmlite.__version__))
-                             .encode())
-        path = d and os.path.join(d, f"conv-{key.hexdigest()[:40]}.o")
-        cached = None
-        if path and os.path.exists(path):
-            with open(path, "rb") as f:
-                cached = f.read()
+        key = "\0".join((key, _generator_hash(), t["cpu"], t["features"], llvmlite.__version__))
+        cached = jit_cache.load(key)  # checked against its digest: LLVM never reads a damaged object file
         if cached is None:
             from . import _say_compiling
             _say_compiling()
@@ -468,7 +430,8 @@ class Kernel:
             mod = llvm.parse_assembly("")
             mod.triple = t["tm"].triple
         self.engine = llvm.create_mcjit_compiler(mod, _machine(llvm, t["cpu"], t["features"]))
-        self.engine.set_object_cache(lambda m, data: path and _write(path, data), lambda m: cached)
+        self.engine.set_object_cache(lambda m, data: cached is None and jit_cache.store(key, data),
+                                     lambda m: cached)
         self.engine.finalize_object()
         self.fn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * nargs, ctypes.c_int64, ctypes.c_int64)(
             self.engine.get_function_address(name))
