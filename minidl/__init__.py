@@ -30,7 +30,7 @@ kernels.blas.openblas_spins = _blas_spins
 from .functional import OPS as _OPS
 from .functional._registry import TOP as _TOP
 from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed, backends, profiler
-from .utils.checkpoint import save, load
+from .serialization import save, load
 from .autograd.tensor import TENSOR_TYPES as _TENSOR_TYPES
 
 globals().update({_name: _OPS[_name] for _name in _TOP})  # minidl.<op>: each op registered with top=True

@@ -176,6 +176,32 @@ def test_malformed_checkpoint_metadata_is_a_clear_value_error(tmp_path, case):
     np.testing.assert_array_equal(model.weight.detach().numpy(), before)
 
 
+@pytest.mark.parametrize("model_meta,match", [
+    ({"__dict__": [[{"__list__": ["a"]}, 1]]}, r"model: key 0 is a list, which cannot be a dict key"),
+    ({"__dict__": 5}, r"model: __dict__ must hold a list, got int"),
+    ({"__dict__": [[1]]}, r"model: entry 0 of __dict__ is \[1\], not a \[key, value\] pair"),
+    ({"__dict__": [["w", {"__array__": ["x"], "tensor": True}]]}, r"model/0: the array reference \['x'\] is not a "
+                                                                  r"string"),
+    ({"__dict__": [["w", {"__list__": {"a": 1}}]]}, r"model/0: __list__ must hold a list, got dict"),
+    ({"weight": 1}, r"model: an object with no tag where one of \['__array__'"),
+    ({"__list__": [], "__tuple__": []}, r"model: an object with tags \['__tuple__', '__list__'\]"),
+], ids=["list_key", "dict_not_list", "not_a_pair", "array_ref_list", "list_not_list", "untagged", "two_tags"])
+def test_checkpoint_metadata_of_the_wrong_shape_says_which_file_and_how(tmp_path, model_meta, match):
+    """Valid JSON that save_checkpoint cannot have written: a ValueError naming the file and the fault, never a raw
+    TypeError ('unhashable type: list') from deep inside."""
+    path = str(tmp_path / "bad.npz")
+    model = nn.Linear(2, 1)
+    with np.load(utils.save_checkpoint(path, model, epoch=0)) as f:
+        meta = json.loads(str(f["__meta__"]))
+        arrays = {str(k): f[f"a{i}"] for i, k in enumerate(f["__keys__"])}
+    meta["model"] = model_meta
+    _write_raw_checkpoint(path, meta, arrays)
+    before = model.weight.detach().numpy().copy()
+    with pytest.raises(ValueError, match=rf"^load_checkpoint: .*bad\.npz: {match}"):
+        utils.load_checkpoint(path, model)
+    np.testing.assert_array_equal(model.weight.detach().numpy(), before)
+
+
 def test_save_checkpoint_removes_what_a_killed_save_left(tmp_path):
     path = tmp_path / "ck.npz"
     stale = tmp_path / ".ck.npz.tmp-abc123.npz"

@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import os
 import struct
-import tempfile
 import urllib.request
 
 import numpy as np
@@ -70,32 +69,24 @@ def _missing_folders(folder):
 
 
 def download_file(urls, folder, filename, md5, timeout=5.0):
-    """Fetch ``filename`` from the first mirror that answers, check its MD5, write it atomically.
-    Returns the path; raises DatasetNotFoundError listing every mirror's failure."""
+    """Fetch ``filename`` from the first mirror that answers, check its MD5, write it atomically (with the mode
+    the umask gives a new file, as open() would). A file already at ``folder/filename`` whose MD5 matches is used as
+    it is, without a fetch (as torchvision's check_integrity). Returns the path; raises DatasetNotFoundError listing
+    every mirror's failure."""
+    from ..utils.checkpoint import write_atomically  # checkpoints' atomic write: fsync, rename, the umask's mode
+    dest = os.path.join(folder, filename)
+    if os.path.isfile(dest) and _md5(dest) == md5:
+        return dest
     made = _missing_folders(folder)  # removed again if every mirror fails: no empty data/MNIST/raw
     os.makedirs(folder, exist_ok=True)
-    dest = os.path.join(folder, filename)
     errors = []
     for base in urls:
         url = base + filename
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + filename, suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-                while True:
-                    chunk = resp.read(1 << 16)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-            got = _md5(tmp)
-            if got != md5:
-                raise ValueError(f"MD5 {got} != expected {md5}")
-            os.replace(tmp, dest)
+            write_atomically(dest, lambda out, url=url: _fetch(url, out, md5, timeout), ".part")
             return dest
         except Exception as exc:  # network errors, HTTP errors, checksum mismatch: try the next mirror
             errors.append(f"{url}: {exc}")
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     for f in made:  # innermost first; a folder something else wrote into stays
         try:
             os.rmdir(f)
@@ -103,6 +94,17 @@ def download_file(urls, folder, filename, md5, timeout=5.0):
             break
     raise DatasetNotFoundError(f"could not download {filename} from {len(urls)} mirror(s) (first: {errors[0]})\n  "
                                + "\n  ".join(errors))
+
+
+def _fetch(url, out, md5, timeout):
+    """Copy ``url`` into the open file ``out``; a ValueError if what came has not the MD5 ``md5``."""
+    h = hashlib.md5()
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        for chunk in iter(lambda: resp.read(1 << 16), b""):
+            h.update(chunk)
+            out.write(chunk)
+    if h.hexdigest() != md5:
+        raise ValueError(f"MD5 {h.hexdigest()} != expected {md5}")
 
 
 def _checked(name, images_path, images, labels_path, labels, num_classes):
@@ -252,10 +254,11 @@ class CIFAR10(Dataset):
     archive (``cifar-10-binary.tar.gz``: one label byte and 3,072 pixel bytes per image; no pickle is read).
 
     Args:
-        root: the folder holding ``cifar-10-batches-bin`` (as the archive unpacks), or the archive itself.
+        root: the folder holding ``cifar-10-batches-bin`` (as the archive unpacks), or the path of the archive
+            itself (read as it is, without unpacking).
         train, transform, target_transform: as MNIST.
-        download: fetch the archive (MD5-checked) and unpack it when the files are missing; offline it raises
-            DatasetNotFoundError saying so.
+        download: fetch the archive into ``root`` (MD5-checked; an archive already there with the right MD5 is not
+            fetched again) and unpack it when the files are missing; offline it raises DatasetNotFoundError saying so.
     ``data`` is (N, 32, 32, 3) uint8 (H, W, C, as torchvision's) and ``targets`` a list of ints; a sample is
     ``(transform(image), label)`` with the image an (H, W, C) uint8 array."""
 
@@ -268,27 +271,50 @@ class CIFAR10(Dataset):
         self.root, self.train = os.path.expanduser(str(root)), train
         self.transform, self.target_transform = transform, target_transform
         names = [f"data_batch_{k}.bin" for k in range(1, 6)] if train else ["test_batch.bin"]
-        folder = os.path.join(self.root, self.folder)
-        if not all(os.path.isfile(os.path.join(folder, n)) for n in names):
-            if not download:
-                raise DatasetNotFoundError(f"CIFAR10: {', '.join(names)} not found in {folder}; pass download=True "
-                                           f"to fetch {self.url} (170 MB)")
-            self._download()
-        records = [self._read(os.path.join(folder, n)) for n in names]
+        if os.path.isfile(self.root):  # the archive itself
+            records = self._read_archive(self.root, names)
+        else:
+            folder = os.path.join(self.root, self.folder)
+            if not all(os.path.isfile(os.path.join(folder, n)) for n in names):
+                if not download:
+                    raise DatasetNotFoundError(
+                        f"CIFAR10: {', '.join(names)} not found in {folder}; pass download=True to fetch {self.url} "
+                        f"(170 MB), or the path of the archive as root")
+                self._download()
+            records = [self._records(np.fromfile(os.path.join(folder, n), dtype=np.uint8), os.path.join(folder, n))
+                       for n in names]
         self.targets = [int(t) for r in records for t in r[:, 0]]
         self.data = np.concatenate([r[:, 1:] for r in records]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     @staticmethod
-    def _read(path):
-        raw = np.fromfile(path, dtype=np.uint8)
+    def _records(raw, where):
+        """The (N, 3073) records of one batch file's bytes ``raw``; ``where`` names the file in errors."""
         if raw.size == 0 or raw.size % 3073:
-            raise ValueError(f"CIFAR10: {path} holds {raw.size} bytes, not a whole number of 3,073-byte records: "
+            raise ValueError(f"CIFAR10: {where} holds {raw.size} bytes, not a whole number of 3,073-byte records: "
                              "the file is truncated or not CIFAR-10's binary version")
         records = raw.reshape(-1, 3073)
         if records[:, 0].max() > 9:
-            raise ValueError(f"CIFAR10: {path} holds label {int(records[:, 0].max())}; labels must lie in [0, 9]")
+            raise ValueError(f"CIFAR10: {where} holds label {int(records[:, 0].max())}; labels must lie in [0, 9]")
         return records
+
+    def _read_archive(self, archive, names):
+        """The records of the batch files ``names``, read from the archive in one pass without unpacking it."""
+        import tarfile
+        import zlib
+        wanted, raws = {f"{self.folder}/{n}": n for n in names}, {}
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                for member in tar:
+                    if member.name in wanted and member.isfile():
+                        raws[wanted[member.name]] = np.frombuffer(tar.extractfile(member).read(), dtype=np.uint8)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"CIFAR10: {archive} is not a readable cifar-10-binary.tar.gz archive ({exc})") from None
+        missing = [n for n in names if n not in raws]
+        if missing:
+            raise ValueError(f"CIFAR10: the archive {archive} holds no {', '.join(missing)} under {self.folder}/: "
+                             "it is not CIFAR-10's binary version")
+        return [self._records(raws[n], f"{archive}:{self.folder}/{n}") for n in names]
 
     def _download(self):
         import tarfile
@@ -340,19 +366,28 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 
 
 def pil_loader(path):
-    """The image at ``path`` as an RGB Pillow image (Pillow comes with matplotlib)."""
+    """The image at ``path`` as an RGB Pillow image (Pillow comes with matplotlib). A file Pillow cannot read (not an
+    image, or truncated) is an OSError that names it."""
     from PIL import Image
-    with open(path, "rb") as f:
-        return Image.open(f).convert("RGB")
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow: OSError (truncated), UnidentifiedImageError, ...
+        raise OSError(f"pil_loader: cannot read the image {path}: {exc}") from exc
 
 
 class ImageFolder(Dataset):
     """Images sorted into one folder per class (``root/dog/1.png``, ``root/cat/2.jpg``...), as torchvision's:
     ``classes`` the sorted folder names, ``class_to_idx``, ``samples`` and ``imgs`` (path, class index) pairs,
     ``targets``. Files with the extensions of IMG_EXTENSIONS (or those ``is_valid_file`` accepts) are read with
-    ``loader`` (default: Pillow, converted to RGB) when a sample is asked for."""
+    ``loader`` (default: Pillow, converted to RGB) when a sample is asked for. A class folder with no such file is a
+    FileNotFoundError (DatasetNotFoundError), as torchvision's, unless ``allow_empty=True`` (the class is kept,
+    with no samples)."""
 
-    def __init__(self, root, transform=None, target_transform=None, loader=pil_loader, is_valid_file=None):
+    def __init__(self, root, transform=None, target_transform=None, loader=pil_loader, is_valid_file=None,
+                 allow_empty=False):
         self.root = os.path.expanduser(str(root))
         if not os.path.isdir(self.root):
             raise DatasetNotFoundError(f"ImageFolder: {self.root} is not a folder")
@@ -366,8 +401,11 @@ class ImageFolder(Dataset):
             for folder, _, files in sorted(os.walk(os.path.join(self.root, c), followlinks=True)):
                 self.samples += [(os.path.join(folder, f), self.class_to_idx[c]) for f in sorted(files)
                                  if valid(os.path.join(folder, f))]
-        if not self.samples:
-            raise DatasetNotFoundError(f"ImageFolder: no image files ({', '.join(IMG_EXTENSIONS)}) under {self.root}")
+        empty = sorted(set(self.classes) - {self.classes[t] for _, t in self.samples})
+        if empty and not allow_empty:  # torchvision's message, with the folder
+            supported = "" if is_valid_file else f" Supported extensions are: {', '.join(IMG_EXTENSIONS)}"
+            raise DatasetNotFoundError(f"ImageFolder: Found no valid file for the classes {', '.join(empty)} in "
+                                       f"{self.root}.{supported} (allow_empty=True keeps empty classes)")
         self.imgs, self.targets = self.samples, [t for _, t in self.samples]
         self.loader, self.transform, self.target_transform = loader, transform, target_transform
 

@@ -1,6 +1,8 @@
 """Image transforms, as torchvision.transforms. torchvision's layout rule: before ToTensor an image is a NumPy array
-(H, W) or (H, W, C) (a Pillow image too), after it a tensor (C, H, W); every transform reads and returns each in its
-own layout. Random transforms draw from minidl's CPU generator (``minidl.manual_seed``)."""
+(H, W) or (H, W, C) with at most 4 channels (a Pillow image too), after it a tensor (C, H, W); every transform reads
+and returns each in its own layout. An array that is not such an image (a (C, H, W) array such as (3, 32, 32), whose
+last dimension is no channel count) is refused, as torchvision's to_pil_image refuses it, rather than misread.
+Random transforms draw from minidl's CPU generator (``minidl.manual_seed``)."""
 import math
 import numbers
 
@@ -8,6 +10,23 @@ import numpy as np
 
 from .. import backend
 from ..autograd.tensor import Tensor
+
+MAX_CHANNELS = 4  # an (H, W, C) array has C in 1..4 (L, LA, RGB, RGBA), as torchvision's to_pil_image requires
+
+
+def _image_array(img, op):
+    """The (H, W) or (H, W, C) NumPy array of an image array or Pillow image, checked against torchvision's rule for
+    what an array image is (2-D, or 3-D with 1 to 4 channels last); anything else is a ValueError naming ``op``."""
+    arr = np.asarray(img)
+    if arr.ndim == 2 or (arr.ndim == 3 and 1 <= arr.shape[-1] <= MAX_CHANNELS):
+        return arr
+    if arr.ndim == 3:
+        raise ValueError(f"{op}: an image array must be (H, W) or (H, W, C) with 1 to {MAX_CHANNELS} channels last "
+                         f"(torchvision's layout rule), got shape {arr.shape}, whose last dimension {arr.shape[-1]} "
+                         "is not a channel count; a (C, H, W) array goes through ToTensor() first (transforms take "
+                         "tensors as (C, H, W)) or becomes (H, W, C) by arr.transpose(1, 2, 0)")
+    raise ValueError(f"{op}: expected an image array of shape (H, W) or (H, W, C) (a tensor after ToTensor is "
+                     f"(C, H, W)), got shape {arr.shape}")
 
 
 def _chw(img, op):
@@ -19,13 +38,8 @@ def _chw(img, op):
         if arr.ndim != 3:
             raise ValueError(f"{op}: expected a tensor image of shape (C, H, W) or (H, W), got shape {arr.shape}")
         return arr
-    arr = np.asarray(img)
-    if arr.ndim == 2:
-        return arr[None]
-    if arr.ndim != 3:
-        raise ValueError(f"{op}: expected an image array of shape (H, W) or (H, W, C) (a tensor after ToTensor is "
-                         f"(C, H, W)), got shape {arr.shape}")
-    return arr.transpose(2, 0, 1)
+    arr = _image_array(img, op)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
 def _like(arr, img):
@@ -40,12 +54,12 @@ def _like(arr, img):
     return out
 
 
-def _pil(img):
+def _pil(img, op):
     """A Pillow image for an image array or Pillow image (transforms done by Pillow, as torchvision's are)."""
     if hasattr(img, "getbands"):
         return img
     from PIL import Image
-    return Image.fromarray(np.ascontiguousarray(np.asarray(img)))
+    return Image.fromarray(np.ascontiguousarray(_image_array(img, op)))
 
 
 def _unpil(out, img):
@@ -140,9 +154,10 @@ class RandomHorizontalFlip:
         self.p = p
 
     def __call__(self, img):
+        arr = _chw(img, "RandomHorizontalFlip")  # checked whether or not it flips: a wrong layout fails every time
         if backend.generator("cpu").random() >= self.p:
             return img
-        return _like(_chw(img, "RandomHorizontalFlip")[:, :, ::-1], img)
+        return _like(arr[:, :, ::-1], img)
 
     def __repr__(self):
         return f"RandomHorizontalFlip(p={self.p})"
@@ -277,7 +292,7 @@ class Grayscale:
             raise ValueError(f"Grayscale: expected an RGB image (3 channels), got {arr.shape[0]}")
         if isinstance(img, Tensor):
             return _like(np.repeat(_gray(arr).astype(arr.dtype)[None], self.num_output_channels, axis=0), img)
-        gray = _pil(img).convert("L")
+        gray = _pil(img, "Grayscale").convert("L")
         if self.num_output_channels == 1:  # (H, W), or a Pillow 'L' image
             return _unpil(gray, img)
         return _unpil(gray.convert("RGB"), img)
@@ -296,7 +311,7 @@ def _resize(img, size, op):
         out = np.stack([np.asarray(Image.fromarray(ch.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
                         for ch in arr]).astype(arr.dtype)
         return _like(out, img)
-    return _unpil(_pil(img).resize((w, h), Image.BILINEAR), img)
+    return _unpil(_pil(img, op).resize((w, h), Image.BILINEAR), img)
 
 
 def _image_hw(img, op):
@@ -473,7 +488,7 @@ class ColorJitter:
                 if factors[fn] is not None:
                     arr = _adjust_tensor(arr, fn, factors[fn])
             return _like(arr, img)
-        pil = _pil(img)
+        pil = _pil(img, "ColorJitter")
         for fn in order:
             if factors[fn] is not None:
                 pil = _adjust_pil(pil, fn, factors[fn])
@@ -548,7 +563,7 @@ class RandomAffine:
             out = np.stack([np.asarray(warp(Image.fromarray(ch.astype(np.float32), mode="F"), float(self.fill)))
                             for ch in arr]).astype(arr.dtype)
             return _like(out, img)
-        pil = _pil(img)
+        pil = _pil(img, "RandomAffine")
         fill = self.fill if len(pil.getbands()) == 1 or not isinstance(self.fill, numbers.Number) \
             else (self.fill,) * len(pil.getbands())
         return _unpil(warp(pil, fill), img)

@@ -1,6 +1,7 @@
-"""Checkpoints: model, optimizer and scheduler state plus the epoch, in one file written atomically.
+"""Checkpoints: model, optimizer and scheduler state plus the epoch, in one file written atomically (minidl.save and
+minidl.load, in torch's file format, are minidl/serialization.py).
 
-The file is a NumPy ``.npz`` archive: arrays as entries, everything else as one JSON entry, loaded with
+A checkpoint is a NumPy ``.npz`` archive: arrays as entries, everything else as one JSON entry, loaded with
 ``allow_pickle=False`` (a checkpoint cannot run code when it is opened). Saving writes a temporary file
 next to the target, flushes it to disk, renames it over the target and flushes the folder, so a crash at
 any moment leaves the old checkpoint or the new one. Loading checks every part before it changes anything.
@@ -42,25 +43,46 @@ def _split(obj, prefix, arrays, op="save_checkpoint"):
     raise TypeError(f"{op}: cannot store a value of type {type(obj).__name__} at {prefix!r}")
 
 
-def _join(obj, arrays, device=None):
-    """The structure back, arrays in place (Tensors as Tensors, on ``device`` when given)."""
+_TAGS = ("__array__", "__dict__", "__tuple__", "__list__")
+
+
+def _join(obj, arrays, device=None, where="metadata"):
+    """The structure back, arrays in place (Tensors as Tensors, on ``device`` when given). Metadata of the wrong
+    shape (valid JSON that _split cannot have written) is a ValueError saying where and how."""
     if isinstance(obj, list):
-        raise ValueError("a list where a tagged object was expected")
-    if isinstance(obj, dict):
-        if "__array__" in obj:
-            if obj["__array__"] not in arrays:
-                raise ValueError(f"array {obj['__array__']!r} is missing")
-            a = arrays[obj["__array__"]]
-            if not obj.get("tensor"):
-                return a
-            return Tensor._make(a if device is None else backend.to_device(a, device))
-        if "__dict__" in obj:
-            return {_join(k, arrays, device): _join(v, arrays, device) for k, v in obj["__dict__"]}
-        if "__tuple__" in obj:
-            return tuple(_join(v, arrays, device) for v in obj["__tuple__"])
-        if "__list__" in obj:
-            return [_join(v, arrays, device) for v in obj["__list__"]]
-    return obj
+        raise ValueError(f"{where}: a list where a tagged object was expected")
+    if not isinstance(obj, dict):
+        return obj
+    tags = [t for t in _TAGS if t in obj]
+    if len(tags) != 1:
+        raise ValueError(f"{where}: an object with {'tags ' + str(tags) if tags else 'no tag'} where one of "
+                         f"{list(_TAGS)} was expected")
+    value = obj[tags[0]]
+    if tags[0] == "__array__":
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: the array reference {value!r} is not a string")
+        if value not in arrays:
+            raise ValueError(f"{where}: array {value!r} is missing")
+        a = arrays[value]
+        if not obj.get("tensor"):
+            return a
+        return Tensor._make(a if device is None else backend.to_device(a, device))
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: {tags[0]} must hold a list, got {type(value).__name__}")
+    if tags[0] == "__dict__":
+        out = {}
+        for i, pair in enumerate(value):
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise ValueError(f"{where}: entry {i} of __dict__ is {pair!r}, not a [key, value] pair")
+            key = _join(pair[0], arrays, device, f"{where}/k{i}")
+            try:
+                hash(key)
+            except TypeError:
+                raise ValueError(f"{where}: key {i} is a {type(key).__name__}, which cannot be a dict key") from None
+            out[key] = _join(pair[1], arrays, device, f"{where}/{i}")
+        return out
+    items = [_join(v, arrays, device, f"{where}/{i}") for i, v in enumerate(value)]
+    return tuple(items) if tags[0] == "__tuple__" else items
 
 
 def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, **extra):
@@ -168,37 +190,6 @@ def _read(path, op, what):
     return meta, arrays
 
 
-SAVE_FORMAT = "minidl-save-1"
-
-
-def save(obj, f):
-    """torch.save's place: ``obj`` (a state_dict, or dicts/lists/tuples of Tensors, arrays, numbers, strings,
-    None) to ``f`` (a path, written atomically, or a binary file object). No pickle: the file is an .npz
-    archive of the arrays plus a JSON description, and loading it cannot run code."""
-    from ..nn.module import Module
-    from ..optim.optimizer import Optimizer
-    if isinstance(obj, (Module, Optimizer)):
-        raise TypeError(f"save: minidl saves data, not objects: save {type(obj).__name__}'s .state_dict() "
-                        f"(minidl.save(model.state_dict(), path)), then load it with "
-                        f"model.load_state_dict(minidl.load(path)); a whole model cannot be pickled here")
-    arrays = {}
-    _write(f, {"format": SAVE_FORMAT, "obj": _split(obj, "obj", arrays, "save")}, arrays)
-
-
-def load(f, map_location=None, weights_only=True):
-    """torch.load's place, for files written by :func:`save`: the object back, Tensors as Tensors (on
-    ``map_location`` when given: 'cpu', 'cuda' or a device). Only data is ever loaded (``weights_only`` is
-    accepted for torch's signature; there is no other mode)."""
-    meta, arrays = _read(f, "load", "file")
-    if meta.get("format") != SAVE_FORMAT or "obj" not in meta:
-        raise ValueError(f"load: {f} was not written by minidl.save (format {meta.get('format')!r}); checkpoints "
-                         "from save_checkpoint load with load_checkpoint")
-    try:
-        return _join(meta["obj"], arrays, map_location)
-    except ValueError as exc:
-        raise ValueError(f"load: {f}: {exc}") from None
-
-
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict=True):
     """Read a checkpoint written by :func:`save_checkpoint`, restore the given objects, and return a dict
     with 'epoch' and 'extra' (and the raw 'model', 'optimizer', 'scheduler' states)."""
@@ -210,7 +201,7 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict=Tru
         missing = [k for k in ("epoch", "model", "optimizer", "scheduler", "extra") if k not in meta]
         if missing:
             raise ValueError(f"its metadata lacks {missing}")
-        state = {k: _join(meta[k], arrays) for k in ("model", "optimizer", "scheduler", "extra")}
+        state = {k: _join(meta[k], arrays, where=k) for k in ("model", "optimizer", "scheduler", "extra")}
         if not isinstance(state["model"], dict):
             raise ValueError("its model state is not a dict")
         # check every part first: a part that does not fit must leave model, optimizer and scheduler untouched
