@@ -5,6 +5,8 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -93,6 +95,26 @@ def test_the_after_training_code_runs(tmp_path, capsys):
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert re.fullmatch(r"predicted \d with probability [\d.]+; the label is \d\n", out), out
+
+
+def _python_blocks():
+    return re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def test_every_python_block_runs_as_written(tmp_path):
+    """Each ```python block of the README, in a fresh process in an empty folder, as a reader would paste it; the
+    one placeholder (a run's folder) is pointed at a checkpoint made for it."""
+    blocks = _python_blocks()
+    assert len(blocks) >= 3
+    ckpt = tmp_path / "checkpoint.npz"
+    minidl.utils.save_checkpoint(str(ckpt), minidl.models.LeNet5())
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    for i, code in enumerate(blocks):
+        code = code.replace("runs/lenet5_mnist_<date-time>/checkpoint.npz", str(ckpt))
+        assert "<" not in code.replace("<=", "").replace("< ", ""), f"block {i} has a placeholder:\n{code}"
+        run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, f"README block {i} fails:\n{code}\n{run.stderr[-3000:]}"
 
 
 def test_the_claims_of_speed_are_the_tables():
