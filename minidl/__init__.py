@@ -18,6 +18,7 @@ from . import backend
 backend.keep_freed_memory()
 from .backend import Device as device, set_default_dtype, get_default_dtype
 from .backend import cuda
+from .backend import errors  # minidl.errors: the error classes that are RuntimeErrors too, as torch's
 from .backend import memory_format, contiguous_format, channels_last, preserve_format
 from .autograd import Tensor, no_grad, enable_grad, set_grad_enabled, is_grad_enabled, inference_mode
 from . import autograd
@@ -31,7 +32,7 @@ from .functional import OPS as _OPS
 from .functional._registry import TOP as _TOP
 from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed, backends, profiler
 from .serialization import save, load
-from .autograd.tensor import TENSOR_TYPES as _TENSOR_TYPES
+from .autograd.tensor import TENSOR_TYPES as _TENSOR_TYPES, Size
 
 globals().update({_name: _OPS[_name] for _name in _TOP})  # minidl.<op>: each op registered with top=True
 

@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from ..backend.errors import RuntimeTypeError, RuntimeValueError
 from .tensor import Tensor, _as_array
 
 
@@ -12,7 +13,7 @@ def _shape(size, op):
         size = tuple(size[0])
     for s in size:
         if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 0:
-            raise ValueError(f"{op}: size must be non-negative ints, got {size}")
+            raise RuntimeValueError(f"{op}: size must be non-negative ints, got {size}")
     return tuple(int(s) for s in size)
 
 
@@ -77,7 +78,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     if end is None:
         start, end = 0, start
     if step == 0:
-        raise ValueError("arange: step must be non-zero")
+        raise RuntimeValueError("arange: step must be non-zero")
     if dtype is None:
         ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
         dtype = np.int64 if ints else backend.default_dtype()
@@ -124,8 +125,8 @@ class Generator:
 
     def _cpu_only(self, what):
         if self.device.type != "cpu":
-            raise ValueError(f"Generator.{what}: only a CPU generator's state can be read or set, this one is on "
-                             f"{self.device}")
+            raise RuntimeValueError(f"Generator.{what}: only a CPU generator's state can be read or set, this one is "
+                                    f"on {self.device}")
 
     def get_state(self):
         """The state as a uint8 tensor (the bytes of NumPy's PCG64 state), for :meth:`set_state`."""
@@ -170,7 +171,7 @@ def _random(kind, size, dtype, device, requires_grad, op, generator):
     shape = _shape(size, op)
     dt = _float_dtype(dtype, op)
     if dt.kind != "f":
-        raise TypeError(f"{op}: dtype must be floating, got {dt}")
+        raise RuntimeTypeError(f"{op}: dtype must be floating, got {dt}")
     gen = backend.draw_from(generator, device or "cpu", op)
     arr = gen.random(shape, dtype=dt) if kind == "rand" else gen.standard_normal(shape, dtype=dt)
     return _finish(arr, None, requires_grad)
@@ -197,7 +198,7 @@ def randint(low, high=None, size=(), *, generator=None, dtype=None, device=None)
 def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
     """A random permutation of 0..n-1 (int64 by default), from the device's generator or ``generator``."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
+        raise RuntimeValueError(f"randperm: n must be a non-negative int, got {n!r}")
     gen = backend.draw_from(generator, device or "cpu", "randperm")
     return _finish(gen.permutation(int(n)).astype(backend.as_dtype(dtype, "randperm") or np.int64, copy=False),
                    device, requires_grad)

@@ -1,10 +1,12 @@
 """Tensor: an array (NumPy or CuPy) plus what autograd needs to know about it."""
 import numbers
+import operator
 import weakref
 
 import numpy as np
 
 from .. import backend
+from ..backend.errors import RuntimeTypeError, RuntimeValueError
 from .grad_mode import is_grad_enabled, no_grad
 
 # Ops register here (see minidl.functional._registry.register): every op in _OPS, those that are
@@ -76,6 +78,74 @@ _TYPE_NAMES = {np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "Doubl
 _TYPE_DTYPES = {name: dtype for dtype, name in _TYPE_NAMES.items()}
 
 
+class Size(tuple):
+    """A tensor's shape, as torch.Size: a tuple of ints that prints as ``minidl.Size([2, 3])``, with ``numel()``.
+
+    It equals and hashes as the plain tuple; slicing, ``+`` and ``*`` give a Size. ``Size(iterable)`` takes ints
+    (anything with ``__index__``, as a 0-d integer tensor)."""
+
+    __slots__ = ()
+
+    def __new__(cls, sizes=()):
+        items = []
+        for i, n in enumerate(sizes):
+            try:
+                items.append(int(operator.index(n)))
+            except TypeError:
+                raise TypeError(f"minidl.Size() takes an iterable of 'int' (item {i} is '{type(n).__name__}')") \
+                    from None
+        return tuple.__new__(cls, items)
+
+    def numel(self):
+        """The number of elements of a tensor of this shape (1 for ``Size([])``)."""
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+    def __getitem__(self, key):
+        item = tuple.__getitem__(self, key)
+        return tuple.__new__(Size, item) if isinstance(key, slice) else item
+
+    def __add__(self, other):
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return tuple.__new__(Size, tuple.__add__(self, other))
+
+    def __radd__(self, other):
+        if not isinstance(other, tuple):
+            return NotImplemented
+        return tuple.__new__(Size, tuple.__add__(other, self))
+
+    def __mul__(self, n):
+        return tuple.__new__(Size, tuple.__mul__(self, n))
+
+    __rmul__ = __mul__
+
+    def __repr__(self):
+        return f"minidl.Size({list(self)})"
+
+    def __reduce__(self):
+        return Size, (tuple(self),)
+
+
+# Tensor.shape is read on every op: one Size per shape, reused (a dict lookup costs less than making a tuple
+# subclass). Bounded: a program with ever-new shapes (variable-length sequences) only refills it.
+_SIZES = {}
+_SIZES_MAX = 4096
+
+
+def _size_of(shape):
+    """The Size for the array shape ``shape`` (a tuple of ints)."""
+    try:
+        return _SIZES[shape]
+    except KeyError:
+        if len(_SIZES) >= _SIZES_MAX:
+            _SIZES.clear()
+        size = _SIZES[shape] = tuple.__new__(Size, shape)
+        return size
+
+
 def _is_size(n):
     """A dimension size: an int (a list or tuple is data, as in torch.Tensor([2, 3]))."""
     return isinstance(n, (int, np.integer)) and not isinstance(n, bool)
@@ -136,7 +206,7 @@ class Tensor:
             if not all(_is_size(n) for n in args):
                 raise TypeError(f"Tensor: expected data or sizes (ints), got {args!r}")
             if any(n < 0 for n in args):
-                raise ValueError(f"Tensor: sizes must be non-negative, got {args}")
+                raise RuntimeValueError(f"Tensor: sizes must be non-negative, got {args}")
             arr = np.zeros(tuple(int(n) for n in args) or (0,), dtype=backend.as_dtype(dtype, "Tensor") or
                            backend.default_dtype())
             if device is not None:
@@ -169,7 +239,11 @@ class Tensor:
     # -- properties --------------------------------------------------------------------------------
     @property
     def shape(self):
-        return tuple(self._data.shape)
+        """The tensor's sizes, a :class:`minidl.Size` (a tuple)."""
+        try:
+            return _SIZES[self._data.shape]
+        except KeyError:
+            return _size_of(tuple(self._data.shape))
 
     @property
     def dtype(self):
@@ -228,9 +302,10 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def size(self, dim=None):
+        """The shape as a :class:`minidl.Size`, or with ``dim`` that dimension's size (an int)."""
         if dim is None:
             return self.shape
-        return self.shape[_dim(dim, self.ndim, "size")]
+        return self._data.shape[_dim(dim, self.ndim, "size")]
 
     def dim(self):
         return self._data.ndim
@@ -288,8 +363,8 @@ class Tensor:
 
     def item(self):
         if self._data.size != 1:
-            raise ValueError(f"item(): only one-element tensors can be converted to a Python scalar, "
-                             f"got shape {self.shape}")
+            raise RuntimeValueError("item(): only one-element tensors can be converted to a Python scalar, got shape "
+                                    f"{tuple(self.shape)}")
         return self._data.item()
 
     def tolist(self):
@@ -338,6 +413,15 @@ class Tensor:
 
     def int(self):
         return self.to(np.int32)
+
+    def short(self):
+        return self.to(np.int16)
+
+    def char(self):
+        return self.to(np.int8)
+
+    def byte(self):
+        return self.to(np.uint8)
 
     def bool(self):
         return self.to(np.bool_)
@@ -428,6 +512,21 @@ class Tensor:
         self._vc[0] += 1
         return self
 
+    def _operand(self, name, other):
+        """``other``'s array (or number), checked to broadcast to this tensor's shape: an in-place result keeps the
+        shape, so torch refuses an operand that would grow it."""
+        o = other._data if isinstance(other, Tensor) else other
+        shape = getattr(o, "shape", None)
+        if shape is not None and shape != self._data.shape:
+            try:
+                fits = np.broadcast_shapes(shape, self._data.shape) == self._data.shape
+            except ValueError:
+                fits = False
+            if not fits:
+                raise RuntimeValueError(f"{name}: an operand of shape {tuple(shape)} does not broadcast to the "
+                                        f"tensor's shape {tuple(self._data.shape)} (an in-place result keeps it)")
+        return o
+
     def zero_(self):
         return self._assign("zero_", 0)
 
@@ -436,25 +535,25 @@ class Tensor:
 
     def copy_(self, src):
         arr = src._data if isinstance(src, Tensor) else _as_array(src)
-        arr = backend.to_device(arr, self.device)
+        arr = self._operand("copy_", backend.to_device(arr, self.device))
         if tuple(arr.shape) != self.shape:
             arr = backend.get_array_module(arr).broadcast_to(arr, self.shape)
         return self._assign("copy_", arr)
 
     def add_(self, other, alpha=1):
-        o = other._data if isinstance(other, Tensor) else other
+        o = self._operand("add_", other)
         return self._assign("add_", self._data + (o if alpha == 1 else alpha * o))
 
     def sub_(self, other, alpha=1):
-        o = other._data if isinstance(other, Tensor) else other
+        o = self._operand("sub_", other)
         return self._assign("sub_", self._data - (o if alpha == 1 else alpha * o))
 
     def mul_(self, other):
-        o = other._data if isinstance(other, Tensor) else other
+        o = self._operand("mul_", other)
         return self._assign("mul_", self._data * o)
 
     def div_(self, other):
-        o = other._data if isinstance(other, Tensor) else other
+        o = self._operand("div_", other)
         return self._assign("div_", self._data / o)
 
     def clamp_(self, min=None, max=None):
@@ -463,11 +562,13 @@ class Tensor:
 
     def addcmul_(self, tensor1, tensor2, value=1):
         """self += value * tensor1 * tensor2 (the way optimizers are written)."""
-        return self._assign("addcmul_", self._data + value * _raw(tensor1) * _raw(tensor2))
+        t1, t2 = self._operand("addcmul_", tensor1), self._operand("addcmul_", tensor2)
+        return self._assign("addcmul_", self._data + value * t1 * t2)
 
     def addcdiv_(self, tensor1, tensor2, value=1):
         """self += value * tensor1 / tensor2."""
-        return self._assign("addcdiv_", self._data + value * _raw(tensor1) / _raw(tensor2))
+        t1, t2 = self._operand("addcdiv_", tensor1), self._operand("addcdiv_", tensor2)
+        return self._assign("addcdiv_", self._data + value * t1 / t2)
 
     def sqrt_(self):
         return self._assign("sqrt_", backend.get_array_module(self._data).sqrt(self._data))
@@ -476,7 +577,8 @@ class Tensor:
         """Set the elements where ``mask`` (bool, broadcast to self) is True to ``value``."""
         m = _raw(mask)
         if getattr(m, "dtype", None) != np.bool_:
-            raise TypeError(f"masked_fill_: mask must be a bool tensor, got {getattr(m, 'dtype', type(m).__name__)}")
+            raise RuntimeTypeError("masked_fill_: mask must be a bool tensor, got "
+                                   f"{getattr(m, 'dtype', type(m).__name__)}")
         xp = backend.get_array_module(self._data)
         return self._assign("masked_fill_", xp.where(m, _raw(value), self._data))
 
@@ -522,7 +624,7 @@ class Tensor:
         if isinstance(dtype, str):
             short = dtype.split(".")[-1]
             if short not in _TYPE_DTYPES:
-                raise ValueError(f"type: unknown tensor type {dtype!r}; expected one of {sorted(_TYPE_DTYPES)}")
+                raise RuntimeValueError(f"type: unknown tensor type {dtype!r}; expected one of {sorted(_TYPE_DTYPES)}")
             dtype = _TYPE_DTYPES[short]
         return self.to(dtype)
 
@@ -666,4 +768,4 @@ def _index_key(key):
     return key
 
 
-__all__ = ["Tensor", "no_grad"]
+__all__ = ["Size", "Tensor", "no_grad"]

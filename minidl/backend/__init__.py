@@ -7,8 +7,13 @@ CuPy is optional: without it everything on the CPU works and asking for ``'cuda'
 import sys
 
 import numpy as np
+from .errors import RuntimeValueError
 
-# CuPy is an optional extra (pip install minidl[gpu]), imported on first need: when a GPU is asked for, or
+# The GPU packages: setup.py's "gpu" extra, named here so that one command works however minidl was installed
+# (from a clone, as a package, or only on the path); tests/test_first_hour.py holds it to setup.py.
+GPU_INSTALL = 'pip install "cupy-cuda12x>=13" "numba-cuda[cu12]>=0.20"'
+
+# CuPy is an optional extra (GPU_INSTALL), imported on first need: when a GPU is asked for, or
 # when CuPy arrays reach minidl (then the user has imported CuPy already). `import minidl` never imports it:
 # it takes a second or more and initialises CUDA. _cupy is the module, None when the import failed, or
 # _UNTRIED before anything needed it.
@@ -80,16 +85,16 @@ class Device:
             raise TypeError(f"device: expected a str like 'cpu' or 'cuda:0' or a Device, got {type(spec).__name__}")
         kind, _, idx = spec.partition(":")
         if kind not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+            raise RuntimeValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
         if idx:
             if not idx.isdigit():
-                raise ValueError(f"device: expected 'cuda:N' with N a non-negative integer, got {spec!r}")
+                raise RuntimeValueError(f"device: expected 'cuda:N' with N a non-negative integer, got {spec!r}")
             if index is not None:
-                raise ValueError(f"device: index given twice ({spec!r} and index={index})")
+                raise RuntimeValueError(f"device: index given twice ({spec!r} and index={index})")
             index = int(idx)
         if kind == "cpu":
             if index not in (None, 0):
-                raise ValueError(f"device: 'cpu' takes no index, got {index}")
+                raise RuntimeValueError(f"device: 'cpu' takes no index, got {index}")
             index = None
         elif index is None:
             index = 0
@@ -155,8 +160,8 @@ def has_memory_format(array, fmt, op):
         return bool(array.flags.c_contiguous)
     if fmt is channels_last:
         if array.ndim != 4:
-            raise ValueError(f"{op}: memory_format channels_last needs a 4-D (N, C, H, W) tensor, "
-                             f"got shape {array.shape}")
+            raise RuntimeValueError(f"{op}: memory_format channels_last needs a 4-D (N, C, H, W) tensor, got shape "
+                                    f"{array.shape}")
         return is_channels_last(array)
     raise TypeError(f"{op}: memory_format must be minidl.contiguous_format, channels_last or preserve_format, "
                     f"got {fmt!r}")
@@ -188,8 +193,8 @@ def cuda_device_count():
 
 def _require_cuda(dev):
     if _cupy_module() is None:
-        raise RuntimeError(f"device {dev}: CuPy is not installed or failed to import ({_CUPY_ERROR}); "
-                           "install it with pip install 'minidl[gpu]' on a machine with an NVIDIA GPU")
+        raise RuntimeError(f"device {dev}: CuPy is not installed or failed to import ({_CUPY_ERROR}); on a "
+                           f"machine with an NVIDIA GPU, install the GPU packages with: {GPU_INSTALL}")
     n = cuda_device_count()
     if dev.index >= n:
         raise RuntimeError(f"device {dev}: only {n} CUDA device(s) are visible")
@@ -384,7 +389,7 @@ def generator_from_state(state, op="set_rng_state"):
         gen = np.random.default_rng()
         gen.bit_generator.state = bit_state
     except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"{op}: not a state from get_rng_state ({exc})") from None
+        raise RuntimeValueError(f"{op}: not a state from get_rng_state ({exc})") from None
     return gen
 
 
@@ -413,8 +418,8 @@ def draw_from(gen, dev, op):
     engine = getattr(gen, "_engine", None)
     if engine is not None:
         if gen.device.type != dev.type:
-            raise ValueError(f"{op}: the generator is on {gen.device.type!r}, the result on {dev.type!r}; "
-                             f"use a minidl.Generator(device={dev.type!r})")
+            raise RuntimeValueError(f"{op}: the generator is on {gen.device.type!r}, the result on {dev.type!r}; use a "
+                                    f"minidl.Generator(device={dev.type!r})")
         return engine()
     if isinstance(gen, np.random.Generator) or type(gen).__module__.startswith("cupy"):
         return gen

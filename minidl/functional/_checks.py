@@ -6,6 +6,7 @@ import numpy as np
 from .. import backend
 from ..autograd.creation import as_tensor as _wrap
 from ..autograd.tensor import Tensor
+from ..backend.errors import RuntimeTypeError, RuntimeValueError
 
 
 def tensor_arg(x, op, name="input"):
@@ -21,8 +22,8 @@ def optional_tensor(x, op, name):
 def float_tensor(x, op, name="input"):
     tensor_arg(x, op, name)
     if x.dtype.kind != "f":
-        raise TypeError(f"{op}: argument '{name}' must have a floating dtype (float32 or float64), "
-                        f"got {x.dtype}")
+        raise RuntimeTypeError(f"{op}: argument '{name}' must have a floating dtype (float32 or float64), got "
+                               f"{x.dtype}")
     return x
 
 
@@ -55,7 +56,7 @@ def int_arg(v, op, name, minimum=None):
     if not isinstance(v, numbers.Integral) or isinstance(v, bool):
         raise TypeError(f"{op}: argument '{name}' must be an int, got {type(v).__name__}")
     if minimum is not None and v < minimum:
-        raise ValueError(f"{op}: argument '{name}' must be >= {minimum}, got {v}")
+        raise RuntimeValueError(f"{op}: argument '{name}' must be >= {minimum}, got {v}")
     return int(v)
 
 
@@ -65,7 +66,7 @@ def pair(v, op, name, minimum=None):
         if len(v) == 1:
             v = (v[0], v[0])
         if len(v) != 2:
-            raise ValueError(f"{op}: argument '{name}' must be an int or a pair of ints, got {tuple(v)}")
+            raise RuntimeValueError(f"{op}: argument '{name}' must be an int or a pair of ints, got {tuple(v)}")
         return tuple(int_arg(e, op, name, minimum) for e in v)
     v = int_arg(v, op, name, minimum)
     return (v, v)
@@ -76,12 +77,13 @@ def same_device(op, *tensors):
         return
     devs = {t.device for t in tensors if t is not None}
     if len(devs) > 1:
-        raise ValueError(f"{op}: expected all tensors on one device, got " + " and ".join(sorted(map(str, devs))))
+        raise RuntimeValueError(f"{op}: expected all tensors on one device, got "
+                                + " and ".join(sorted(map(str, devs))))
 
 
 def reduction_arg(reduction, op):
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        raise RuntimeValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     return reduction
 
 
@@ -93,7 +95,7 @@ def dims(dim, ndim, op):
     if isinstance(dim, (tuple, list)):
         out = tuple(sorted({_dim(d, ndim, op) for d in dim}))
         if len(out) != len(dim):
-            raise ValueError(f"{op}: dim {tuple(dim)} repeats a dimension")
+            raise RuntimeValueError(f"{op}: dim {tuple(dim)} repeats a dimension")
     else:
         out = (_dim(dim, ndim, op),)
     return out if ndim else ()  # a 0-d tensor takes dim 0 or -1 (as torch) and has no axis to reduce

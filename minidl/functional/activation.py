@@ -6,6 +6,7 @@ import math
 from .. import backend, kernels
 from ..autograd import Function
 from ..autograd.tensor import Tensor, _dim
+from ..backend.errors import RuntimeValueError
 from ._checks import float_tensor
 from ._registry import register
 from .math import erf, mul, where
@@ -121,7 +122,7 @@ def gelu(input, approximate="none"):
     if approximate == "tanh":
         inner = math.sqrt(2.0 / math.pi) * (input + 0.044715 * input * input * input)
         return 0.5 * input * (1.0 + tanh(inner))
-    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    raise RuntimeValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
 class Sigmoid(Function):
@@ -169,7 +170,7 @@ def softplus(input, beta=1.0, threshold=20.0):
     """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold`` (as torch)."""
     float_tensor(input, "softplus")
     if beta == 0:
-        raise ValueError("softplus: argument 'beta' must be non-zero")
+        raise RuntimeValueError("softplus: argument 'beta' must be non-zero")
     return Softplus.apply(input, beta=float(beta), threshold=float(threshold))
 
 
@@ -246,7 +247,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
     """
     float_tensor(input, "dropout")
     if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: probability 'p' must be a number in [0, 1], got {p!r}")
+        raise RuntimeValueError(f"dropout: probability 'p' must be a number in [0, 1], got {p!r}")
     if not training or p == 0:
         return input
     if p == 1:
@@ -263,9 +264,9 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     value per (sample, channel), is drawn as in ``dropout``."""
     float_tensor(input, "dropout2d")
     if input.ndim < 2:
-        raise ValueError(f"dropout2d: needs at least 2 dimensions (N, C, ...), got shape {input.shape}")
+        raise RuntimeValueError(f"dropout2d: needs at least 2 dimensions (N, C, ...), got shape {tuple(input.shape)}")
     if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout2d: probability 'p' must be a number in [0, 1], got {p!r}")
+        raise RuntimeValueError(f"dropout2d: probability 'p' must be a number in [0, 1], got {p!r}")
     if not training or p == 0:
         return input
     if p == 1:
@@ -296,7 +297,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """``input`` clamped into [min_val, max_val]."""
     float_tensor(input, "hardtanh")
     if min_val > max_val:
-        raise ValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
+        raise RuntimeValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
     return Hardtanh.apply(input, lo=float(min_val), hi=float(max_val))
 
 
@@ -356,10 +357,10 @@ def prelu(input, weight):
     float_tensor(input, "prelu")
     float_tensor(weight, "prelu", "weight")
     if weight.ndim > 1:
-        raise ValueError(f"prelu: weight must be 0-D or 1-D, got shape {weight.shape}")
+        raise RuntimeValueError(f"prelu: weight must be 0-D or 1-D, got shape {tuple(weight.shape)}")
     channels = input.shape[1] if input.ndim >= 2 else 1
     if weight.numel() not in (1, channels):
-        raise ValueError(f"prelu: weight has {weight.numel()} slopes; the input has {channels} channels (dim 1)")
+        raise RuntimeValueError(f"prelu: weight has {weight.numel()} slopes; the input has {channels} channels (dim 1)")
     if weight.numel() > 1:
         w = weight.reshape(-1, *([1] * (input.ndim - 2)))
     else:

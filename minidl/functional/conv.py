@@ -6,6 +6,7 @@ Backward passes are raw kernels: these ops are differentiable once.
 from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module
+from ..backend.errors import RuntimeTypeError, RuntimeValueError
 from ..kernels import conv as conv_kernels
 from ..kernels.conv import group_matmul, group_outer
 from ._checks import empty_result, float_tensor, int_arg, optional_tensor, pair, same_device
@@ -46,15 +47,15 @@ def _conv_common(op, input, weight, bias, stride, dilation, groups):
     optional_tensor(bias, op, "bias")
     same_device(op, input, weight, bias)
     if input.ndim not in (3, 4):
-        raise ValueError(f"{op}: expected input to be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.ndim}-D "
-                         f"with shape {input.shape}")
+        raise RuntimeValueError(f"{op}: expected input to be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.ndim}-D "
+                                f"with shape {tuple(input.shape)}")
     if weight.ndim != 4:
-        raise ValueError(f"{op}: expected weight to be 4-D, got shape {weight.shape}")
+        raise RuntimeValueError(f"{op}: expected weight to be 4-D, got shape {tuple(weight.shape)}")
     if 0 in weight.shape or 0 in input.shape[-3:]:
-        raise ValueError(f"{op}: weight {weight.shape} and input {input.shape} must have no empty dimension "
-                         "(but the batch)")
+        raise RuntimeValueError(f"{op}: weight {tuple(weight.shape)} and input {tuple(input.shape)} must have no empty "
+                                "dimension (but the batch)")
     if input.dtype != weight.dtype:
-        raise TypeError(f"{op}: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
+        raise RuntimeTypeError(f"{op}: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
     groups = int_arg(groups, op, "groups", 1)
     return pair(stride, op, "stride", 1), pair(dilation, op, "dilation", 1), groups
 
@@ -75,29 +76,29 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     n, c, h, w = input.shape
     o, cg, kh, kw = weight.shape
     if c != cg * groups:
-        raise ValueError(f"{op}: input has {c} channels, weight expects {cg * groups} "
-                         f"(weight shape {weight.shape}, groups={groups})")
+        raise RuntimeValueError(f"{op}: input has {c} channels, weight expects {cg * groups} (weight shape "
+                                f"{tuple(weight.shape)}, groups={groups})")
     if o % groups:
-        raise ValueError(f"{op}: out channels ({o}) must be divisible by groups ({groups})")
+        raise RuntimeValueError(f"{op}: out channels ({o}) must be divisible by groups ({groups})")
     if bias is not None and bias.shape != (o,):
-        raise ValueError(f"{op}: bias must have shape ({o},), got {bias.shape}")
+        raise RuntimeValueError(f"{op}: bias must have shape ({o},), got {tuple(bias.shape)}")
     out = None
     if isinstance(padding, str):
         if padding == "valid":
             padding = (0, 0)
         elif padding == "same":
             if stride != (1, 1):
-                raise ValueError(f"{op}: padding='same' needs stride 1, got stride={stride}")
+                raise RuntimeValueError(f"{op}: padding='same' needs stride 1, got stride={stride}")
             padding = (dilation[0] * (kh - 1) // 2, dilation[1] * (kw - 1) // 2)
             out = (h, w)
         else:
-            raise ValueError(f"{op}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+            raise RuntimeValueError(f"{op}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
     else:
         padding = pair(padding, op, "padding", 0)
     ekh, ekw = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
     if h + 2 * padding[0] < ekh or w + 2 * padding[1] < ekw:
-        raise ValueError(f"{op}: kernel size ({ekh}, {ekw}) (dilated) is larger than the padded input "
-                         f"({h + 2 * padding[0]}, {w + 2 * padding[1]})")
+        raise RuntimeValueError(f"{op}: kernel size ({ekh}, {ekw}) (dilated) is larger than the padded input "
+                                f"({h + 2 * padding[0]}, {w + 2 * padding[1]})")
     if out is None:
         out = ((h + 2 * padding[0] - ekh) // stride[0] + 1, (w + 2 * padding[1] - ekw) // stride[1] + 1)
     if n == 0:  # an empty batch: an empty output, zero gradients (as torch)
@@ -162,20 +163,21 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     n, c, h, w = input.shape
     cin, cog, kh, kw = weight.shape
     if c != cin:
-        raise ValueError(f"{op}: input has {c} channels, weight expects {cin} (weight shape {weight.shape})")
+        raise RuntimeValueError(f"{op}: input has {c} channels, weight expects {cin} (weight shape "
+                                f"{tuple(weight.shape)})")
     if cin % groups:
-        raise ValueError(f"{op}: in channels ({cin}) must be divisible by groups ({groups})")
+        raise RuntimeValueError(f"{op}: in channels ({cin}) must be divisible by groups ({groups})")
     if bias is not None and bias.shape != (cog * groups,):
-        raise ValueError(f"{op}: bias must have shape ({cog * groups},), got {bias.shape}")
+        raise RuntimeValueError(f"{op}: bias must have shape ({cog * groups},), got {tuple(bias.shape)}")
     for i in range(2):
         if output_padding[i] >= max(stride[i], dilation[i]):
-            raise ValueError(f"{op}: output_padding {output_padding} must be smaller than stride {stride} "
-                             f"or dilation {dilation}")
+            raise RuntimeValueError(f"{op}: output_padding {output_padding} must be smaller than stride {stride} or "
+                                    f"dilation {dilation}")
     out = tuple((s - 1) * st - 2 * p + d * (k - 1) + op_ + 1 for s, st, p, d, k, op_ in
                 zip((h, w), stride, padding, dilation, (kh, kw), output_padding))
     if min(out) <= 0:
-        raise ValueError(f"{op}: the output size {out} would not be positive (input {(h, w)}, "
-                         f"kernel {(kh, kw)}, padding {padding})")
+        raise RuntimeValueError(f"{op}: the output size {out} would not be positive (input {(h, w)}, kernel "
+                                f"{(kh, kw)}, padding {padding})")
     if n == 0:  # an empty batch: an empty output, zero gradients (as torch)
         y = empty_result((0, cog * groups, *out), input, input, weight, bias)
         return y.squeeze(0) if unbatched else y
@@ -187,7 +189,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 def _single(v, op, name, minimum):
     if isinstance(v, (tuple, list)):
         if len(v) != 1:
-            raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {v!r}")
+            raise RuntimeValueError(f"{op}: {name} must be an int or a 1-tuple, got {v!r}")
         v = v[0]
     return int_arg(v, op, name, minimum)
 
@@ -200,8 +202,8 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     float_tensor(input, op)
     float_tensor(weight, op, "weight")
     if input.ndim not in (2, 3) or weight.ndim != 3:
-        raise ValueError(f"{op}: expected input (N, C, L) or (C, L) and weight (C_out, C_in / groups, K), got "
-                         f"shapes {input.shape} and {weight.shape}")
+        raise RuntimeValueError(f"{op}: expected input (N, C, L) or (C, L) and weight (C_out, C_in / groups, K), got "
+                                f"shapes {tuple(input.shape)} and {tuple(weight.shape)}")
     pad = padding if isinstance(padding, str) else (0, _single(padding, op, "padding", 0))
     y = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, _single(stride, op, "stride", 1)), pad,
                (1, _single(dilation, op, "dilation", 1)), groups)
@@ -243,8 +245,8 @@ def _blocks(op, size, kernel_size, dilation, padding, stride):
     d, p, s = pair(dilation, op, "dilation", 1), pair(padding, op, "padding", 0), pair(stride, op, "stride", 1)
     blocks = tuple((size[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(2))
     if min(blocks) < 1:
-        raise ValueError(f"{op}: kernel_size {k} (dilation {d}) does not fit the padded size "
-                         f"({size[0] + 2 * p[0]}, {size[1] + 2 * p[1]})")
+        raise RuntimeValueError(f"{op}: kernel_size {k} (dilation {d}) does not fit the padded size "
+                                f"({size[0] + 2 * p[0]}, {size[1] + 2 * p[1]})")
     return kernels.Window(*k, *s, *p, *d, *blocks), blocks
 
 
@@ -252,11 +254,11 @@ def _batched(op, input, ndim, unbatched, batched):
     """unfold's and fold's input, checked, with a batch dim (added when it has ``ndim - 1`` dims)."""
     float_tensor(input, op)
     if input.ndim not in (ndim - 1, ndim):
-        raise ValueError(f"{op}: expected a {ndim - 1}-D {unbatched} or {ndim}-D {batched} input, got shape "
-                         f"{input.shape}")
+        raise RuntimeValueError(f"{op}: expected a {ndim - 1}-D {unbatched} or {ndim}-D {batched} input, got shape "
+                                f"{tuple(input.shape)}")
     x = input.unsqueeze(0) if input.ndim == ndim - 1 else input
     if 0 in x.shape[1:]:
-        raise ValueError(f"{op}: only the batch dim may be empty, got input of shape {input.shape}")
+        raise RuntimeValueError(f"{op}: only the batch dim may be empty, got input of shape {tuple(input.shape)}")
     return x
 
 
@@ -291,12 +293,11 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     n, ck, n_blocks = col.shape
     kk = geom.kh * geom.kw
     if ck % kk:
-        raise ValueError(f"{op}: dim 1 of the input ({ck}) must be divisible by kernel_size's product ({kk})")
+        raise RuntimeValueError(f"{op}: dim 1 of the input ({ck}) must be divisible by kernel_size's product ({kk})")
     if n_blocks != blocks[0] * blocks[1]:
-        raise ValueError(f"{op}: the input has {n_blocks} blocks (dim 2), but output_size {size} with kernel_size "
-                         f"{(geom.kh, geom.kw)}, dilation {(geom.dh, geom.dw)}, padding {(geom.ph, geom.pw)}, stride "
-                         f"{(geom.sh, geom.sw)} makes "
-                         f"{blocks[0] * blocks[1]}")
+        raise RuntimeValueError(f"{op}: the input has {n_blocks} blocks (dim 2), but output_size {size} with "
+                                f"kernel_size {(geom.kh, geom.kw)}, dilation {(geom.dh, geom.dw)}, padding "
+                                f"{(geom.ph, geom.pw)}, stride {(geom.sh, geom.sw)} makes {blocks[0] * blocks[1]}")
     shape = (n, ck // kk, *size)
     y = empty_result(shape, col, col) if n == 0 else Fold.apply(col, shape=shape, geom=geom)
     return y.squeeze(0) if input.ndim == 2 else y

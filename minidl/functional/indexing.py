@@ -7,6 +7,7 @@ import numpy as np
 from .. import backend, kernels
 from ..autograd import Function
 from ..autograd.tensor import Tensor, _dim, _index_key
+from ..backend.errors import RuntimeIndexError, RuntimeTypeError, RuntimeValueError
 from ._checks import int_arg, same_device, tensor_arg
 from ._registry import register
 from .math import _check_broadcast, where
@@ -67,13 +68,13 @@ def getitem(input, key):
     tensor_arg(input, "getitem")
     key = _index_key(key)
     if any(backend.is_device_array(k) or isinstance(k, list) for k in (key if isinstance(key, tuple) else (key,))):
-        _check_index(key, input.shape)
+        _check_index(key, input._data.shape)
     elif isinstance(key, tuple) and len([k for k in key if k is not None and k is not Ellipsis]) > input.ndim:
         raise IndexError(f"getitem: too many indices for a tensor of dimension {input.ndim}")
     try:
         return GetItem.apply(input, key=key)
     except IndexError as exc:
-        raise IndexError(f"getitem: {exc} (tensor shape {input.shape})") from None
+        raise IndexError(f"getitem: {exc} (tensor shape {tuple(input.shape)})") from None
 
 
 class ScatterAdd(Function):
@@ -114,20 +115,22 @@ def gather(input, dim, index):
     tensor_arg(index, "gather", "index")
     d = _dim(dim, input.ndim, "gather")
     if index.dtype.kind not in "iu":
-        raise TypeError(f"gather: argument 'index' must have an integer dtype, got {index.dtype}")
+        raise RuntimeTypeError(f"gather: argument 'index' must have an integer dtype, got {index.dtype}")
     if index.numel() == 0:  # any empty index gives an empty result of its shape (as torch)
         return input.reshape(-1)[:0].reshape(index.shape)
     if input.ndim == 0 or index.ndim == 0:  # a 0-d tensor acts as 1-D of one element (as torch)
         if max(input.ndim, index.ndim) > 1:
-            raise ValueError(f"gather: index shape {index.shape} does not fit input shape {input.shape}")
+            raise RuntimeValueError(f"gather: index shape {tuple(index.shape)} does not fit input shape "
+                                    f"{tuple(input.shape)}")
         return gather(input.reshape(-1), 0, index.reshape(-1)).reshape(index.shape)
     if index.ndim != input.ndim or any(a > b for i, (a, b) in enumerate(zip(index.shape, input.shape)) if i != d):
-        raise ValueError(f"gather: index shape {index.shape} does not fit input shape {input.shape} at dim {d}")
+        raise RuntimeValueError(f"gather: index shape {tuple(index.shape)} does not fit input shape "
+                                f"{tuple(input.shape)} at dim {d}")
     # Index values are checked for host data only: on a GPU the check would copy to the host on every call
     # (CuPy wraps out-of-range indices instead).
     if index.numel() and backend.get_array_module(index._data) is np and (
             int(index._data.min()) < -input.shape[d] or int(index._data.max()) >= input.shape[d]):
-        raise IndexError(f"gather: index out of range for dim {d} of size {input.shape[d]}")
+        raise RuntimeIndexError(f"gather: index out of range for dim {d} of size {input.shape[d]}")
     same_device("gather", input, index)
     if index.shape != input.shape:
         input = input[tuple(slice(0, s) if i != d else slice(None) for i, s in enumerate(index.shape))]
@@ -140,8 +143,8 @@ def index_select(input, dim, index):
     tensor_arg(input, "index_select")
     tensor_arg(index, "index_select", "index")
     if index.ndim > 1 or index.dtype.kind not in "iu":
-        raise TypeError(f"index_select: index must be a 0-d or 1-D integer tensor, got {index.ndim}-D "
-                        f"{index.dtype}")
+        raise RuntimeTypeError(f"index_select: index must be a 0-d or 1-D integer tensor, got {index.ndim}-D "
+                               f"{index.dtype}")
     d = _dim(dim, input.ndim, "index_select")
     if input.ndim == 0:  # a 0-d input: the index may only hold 0s, and the result is 0-d (as torch)
         return input.reshape(1)[index.reshape(-1)].reshape(())
@@ -152,19 +155,20 @@ def _scatter_args(op, input, dim, index, src):
     tensor_arg(input, op)
     tensor_arg(index, op, "index")
     if index.dtype.kind not in "iu":
-        raise TypeError(f"{op}: argument 'index' must have an integer dtype, got {index.dtype}")
+        raise RuntimeTypeError(f"{op}: argument 'index' must have an integer dtype, got {index.dtype}")
     d = _dim(dim, input.ndim, op)
     if index.ndim != input.ndim or (src is not None and src.ndim != input.ndim):
-        raise ValueError(f"{op}: index {index.shape}" + (f", src {src.shape}" if src is not None else "") +
-                         f" and input {input.shape} must have the same number of dims")
+        src_shape = f", src {tuple(src.shape)}" if src is not None else ""
+        raise RuntimeValueError(f"{op}: index {tuple(index.shape)}{src_shape} and input {tuple(input.shape)} must "
+                                "have the same number of dims")
     if any(a > b for i, (a, b) in enumerate(zip(index.shape, input.shape)) if i != d) or (
             src is not None and any(a > b for a, b in zip(index.shape, src.shape))):
-        raise ValueError(f"{op}: index shape {index.shape} must be no larger than src's"
-                         + (f" {src.shape}" if src is not None else "") +
-                         f" in every dim and than input's {input.shape} in every dim but {d}")
+        raise RuntimeValueError(f"{op}: index shape {tuple(index.shape)} must be no larger than src's"
+                                + (f" {tuple(src.shape)}" if src is not None else "") +
+                                f" in every dim and than input's {tuple(input.shape)} in every dim but {d}")
     if index.numel() and backend.get_array_module(index._data) is np and (
             int(index._data.min()) < -input.shape[d] or int(index._data.max()) >= input.shape[d]):
-        raise IndexError(f"{op}: index out of range for dim {d} of size {input.shape[d]}")
+        raise RuntimeIndexError(f"{op}: index out of range for dim {d} of size {input.shape[d]}")
     same_device(op, input, index, src)
     return d
 
@@ -176,7 +180,7 @@ def _scatter(op, input, dim, index, src, run):
         return _scatter(op, input.reshape(1), dim, index.reshape(1), src.reshape(1), run).reshape(())
     d = _scatter_args(op, input, dim, index, src)
     if src.dtype != input.dtype:
-        raise TypeError(f"{op}: src dtype {src.dtype} differs from input dtype {input.dtype}")
+        raise RuntimeTypeError(f"{op}: src dtype {src.dtype} differs from input dtype {input.dtype}")
     if index.numel() == 0:
         return input + src.sum() * 0.0 if src.requires_grad else input.clone()
     return run(input, src, index, d)
@@ -240,7 +244,7 @@ def scatter(input, dim, index, src=None, *, value=None, reduce=None):
     if src is None:
         raise TypeError(f"{op}: give src (a tensor or a number)")
     if reduce not in (None, "add"):
-        raise ValueError(f"{op}: reduce must be None or 'add' ('multiply' is not supported), got {reduce!r}")
+        raise RuntimeValueError(f"{op}: reduce must be None or 'add' ('multiply' is not supported), got {reduce!r}")
     if not isinstance(src, Tensor):
         if not isinstance(src, numbers.Number):
             raise TypeError(f"{op}: src must be a tensor or a number, got {type(src).__name__}")
@@ -259,11 +263,12 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     tensor_arg(input, "embedding")
     tensor_arg(weight, "embedding", "weight")
     if input.dtype.kind not in "iu":
-        raise TypeError(f"embedding: input must hold integer indices, got {input.dtype}")
+        raise RuntimeTypeError(f"embedding: input must hold integer indices, got {input.dtype}")
     if weight.ndim != 2:
-        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
+        raise RuntimeValueError("embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape "
+                                f"{tuple(weight.shape)}")
     if max_norm is not None or scale_grad_by_freq or sparse:
-        raise ValueError("embedding: max_norm, scale_grad_by_freq and sparse are not supported by minidl")
+        raise RuntimeValueError("embedding: max_norm, scale_grad_by_freq and sparse are not supported by minidl")
     n = weight.shape[0]
     if input.numel() and not backend.is_device_array(input._data):  # on the host: checked (on a device: a copy)
         lo, hi = int(input._data.min()), int(input._data.max())
@@ -273,7 +278,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     if padding_idx is not None:
         padding_idx = int_arg(padding_idx, "embedding", "padding_idx")
         if not -n <= padding_idx < n:
-            raise ValueError(f"embedding: padding_idx {padding_idx} is out of range for {n} embeddings")
+            raise RuntimeValueError(f"embedding: padding_idx {padding_idx} is out of range for {n} embeddings")
         if out.requires_grad:  # the same values, the padding row's cut from the graph
             out = where((input == padding_idx % n).unsqueeze(-1), out.detach(), out)
     return out
@@ -285,17 +290,17 @@ def one_hot(tensor, num_classes=-1):
     ``num_classes=-1`` takes the largest class + 1 (a read of the values: a host copy on a device)."""
     tensor_arg(tensor, "one_hot", "tensor")
     if tensor.dtype != np.int64:
-        raise TypeError(f"one_hot: tensor must be int64 (class indices), got {tensor.dtype}")
+        raise RuntimeTypeError(f"one_hot: tensor must be int64 (class indices), got {tensor.dtype}")
     xp = backend.get_array_module(tensor._data)
     t = tensor._data
     if num_classes == -1:
         if t.size == 0:
-            raise ValueError("one_hot: cannot infer num_classes of an empty tensor; pass num_classes")
+            raise RuntimeValueError("one_hot: cannot infer num_classes of an empty tensor; pass num_classes")
         num_classes = int(t.max()) + 1
     num_classes = int(num_classes)
     if t.size and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-        raise ValueError(f"one_hot: class values must be in [0, {num_classes}), got [{int(t.min())}, "
-                         f"{int(t.max())}]")
+        raise RuntimeValueError(f"one_hot: class values must be in [0, {num_classes}), got [{int(t.min())}, "
+                                f"{int(t.max())}]")
     return Tensor._make((t[..., None] == xp.arange(num_classes)).astype(np.int64))
 
 
@@ -306,9 +311,9 @@ def masked_fill(input, mask, value):
     tensor_arg(input, "masked_fill")
     tensor_arg(mask, "masked_fill", "mask")
     if mask.dtype != np.bool_:
-        raise TypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
+        raise RuntimeTypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
     if isinstance(value, Tensor) and value.ndim:
-        raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
+        raise RuntimeValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {tuple(value.shape)}")
     _check_broadcast("masked_fill", input.shape, mask.shape)
     if isinstance(value, Tensor):
         v = value.to(input.dtype)

@@ -5,6 +5,7 @@ import string
 
 from .. import kernels
 from ..autograd import Function
+from ..backend.errors import RuntimeTypeError, RuntimeValueError
 from ._checks import float_tensor, optional_tensor, same_device, tensor_arg
 from ._registry import register
 from .math import _check_broadcast, unbroadcast
@@ -31,16 +32,16 @@ def matmul(input, other):
     tensor_arg(other, "matmul", "other")
     same_device("matmul", input, other)
     if input.ndim == 0 or other.ndim == 0:
-        raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes {input.shape} "
-                         f"and {other.shape}")
+        raise RuntimeValueError(f"matmul: both arguments need at least 1 dimension, got shapes {tuple(input.shape)} "
+                                f"and {tuple(other.shape)}")
     if input.shape[-1] != other.shape[-2 if other.ndim > 1 else 0]:
-        raise ValueError(f"matmul: shapes {input.shape} and {other.shape} cannot be multiplied "
-                         f"({input.shape[-1]} != {other.shape[-2 if other.ndim > 1 else 0]})")
+        raise RuntimeValueError(f"matmul: shapes {tuple(input.shape)} and {tuple(other.shape)} cannot be multiplied "
+                                f"({input.shape[-1]} != {other.shape[-2 if other.ndim > 1 else 0]})")
     if input.ndim > 2 or other.ndim > 2:
         _check_broadcast("matmul", input.shape[:-2], other.shape[:-2] if other.ndim > 1 else ())
     if input.dtype != other.dtype:
-        raise TypeError(f"matmul: expected both arguments to have the same dtype, got {input.dtype} and "
-                        f"{other.dtype}")
+        raise RuntimeTypeError(f"matmul: expected both arguments to have the same dtype, got {input.dtype} and "
+                               f"{other.dtype}")
     y = MatMul.apply(input.unsqueeze(0) if input.ndim == 1 else input,
                      other.unsqueeze(-1) if other.ndim == 1 else other)
     if input.ndim == 1:
@@ -86,16 +87,17 @@ def linear(input, weight, bias=None):
     optional_tensor(bias, "linear", "bias")
     same_device("linear", input, weight, bias)
     if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+        raise RuntimeValueError("linear: weight must be 2-D (out_features, in_features), got shape "
+                                f"{tuple(weight.shape)}")
     if input.dtype != weight.dtype:
-        raise TypeError(f"linear: input dtype {input.dtype} and weight dtype {weight.dtype} differ; convert the "
-                        f"input (x.to({weight.dtype})) or the layer (layer.to({input.dtype}))")
+        raise RuntimeTypeError(f"linear: input dtype {input.dtype} and weight dtype {weight.dtype} differ; convert the "
+                               f"input (x.to({weight.dtype})) or the layer (layer.to({input.dtype}))")
     if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input has {input.shape[-1] if input.ndim else 0} features in its last "
-                         f"dimension (shape {input.shape}), weight expects {weight.shape[1]} "
-                         f"(weight shape {weight.shape})")
+        raise RuntimeValueError(f"linear: input has {input.shape[-1] if input.ndim else 0} features in its last "
+                                f"dimension (shape {tuple(input.shape)}), weight expects {weight.shape[1]} (weight "
+                                f"shape {tuple(weight.shape)})")
     if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+        raise RuntimeValueError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     if input.ndim == 2:
         return Linear.apply(input, weight, bias)
     if input.ndim == 1:
@@ -110,9 +112,9 @@ def mm(input, mat2):
     tensor_arg(input, "mm")
     tensor_arg(mat2, "mm", "mat2")
     if input.ndim != 2 or mat2.ndim != 2:
-        raise ValueError(f"mm: expects two 2-D tensors, got shapes {input.shape} and {mat2.shape}")
+        raise RuntimeValueError(f"mm: expects two 2-D tensors, got shapes {tuple(input.shape)} and {tuple(mat2.shape)}")
     if input.shape[1] != mat2.shape[0]:
-        raise ValueError(f"mm: shapes {input.shape} and {mat2.shape} cannot be multiplied")
+        raise RuntimeValueError(f"mm: shapes {tuple(input.shape)} and {tuple(mat2.shape)} cannot be multiplied")
     return matmul(input, mat2)
 
 
@@ -122,9 +124,11 @@ def bmm(input, mat2):
     tensor_arg(input, "bmm")
     tensor_arg(mat2, "bmm", "mat2")
     if input.ndim != 3 or mat2.ndim != 3:
-        raise ValueError(f"bmm: expects two 3-D tensors, got shapes {input.shape} and {mat2.shape}")
+        raise RuntimeValueError(f"bmm: expects two 3-D tensors, got shapes {tuple(input.shape)} and "
+                                f"{tuple(mat2.shape)}")
     if input.shape[0] != mat2.shape[0] or input.shape[2] != mat2.shape[1]:
-        raise ValueError(f"bmm: shapes {input.shape} and {mat2.shape} cannot be multiplied batch by batch")
+        raise RuntimeValueError(f"bmm: shapes {tuple(input.shape)} and {tuple(mat2.shape)} cannot be multiplied batch "
+                                "by batch")
     return matmul(input, mat2)
 
 
@@ -134,7 +138,8 @@ def outer(input, vec2):
     tensor_arg(input, "outer")
     tensor_arg(vec2, "outer", "vec2")
     if input.ndim != 1 or vec2.ndim != 1:
-        raise ValueError(f"outer: expects two 1-D tensors, got shapes {input.shape} and {vec2.shape}")
+        raise RuntimeValueError(f"outer: expects two 1-D tensors, got shapes {tuple(input.shape)} and "
+                                f"{tuple(vec2.shape)}")
     return input.unsqueeze(1) * vec2.unsqueeze(0)
 
 
@@ -159,7 +164,7 @@ def _triangle(input, diagonal, upper):
     op = "triu" if upper else "tril"
     tensor_arg(input, op)
     if input.ndim < 2:
-        raise ValueError(f"{op}: input tensor must have at least 2 dimensions, got shape {input.shape}")
+        raise RuntimeValueError(f"{op}: input tensor must have at least 2 dimensions, got shape {tuple(input.shape)}")
     if isinstance(diagonal, bool) or not isinstance(diagonal, int):
         raise TypeError(f"{op}: argument 'diagonal' must be an int, got {type(diagonal).__name__}")
     return (Triu if upper else Tril).apply(input, k=diagonal)
@@ -208,7 +213,7 @@ def diag(input, diagonal=0):
     A 2-D input: its diagonal ``diagonal`` as a 1-D tensor."""
     tensor_arg(input, "diag")
     if input.ndim not in (1, 2):
-        raise ValueError(f"diag: expected a 1-D or 2-D tensor, got shape {input.shape}")
+        raise RuntimeValueError(f"diag: expected a 1-D or 2-D tensor, got shape {tuple(input.shape)}")
     if isinstance(diagonal, bool) or not isinstance(diagonal, int):
         raise TypeError(f"diag: argument 'diagonal' must be an int, got {type(diagonal).__name__}")
     return Diag.apply(input, k=diagonal)
@@ -255,7 +260,7 @@ def _einsum_ellipsis(equation, subs, out, arrow, ops):
     free = [c for c in string.ascii_letters if c not in equation]
     spans = [o.ndim - (len(s) - 3) if "..." in s else 0 for s, o in zip(subs, ops)]
     if min(spans) < 0:
-        raise ValueError(f"einsum: {equation!r} has more subscripts than an operand has dims")
+        raise RuntimeValueError(f"einsum: {equation!r} has more subscripts than an operand has dims")
     ell = free[:max(spans)]
     subs = [s.replace("...", "".join(ell[len(ell) - k:])) for s, k in zip(subs, spans)]
     return subs, out.replace("...", "".join(ell))
@@ -266,24 +271,24 @@ def _einsum_subscripts(equation, ops):
     lhs, arrow, out = eq.partition("->")
     subs = lhs.split(",")
     if len(subs) != len(ops):
-        raise ValueError(f"einsum: {equation!r} has {len(subs)} operand subscripts, got {len(ops)} operands")
+        raise RuntimeValueError(f"einsum: {equation!r} has {len(subs)} operand subscripts, got {len(ops)} operands")
     if any(s.replace("...", "").count(".") or s.count("...") > 1 for s in subs + [out]):
-        raise ValueError(f"einsum: '.' only as one ellipsis '...' per operand, got {equation!r}")
+        raise RuntimeValueError(f"einsum: '.' only as one ellipsis '...' per operand, got {equation!r}")
     subs, out = _einsum_ellipsis(eq, subs, out, arrow, ops)
     for s, o in zip(subs, ops):
         if not s.isalpha() or len(s) != o.ndim:
-            raise ValueError(f"einsum: subscripts {s!r} do not match an operand of shape {o.shape}")
+            raise RuntimeValueError(f"einsum: subscripts {s!r} do not match an operand of shape {tuple(o.shape)}")
         if len(set(s)) != len(s):
-            raise ValueError(f"einsum: a repeated index within one operand ({s!r}, a diagonal) is not supported")
+            raise RuntimeValueError(f"einsum: a repeated index within one operand ({s!r}, a diagonal) is not supported")
     sizes = {}
     for s, o in zip(subs, ops):
         for c, n in zip(s, o.shape):
             if sizes.setdefault(c, n) != n:
                 what = f"index {c!r}" if c in eq else "a dim that '...' stands for"
-                raise ValueError(f"einsum: {what} has size {sizes[c]} in one operand and {n} in another (broadcasting "
-                                 f"1 against n is not supported)")
+                raise RuntimeValueError(f"einsum: {what} has size {sizes[c]} in one operand and {n} in another "
+                                        "(broadcasting 1 against n is not supported)")
     if len(set(out)) != len(out) or any(c not in sizes for c in out):
-        raise ValueError(f"einsum: output subscripts {out!r} must be distinct indices of the operands")
+        raise RuntimeValueError(f"einsum: output subscripts {out!r} must be distinct indices of the operands")
     return tuple(subs), out
 
 
@@ -302,6 +307,7 @@ def einsum(equation, *operands):
         tensor_arg(o, "einsum", f"operands[{i}]")
     same_device("einsum", *operands)
     if len({o.dtype for o in operands}) > 1:
-        raise TypeError(f"einsum: expected operands of one dtype, got {', '.join(str(o.dtype) for o in operands)}")
+        raise RuntimeTypeError("einsum: expected operands of one dtype, got "
+                               f"{', '.join(str(o.dtype) for o in operands)}")
     subs, out = _einsum_subscripts(equation, operands)
     return Einsum.apply(*operands, subs=subs, out=out)

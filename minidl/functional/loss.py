@@ -6,6 +6,7 @@ import numpy as np
 from .. import backend
 from ..autograd import Function
 from ..autograd.tensor import Tensor
+from ..backend.errors import IndexValueError, RuntimeTypeError, RuntimeValueError
 from ._checks import float_tensor, optional_tensor, reduction_arg, same_device, tensor_arg
 from ._registry import register
 from .activation import log_softmax, softmax, softplus
@@ -20,24 +21,37 @@ def _class_weight(weight, c, like, op):
         return None
     tensor_arg(weight, op, "weight")
     if weight.shape != (c,):
-        raise ValueError(f"{op}: weight must have shape ({c},) (one per class), got {weight.shape}")
+        raise RuntimeValueError(f"{op}: weight must have shape ({c},) (one per class), got {tuple(weight.shape)}")
     same_device(op, like, weight)
     return weight.detach().to(like.dtype)
+
+
+def _check_target_dtype(input, target, op):
+    """Class indices are int64, as torch's (which also takes uint8 for a (C,) or (N, C) input, not for a spatial
+    one): an int32 label tensor is refused, so that code written on minidl runs on torch too."""
+    dt = target.dtype
+    if dt == np.int64 or (dt == np.uint8 and input.ndim <= 2):
+        return
+    if dt == np.uint8:
+        raise RuntimeTypeError(f"{op}: expected target dtype int64 (Long) for an input with dims after (N, C), but "
+                               f"got {dt}; convert the class indices with target.long()")
+    raise RuntimeTypeError(f"{op}: expected target dtype to be int64 (Long) or uint8 (Byte), but got {dt}; convert "
+                           "the class indices with target.long()")
 
 
 def _check_class_input(input, target, op, weight=None):
     float_tensor(input, op)
     if isinstance(weight, Tensor) and weight.dtype != input.dtype:  # torch refuses too (class-index targets only)
-        raise TypeError(f"{op}: weight has dtype {weight.dtype}, expected the input's {input.dtype}")
+        raise RuntimeTypeError(f"{op}: weight has dtype {weight.dtype}, expected the input's {input.dtype}")
     tensor_arg(target, op, "target")
     same_device(op, input, target)
     if input.ndim == 0:
-        raise ValueError(f"{op}: input must be (C,), (N, C) or (N, C, d1, ...), got a 0-D tensor")
-    if target.dtype.kind not in "iu":
-        raise TypeError(f"{op}: target must hold class indices with an integer dtype (int64), got {target.dtype}")
-    want = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
+        raise RuntimeValueError(f"{op}: input must be (C,), (N, C) or (N, C, d1, ...), got a 0-D tensor")
+    _check_target_dtype(input, target, op)
+    want = tuple(input.shape[:1] + input.shape[2:]) if input.ndim > 1 else ()
     if target.shape != want:
-        raise ValueError(f"{op}: expected target of shape {want} for input of shape {input.shape}, got {target.shape}")
+        raise RuntimeValueError(f"{op}: expected target of shape {want} for input of shape {tuple(input.shape)}, got "
+                                f"{tuple(target.shape)}")
 
 
 def _weighted_mean(total, denom):
@@ -56,8 +70,8 @@ def _class_range(t, c, ignore_index, op):
     valid = t != ignore_index
     bad = valid & ((t < 0) | (t >= c))
     if type(t) is np.ndarray and bad.any():
-        raise ValueError(f"{op}: target holds class index {int(t[bad].reshape(-1)[0])}, outside [0, {c - 1}] "
-                         f"(ignore_index={ignore_index})")
+        raise IndexValueError(f"{op}: target holds class index {int(t[bad].reshape(-1)[0])}, outside [0, {c - 1}] "
+                              f"(ignore_index={ignore_index})")
     return bad
 
 
@@ -102,7 +116,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 
 def _same_shape(input, target, op):
     if input.shape != target.shape:
-        raise ValueError(f"{op}: target shape {target.shape} must equal input shape {input.shape}")
+        raise RuntimeValueError(f"{op}: target shape {tuple(target.shape)} must equal input shape {tuple(input.shape)}")
 
 
 class SoftmaxCrossEntropy(Function):
@@ -154,7 +168,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     tensor_arg(target, op, "target")
     reduction_arg(reduction, op)
     if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        raise RuntimeValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
     cdim = 0 if input.ndim == 1 else 1
     c = input.shape[cdim] if input.ndim else 0
     w = _class_weight(weight, c, input, op)
@@ -162,12 +176,12 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if target.dtype.kind == "f":  # class probabilities
         logp = log_softmax(input, cdim)
         if target.shape != input.shape and target.ndim == input.ndim - 1 and input.ndim >= 1:
-            raise TypeError(f"{op}: target {tuple(target.shape)} of dtype {target.dtype} looks like class indices, "
-                            f"which must be integers (int64: target.long()); a floating target holds class "
-                            f"probabilities of the input's shape {tuple(input.shape)}")
+            raise RuntimeTypeError(f"{op}: target {tuple(target.shape)} of dtype {target.dtype} looks like class "
+                                   "indices, which must be integers (int64: target.long()); a floating target holds "
+                                   f"class probabilities of the input's shape {tuple(input.shape)}")
         if ignore_index != -100:
-            raise ValueError(f"{op}: ignore_index={ignore_index} applies to class-index targets, not to "
-                             f"probabilities (dtype {target.dtype}); as torch, it is refused")
+            raise RuntimeValueError(f"{op}: ignore_index={ignore_index} applies to class-index targets, not to "
+                                    f"probabilities (dtype {target.dtype}); as torch, it is refused")
         _same_shape(input, target, op)
         same_device(op, input, target)
         if label_smoothing > 0:
@@ -236,8 +250,8 @@ def _check_binary(input, target, weight, op):
         try:
             np.broadcast_shapes(weight.shape, input.shape)
         except ValueError:
-            raise ValueError(f"{op}: weight of shape {weight.shape} does not broadcast to input shape "
-                             f"{input.shape}") from None
+            raise RuntimeValueError(f"{op}: weight of shape {tuple(weight.shape)} does not broadcast to input shape "
+                                    f"{tuple(input.shape)}") from None
 
 
 class BinaryCrossEntropy(Function):
@@ -270,8 +284,8 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     reduction_arg(reduction, op)
     x = input._data
     if not ((x >= 0) & (x <= 1)).all():  # NaN fails too, as torch
-        raise ValueError(f"{op}: input must hold probabilities in [0, 1] (no NaN); apply sigmoid first, "
-                         "or use binary_cross_entropy_with_logits")
+        raise RuntimeValueError(f"{op}: input must hold probabilities in [0, 1] (no NaN); apply sigmoid first, or use "
+                                "binary_cross_entropy_with_logits")
     loss = BinaryCrossEntropy.apply(input, target)
     if weight is not None:
         loss = loss * weight
@@ -302,7 +316,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0):
     """0.5 (input - target)^2 where |input - target| < delta, else delta (|input - target| - 0.5 delta)."""
     diff = _difference(input, target, reduction, "huber_loss")
     if not delta > 0:
-        raise ValueError(f"huber_loss: delta must be positive, got {delta}")
+        raise RuntimeValueError(f"huber_loss: delta must be positive, got {delta}")
     d = _abs(diff)
     return _reduce(where(d < delta, 0.5 * diff * diff, delta * (d - 0.5 * delta)), reduction)
 
@@ -313,7 +327,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     (the L1 loss for beta = 0)."""
     diff = _difference(input, target, reduction, "smooth_l1_loss")
     if beta < 0:
-        raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
+        raise RuntimeValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
     d = _abs(diff)
     if beta == 0:
         return _reduce(d, reduction)
@@ -349,7 +363,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
     same_device(op, input, target)
     _check_broadcast(op, input.shape, target.shape)
     if reduction not in ("mean", "sum", "none", "batchmean"):
-        raise ValueError(f"{op}: reduction must be 'mean', 'sum', 'none' or 'batchmean', got {reduction!r}")
+        raise RuntimeValueError(f"{op}: reduction must be 'mean', 'sum', 'none' or 'batchmean', got {reduction!r}")
     if log_target:
         loss = exp(target) * (target - input)
     else:

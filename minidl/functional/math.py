@@ -10,6 +10,7 @@ from .. import backend, kernels
 from ..autograd import Function
 from ..autograd.function import record
 from ..autograd.tensor import Tensor
+from ..backend.errors import RuntimeTypeError, RuntimeValueError
 from ._checks import as_tensor, same_device, tensor_arg
 from ._registry import register
 from .view import sum_to
@@ -21,7 +22,8 @@ def _check_broadcast(op, *shapes):
     try:
         return np.broadcast_shapes(*shapes)
     except ValueError:
-        raise ValueError(f"{op}: shapes " + ", ".join(map(str, shapes)) + " cannot be broadcast together") from None
+        raise RuntimeValueError(f"{op}: shapes " + ", ".join(str(tuple(s)) for s in shapes) + " cannot be broadcast "
+                                "together") from None
 
 
 def _operands(a, b, op, broadcast=True):
@@ -77,7 +79,7 @@ def where(condition, input=None, other=None):
     if input is None or other is None:
         raise TypeError("where: expected both 'input' and 'other', or neither (where(condition) gives indices)")
     if condition.dtype.kind != "b":
-        raise TypeError(f"where: argument 'condition' must have dtype bool, got {condition.dtype}")
+        raise RuntimeTypeError(f"where: argument 'condition' must have dtype bool, got {condition.dtype}")
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):  # where(cond, 1, 0): scalars as torch's
         input = as_tensor(input, condition, "where", "input")                # (int64, the default float, bool)
     input, other = _operands(input, other, "where", broadcast=False)
@@ -128,7 +130,7 @@ class Sign(_Stepwise):
 def _stepwise(cls, input):
     tensor_arg(input, cls.name)
     if input.dtype.kind == "b" and cls is not Sign:
-        raise TypeError(f"{cls.name}: not defined for bool tensors")
+        raise RuntimeTypeError(f"{cls.name}: not defined for bool tensors")
     if input.dtype.kind in "iu" and cls is not Sign:  # integers are their own floor/ceil/round (a copy)
         return Tensor._make(input._data.copy())
     return cls.apply(input)
@@ -358,7 +360,7 @@ def div(input, other, *, rounding_mode=None):
     """Elementwise true division with broadcasting (integers are promoted to the default float), or with
     ``rounding_mode='trunc'|'floor'`` the rounded quotient in the inputs' dtype (gradient 0, as torch)."""
     if rounding_mode not in (None, "trunc", "floor"):
-        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+        raise RuntimeValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
     input, other = _operands(input, other, "div")
     if rounding_mode is not None:
         if input.dtype != other.dtype:
@@ -605,7 +607,7 @@ def clamp(input, min=None, max=None):
     ``min <= input <= max``."""
     tensor_arg(input, "clamp")
     if min is None and max is None:
-        raise ValueError("clamp: at least one of 'min' and 'max' must be given")
+        raise RuntimeValueError("clamp: at least one of 'min' and 'max' must be given")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         lo = None if min is None else _operands(input, min, "clamp")[1]
         hi = None if max is None else _operands(input, max, "clamp")[1]

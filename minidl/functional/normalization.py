@@ -4,6 +4,7 @@ import numbers
 
 from .. import backend, kernels
 from ..autograd import Function
+from ..backend.errors import RuntimeValueError
 from ._checks import float_tensor, int_arg, optional_tensor, same_device
 from ._registry import register
 from .math import sqrt
@@ -55,7 +56,8 @@ def _check_per_channel(op, c, running_mean, running_var, weight, bias):
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                     ("bias", bias)):
         if t is not None and t.shape != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},) for an input with {c} channels, got {t.shape}")
+            raise RuntimeValueError(f"{op}: {name} must have shape ({c},) for an input with {c} channels, got "
+                                    f"{tuple(t.shape)}")
 
 
 @register(method=False)
@@ -73,21 +75,21 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         out = input.clone()
         for name, t in (("weight", weight), ("bias", bias)):
             if t is not None and t.numel() == 0:
-                raise ValueError(f"{op}: {name} has no elements (an input with 0 channels)")
+                raise RuntimeValueError(f"{op}: {name} has no elements (an input with 0 channels)")
         if weight is not None:
             out = out * weight[0]
         return out + bias[0] if bias is not None else out
     if input.ndim < 2:
-        raise ValueError(f"{op}: expected input of at least 2 dims (N, C, ...), got shape {input.shape}")
+        raise RuntimeValueError(f"{op}: expected input of at least 2 dims (N, C, ...), got shape {tuple(input.shape)}")
     c = input.shape[1]
     _check_per_channel(op, c, running_mean, running_var, weight, bias)
     if not training and (running_mean is None or running_var is None):
-        raise ValueError(f"{op}: running_mean and running_var are needed when training=False")
+        raise RuntimeValueError(f"{op}: running_mean and running_var are needed when training=False")
     if training and input.numel() // c <= 1:
-        raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
-                         f"{input.shape}")
+        raise RuntimeValueError(f"{op}: expected more than 1 value per channel when training, got input of shape "
+                                f"{tuple(input.shape)}")
     if eps <= 0:
-        raise ValueError(f"{op}: eps must be positive, got {eps}")
+        raise RuntimeValueError(f"{op}: eps must be positive, got {eps}")
     rm = None if running_mean is None else running_mean._data
     rv = None if running_var is None else running_var._data
     return BatchNorm.apply(input, weight, bias, running_mean=rm, running_var=rv, training=bool(training),
@@ -112,10 +114,11 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     same_device(op, input, weight, bias)
     ns = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
     if not ns or input.shape[input.ndim - len(ns):] != ns:
-        raise ValueError(f"{op}: normalized_shape {ns} must equal the last dims of the input shape {input.shape}")
+        raise RuntimeValueError(f"{op}: normalized_shape {ns} must equal the last dims of the input shape "
+                                f"{tuple(input.shape)}")
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.shape != ns:
-            raise ValueError(f"{op}: {name} must have shape {ns}, got {t.shape}")
+            raise RuntimeValueError(f"{op}: {name} must have shape {ns}, got {tuple(t.shape)}")
     y = _normalize(input, tuple(range(input.ndim - len(ns), input.ndim)), eps)
     if weight is not None:
         y = y * weight
@@ -133,13 +136,13 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     same_device(op, input, weight, bias)
     g = int_arg(num_groups, op, "num_groups", 1)
     if input.ndim < 2:
-        raise ValueError(f"{op}: expected input of at least 2 dims (N, C, ...), got shape {input.shape}")
+        raise RuntimeValueError(f"{op}: expected input of at least 2 dims (N, C, ...), got shape {tuple(input.shape)}")
     n, c = input.shape[:2]
     if c % g:
-        raise ValueError(f"{op}: number of channels ({c}) must be divisible by num_groups ({g})")
+        raise RuntimeValueError(f"{op}: number of channels ({c}) must be divisible by num_groups ({g})")
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.shape != (c,):
-            raise ValueError(f"{op}: {name} must have shape ({c},), got {t.shape}")
+            raise RuntimeValueError(f"{op}: {name} must have shape ({c},), got {tuple(t.shape)}")
     y = _normalize(input.reshape(n, g, input.numel() // max(n * g, 1)), (2,), eps).reshape(*input.shape)
     shape = (1, c) + (1,) * (input.ndim - 2)
     if weight is not None:
@@ -158,21 +161,22 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     op = "instance_norm"
     _check_tensors(op, input, running_mean, running_var, weight, bias)
     if input.ndim < 3:
-        raise ValueError(f"{op}: expected input of at least 3 dims (N, C, ...), got shape {input.shape}")
+        raise RuntimeValueError(f"{op}: expected input of at least 3 dims (N, C, ...), got shape {tuple(input.shape)}")
     n, c = input.shape[:2]
     _check_per_channel(op, c, running_mean, running_var, weight, bias)
     if not use_input_stats:
         if running_mean is None or running_var is None:
-            raise ValueError(f"{op}: running_mean and running_var are needed when use_input_stats=False")
+            raise RuntimeValueError(f"{op}: running_mean and running_var are needed when use_input_stats=False")
         return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
     if n == 0 and (weight is not None or bias is not None):  # torch fails there too: code must stay valid torch
-        raise ValueError(f"{op}: an empty batch with weight or bias is refused (as torch does), got input of shape "
-                         f"{input.shape}")
+        raise RuntimeValueError(f"{op}: an empty batch with weight or bias is refused (as torch does), got input of "
+                                f"shape {tuple(input.shape)}")
     spatial = 1
     for d in input.shape[2:]:
         spatial *= d
     if spatial <= 1:
-        raise ValueError(f"{op}: expected more than 1 spatial element per channel, got input of shape {input.shape}")
+        raise RuntimeValueError(f"{op}: expected more than 1 spatial element per channel, got input of shape "
+                                f"{tuple(input.shape)}")
     axes = tuple(range(2, input.ndim))
     if (running_mean is not None or running_var is not None) and n > 0:
         from ..autograd import no_grad
@@ -216,7 +220,8 @@ class SyncBatchNorm(Function):
         stats = _all_reduced(stats)
         count = float(stats[-1])
         if count <= 1:
-            raise ValueError(f"SyncBatchNorm: expected more than 1 value per channel over all ranks, got {count:g}")
+            raise RuntimeValueError("SyncBatchNorm: expected more than 1 value per channel over all ranks, got "
+                                    f"{count:g}")
         mean = stats[:c] / count
         xc = x - mean.reshape(shape).astype(x.dtype)
         var = _all_reduced((xc.astype(xp.float64) ** 2).sum(axis=axes)) / count

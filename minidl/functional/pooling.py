@@ -8,6 +8,7 @@ from .. import kernels
 from ..autograd import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module_for, get_array_module
+from ..backend.errors import RuntimeValueError
 from ._checks import float_tensor, pair
 from ._registry import register
 
@@ -32,12 +33,13 @@ class MaxPool2d(Function):
 def _pool_input(input, op):
     float_tensor(input, op)
     if input.ndim not in (3, 4):
-        raise ValueError(f"{op}: expected input to be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.ndim}-D "
-                         f"with shape {input.shape}")
+        raise RuntimeValueError(f"{op}: expected input to be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.ndim}-D "
+                                f"with shape {tuple(input.shape)}")
     # torch's rule: max/avg pooling needs every dim but a 4-D input's batch; adaptive pooling only H and W
     if 0 in input.shape[-2 if op.startswith("adaptive") else -3:]:
-        raise ValueError(f"{op}: expected non-empty {'spatial' if op.startswith('adaptive') else 'channel and spatial'}"
-                         f" dims, got shape {input.shape}")
+        raise RuntimeValueError(f"{op}: expected non-empty "
+                                f"{'spatial' if op.startswith('adaptive') else 'channel and spatial'} dims, got shape "
+                                f"{tuple(input.shape)}")
     return input.ndim == 3, (input.unsqueeze(0) if input.ndim == 3 else input)
 
 
@@ -55,13 +57,13 @@ def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     p = pair(padding, op, "padding", 0)
     d = pair(dilation, op, "dilation", 1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{op}: padding {p} should be at most half of the kernel size {k}")
+        raise RuntimeValueError(f"{op}: padding {p} should be at most half of the kernel size {k}")
     h, w = x.shape[2:]
     oh = _out_size(h, k[0], s[0], p[0], d[0], ceil_mode)
     ow = _out_size(w, k[1], s[1], p[1], d[1], ceil_mode)
     if oh <= 0 or ow <= 0:
-        raise ValueError(f"{op}: the (dilated) kernel {k} is larger than the padded input "
-                         f"({h + 2 * p[0]}, {w + 2 * p[1]}); output size would be ({oh}, {ow})")
+        raise RuntimeValueError(f"{op}: the (dilated) kernel {k} is larger than the padded input ({h + 2 * p[0]}, "
+                                f"{w + 2 * p[1]}); output size would be ({oh}, {ow})")
     return kernels.Window(k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], oh, ow)
 
 
@@ -136,7 +138,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     geom = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
                                          or divisor_override == 0):
-        raise ValueError(f"avg_pool2d: divisor_override must be a nonzero int (as torch), got {divisor_override!r}")
+        raise RuntimeValueError("avg_pool2d: divisor_override must be a nonzero int (as torch), got "
+                                f"{divisor_override!r}")
     div = _divisors(x.shape[2:], geom, count_include_pad, divisor_override, x.dtype, x.device)
     return _finish(AvgPool2d.apply(x, geom=geom, divisor=div), unbatched)
 
@@ -180,7 +183,7 @@ class AdaptiveAvgPool2d(Function):
 def _adaptive_size(output_size, x, op):
     if isinstance(output_size, (list, tuple)):
         if len(output_size) != 2:
-            raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
+            raise RuntimeValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
         out = tuple(x.shape[2 + i] if s is None else s for i, s in enumerate(output_size))
     else:
         out = (output_size, output_size)
@@ -236,14 +239,14 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
 def _one_d(input, op):
     float_tensor(input, op)
     if input.ndim not in (2, 3):
-        raise ValueError(f"{op}: expected a 3-D (N, C, L) or 2-D (C, L) input, got shape {input.shape}")
+        raise RuntimeValueError(f"{op}: expected a 3-D (N, C, L) or 2-D (C, L) input, got shape {tuple(input.shape)}")
     return input.unsqueeze(-2)
 
 
 def _single(v, op, name):
     if isinstance(v, (tuple, list)):
         if len(v) != 1:
-            raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {v!r}")
+            raise RuntimeValueError(f"{op}: {name} must be an int or a 1-tuple, got {v!r}")
         v = v[0]
     return v
 
@@ -282,24 +285,26 @@ def _interp_sizes(op, spatial, size, scale_factor, recompute_scale_factor):
     scale factor is given (and recompute_scale_factor is not True), else input / output, as torch."""
     d = len(spatial)
     if (size is None) == (scale_factor is None):
-        raise ValueError(f"{op}: give exactly one of size and scale_factor, got size={size!r}, "
-                         f"scale_factor={scale_factor!r}")
+        raise RuntimeValueError(f"{op}: give exactly one of size and scale_factor, got size={size!r}, "
+                                f"scale_factor={scale_factor!r}")
     if size is not None:
         if recompute_scale_factor:
-            raise ValueError(f"{op}: recompute_scale_factor is for scale_factor, not size")
+            raise RuntimeValueError(f"{op}: recompute_scale_factor is for scale_factor, not size")
         out = tuple(size) if isinstance(size, (tuple, list)) else (size,) * d
         if len(out) != d or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
                                     for v in out):
-            raise ValueError(f"{op}: size must be a positive int or {d} of them for a {d + 2}-D input, got {size!r}")
+            raise RuntimeValueError(f"{op}: size must be a positive int or {d} of them for a {d + 2}-D input, got "
+                                    f"{size!r}")
         return tuple(int(v) for v in out), tuple(i / o for i, o in zip(spatial, out))
     sf = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * d
     if len(sf) != d or not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
                                and v > 0 for v in sf):
-        raise ValueError(f"{op}: scale_factor must be a positive number or {d} of them for a {d + 2}-D input, "
-                         f"got {scale_factor!r}")
+        raise RuntimeValueError(f"{op}: scale_factor must be a positive number or {d} of them for a {d + 2}-D input, "
+                                f"got {scale_factor!r}")
     out = tuple(int(math.floor(i * float(s))) for i, s in zip(spatial, sf))
     if min(out) < 1:
-        raise ValueError(f"{op}: scale_factor {scale_factor!r} makes an empty output from spatial size {spatial}")
+        raise RuntimeValueError(f"{op}: scale_factor {scale_factor!r} makes an empty output from spatial size "
+                                f"{spatial}")
     if recompute_scale_factor:
         return out, tuple(i / o for i, o in zip(spatial, out))
     return out, tuple(1.0 / float(s) for s in sf)
@@ -340,17 +345,19 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     op = "interpolate"
     float_tensor(input, op)
     if mode not in _MODES:
-        raise ValueError(f"{op}: mode must be one of {', '.join(_MODES)} (bicubic is not supported), got {mode!r}")
+        raise RuntimeValueError(f"{op}: mode must be one of {', '.join(_MODES)} (bicubic is not supported), got "
+                                f"{mode!r}")
     if input.ndim not in (3, 4, 5):
-        raise ValueError(f"{op}: expected a 3-D (N, C, L), 4-D (N, C, H, W) or 5-D (N, C, D, H, W) input, got "
-                         f"shape {input.shape}")
+        raise RuntimeValueError(f"{op}: expected a 3-D (N, C, L), 4-D (N, C, H, W) or 5-D (N, C, D, H, W) input, got "
+                                f"shape {tuple(input.shape)}")
     if mode in _LINEAR and _LINEAR[mode] != input.ndim - 2:
-        raise ValueError(f"{op}: mode {mode!r} needs a {_LINEAR[mode] + 2}-D input, got shape {input.shape}")
+        raise RuntimeValueError(f"{op}: mode {mode!r} needs a {_LINEAR[mode] + 2}-D input, got shape "
+                                f"{tuple(input.shape)}")
     if align_corners is not None and mode not in _LINEAR:
-        raise ValueError(f"{op}: align_corners can only be set with the interpolating modes linear, bilinear and "
-                         f"trilinear, got mode {mode!r}")
+        raise RuntimeValueError(f"{op}: align_corners can only be set with the interpolating modes linear, bilinear "
+                                f"and trilinear, got mode {mode!r}")
     if antialias:
-        raise ValueError(f"{op}: antialias=True is not supported")
+        raise RuntimeValueError(f"{op}: antialias=True is not supported")
     out, scales = _interp_sizes(op, input.shape[2:], size, scale_factor, recompute_scale_factor)
     if mode == "area":  # adaptive average pooling, separable: the leading spatial dim first, then the last two
         if input.ndim == 3:

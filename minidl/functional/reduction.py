@@ -9,6 +9,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..autograd.tensor import Tensor, _dim
+from ..backend.errors import IndexValueError, RuntimeTypeError, RuntimeValueError
 from ._checks import dims as _dims
 from ._checks import tensor_arg
 from ._registry import register
@@ -66,14 +67,14 @@ def mean(input, dim=None, keepdim=False):
     """Mean over ``dim``; needs a floating input, like torch."""
     axes = _reduce_args(input, dim, "mean")
     if input.dtype.kind != "f":
-        raise TypeError(f"mean: expected a floating input (float32 or float64), got {input.dtype}; "
-                        "convert it with .float()")
+        raise RuntimeTypeError(f"mean: expected a floating input (float32 or float64), got {input.dtype}; convert it "
+                               "with .float()")
     return Mean.apply(input, axes=axes, keepdim=keepdim)
 
 
 def _correction(unbiased, correction, op):
     if unbiased is not None and correction is not None:
-        raise ValueError(f"{op}: give either 'unbiased' or 'correction', not both")
+        raise RuntimeValueError(f"{op}: give either 'unbiased' or 'correction', not both")
     if correction is not None:
         return correction
     return 1 if unbiased is None or unbiased else 0
@@ -86,7 +87,7 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
         dim, unbiased = None, dim
     axes = _reduce_args(input, dim, "var")
     if input.dtype.kind != "f":
-        raise TypeError(f"var: expected a floating input, got {input.dtype}")
+        raise RuntimeTypeError(f"var: expected a floating input, got {input.dtype}")
     c = _correction(unbiased, correction, "var")
     n = int(np.prod([input.shape[a] for a in axes]))
     d = input - mean(input, axes, keepdim=True)
@@ -136,7 +137,7 @@ class Amax(Function):
 
 def _nonempty(input, axes, op):
     if any(input.shape[a] == 0 for a in axes):
-        raise ValueError(f"{op}: cannot reduce over an empty dimension (shape {input.shape})")
+        raise IndexValueError(f"{op}: cannot reduce over an empty dimension (shape {tuple(input.shape)})")
 
 
 @register(top=True)
@@ -245,7 +246,7 @@ def logsumexp(input, dim, keepdim=False):
     """``log(sum(exp(input), dim))`` computed without overflow."""
     axes = _reduce_args(input, dim, "logsumexp")
     if input.dtype.kind != "f":
-        raise TypeError(f"logsumexp: expected a floating input, got {input.dtype}")
+        raise RuntimeTypeError(f"logsumexp: expected a floating input, got {input.dtype}")
     y = LogSumExp.apply(input, axes=axes)
     return y if keepdim else y.reshape(*[s for i, s in enumerate(y.shape) if i not in axes])
 
@@ -329,7 +330,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     d = _sort_args(input, dim, "topk")
     n = input.shape[d] if input.ndim else 1
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
-        raise ValueError(f"topk: k must be an int in [0, {n}] (the size of dim {dim}), got {k!r}")
+        raise RuntimeValueError(f"topk: k must be an int in [0, {n}] (the size of dim {dim}), got {k!r}")
     if input.ndim == 0:
         return values_indices(input * 1, Tensor._make(np.zeros((), dtype=np.int64)))
     values, idx = sort(input, d, descending=largest)
@@ -455,19 +456,19 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     op = "norm"
     tensor_arg(input, op)
     if input.dtype.kind != "f":
-        raise TypeError(f"{op}: input must be a floating tensor, got {input.dtype}")
+        raise RuntimeTypeError(f"{op}: input must be a floating tensor, got {input.dtype}")
     if dtype is not None:
         from .. import backend
         input = input.to(backend.as_dtype(dtype, op))
     if p == "fro" or p is None:
         p = 2
     if isinstance(p, str) or isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{op}: p must be a number, inf, -inf or 'fro' ('nuc' is not supported), got {p!r}")
+        raise RuntimeValueError(f"{op}: p must be a number, inf, -inf or 'fro' ('nuc' is not supported), got {p!r}")
     axes = _reduce_args(input, dim, op)
     p = float(p)
     if (p < 0 or p == np.inf) and any(input.shape[a] == 0 for a in axes):
-        raise ValueError(f"{op}: the {p} norm of an empty tensor is undefined (the reduction has no identity), "
-                         f"got shape {input.shape}")
+        raise RuntimeValueError(f"{op}: the {p} norm of an empty tensor is undefined (the reduction has no identity), "
+                                f"got shape {tuple(input.shape)}")
     if p == 1:
         return input.abs().sum(axes, keepdim=keepdim)
     return Norm.apply(input, p=p, axes=axes, keepdim=keepdim)

@@ -9,6 +9,7 @@ import numpy as np
 from .. import backend
 from ..autograd import Function
 from ..autograd.tensor import Tensor, _dim
+from ..backend.errors import RuntimeValueError
 from ._checks import int_arg, same_device, tensor_arg
 from ._registry import register
 from .indexing import GetItem
@@ -39,7 +40,7 @@ def _tensor_list(tensors, op):
     if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
         raise TypeError(f"{op}: argument 'tensors' must be a list or tuple of Tensors, got {type(tensors).__name__}")
     if not tensors:
-        raise ValueError(f"{op}: expected a non-empty list of Tensors")
+        raise RuntimeValueError(f"{op}: expected a non-empty list of Tensors")
     for i, t in enumerate(tensors):
         tensor_arg(t, op, f"tensors[{i}]")
     same_device(op, *tensors)
@@ -52,7 +53,7 @@ def cat(tensors, dim=0):
     tensors = _tensor_list(tensors, "cat")
     for i, t in enumerate(tensors):
         if t.ndim == 0:
-            raise ValueError(f"cat: tensors[{i}] is 0-d; only tensors with dimensions can be concatenated")
+            raise RuntimeValueError(f"cat: tensors[{i}] is 0-d; only tensors with dimensions can be concatenated")
     dtype = np.result_type(*[t.dtype for t in tensors])
     kept = [t for t in tensors if t.shape != (0,)]  # torch's legacy rule: 1-D empty tensors are skipped
     tensors = kept or tensors[:1]
@@ -60,8 +61,8 @@ def cat(tensors, dim=0):
     d = _dim(dim, ref.ndim, "cat")
     for i, t in enumerate(tensors):
         if t.ndim != ref.ndim or any(a != b for j, (a, b) in enumerate(zip(t.shape, ref.shape)) if j != d):
-            raise ValueError(f"cat: tensors[{i}] has shape {t.shape}, which does not match tensors[0]'s "
-                             f"{ref.shape} outside dim {d}")
+            raise RuntimeValueError(f"cat: tensors[{i}] has shape {tuple(t.shape)}, which does not match tensors[0]'s "
+                                    f"{tuple(ref.shape)} outside dim {d}")
     tensors = [t if t.dtype == dtype else t.to(dtype) for t in tensors]
     if len(tensors) == 1:
         return tensors[0]
@@ -74,7 +75,8 @@ def stack(tensors, dim=0):
     tensors = _tensor_list(tensors, "stack")
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
-            raise ValueError(f"stack: tensors[{i}] has shape {t.shape}, expected {tensors[0].shape} like tensors[0]")
+            raise RuntimeValueError(f"stack: tensors[{i}] has shape {tuple(t.shape)}, expected "
+                                    f"{tuple(tensors[0].shape)} like tensors[0]")
     d = _dim(dim, tensors[0].ndim + 1, "stack")
     return cat([t.unsqueeze(d) for t in tensors], d)
 
@@ -84,13 +86,13 @@ def split(tensor, split_size_or_sections, dim=0):
     """Split into pieces of ``split_size`` (the last may be smaller) or of the given section sizes."""
     tensor_arg(tensor, "split", "tensor")
     if tensor.ndim == 0:
-        raise ValueError("split: expects at least a 1-dimensional tensor, got a 0-d tensor")
+        raise RuntimeValueError("split: expects at least a 1-dimensional tensor, got a 0-d tensor")
     d = _dim(dim, tensor.ndim, "split")
     n = tensor.shape[d]
     if isinstance(split_size_or_sections, (list, tuple)):
         sizes = [int_arg(s, "split", "split_size_or_sections", 0) for s in split_size_or_sections]
         if sum(sizes) != n:
-            raise ValueError(f"split: sections {sizes} sum to {sum(sizes)}, but dim {d} has size {n}")
+            raise RuntimeValueError(f"split: sections {sizes} sum to {sum(sizes)}, but dim {d} has size {n}")
     else:
         size = int_arg(split_size_or_sections, "split", "split_size_or_sections", 1)
         sizes = [min(size, n - i) for i in range(0, n, size)] or [0]
@@ -107,7 +109,7 @@ def chunk(input, chunks, dim=0):
     tensor_arg(input, "chunk")
     chunks = int_arg(chunks, "chunk", "chunks", 1)
     if input.ndim == 0:
-        raise ValueError("chunk: expects at least a 1-dimensional tensor, got a 0-d tensor")
+        raise RuntimeValueError("chunk: expects at least a 1-dimensional tensor, got a 0-d tensor")
     d = _dim(dim, input.ndim, "chunk")
     if input.shape[d] == 0:  # an empty dim gives ``chunks`` empty pieces (as torch)
         return tuple(input[(slice(None),) * d + (slice(0, 0),)] for _ in range(chunks))
@@ -123,11 +125,11 @@ def _pad_widths(input, pad, mode):
     tensor_arg(input, "pad")
     if not isinstance(pad, (tuple, list)) or len(pad) % 2 or not all(
             isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in pad):
-        raise ValueError(f"pad: argument 'pad' must be a tuple of ints of even length, got {pad!r}")
+        raise RuntimeValueError(f"pad: argument 'pad' must be a tuple of ints of even length, got {pad!r}")
     if len(pad) // 2 > input.ndim:
-        raise ValueError(f"pad: {len(pad)} padding values for a {input.ndim}-D input (at most {2 * input.ndim})")
+        raise RuntimeValueError(f"pad: {len(pad)} padding values for a {input.ndim}-D input (at most {2 * input.ndim})")
     if mode not in _PAD_MODES:
-        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+        raise RuntimeValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
     widths = [(0, 0)] * input.ndim
     for i in range(len(pad) // 2):
         widths[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
@@ -152,7 +154,8 @@ def _constant_pad(input, widths, value):
     if any(lo < 0 or hi < 0 for lo, hi in widths):
         for i, (lo, hi) in enumerate(widths):
             if -min(lo, 0) - min(hi, 0) > out.shape[i]:
-                raise ValueError(f"pad: negative padding {(lo, hi)} crops more than dim {i}'s size {out.shape[i]}")
+                raise RuntimeValueError(f"pad: negative padding {(lo, hi)} crops more than dim {i}'s size "
+                                        f"{out.shape[i]}")
         out = out[tuple(slice(-min(lo, 0), out.shape[i] + min(hi, 0)) for i, (lo, hi) in enumerate(widths))]
     return out
 
@@ -160,16 +163,17 @@ def _constant_pad(input, widths, value):
 def _pad_source(mode, n, lo, hi, d):
     """For reflect, replicate or circular padding of a dim of size ``n`` by (lo, hi): each output's source index."""
     if n + lo + hi < 0:
-        raise ValueError(f"pad: negative padding {(lo, hi)} crops more than dim {d}'s size {n}")
+        raise RuntimeValueError(f"pad: negative padding {(lo, hi)} crops more than dim {d}'s size {n}")
     if mode == "circular":  # negative widths crop first, then the rest wraps around what is left (as torch)
         crop, m = -min(lo, 0), n + min(lo, 0) + min(hi, 0)
         if max(lo, 0) > m or max(hi, 0) > m:
-            raise ValueError(f"pad: circular padding {(lo, hi)} must be at most dim {d}'s size {m} (after cropping)")
+            raise RuntimeValueError(f"pad: circular padding {(lo, hi)} must be at most dim {d}'s size {m} (after "
+                                    "cropping)")
         return np.arange(-max(lo, 0), m + max(hi, 0)) % m + crop
     if mode == "reflect" and (lo >= n or hi >= n):
-        raise ValueError(f"pad: reflect padding {(lo, hi)} must be smaller than dim {d}'s size {n}")
+        raise RuntimeValueError(f"pad: reflect padding {(lo, hi)} must be smaller than dim {d}'s size {n}")
     if n == 0:
-        raise ValueError(f"pad: mode {mode!r} cannot pad dim {d} of size 0")
+        raise RuntimeValueError(f"pad: mode {mode!r} cannot pad dim {d} of size 0")
     j = np.arange(-lo, n + hi)  # a negative width starts or stops inside the dim
     if mode == "reflect":
         j = np.abs(j)
@@ -185,11 +189,11 @@ def pad(input, pad, mode="constant", value=None):
     if mode == "constant":
         return _constant_pad(input, widths, 0.0 if value is None else value)
     if value not in (None, 0):
-        raise ValueError(f"pad: 'value' only applies to mode='constant', got value={value} with mode={mode!r}")
+        raise RuntimeValueError(f"pad: 'value' only applies to mode='constant', got value={value} with mode={mode!r}")
     k = len(pad) // 2
     if input.ndim not in (k + 1, k + 2):  # (C, *spatial) or (N, C, *spatial), as torch
-        raise ValueError(f"pad: mode {mode!r} with {len(pad)} padding values pads {k} dims of a {k + 1}-D or "
-                         f"{k + 2}-D input, got a {input.ndim}-D input")
+        raise RuntimeValueError(f"pad: mode {mode!r} with {len(pad)} padding values pads {k} dims of a {k + 1}-D or "
+                                f"{k + 2}-D input, got a {input.ndim}-D input")
     out = input
     for d, (lo, hi) in enumerate(widths):
         if lo or hi:  # gather each output element from its source index along d
@@ -216,7 +220,7 @@ def contiguous(input, memory_format=backend.contiguous_format):
     """``input`` itself when laid out in ``memory_format`` (default row-major), else a copy that is."""
     tensor_arg(input, "contiguous")
     if memory_format is backend.preserve_format:
-        raise ValueError("contiguous: memory_format preserve_format is not supported (as torch)")
+        raise RuntimeValueError("contiguous: memory_format preserve_format is not supported (as torch)")
     laid_out = backend.has_memory_format(input._data, memory_format, "contiguous")
     return input if laid_out else Clone.apply(input, memory_format=memory_format)
 
@@ -311,7 +315,7 @@ def flip(input, *dims_, dims=None):
     ds = dims_[0] if len(dims_) == 1 and isinstance(dims_[0], (list, tuple)) else dims_
     axes = [_dim(d, input.ndim, "flip") for d in ds]
     if len(set(axes)) != len(axes):
-        raise ValueError(f"flip: dims {tuple(ds)} name a dimension twice")
+        raise RuntimeValueError(f"flip: dims {tuple(ds)} name a dimension twice")
     key = tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(input.ndim))
     return input[key].clone() if axes else input.clone()
 
@@ -323,11 +327,11 @@ def roll(input, shifts, dims=None):
     shifts = tuple(shifts) if isinstance(shifts, (list, tuple)) else (shifts,)
     if dims is None:
         if len(shifts) != 1:
-            raise ValueError(f"roll: without dims, shifts must be one int, got {shifts}")
+            raise RuntimeValueError(f"roll: without dims, shifts must be one int, got {shifts}")
         return roll(input.reshape(-1), shifts[0], 0).reshape(*input.shape)
     dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
     if len(shifts) != len(dims):
-        raise ValueError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+        raise RuntimeValueError(f"roll: shifts {shifts} and dims {dims} must have the same length")
     out = input
     if input.ndim == 0:
         raise IndexError(f"roll: dims {dims} given for a 0-d tensor, which has none")
@@ -346,10 +350,10 @@ def repeat(input, *sizes):
     tensor_arg(input, "repeat")
     sizes = _shape_args(sizes, "repeat")
     if len(sizes) < input.ndim:
-        raise ValueError(f"repeat: the number of repeats ({len(sizes)}) must be >= the tensor's dims "
-                         f"({input.ndim})")
+        raise RuntimeValueError(f"repeat: the number of repeats ({len(sizes)}) must be >= the tensor's dims "
+                                f"({input.ndim})")
     if any(s < 0 for s in sizes):
-        raise ValueError(f"repeat: repeats must be non-negative, got {sizes}")
+        raise RuntimeValueError(f"repeat: repeats must be non-negative, got {sizes}")
     shape = (1,) * (len(sizes) - input.ndim) + input.shape
     x = input.reshape(*[v for s in shape for v in (1, s)])       # (1, s0, 1, s1, ...)
     x = x.expand(*[v for r, s in zip(sizes, shape) for v in (r, s)])  # (r0, s0, r1, s1, ...)
@@ -362,8 +366,9 @@ def channel_shuffle(input, groups):
     tensor_arg(input, "channel_shuffle")
     groups = int_arg(groups, "channel_shuffle", "groups", 1)
     if input.ndim < 3:
-        raise ValueError(f"channel_shuffle: expects (N, C, *) with at least 3 dims, got shape {input.shape}")
+        raise RuntimeValueError("channel_shuffle: expects (N, C, *) with at least 3 dims, got shape "
+                                f"{tuple(input.shape)}")
     n, c, *rest = input.shape
     if c % groups:
-        raise ValueError(f"channel_shuffle: {c} channels are not divisible by groups={groups}")
+        raise RuntimeValueError(f"channel_shuffle: {c} channels are not divisible by groups={groups}")
     return input.reshape(n, groups, c // groups, *rest).transpose(1, 2).reshape(n, c, *rest)

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..autograd.tensor import Tensor, _dim
+from ..backend.errors import RuntimeValueError
 from ._checks import dims, int_arg, tensor_arg
 from ._registry import register
 
@@ -44,7 +45,7 @@ def sum_to(input, *size):
     except ValueError:
         fits = False
     if not fits:
-        raise ValueError(f"sum_to: shape {shape} does not broadcast to the input's shape {input.shape}")
+        raise RuntimeValueError(f"sum_to: shape {shape} does not broadcast to the input's shape {tuple(input.shape)}")
     return input if shape == input.shape else SumTo.apply(input, shape=shape)
 
 
@@ -65,8 +66,8 @@ def _target_shape(input, shape, op):
     if shape.count(-1) > 1 or any(s < -1 for s in shape) or (
             -1 not in shape and known != input.numel()) or (
             -1 in shape and (known == 0 or input.numel() % known)):
-        raise ValueError(f"{op}: shape {shape} is invalid for input of size {input.numel()} "
-                         f"(shape {input.shape})")
+        raise RuntimeValueError(f"{op}: shape {shape} is invalid for input of size {input.numel()} (shape "
+                                f"{tuple(input.shape)})")
     if -1 in shape:
         shape = tuple(input.numel() // known if s == -1 else s for s in shape)
     return shape
@@ -98,9 +99,9 @@ def view(input, *shape):
         np.reshape(probe, shape, copy=False)
     except ValueError:
         strides = tuple(s // a.itemsize for s in a.strides)
-        raise ValueError(f"view: a tensor of shape {input.shape} with strides {strides} cannot be viewed as shape "
-                         f"{shape} (its memory is not laid out for it); use .reshape(...), which copies, or "
-                         ".contiguous().view(...)") from None
+        raise RuntimeValueError(f"view: a tensor of shape {tuple(input.shape)} with strides {strides} cannot be viewed "
+                                f"as shape {shape} (its memory is not laid out for it); use .reshape(...), which "
+                                "copies, or .contiguous().view(...)") from None
     return Reshape.apply(input, shape=shape)
 
 
@@ -121,10 +122,11 @@ def permute(input, *dims_):
     tensor_arg(input, "permute")
     axes = _shape_args(dims_, "permute")
     if len(axes) != input.ndim:
-        raise ValueError(f"permute: expected {input.ndim} dims for a tensor of shape {input.shape}, got {axes}")
+        raise RuntimeValueError(f"permute: expected {input.ndim} dims for a tensor of shape {tuple(input.shape)}, got "
+                                f"{axes}")
     axes = tuple(_dim(d, input.ndim, "permute") for d in axes)
     if len(set(axes)) != len(axes):
-        raise ValueError(f"permute: dims {dims_} repeat a dimension")
+        raise RuntimeValueError(f"permute: dims {dims_} repeat a dimension")
     if axes == tuple(range(input.ndim)):
         return input
     return Permute.apply(input, axes=axes)
@@ -147,7 +149,7 @@ def t(input):
     """Transpose a 2-D tensor (0-D and 1-D are returned as they are)."""
     tensor_arg(input, "t")
     if input.ndim > 2:
-        raise ValueError(f"t: expects a tensor with <= 2 dimensions, got {input.ndim}-D")
+        raise RuntimeValueError(f"t: expects a tensor with <= 2 dimensions, got {input.ndim}-D")
     return transpose(input, 0, 1) if input.ndim == 2 else input
 
 
@@ -160,7 +162,7 @@ def flatten(input, start_dim=0, end_dim=-1):
         return input.reshape(1)
     s, e = _dim(start_dim, input.ndim, "flatten"), _dim(end_dim, input.ndim, "flatten")
     if s > e:
-        raise ValueError(f"flatten: start_dim ({start_dim}) must not come after end_dim ({end_dim})")
+        raise RuntimeValueError(f"flatten: start_dim ({start_dim}) must not come after end_dim ({end_dim})")
     shape = input.shape
     return reshape(input, *shape[:s], int(np.prod(shape[s:e + 1])), *shape[e + 1:])
 
@@ -201,18 +203,19 @@ def expand(input, *sizes):
     tensor_arg(input, "expand")
     sizes = _shape_args(sizes, "expand")
     if len(sizes) < input.ndim:
-        raise ValueError(f"expand: the number of sizes ({len(sizes)}) must be >= the tensor's dims ({input.ndim})")
+        raise RuntimeValueError(f"expand: the number of sizes ({len(sizes)}) must be >= the tensor's dims "
+                                f"({input.ndim})")
     lead = len(sizes) - input.ndim
     shape = []
     for i, s in enumerate(sizes):
         cur = input.shape[i - lead] if i >= lead else None
         if s == -1:
             if cur is None:
-                raise ValueError(f"expand: -1 is not allowed in a new leading dimension, got {sizes}")
+                raise RuntimeValueError(f"expand: -1 is not allowed in a new leading dimension, got {sizes}")
             s = cur
         if cur is not None and cur != 1 and cur != s:
-            raise ValueError(f"expand: size {s} at dim {i} does not match the tensor's size {cur} "
-                             f"(shape {input.shape} to {sizes})")
+            raise RuntimeValueError(f"expand: size {s} at dim {i} does not match the tensor's size {cur} (shape "
+                                    f"{tuple(input.shape)} to {sizes})")
         shape.append(s)
     shape = tuple(shape)
     return input if shape == input.shape else Expand.apply(input, shape=shape)
@@ -237,19 +240,20 @@ def narrow(input, dim, start, length):
     """The slice ``start:start + length`` along ``dim`` (a view); a negative ``start`` counts from the end."""
     tensor_arg(input, "narrow")
     if input.ndim == 0:
-        raise ValueError("narrow: cannot be applied to a 0-d tensor")
+        raise RuntimeValueError("narrow: cannot be applied to a 0-d tensor")
     d = _dim(dim, input.ndim, "narrow")
     n = input.shape[d]
     if isinstance(start, Tensor):  # torch takes a 0-d integer tensor too
         if start.ndim or start.dtype.kind not in "iu":
-            raise TypeError(f"narrow: start must be an int or a 0-d integer tensor, got {start.dtype} {start.shape}")
+            raise TypeError(f"narrow: start must be an int or a 0-d integer tensor, got {start.dtype} "
+                            f"{tuple(start.shape)}")
         start = int(start.item())
     start, length = int_arg(start, "narrow", "start"), int_arg(length, "narrow", "length", 0)
     if not -n <= start <= n:
         raise IndexError(f"narrow: start {start} is out of range for dim {d} of size {n}")
     start %= n if n else 1
     if start + length > n:
-        raise ValueError(f"narrow: start ({start}) + length ({length}) exceeds dim {d} of size {n}")
+        raise RuntimeValueError(f"narrow: start ({start}) + length ({length}) exceeds dim {d} of size {n}")
     return input[(slice(None),) * d + (slice(start, start + length),)]
 
 
@@ -258,6 +262,6 @@ def unbind(input, dim=0):
     """The slices along ``dim``, that dimension removed, as a tuple."""
     tensor_arg(input, "unbind")
     if input.ndim == 0:
-        raise ValueError("unbind: expects at least a 1-dimensional tensor, got a 0-d tensor")
+        raise RuntimeValueError("unbind: expects at least a 1-dimensional tensor, got a 0-d tensor")
     d = _dim(dim, input.ndim, "unbind")
     return tuple(input[(slice(None),) * d + (i,)] for i in range(input.shape[d]))

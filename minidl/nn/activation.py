@@ -1,5 +1,6 @@
 """Activation and dropout layers."""
 from .. import functional as F
+from ..backend.errors import RuntimeValueError
 from .module import Module
 
 
@@ -84,7 +85,7 @@ class Dropout(Module):
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if not 0 <= p <= 1:
-            raise ValueError(f"Dropout: probability p must be in [0, 1], got {p}")
+            raise RuntimeValueError(f"Dropout: probability p must be in [0, 1], got {p}")
         self.p = p
 
     def forward(self, input):

@@ -1,6 +1,7 @@
 """Conv1d, Conv2d and ConvTranspose2d: parameters plus a call into functional; Unfold and Fold."""
 from .. import functional as F
 from ..autograd.creation import empty
+from ..backend.errors import RuntimeValueError
 from ..functional._checks import pair, int_arg
 from . import init
 from .module import Module
@@ -15,8 +16,8 @@ def _checked_channels(op, in_channels, out_channels, groups):
     int_arg(in_channels, op, "in_channels", 1)
     int_arg(out_channels, op, "out_channels", 1)
     if in_channels % groups or out_channels % groups:
-        raise ValueError(f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
-                         f"divisible by groups ({groups})")
+        raise RuntimeValueError(f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                                f"divisible by groups ({groups})")
     return groups
 
 
@@ -33,7 +34,7 @@ class _ConvNd(Module):
         super().__init__()
         groups = _checked_channels(op, in_channels, out_channels, groups)
         if padding_mode not in _PAD_MODES:
-            raise ValueError(f"{op}: padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
+            raise RuntimeValueError(f"{op}: padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = pair(kernel_size, op, "kernel_size", 1)
         self.stride = pair(stride, op, "stride", 1)
@@ -85,7 +86,7 @@ class ConvTranspose2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
         if padding_mode != "zeros":
-            raise ValueError(f"ConvTranspose2d: only padding_mode='zeros' is supported, got {padding_mode!r}")
+            raise RuntimeValueError(f"ConvTranspose2d: only padding_mode='zeros' is supported, got {padding_mode!r}")
         super().__init__("ConvTranspose2d", in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          bias, padding_mode, True, device, dtype)
         self.output_padding = pair(output_padding, "ConvTranspose2d", "output_padding", 0)
@@ -105,7 +106,7 @@ class Conv1d(Module):
         op = "Conv1d"
         groups = _checked_channels(op, in_channels, out_channels, groups)
         if padding_mode != "zeros":
-            raise ValueError(f"{op}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+            raise RuntimeValueError(f"{op}: only padding_mode='zeros' is supported, got {padding_mode!r}")
 
         def one(v, name, lo):  # an int or a 1-tuple, kept as a 1-tuple (as torch's attributes)
             return (int_arg(v[0] if isinstance(v, (tuple, list)) else v, op, name, lo),)

@@ -6,6 +6,7 @@ import math
 from .. import backend
 from ..autograd import no_grad
 from ..autograd.tensor import Tensor
+from ..backend.errors import RuntimeValueError
 
 
 def _check(tensor, op):
@@ -27,16 +28,17 @@ def calculate_gain(nonlinearity, param=None):
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else param
         if isinstance(slope, bool) or not isinstance(slope, (int, float)):
-            raise ValueError(f"calculate_gain: negative_slope {param!r} is not a valid number")
+            raise RuntimeValueError(f"calculate_gain: negative_slope {param!r} is not a valid number")
         return math.sqrt(2.0 / (1 + slope ** 2))
     if nonlinearity == "selu":
         return 3.0 / 4
-    raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
+    raise RuntimeValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
 
 
 def _calculate_fan_in_and_fan_out(tensor):
     if tensor.ndim < 2:
-        raise ValueError(f"init: fan in and fan out need a tensor with at least 2 dims, got shape {tensor.shape}")
+        raise RuntimeValueError("init: fan in and fan out need a tensor with at least 2 dims, got shape "
+                                f"{tuple(tensor.shape)}")
     receptive = 1
     for s in tensor.shape[2:]:
         receptive *= s
@@ -45,7 +47,7 @@ def _calculate_fan_in_and_fan_out(tensor):
 
 def _fan(tensor, mode):
     if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"init: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+        raise RuntimeValueError(f"init: mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return fan_in if mode == "fan_in" else fan_out
 

@@ -1,6 +1,7 @@
 """Linear, and the layers that only move data: Identity, Flatten, ZeroPad2d, ChannelShuffle."""
 from .. import functional as F
 from ..autograd.creation import empty
+from ..backend.errors import RuntimeValueError
 from . import init
 from .module import Module
 from .parameter import Parameter
@@ -57,7 +58,8 @@ class ZeroPad2d(Module):
         super().__init__()
         p = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
         if len(p) != 4:
-            raise ValueError(f"ZeroPad2d: padding must be an int or 4 ints (left, right, top, bottom), got {padding}")
+            raise RuntimeValueError("ZeroPad2d: padding must be an int or 4 ints (left, right, top, bottom), got "
+                                    f"{padding}")
         self.padding = p
 
     def forward(self, input):

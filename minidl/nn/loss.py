@@ -1,5 +1,6 @@
 """Loss modules: a thin layer over the functional losses (weights kept as buffers, as torch)."""
 from .. import functional as F
+from ..backend.errors import RuntimeValueError
 from .module import Module
 
 
@@ -7,7 +8,8 @@ class _Loss(Module):
     def __init__(self, reduction="mean"):
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"{type(self).__name__}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+            raise RuntimeValueError(f"{type(self).__name__}: reduction must be 'mean', 'sum' or 'none', got "
+                                    f"{reduction!r}")
         self.reduction = reduction
 
 
@@ -91,7 +93,8 @@ class KLDivLoss(Module):
         super().__init__()
         reduction = _legacy_reduction(size_average, reduce, reduction)
         if reduction not in ("mean", "sum", "none", "batchmean"):
-            raise ValueError(f"KLDivLoss: reduction must be 'mean', 'sum', 'none' or 'batchmean', got {reduction!r}")
+            raise RuntimeValueError("KLDivLoss: reduction must be 'mean', 'sum', 'none' or 'batchmean', got "
+                                    f"{reduction!r}")
         self.reduction, self.log_target = reduction, log_target
 
     def forward(self, input, target):

@@ -8,7 +8,22 @@ from ..autograd import function as _function, no_grad
 from ..autograd.tensor import Tensor
 from .parameter import Parameter
 
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict`` returns, as torch's: the named tuple (missing_keys, unexpected_keys), which prints
+    ``<All keys matched successfully>`` when both are empty."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
+
+
+IncompatibleKeys = _IncompatibleKeys
 
 
 class _Handle:
@@ -44,7 +59,7 @@ def _staged(own, state_dict):
                 staged.append((target, arr))
             else:
                 errors.append(f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)}, the shape "
-                              f"in the current model is {target.shape}")
+                              f"in the current model is {tuple(target.shape)}")
     return staged, errors
 
 
@@ -254,7 +269,8 @@ class Module:
 
         Values may be minidl tensors, NumPy arrays or torch tensors. With ``strict`` any missing or
         unexpected key is an error; a wrongly shaped value is always an error, and nothing is changed
-        unless every value fits. Returns ``(missing_keys, unexpected_keys)``.
+        unless every value fits. Returns the named tuple ``(missing_keys, unexpected_keys)``, which prints
+        ``<All keys matched successfully>`` when both are empty (as torch's).
         """
         apply, result = self._stage_state_dict(state_dict, strict)
         apply()
@@ -277,7 +293,7 @@ class Module:
             with no_grad():
                 for target, arr in staged:
                     target.copy_(backend.to_device(arr, target.device).astype(target.dtype, copy=False))
-        return apply, IncompatibleKeys(missing, unexpected)
+        return apply, _IncompatibleKeys(missing, unexpected)
 
     # -- modes and conversion ----------------------------------------------------------------------
     def train(self, mode=True):

@@ -6,6 +6,7 @@ import numpy as np
 from .. import functional as F
 from ..autograd.creation import ones, zeros, tensor
 from ..autograd import no_grad
+from ..backend.errors import RuntimeValueError
 from . import init
 from .module import Module
 from .parameter import Parameter
@@ -55,9 +56,10 @@ class _BatchNorm(Module):
         name = type(self).__name__
         if input.ndim not in self._dims:
             exp = " or ".join(f"{d}-D" for d in self._dims)
-            raise ValueError(f"{name}: expected {exp} input, got {input.ndim}-D with shape {input.shape}")
+            raise RuntimeValueError(f"{name}: expected {exp} input, got {input.ndim}-D with shape {tuple(input.shape)}")
         if input.shape[1] != self.num_features:
-            raise ValueError(f"{name}: expected {self.num_features} channels (dim 1), got input of shape {input.shape}")
+            raise RuntimeValueError(f"{name}: expected {self.num_features} channels (dim 1), got input of shape "
+                                    f"{tuple(input.shape)}")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked._data += 1
@@ -95,12 +97,12 @@ class _InstanceNorm(_BatchNorm):
         name = type(self).__name__
         if input.ndim not in self._dims:
             exp = " or ".join(f"{d}-D" for d in self._dims)
-            raise ValueError(f"{name}: expected {exp} input, got {input.ndim}-D with shape {input.shape}")
+            raise RuntimeValueError(f"{name}: expected {exp} input, got {input.ndim}-D with shape {tuple(input.shape)}")
         unbatched = input.ndim == self._dims[0]
         x = input.unsqueeze(0) if unbatched else input
         if x.shape[1] != self.num_features and self.affine:
-            raise ValueError(f"{name}: expected {self.num_features} channels (dim {0 if unbatched else 1}) for "
-                             f"affine=True, got input of shape {input.shape}")
+            raise RuntimeValueError(f"{name}: expected {self.num_features} channels (dim {0 if unbatched else 1}) for "
+                                    f"affine=True, got input of shape {tuple(input.shape)}")
         use_input_stats = self.training or not self.track_running_stats  # torch leaves num_batches_tracked at 0
         y = F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias, use_input_stats,
                             0.0 if self.momentum is None else self.momentum, self.eps)
@@ -132,7 +134,8 @@ class SyncBatchNorm(_BatchNorm):
         if not (self.training and dist.world_size() > 1):
             return super().forward(input)
         if input.ndim not in self._dims or input.shape[1] != self.num_features:
-            raise ValueError(f"SyncBatchNorm: expected (N, {self.num_features}, ...) input, got shape {input.shape}")
+            raise RuntimeValueError(f"SyncBatchNorm: expected (N, {self.num_features}, ...) input, got shape "
+                                    f"{tuple(input.shape)}")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.track_running_stats:
             self.num_batches_tracked._data += 1
@@ -185,7 +188,8 @@ class GroupNorm(Module):
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None, *, bias=True):
         super().__init__()
         if num_channels % num_groups:
-            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+            raise RuntimeValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups "
+                                    f"({num_groups})")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         _affine_parameters(self, (num_channels,), affine, bias, dtype, device)
 

@@ -19,6 +19,7 @@ import math
 from .. import functional as F
 from ..autograd.creation import empty, zeros
 from ..autograd.tensor import Tensor
+from ..backend.errors import RuntimeValueError
 from ..functional.rnn import GRUSequence, LSTMSequence, RNNSequence
 from . import init
 from .module import Module
@@ -54,7 +55,7 @@ def _gru_step(gi, h, w_hh, b_hh):
 def _check_sizes(name, input_size, hidden_size, num_layers):
     for arg, v, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1), ("num_layers", num_layers, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"{name}: {arg} must be an int >= {low}, got {v!r}")
+            raise RuntimeValueError(f"{name}: {arg} must be an int >= {low}, got {v!r}")
 
 
 def _init_uniform(module):
@@ -74,7 +75,7 @@ class RNNBase(Module):
         name = type(self).__name__
         _check_sizes(name, input_size, hidden_size, num_layers)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
-            raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+            raise RuntimeValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
         self.mode, self.input_size, self.hidden_size, self.num_layers = mode, input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional = bool(bidirectional)
@@ -108,16 +109,16 @@ class RNNBase(Module):
         if not isinstance(input, Tensor):
             raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
         if input.ndim not in (2, 3):
-            raise ValueError(f"{name}: expected a 2-D (unbatched) or 3-D input, got shape {input.shape}")
+            raise RuntimeValueError(f"{name}: expected a 2-D (unbatched) or 3-D input, got shape {tuple(input.shape)}")
         if input.shape[-1] != self.input_size:
-            raise ValueError(f"{name}: input.size(-1) must be equal to input_size ({self.input_size}), got "
-                             f"{input.shape[-1]}")
+            raise RuntimeValueError(f"{name}: input.size(-1) must be equal to input_size ({self.input_size}), got "
+                                    f"{input.shape[-1]}")
 
     def _check_state(self, h, batch, what):
         want = self._state_shape(batch)
         if not isinstance(h, Tensor) or tuple(h.shape) != want:
             got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
-            raise ValueError(f"{type(self).__name__}: expected {what} of shape {want}, got {got}")
+            raise RuntimeValueError(f"{type(self).__name__}: expected {what} of shape {want}, got {got}")
 
     def forward(self, input, hx=None):
         self._check_input(input)
@@ -182,7 +183,7 @@ class RNN(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+            raise RuntimeValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, num_layers,
                          bias, batch_first, dropout, bidirectional, device, dtype)
@@ -208,7 +209,7 @@ class LSTM(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, device=None, dtype=None):
         if proj_size:
-            raise ValueError("LSTM: proj_size is not supported (only 0)")
+            raise RuntimeValueError("LSTM: proj_size is not supported (only 0)")
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device, dtype)
 
@@ -258,8 +259,8 @@ class RNNCellBase(Module):
         name = type(self).__name__
         if not isinstance(input, Tensor) or input.ndim not in (1, 2) or input.shape[-1] != self.input_size:
             got = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
-            raise ValueError(f"{name}: expected an input of shape (N, {self.input_size}) or ({self.input_size},), "
-                             f"got {got}")
+            raise RuntimeValueError(f"{name}: expected an input of shape (N, {self.input_size}) or "
+                                    f"({self.input_size},), got {got}")
         unbatched = input.ndim == 1
         x = input.unsqueeze(0) if unbatched else input
         want = (x.shape[0], self.hidden_size)
@@ -269,8 +270,8 @@ class RNNCellBase(Module):
                 return zeros(*want, dtype=x.dtype, device=x.device)
             h = h.unsqueeze(0) if unbatched and isinstance(h, Tensor) and h.ndim == 1 else h
             if not isinstance(h, Tensor) or tuple(h.shape) != want:
-                raise ValueError(f"{name}: expected a state of shape {want[1:] if unbatched else want}, got "
-                                 f"{tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__}")
+                raise RuntimeValueError(f"{name}: expected a state of shape {want[1:] if unbatched else want}, got "
+                                        f"{tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__}")
             return h
         return x, unbatched, state
 
@@ -289,7 +290,7 @@ class RNNCell(RNNCellBase):
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+            raise RuntimeValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, bias,
                          device, dtype)

@@ -1,6 +1,7 @@
 """Embedding: a lookup table of learnable rows, as torch.nn.Embedding."""
 from .. import functional as F
 from ..autograd.creation import empty
+from ..backend.errors import RuntimeValueError
 from . import init
 from .module import Module
 from .parameter import Parameter
@@ -11,10 +12,11 @@ class Embedding(Module):
                  scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None):
         super().__init__()
         if max_norm is not None or scale_grad_by_freq or sparse:
-            raise ValueError("Embedding: max_norm, scale_grad_by_freq and sparse are not supported by minidl")
+            raise RuntimeValueError("Embedding: max_norm, scale_grad_by_freq and sparse are not supported by minidl")
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} rows")
+                raise RuntimeValueError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} "
+                                        "rows")
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         if _weight is None:
@@ -22,8 +24,8 @@ class Embedding(Module):
             self.reset_parameters()
         else:
             if tuple(_weight.shape) != (num_embeddings, embedding_dim):
-                raise ValueError(f"Embedding: _weight has shape {tuple(_weight.shape)}, expected "
-                                 f"{(num_embeddings, embedding_dim)}")
+                raise RuntimeValueError(f"Embedding: _weight has shape {tuple(_weight.shape)}, expected "
+                                        f"{(num_embeddings, embedding_dim)}")
             self.weight = Parameter(_weight)
         self.weight.requires_grad_(not _freeze)
 
