@@ -256,6 +256,18 @@ class _Module(types.ModuleType):
         return _function(name, attr)
 
 
+class _Device(contextlib.nullcontext):
+    """cupy.cuda.Device: a context, and synchronize() (counted: timing device work needs it)."""
+    synchronized = 0
+
+    def __init__(self, index=0):
+        super().__init__()
+        self.id = index
+
+    def synchronize(self):
+        _Device.synchronized += 1
+
+
 def _make_modules():
     cupy = _Module("cupy")
     cupy.ndarray = StrictArray
@@ -265,7 +277,7 @@ def _make_modules():
     cupy.random = types.SimpleNamespace(default_rng=_Generator)
     cupy.cuda = types.SimpleNamespace(
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
-        Device=lambda index=0: contextlib.nullcontext())
+        Device=_Device)
     cupyx = types.ModuleType("cupyx")
 
     def scatter_add(out, key, values):

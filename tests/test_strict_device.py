@@ -144,3 +144,23 @@ def test_recurrent_layers_run_on_a_strict_device_as_on_the_cpu(strict_cuda, name
         m.zero_grad()
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_the_conv_tuner_times_device_work_to_its_end(strict_cuda):
+    """On a real GPU the tuner timed launches, not work (no sync): it picked slower convolutions there (resnet18's
+    step 128 ms tuned against 84 ms with im2col forced, benchmarks/NOTES.md change 34). Each trial now waits for the
+    device."""
+    from minidl.kernels import autotune
+    x = minidl.randn(3, 2, 7, 7).to("cuda")
+    w = minidl.randn(4, 2, 3, 3).to("cuda")
+    before = fake_cupy._Device.synchronized
+    old = autotune.set_enabled(True)
+    try:
+        minidl.nn.functional.conv2d(x, w, padding=1)
+    finally:
+        autotune.set_enabled(old)
+    trials = [v for k, v in autotune.cache().items() if k[0] == "conv2d" and k[1].type == "cuda"]
+    assert trials and all(len(times) >= 2 for _, times in trials), trials
+    assert fake_cupy._Device.synchronized - before >= 3 * len(trials[0][1])  # warm-up and two timed runs each
+    minidl.cuda.synchronize()
+    minidl.cuda.synchronize(0)

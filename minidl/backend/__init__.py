@@ -200,6 +200,15 @@ def _require_cuda(dev):
         raise RuntimeError(f"device {dev}: only {n} CUDA device(s) are visible")
 
 
+def synchronize(dev="cuda"):
+    """Wait until the GPU ``dev`` has finished the work queued on it (GPU work is asynchronous)."""
+    dev = Device(dev)
+    if dev.type != "cuda":
+        return
+    _require_cuda(dev)
+    _cupy.cuda.Device(dev.index).synchronize()
+
+
 def get_array_module(*arrays):
     """The array module (numpy or cupy) for these arrays: cupy if any of them lives on a GPU."""
     cp = _loaded_cupy()

@@ -24,7 +24,7 @@ from . import Window, autotune, col2im, conv_direct, conv_direct_grad_w, conv_di
     matmul, name_for
 from . import jit
 from .blas import workers
-from ..backend import device_of
+from ..backend import device_of, synchronize
 
 # Column matrices are built this many bytes at a time (benchmarks/NOTES.md, change 8). Measured: 2 MB chunks
 # lose on small maps (per-chunk overhead); 16 MB chunks stay under glibc's 32 MB mmap ceiling, so a freed
@@ -249,7 +249,8 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
             algos = [a for a in algos if not a.startswith("im2col")]
         elif col_bytes > COL_KEEP_BYTES and len(algos) > 1:
             algos = algos[1:]  # the reference's column matrix would stay alive until backward
-    key = ("conv2d", device_of(x), name_for(x), x.dtype.str, x.shape, w.shape, stride, padding, dilation, groups)
+    dev = device_of(x)
+    key = ("conv2d", dev, name_for(x), x.dtype.str, x.shape, w.shape, stride, padding, dilation, groups)
     gy = []  # the trials' upstream gradient, made by the first trial: a cached choice allocates nothing
 
     def trial(algo):
@@ -260,5 +261,6 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
                 gy.append(xp.ones((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype))
             _, saved = fwd(xp, x, w, None, stride, padding, dilation, groups, out_hw)
             bwd(xp, saved, gy[0], x.shape, stride, padding, dilation, groups, True, True)
+            synchronize(dev)  # a GPU runs the work after the launches return: time it to its end
         return run
     return autotune.choose(key, [(a, trial(a)) for a in algos], lean=LEAN)
