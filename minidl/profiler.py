@@ -21,9 +21,16 @@ the bytes each op allocated, net of what it freed, with tracemalloc (NumPy repor
 every allocation down, so it is off by default, as torch's.
 
 When no profile is active nothing runs per op (``Function.apply`` is swapped for a recording one only while
-a profile records) and the backward engine reads one global per node (benchmarks/NOTES.md, change 31). Times
+a recorder is installed) and the backward engine reads one global per pass (benchmarks/NOTES.md, change 31). Times
 are the CPU's wall clock (``perf_counter_ns``); on a GPU the kernels run asynchronously and an op's time is its
-launch, as torch's CPU columns. One profile records at a time (profiles do not nest).
+launch, as torch's CPU columns.
+
+Profiles compose with each other and with the other instruments: several may record at once (nested in one thread,
+or started in several), each seeing every op of every thread while it records, and ``draw_graph``'s shape pass
+records beside them (autograd/function.py's ``add_recorder``). Each removes only its own recorder, so once all have
+ended nothing is installed, whatever the order they started and ended in. A call under way keeps the recorders it
+started with: a profile that starts during a backward pass records that pass's nodes from the next pass on. (torch
+2.13 records only the thread that started the profile, and its profiles do not overlap.)
 """
 import functools
 import json
@@ -221,8 +228,9 @@ def _shapes(inputs):
 
 
 class _Recorder:
-    """What Function.apply and the backward engine call while a profile records (autograd/function.py's
-    ``_profiler``): begin an event, end it; a per-thread stack gives nesting and self times."""
+    """What Function.apply, the backward engine and Module.__call__ call while a profile records (installed with
+    autograd/function.py's ``add_recorder``): begin an event, end it; a per-thread stack gives nesting and self
+    times."""
 
     def __init__(self, record_shapes, profile_memory):
         self.record_shapes, self.profile_memory = record_shapes, profile_memory
@@ -264,6 +272,34 @@ class _Recorder:
         with self._lock:
             self.events.append(e)
 
+    def finished(self):
+        """The events so far, as a list of their own (an op still running on another thread when the profile
+        stopped may end later; it is not added)."""
+        with self._lock:
+            return list(self.events)
+
+
+_memory_lock = threading.Lock()
+_memory_users = 0           # profiles with profile_memory=True recording now
+_started_tracemalloc = False  # whether they started tracemalloc (then the last one stops it; else the user did)
+
+
+def _trace_memory(on):
+    """Count a profile that measures memory in (on=True) or out: tracemalloc runs while any does, and is stopped
+    after the last only if a profile started it."""
+    global _memory_users, _started_tracemalloc
+    with _memory_lock:
+        if on:
+            if _memory_users == 0 and not tracemalloc.is_tracing():
+                tracemalloc.start()
+                _started_tracemalloc = True
+            _memory_users += 1
+            return
+        _memory_users -= 1
+        if _memory_users == 0 and _started_tracemalloc:
+            tracemalloc.stop()
+            _started_tracemalloc = False
+
 
 class profile:
     """torch.profiler.profile: ``with profile(...) as prof:`` records the block's ops (see the module's text).
@@ -287,27 +323,21 @@ class profile:
         self.step_num = 0
         self._recorder = None
         self._events = []
-        self._tracing_memory = False
 
     # -- recording -------------------------------------------------------------------------------
     def _start(self):
-        if _function._profiler is not None:
-            raise RuntimeError("profile: another profile is already recording (profiles do not nest)")
-        if self.profile_memory and not tracemalloc.is_tracing():
-            tracemalloc.start()
-            self._tracing_memory = True
+        if self.profile_memory:
+            _trace_memory(True)
         self._recorder = _Recorder(self.record_shapes, self.profile_memory)
-        _function.set_profiler(self._recorder)
+        _function.add_recorder(self._recorder)
 
     def _stop(self):
         if self._recorder is None:
             return
-        if _function._profiler is self._recorder:
-            _function.set_profiler(None)
-        if self._tracing_memory:
-            tracemalloc.stop()
-            self._tracing_memory = False
-        self._events = self._recorder.events
+        _function.remove_recorder(self._recorder)
+        if self.profile_memory:
+            _trace_memory(False)
+        self._events = self._recorder.finished()
         self._recorder = None
 
     def _action(self):
@@ -317,7 +347,7 @@ class profile:
         return self._action() in (ProfilerAction.RECORD, ProfilerAction.RECORD_AND_SAVE)
 
     def start(self):
-        if self._records():
+        if self._records() and self._recorder is None:
             self._start()
         return self
 

@@ -1,11 +1,15 @@
 """minidl.utils.draw_graph: the backward graph of a result, its nodes' shapes and saved sizes, the leaves' names, a
-highlighted gradient path, the layout, and that drawing leaves the graph and .grad as they were."""
+highlighted gradient path, the layout, that drawing leaves the graph and .grad as they were, and that its shape
+pass records beside a profile."""
+import threading
+
 import numpy as np
 import pytest
 
 import minidl
 import minidl.nn as nn
 import minidl.nn.functional as F
+from minidl.autograd import function
 from minidl.utils.graph import build_graph
 
 
@@ -49,6 +53,26 @@ def test_drawing_leaves_the_graph_usable_and_grad_untouched(tmp_path):
         np.testing.assert_array_equal(a, p.grad.numpy())
     g = minidl.utils.draw_graph(loss, str(tmp_path / "freed.png"), model=model)  # after a plain backward
     assert all(n["shape"] is None for n in g.nodes if n["kind"] == "op")
+    assert function.installed_recorders() == ((), {})  # its failed shape pass took its recorder off too
+
+
+def test_the_shape_pass_records_on_its_own_thread_beside_a_profile(tmp_path):
+    model, x, y, _ = _lenet_loss()
+    logits = model(x)
+    seen = []
+    logits.register_hook(lambda g: seen.append(function.installed_recorders()))  # runs inside the shape pass
+    loss = F.cross_entropy(logits, y)
+    with minidl.profiler.profile() as prof:
+        g = build_graph(loss, model=model)
+        x.exp()  # the profile goes on recording after the drawing
+    (everywhere, per_thread), = seen
+    assert len(everywhere) == 1  # the profile's, on every thread; the shape pass's only on this one
+    assert list(per_thread) == [threading.get_ident()] and len(per_thread[threading.get_ident()]) == 1
+    names = [e.name for e in prof.events()]
+    assert "ConvolutionBackward0" in names and names[-1] == "exp"  # the shape pass's nodes, then the op after it
+    assert {n["shape"] for n in g.nodes if n["name"] == "ConvolutionBackward0"} == {(4, 6, 28, 28), (4, 16, 10, 10)}
+    assert function.installed_recorders() == ((), {}) and function._profiler is None
+    assert minidl.autograd.Function.__dict__["apply"] is function._plain_apply
 
 
 def test_highlight_marks_every_path_from_the_result_to_one_leaf():

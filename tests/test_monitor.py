@@ -1,5 +1,6 @@
 """minidl.utils.Monitor: per layer and step, the activations' mean, std and zero fraction and the gradient's norm
-and ratio to the weight's, checked against NumPy on a small net; what it records when, and its plots."""
+and ratio to the weight's, checked against NumPy on a small net; what it records when, and its plots (layers named
+by their attribute names, keys clear of the curves)."""
 import numpy as np
 import pytest
 
@@ -7,6 +8,7 @@ import minidl
 import minidl.nn as nn
 import minidl.nn.functional as F
 from minidl import utils
+from minidl.utils import monitor as monitor_module
 
 
 def _net():
@@ -83,3 +85,75 @@ def test_wrong_arguments_are_refused():
         utils.Monitor(_net(), every=0)
     with pytest.raises(ValueError, match="^Monitor.as_arrays: key must be one of"):
         utils.Monitor(_net()).as_arrays("loss")
+
+
+class _Named(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(6, 8)
+        self.block = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)))
+
+
+def _watched_for(steps, **kwargs):
+    minidl.manual_seed(0)
+    net = _Named()
+    mon = utils.Monitor(net, **kwargs)
+    for _ in range(steps):
+        net(minidl.randn(5, 6)).sum().backward()
+        mon.step()
+    return mon
+
+
+def _overlaps(a, b):
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _check_layout(fig):
+    """Every legend and caption lies outside every panel that has curves."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    panels = [ax for ax in fig.axes if ax.lines]
+    keys = list(fig.legends) + [t for ax in fig.axes for t in ax.texts]
+    keys += [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert keys  # the recorded steps' key at least
+    for key in keys:
+        box = key.get_window_extent(renderer)
+        for ax in panels:
+            assert not _overlaps(box, ax.get_window_extent(renderer)), (key, ax.get_title())
+
+
+def test_the_plots_name_each_layer_by_its_attribute_name_and_keep_keys_off_the_curves():
+    import matplotlib.pyplot as plt
+    mon = _watched_for(4)
+    assert mon.names == ["stem", "block.0", "block.1", "head"]
+    with_relu = ["stem", "block.0", "block.1", "head"]
+    weighted = ["stem", "block.0", "head"]  # ReLU has no gradient
+    for monitors in ({"net": mon}, {"a": mon, "b": _watched_for(4)}, {"a": mon, "b": _watched_for(7)}):
+        fig = monitor_module._figure(monitors, None, ("grad_norm", "act_std"))
+        try:
+            _check_layout(fig)
+            panels = [ax for ax in fig.axes if ax.lines]
+            assert len(panels) == 4 * len(monitors)
+            for ax in panels:
+                names = weighted if "grad" in ax.get_title() else with_relu
+                if ax.get_title().endswith("over depth"):
+                    assert [t.get_text() for t in ax.get_xticklabels()] == names
+                else:
+                    assert [line.get_label() for line in ax.lines] == names
+            bars = [ax for ax in fig.axes if hasattr(ax, "_colorbar")]  # one per over-steps panel, naming its lines
+            assert sorted([t.get_text() for t in bar.get_yticklabels()] for bar in bars) == sorted(
+                [weighted, with_relu] * len(monitors))
+        finally:
+            plt.close(fig)
+
+
+def test_many_layers_are_named_evenly_first_and_last_included():
+    names = [f"convs.{k}" for k in range(50)]
+    idx, labels = monitor_module._named_ticks(names)
+    assert idx[0] == 0 and idx[-1] == 49 and len(idx) <= monitor_module._MAX_NAMED
+    assert labels == [names[i] for i in idx] and idx == sorted(set(idx))
+    assert monitor_module._named_ticks(names[:5]) == ([0, 1, 2, 3, 4], names[:5])

@@ -1,6 +1,6 @@
 """minidl.profiler: what it records (forward ops, backward nodes, optimizer ranges, user ranges, on every thread),
-self times of nested events, torch's table, memory, the Chrome trace, schedules, and that it leaves nothing
-behind when it is off."""
+self times of nested events, torch's table, memory, the Chrome trace, schedules, that profiles compose with each
+other and with the other instruments on several threads, and that it leaves nothing behind when it is off."""
 import json
 import threading
 import time
@@ -13,6 +13,13 @@ import minidl
 import minidl.nn.functional as F
 from minidl import profiler
 from minidl.autograd import function
+
+
+def _assert_nothing_installed():
+    """No recorder, the plain Function.apply, no tracer on this thread: what every op costs nothing beyond."""
+    assert function.installed_recorders() == ((), {})
+    assert function._profiler is None and minidl.autograd.Function.__dict__["apply"] is function._plain_apply
+    assert getattr(function._trace, "record", None) is None
 
 
 def _lenet_step():
@@ -180,10 +187,7 @@ def test_nothing_is_left_behind_and_what_is_not_built_is_refused():
         with profiler.profile():
             x.exp()
             raise ZeroDivisionError("inside the block")
-    assert function._profiler is None and minidl.autograd.Function.__dict__["apply"] is function._plain_apply
-    with profiler.profile():
-        with pytest.raises(RuntimeError, match="^profile: another profile is already recording"):
-            profiler.profile().__enter__()
+    _assert_nothing_installed()
     with pytest.raises(ValueError, match="^profile: with_stack=True is not supported"):
         profiler.profile(with_stack=True)
     with pytest.raises(TypeError, match="^profile: activities must be ProfilerActivity values"):
@@ -197,3 +201,115 @@ def test_nothing_is_left_behind_and_what_is_not_built_is_refused():
         y.sum()
     assert "sum" in {e.name for e in prof.events()}
     np.testing.assert_array_equal(x.exp().numpy(), np.exp(x.numpy()))
+
+
+def test_profiles_overlap_each_recording_its_own_span():
+    x = minidl.randn(3)
+    with profiler.profile() as outer:
+        x.exp()
+        with profiler.profile() as inner:  # nested: both record the inner block
+            x.sin()
+        x.cos()
+    assert [e.name for e in outer.events()] == ["exp", "sin", "cos"]
+    assert [e.name for e in inner.events()] == ["sin"]
+    first = profiler.profile().start()  # started and ended out of order
+    x.exp()
+    second = profiler.profile().start()
+    x.sin()
+    first.stop()
+    x.cos()
+    second.stop()
+    x.abs()
+    assert [e.name for e in first.events()] == ["exp", "sin"]
+    assert [e.name for e in second.events()] == ["sin", "cos"]
+    _assert_nothing_installed()
+
+
+def test_overlapping_memory_profiles_keep_tracemalloc_on_until_the_last_ends():
+    import tracemalloc
+    assert not tracemalloc.is_tracing()
+    x = minidl.randn(1000)
+    first = profiler.profile(profile_memory=True).start()
+    second = profiler.profile(profile_memory=True).start()
+    first.stop()
+    assert tracemalloc.is_tracing()  # the second still measures
+    x.exp()
+    second.stop()
+    assert not tracemalloc.is_tracing()
+    (exp,) = second.events()
+    assert exp.cpu_memory_usage >= 1000 * 4
+    tracemalloc.start()  # the user's own tracing is left on
+    try:
+        with profiler.profile(profile_memory=True):
+            x.exp()
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+
+
+def test_instruments_compose_whatever_the_interleaving_across_threads(tmp_path):
+    """A profile ends on one thread while draw_graph's shape pass (which records beside it) runs on another, and a
+    second profile starts there and ends after it; summary, ONNX export and a Monitor run meanwhile. Each sees
+    what it should, and afterwards nothing is installed: ops run the plain apply and a new profile records."""
+    minidl.manual_seed(0)
+    model = minidl.models.LeNet5()
+    x, y = minidl.randn(2, 1, 28, 28), minidl.randint(0, 10, (2,))
+    logits = model(x)
+    barrier = threading.Barrier(2)
+    paused = []
+
+    def pause_once(grad):  # a hook on the logits: runs inside draw_graph's backward pass, in the drawing thread
+        if not paused:
+            paused.append(True)
+            barrier.wait()  # 2: the shape pass is under way
+            barrier.wait()  # 3: the first profile has ended and the second begun on the other thread
+    logits.register_hook(pause_once)
+    loss = F.cross_entropy(logits, y)
+    profiles, errors = {}, []
+
+    def profiling():
+        try:
+            first = profiler.profile().start()
+            profiles["first"] = first
+            barrier.wait()  # 1
+            barrier.wait()  # 2
+            first.stop()
+            profiles["second"] = profiler.profile().start()
+            x.exp()
+            barrier.wait()  # 3
+            barrier.wait()  # 4: the drawing thread is done with every instrument
+            x.cos()
+            profiles["second"].stop()
+        except BaseException as e:  # handed to the test's thread
+            errors.append(e)
+            barrier.abort()
+    other = threading.Thread(target=profiling)
+    other.start()
+    try:
+        barrier.wait()  # 1
+        g = minidl.utils.draw_graph(loss, str(tmp_path / "graph.png"), model=model)
+        minidl.utils.summary(model, (1, 1, 28, 28), print_fn=None)
+        minidl.onnx.export(model, x, str(tmp_path / "lenet.onnx"))
+        monitor = minidl.utils.Monitor(model)
+        F.cross_entropy(model(x), y).backward()
+        monitor.step()
+        monitor.remove()
+        barrier.wait()  # 4
+    finally:
+        other.join()
+    if errors:
+        raise errors[0]
+    assert all(n["shape"] is not None for n in g.nodes if n["kind"] == "op")  # the shape pass saw every node
+    assert monitor.steps == [0]
+    drawer = threading.get_ident()
+    first = {(e.name, e.thread == drawer) for e in profiles["first"].events()}
+    second = {(e.name, e.thread == drawer) for e in profiles["second"].events()}
+    assert ("NllLossBackward0", True) in first and ("ConvolutionBackward0", True) not in first
+    assert {("exp", False), ("cos", False), ("ConvolutionBackward0", True), ("conv2d", True)} <= second
+    _assert_nothing_installed()
+    assert not any(m._forward_hooks for m in model.modules())
+    with profiler.profile() as prof:
+        x.exp()
+    x.sin()
+    assert [e.name for e in prof.events()] == ["exp"]
+    _assert_nothing_installed()

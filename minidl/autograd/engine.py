@@ -6,6 +6,7 @@ sends it a gradient has run (Kahn's order, the most recently readied first), so 
 soon as its last producer has: its hooks fire while the rest of the graph is still being processed.
 """
 from .. import backend
+from ..backend.errors import RuntimeValueError
 from . import function
 from .function import AccumulateGrad, grad_node
 from .grad_mode import set_grad_enabled
@@ -18,7 +19,7 @@ def _as_grad(g, like, op):
     if not isinstance(g, Tensor):
         g = Tensor(g, dtype=like.dtype, device=like.device)
     if g.shape != like.shape:
-        raise RuntimeError(f"{op}: gradient has shape {g.shape}, but the output has shape {like.shape}")
+        raise RuntimeError(f"{op}: gradient has shape {tuple(g.shape)}, but the output has shape {tuple(like.shape)}")
     return g
 
 
@@ -73,7 +74,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
     results = [None] * len(targets or ())
     handed_out = {id(g._data) for g in grad_outputs}  # arrays already someone's: a new .grad must not share them
     ready = [n for n in buffers if count[n] == 0]
-    prof = function._profiler  # minidl.profiler's recorder, if one runs: each node's backward is an event
+    prof = function._profiler  # the recorders' hook, if any is installed: each node's backward is an event
     with backend.np.errstate(all="ignore"), set_grad_enabled(create_graph):
         while ready:
             node = ready.pop()
@@ -119,14 +120,14 @@ def _normalize(outputs, grad_outputs):
     elif isinstance(grad_outputs, Tensor) or not isinstance(grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
     if len(grad_outputs) != len(outputs):
-        raise ValueError(f"backward: got {len(grad_outputs)} gradients for {len(outputs)} outputs")
+        raise RuntimeValueError(f"backward: got {len(grad_outputs)} gradients for {len(outputs)} outputs")
     grads = []
     for t, g in zip(outputs, grad_outputs):
         if not isinstance(t, Tensor):
             raise TypeError(f"backward: outputs must be Tensors, got {type(t).__name__}")
         if g is None and t.numel() != 1:
             raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; the "
-                               f"output has shape {t.shape}, pass gradient=")
+                               f"output has shape {tuple(t.shape)}, pass gradient=")
         grads.append(_as_grad(g, t, "backward"))
     return outputs, grads
 

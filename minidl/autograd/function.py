@@ -22,6 +22,7 @@ import weakref
 from contextlib import contextmanager
 
 from .. import backend
+from ..backend.errors import RuntimeValueError
 from .creation import as_tensor
 from .grad_mode import is_grad_enabled
 from .tensor import Tensor
@@ -31,7 +32,11 @@ _NDARRAY = backend.np.ndarray
 
 
 _trace = threading.local()  # .record: a callable that sees every op this thread applies (minidl.onnx's tracer)
-_profiler = None  # minidl.profiler's recorder while a profile runs (set_profiler): begin(...), end(event, result)
+# What Function.apply (while swapped), the backward engine and Module.__call__ call to report events: None while no
+# recorder is installed (add_recorder), so that instruments cost nothing when off; else the one recorder, or a
+# _FanOut that hands each event to every recorder watching the calling thread. Read it once per call (begin and end
+# go to the same object even if recorders come and go in between).
+_profiler = None
 
 
 @contextmanager
@@ -122,8 +127,8 @@ class Function:
             if t is not None and t._vc[0] != version:
                 raise RuntimeError(
                     f"{self.op_name}: one of the tensors needed for gradient computation has been modified by an "
-                    f"in-place operation: a tensor of shape {t.shape} is at version {t._version}; expected version "
-                    f"{version} instead (change a copy, or change it after backward)")
+                    f"in-place operation: a tensor of shape {tuple(t.shape)} is at version {t._version}; expected "
+                    f"version {version} instead (change a copy, or change it after backward)")
 
     @property
     def saved_tensors(self):
@@ -181,8 +186,8 @@ class Function:
             if not isinstance(g, Tensor):
                 g = Tensor._make(g, requires_grad=wrap, grad_fn=DoubleBackwardError(self) if wrap else None)
             if isinstance(edge, AccumulateGrad) and g.shape != edge.variable.shape:
-                raise RuntimeError(f"{self.op_name}: backward returned a gradient of shape {g.shape} for an input "
-                                   f"of shape {edge.variable.shape}")
+                raise RuntimeError(f"{self.op_name}: backward returned a gradient of shape {tuple(g.shape)} for an "
+                                   f"input of shape {tuple(edge.variable.shape)}")
             yield edge, g
 
     # -- applying -------------------------------------------------------------------------------
@@ -196,8 +201,8 @@ class Function:
         if xp is not backend.np:
             devs = {backend.device_of(a) for a in present}
             if len(devs) > 1:
-                raise ValueError(f"{cls.name or cls.__name__}: expected all tensors on one device, got "
-                                 + " and ".join(sorted(map(str, devs))))
+                raise RuntimeValueError(f"{cls.name or cls.__name__}: expected all tensors on one device, got "
+                                        + " and ".join(sorted(map(str, devs))))
         fn = cls()
         with backend.np.errstate(all="ignore"):  # NaN/inf results are IEEE's, as in torch: no NumPy warnings
             raw = out = fn.forward(xp, *arrays, **params)
@@ -243,9 +248,9 @@ _plain_apply = Function.__dict__["apply"]
 
 @classmethod
 def _profiled_apply(cls, *inputs, **params):
-    """Function.apply while minidl.profiler records: the op as one event around the plain apply."""
+    """Function.apply while a recorder is installed: the op as one event around the plain apply."""
     prof = _profiler
-    if prof is None:  # the profile ended on another thread
+    if prof is None:  # the last recorder went away on another thread
         return _plain_apply.__func__(cls, *inputs, **params)
     event = prof.begin(cls.name or cls.__name__, inputs)
     result = None
@@ -256,12 +261,95 @@ def _profiled_apply(cls, *inputs, **params):
     return result
 
 
-def set_profiler(recorder):
-    """Install minidl.profiler's recorder (None removes it). Only then does Function.apply become the recording
-    one, so that ops pay nothing when no profile runs; the backward engine checks ``_profiler`` once per node."""
+# -- recorders: how instruments (minidl.profiler, draw_graph's shape pass) see ops and backward nodes ---------------
+#
+# A recorder has begin(name, inputs, kind) -> event, begin_node(node, grad) -> event and end(event, result). Any
+# number may be installed at once, from any threads, in any order: each watches every thread (a profile) or one
+# (draw_graph's backward pass), and removing one touches no other. The installed set is one immutable snapshot,
+# replaced under a lock, from which _profiler and Function.apply are derived: once the last recorder is removed,
+# whatever the interleaving, nothing is installed and ops run the plain apply.
+_recorders_lock = threading.Lock()
+_everywhere = ()   # recorders that watch every thread, in the order they were added
+_per_thread = {}   # thread ident -> the recorders that watch only that thread (never an empty tuple)
+
+
+class _FanOut:
+    """The hook while several recorders are installed, or one that watches a single thread: each event goes to the
+    recorders that watch the calling thread, and its token is their (recorder, event) pairs (None: no one
+    watches this thread)."""
+    __slots__ = ("everywhere", "per_thread")
+
+    def __init__(self, everywhere, per_thread):
+        self.everywhere, self.per_thread = everywhere, per_thread
+
+    def _watching(self):
+        return self.everywhere + self.per_thread.get(threading.get_ident(), ())
+
+    def begin(self, name, inputs=(), kind="forward"):
+        return tuple((r, r.begin(name, inputs, kind)) for r in self._watching()) or None
+
+    def begin_node(self, node, grad):
+        return tuple((r, r.begin_node(node, grad)) for r in self._watching()) or None
+
+    def end(self, token, result):
+        for r, event in reversed(token or ()):
+            r.end(event, result)
+
+
+def _refresh():
+    """Derive the hook and Function.apply from the installed recorders (under _recorders_lock)."""
     global _profiler
-    _profiler = recorder
-    Function.apply = _profiled_apply if recorder is not None else _plain_apply
+    if not _everywhere and not _per_thread:
+        _profiler = None
+    elif len(_everywhere) == 1 and not _per_thread:
+        _profiler = _everywhere[0]  # the common case, one profile: no fan-out in between
+    else:
+        _profiler = _FanOut(_everywhere, dict(_per_thread))
+    Function.apply = _profiled_apply if _profiler is not None else _plain_apply
+
+
+def add_recorder(recorder, thread=None):
+    """Install ``recorder``: it sees every op applied and every backward node run on every thread, or, with
+    ``thread`` (a ``threading.get_ident()``), on that thread only. Other recorders stay installed beside it."""
+    global _everywhere
+    with _recorders_lock:
+        if recorder in _everywhere or any(recorder in rs for rs in _per_thread.values()):
+            raise RuntimeError(f"add_recorder: {recorder!r} is already installed")
+        if thread is None:
+            _everywhere = _everywhere + (recorder,)
+        else:
+            _per_thread[thread] = _per_thread.get(thread, ()) + (recorder,)
+        _refresh()
+
+
+def remove_recorder(recorder):
+    """Uninstall ``recorder`` (from any thread); the others stay. Removing one that is not installed does nothing."""
+    global _everywhere
+    with _recorders_lock:
+        _everywhere = tuple(r for r in _everywhere if r is not recorder)
+        for thread, rs in list(_per_thread.items()):
+            rs = tuple(r for r in rs if r is not recorder)
+            if rs:
+                _per_thread[thread] = rs
+            else:
+                del _per_thread[thread]
+        _refresh()
+
+
+@contextmanager
+def recording(recorder, thread=None):
+    """``add_recorder(recorder, thread)`` for the block, removed however the block ends."""
+    add_recorder(recorder, thread)
+    try:
+        yield recorder
+    finally:
+        remove_recorder(recorder)
+
+
+def installed_recorders():
+    """The recorders installed now: (those watching every thread, {thread ident: those watching only it})."""
+    with _recorders_lock:
+        return _everywhere, dict(_per_thread)
 
 
 def _apply_hooks(hooks, grad):

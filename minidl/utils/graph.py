@@ -16,6 +16,7 @@ graph has lost its saved tensors, and the picture then has no shapes or saved si
 """
 import os
 import shutil
+import threading
 
 from ..autograd import function as _function, grad
 from ..autograd.function import AccumulateGrad
@@ -23,8 +24,9 @@ from ..autograd.tensor import Tensor
 
 
 class _ShapeRecorder:
-    """Stands in minidl.profiler's place (autograd/function.py's set_profiler) for one backward pass: the
-    gradient each node receives has the shape of the tensor the node made."""
+    """A recorder (autograd/function.py's add_recorder) on this thread only, for one backward pass: the gradient
+    each node receives has the shape of the tensor the node made. A profile recording meanwhile, here or on
+    another thread, records beside it."""
 
     def __init__(self):
         self.shapes = {}
@@ -116,15 +118,15 @@ def _walk(root):
 
 def _shapes(output, order):
     leaves = [n.variable for n in order if isinstance(n, AccumulateGrad)]
-    recorder, previous = _ShapeRecorder(), _function._profiler
-    _function.set_profiler(recorder)
+    recorder = _ShapeRecorder()
     try:
-        grad(output, leaves or [output], grad_outputs=Tensor._make(output._data * 0 + 1), retain_graph=True,
-             allow_unused=True)
-    except RuntimeError:  # a freed graph (backward already ran without retain_graph): no shapes
+        with _function.recording(recorder, thread=threading.get_ident()):
+            grad(output, leaves or [output], grad_outputs=Tensor._make(output._data * 0 + 1), retain_graph=True,
+                 allow_unused=True)
+    except RuntimeError as e:  # a freed graph (backward already ran without retain_graph): no shapes
+        if isinstance(e, (ValueError, TypeError, IndexError)):  # minidl's argument errors are RuntimeErrors too
+            raise
         return {}
-    finally:
-        _function.set_profiler(previous)
     return recorder.shapes
 
 

@@ -150,21 +150,56 @@ _LABELS = {"grad_ratio": "|grad| / |weight|", "grad_norm": "|grad|", "act_std": 
 _INPUT_LABELS = {"act_std": "input std", "act_mean": "input mean", "act_zeros": "fraction of zeros in the input"}
 
 
-def _panels(axes_steps, axes_depth, title, mon, key, picked, plt):
-    """One statistic of one monitor: a line per layer over steps, and a line per picked step over depth."""
+_MAX_NAMED = 24  # up to this many layers, every one is named on an axis; beyond, evenly chosen ones
+
+
+def _named_ticks(names):
+    """The positions of the layers to name on an axis (all, or evenly spaced ones with the first and the last),
+    and their names."""
+    step = -(-len(names) // _MAX_NAMED)
+    idx = list(range(0, len(names), step))
+    if idx[-1] != len(names) - 1:
+        idx[-1] = len(names) - 1
+    return idx, [names[i] for i in idx]
+
+
+def _layer_key(fig, ax, names, colours):
+    """A colour bar beside ``ax`` that names the layer of each colour, the input side at the top."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    n = len(names)
+    mappable = ScalarMappable(norm=BoundaryNorm(np.arange(n + 1) - 0.5, n), cmap=ListedColormap(colours))
+    idx, labels = _named_ticks(names)
+    bar = fig.colorbar(mappable, ax=ax, ticks=idx, fraction=0.05, pad=0.02, aspect=max(12, 2 * len(labels)))
+    bar.ax.set_yticklabels(labels, fontsize=6 if len(labels) > 8 else 7)
+    bar.ax.tick_params(length=0)
+    bar.ax.invert_yaxis()
+    bar.outline.set_visible(False)
+
+
+def _panels(fig, axes_steps, axes_depth, title, mon, key, picked, plt):
+    """One statistic of one monitor: a line per layer over steps (a colour per layer, named in a colour bar), and a
+    line per picked step over the layers (named on the x axis)."""
     label = (_INPUT_LABELS if mon.inputs else {}).get(key, _LABELS[key])
     prefix = f"{title}: " if title else ""
     values = mon.as_arrays(key)
     cols = np.flatnonzero(~np.all(np.isnan(values), axis=0))  # the layers that have this statistic
+    names = [mon.names[c] for c in cols]
     depth_cmap, step_cmap = plt.get_cmap("viridis"), plt.get_cmap("plasma")
-    for j, col in enumerate(cols):
-        axes_steps.plot(mon.steps, values[:, col], color=depth_cmap(j / max(len(cols) - 1, 1)), lw=1)
+    colours = [depth_cmap(j / max(len(cols) - 1, 1)) for j in range(len(cols))]
+    for col, name, colour in zip(cols, names, colours):
+        axes_steps.plot(mon.steps, values[:, col], color=colour, lw=1, label=name)
     axes_steps.set_xlabel("step")
     axes_steps.set_title(f"{prefix}{label} per layer", fontsize=9)
+    if names:
+        _layer_key(fig, axes_steps, names, colours)
     for j, k in enumerate(picked):
-        axes_depth.plot(np.arange(1, len(cols) + 1), values[k, cols], marker="o", ms=2.5, lw=1,
+        axes_depth.plot(np.arange(len(cols)), values[k, cols], marker="o", ms=2.5, lw=1,
                         color=step_cmap(j / max(len(picked) - 1, 1) * 0.85), label=f"step {mon.steps[k]}")
-    axes_depth.set_xlabel("layer (input side = 1)")
+    idx, ticks = _named_ticks(names) if names else ([], [])
+    crowded = sum(len(t) + 2 for t in ticks) > 40  # more than fits across a panel: upright names
+    axes_depth.set_xticks(idx, ticks, rotation=90 if crowded else 0, fontsize=6 if crowded else 7)
+    axes_depth.set_xlabel("layer (input side first)")
     axes_depth.set_title(f"{prefix}{label} over depth", fontsize=9)
     if key.startswith("grad"):
         axes_steps.set_yscale("log")
@@ -172,32 +207,42 @@ def _panels(axes_steps, axes_depth, title, mon, key, picked, plt):
 
 
 def plot_monitors(monitors, path, steps=None, keys=("grad_ratio", "act_std", "act_zeros")):
-    """Each key over steps with a line per layer (colour = depth: dark is the input side) and over depth with a
-    line per recorded step (``steps``; default the first, two in between and the last). One monitor: those two
-    as two rows. Several (``{name: Monitor}``): a row each, the over-steps panels then the over-depth ones, the
-    gradient columns on one scale for all rows, so that two nets of the same depth (plain and residual) compare
-    at a glance. Gradient quantities use a log scale."""
-    from .plots import _plt, _save
+    """Each key over steps with a line per layer (colour = depth, each colour named by the layer's attribute name
+    in a colour bar beside the panel) and over depth with a line per recorded step (``steps``; default the first,
+    two in between and the last; the layers named on the x axis). One monitor: those two as two rows. Several
+    (``{name: Monitor}``): a row each, the over-steps panels then the over-depth ones, the gradient columns on one
+    scale for all rows, so that two nets of the same depth (plain and residual) compare at a glance. Gradient
+    quantities use a log scale. The recorded steps' key stands to the right of the panels, clear of the curves
+    (one per row when the rows recorded different steps)."""
+    from .plots import _save
+    return _save(_figure(monitors, steps, keys), path)
+
+
+def _figure(monitors, steps, keys):
+    """plot_monitors' figure, not yet saved."""
+    from .plots import _plt
     plt = _plt()
     items = list(monitors.items())
     single = len(items) == 1
     rows, cols = (2, len(keys)) if single else (len(items), 2 * len(keys))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 0.8, 3.4 * rows), squeeze=False, layout="constrained")
+    step_keys = []  # each row's recorded steps: (lines, labels) of its last over-depth panel
     for r, (title, mon) in enumerate(items):
         picked = _picked(mon, steps)
         for c, key in enumerate(keys):
             over_steps, over_depth = (axes[0][c], axes[1][c]) if single else (axes[r][c], axes[r][len(keys) + c])
-            _panels(over_steps, over_depth, title, mon, key, picked, plt)
-            if c == 0:
-                over_depth.legend(fontsize=7)
-        first = axes[0][0] if single else axes[r][0]
-        first.text(0.02, 0.02, "dark = input side, light = output side", transform=first.transAxes, fontsize=7,
-                   color="#444444")
+            _panels(fig, over_steps, over_depth, title, mon, key, picked, plt)
+        step_keys.append((axes[1][-1] if single else axes[r][-1]).get_legend_handles_labels())
+    if all(labels == step_keys[0][1] for _, labels in step_keys):  # the same steps in every row: one key for all
+        fig.legend(*step_keys[0], title="recorded step", fontsize=7, title_fontsize=7, loc="outside right upper")
+    else:
+        for r, (lines, labels) in enumerate(step_keys):  # several rows (one has a single row): beside each
+            axes[r][-1].legend(lines, labels, title="recorded step", fontsize=7, title_fontsize=7, loc="upper left",
+                               bbox_to_anchor=(1.03, 1.0), borderaxespad=0.0)
     if not single:
         for c, key in enumerate(keys + keys):  # a gradient column: one scale for all rows
             if key.startswith("grad"):
                 lims = [axes[r][c].get_ylim() for r in range(rows)]
                 for r in range(rows):
                     axes[r][c].set_ylim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
-    fig.tight_layout()
-    return _save(fig, path)
+    return fig

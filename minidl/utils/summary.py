@@ -226,7 +226,7 @@ def summary(model, input_shape, dtype=None, device=None, print_fn=print):
             stride = ""
             if isinstance(field, tuple) and isinstance(before, tuple) and len(before) == len(field):
                 stride = _describe(tuple((1, f[1] / b[1], 0) for f, b in zip(field, before)))[1]
-            rows.append(dict(name=name or type(mod).__name__, type=type(mod).__name__, output_shape=o.shape,
+            rows.append(dict(name=name or type(mod).__name__, type=type(mod).__name__, output_shape=tuple(o.shape),
                              params=sum(p.numel() for p in own), rf=rf, jump=jump, stride=stride, start=start,
                              flops=_flops(mod, inp[0], o), torch_counted=_torch_counted(mod),
                              activation_bytes=o.numel() * o.element_size()))
