@@ -9,13 +9,14 @@ import argparse
 import datetime
 import os
 import sys
+import tempfile
 import time
 
 import minidl  # before NumPy, so that OpenBLAS's idle threads sleep (see minidl/__init__.py)
 import numpy as np
 from minidl import data, nn, optim, utils
 
-GPU_INSTALL = 'pip install -e ".[gpu]"'  # the README's command
+GPU_INSTALL = minidl.backend.GPU_INSTALL  # the README's command, and minidl's own message
 # the flags that define a run: --resume takes them from the checkpoint (device, data folder, progress may change)
 RUN_FLAGS = ("epochs", "batch_size", "lr", "dataset", "seed", "train_size")
 
@@ -46,7 +47,7 @@ def positive(kind):
     return check
 
 
-def device(text):
+def device_name(text):
     """'cpu', 'cuda' or 'cuda:N'; anything else is refused with the list."""
     name = text.strip().lower()
     if name == "cpu" or name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
@@ -65,22 +66,44 @@ def check_device(p, name):
         p.error(f"--device {name}: {why}; install the GPU extra with: {GPU_INSTALL} (or use --device cpu)")
 
 
-def parser(description, epochs, lr, batch_size=128, distributed=True, progress=True, resume=True, monitor=True):
-    """The flags of the examples that train one net; a script offers only those it uses."""
+# the training images each dataset offers: --train-size is checked against the largest before anything loads,
+# and against the one found (the bundled subset when full MNIST is missing) before the images are converted
+TRAIN_SIZES = {"mnist": ("MNIST", 60000), "fashion-mnist": ("Fashion-MNIST", 60000)}
+DEFAULT_DATA_DIR = "data"
+
+
+def base_parser(description, *, batch_size=128, out_dir="runs", data=True, dataset=True, device=True,
+                progress=True):
+    """The flags every example shares, spelt, checked and explained the same way: --batch-size, --device,
+    --data-dir, --dataset, --no-download, --out-dir, --seed, --no-progress (a script leaves out those it has no
+    use for). :func:`parse` checks them all before any data loads."""
     p = ArgumentParser(description=description, formatter_class=HelpFormatter)
-    p.add_argument("--epochs", type=positive(int), default=epochs, help="training epochs")
     p.add_argument("--batch-size", type=positive(int), default=batch_size, help="images per training step")
-    p.add_argument("--lr", type=positive(float), default=lr, help="peak learning rate (Adam, one-cycle schedule)")
-    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--data-dir", default="data", help="folder with the IDX files (or where to download them)")
-    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist", help="which images")
-    p.add_argument("--train-size", type=positive(int), default=None,
-                   help="train on the first N training images only, for a quick run (default: all)")
-    p.add_argument("--out-dir", default="runs", help="each run writes a folder of its own in here")
+    if device:
+        p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N")
+    if data:
+        p.add_argument("--data-dir", default=None,
+                       help=f"an existing folder with the IDX files (default: {DEFAULT_DATA_DIR}, where they are "
+                            "downloaded to when missing)")
+        if dataset:
+            p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist", help="which images")
+        p.add_argument("--no-download", action="store_true", help="never try the network")
+    p.add_argument("--out-dir", default=out_dir, help="where the outputs go (created if need be; it must be "
+                                                       "writable)")
     p.add_argument("--seed", type=int, default=0, help="random seed (initial weights, shuffling)")
-    p.add_argument("--no-download", action="store_true", help="never try the network")
     if progress:
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def parser(description, epochs, lr, batch_size=128, distributed=True, progress=True, resume=True, monitor=True):
+    """The flags of the examples that train one net: the shared ones and --epochs, --lr, --train-size; a script
+    offers only those it uses."""
+    p = base_parser(description, batch_size=batch_size, progress=progress)
+    p.add_argument("--epochs", type=positive(int), default=epochs, help="training epochs")
+    p.add_argument("--lr", type=positive(float), default=lr, help="peak learning rate (Adam, one-cycle schedule)")
+    p.add_argument("--train-size", type=positive(int), default=None,
+                   help="train on the first N training images only, for a quick run (default: all)")
     if resume:
         p.add_argument("--resume", metavar="PATH", default=None,
                        help="continue the run saved in this checkpoint.npz, with its own settings (default: a new run)")
@@ -96,48 +119,120 @@ def parser(description, epochs, lr, batch_size=128, distributed=True, progress=T
 
 
 def parse(p, argv=None):
-    """Parse, then check what argparse cannot: a GPU that is not there, a checkpoint that is not there."""
+    """Parse, then check what argparse cannot, before any data loads: a GPU that is not there, a data folder or
+    a checkpoint that is not there, an output folder that cannot be written, more training images than the
+    dataset has."""
     args = p.parse_args(argv)
-    check_device(p, args.device)
+    if getattr(args, "device", None) is not None:
+        check_device(p, args.device)
     if getattr(args, "resume", None) and not os.path.isfile(args.resume):
         p.error(f"--resume {args.resume}: no such file")
+    if hasattr(args, "data_dir"):
+        if args.data_dir is None:
+            args.data_dir = DEFAULT_DATA_DIR
+        elif not os.path.isdir(args.data_dir):
+            p.error(f"--data-dir {args.data_dir}: " + ("not a folder" if os.path.exists(args.data_dir) else
+                                                        "no such folder (create it to download the files into it)"))
+    if getattr(args, "train_size", None) is not None and not getattr(args, "resume", None):
+        name, largest = TRAIN_SIZES[getattr(args, "dataset", "mnist")]
+        if args.train_size > largest:
+            p.error(f"--train-size {args.train_size}: {name} has {largest} training images")
+    why = unwritable(args.out_dir)
+    if why:
+        p.error(f"--out-dir {args.out_dir}: {why}")
+    args.parser = p  # the checks after the data is found (train_size_error) report through it
     return args
 
 
+def unwritable(folder):
+    """Why files cannot be written in ``folder`` (created if need be), or None: the nearest existing folder on its
+    path must be a writable folder. Nothing is created."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        return f"{path} is a file, not a folder"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable"
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return f"cannot write in {path} ({exc.strerror or exc})"
+    return None
+
+
+def train_size_error(args, train, name):
+    """The one-line error for a --train-size larger than the training set found (None when it fits)."""
+    size = getattr(args, "train_size", None)
+    if size is not None and size > len(train):
+        return f"--train-size {size}: {name} has {len(train)} training images"
+    return None
+
+
 def load_datasets(args):
-    """Full MNIST / Fashion-MNIST when on disk or downloadable; otherwise, for MNIST, the bundled subset."""
+    """Full MNIST / Fashion-MNIST when on disk or downloadable; otherwise, for MNIST, the bundled subset. A
+    --train-size larger than the training set found is refused here, before the images are converted."""
     to_tensor = data.transforms.Compose([data.transforms.ToTensor(), data.transforms.Normalize([0.1307], [0.3081])])
     cls = data.MNIST if args.dataset == "mnist" else data.FashionMNIST
+    root = args.data_dir or DEFAULT_DATA_DIR
     try:
-        train = cls(args.data_dir, train=True, transform=to_tensor, download=not args.no_download)
-        test = cls(args.data_dir, train=False, transform=to_tensor, download=not args.no_download)
-        print(f"data: full {cls.__name__} from {train.source} ({len(train)} train / {len(test)} test images)")
+        train = cls(root, train=True, transform=to_tensor, download=not args.no_download)
+        test = cls(root, train=False, transform=to_tensor, download=not args.no_download)
+        name = f"full {cls.__name__}"
+        said = f"data: {name} from {train.source} ({len(train)} train / {len(test)} test images)"
     except (data.DatasetNotFoundError, ValueError) as exc:
-        if args.dataset != "mnist":
-            raise SystemExit(f"{cls.__name__} is not available: {exc}\nInstall Debian's dataset-fashion-mnist "
+        # the first line only (the rest repeats it, mirror by mirror), without the class name and the hint for
+        # code (download=True) that does not apply to a command line
+        first = str(exc).splitlines()[0].removeprefix(f"{cls.__name__}: ").replace(
+            "; pass download=True to fetch it", "")
+        if args.dataset != "mnist":  # the first line only: the rest repeats it (the mirrors tried)
+            raise SystemExit(f"{cls.__name__} is not available: {first}\nInstall Debian's dataset-fashion-mnist "
                              "package or put the IDX files in --data-dir.") from None
-        first = str(exc).splitlines()[0]
         train, test = data.MNISTSubset(True, to_tensor), data.MNISTSubset(False, to_tensor)
-        print(f"data: full MNIST not available ({first}); using the bundled MNIST subset "
-              f"({len(train)} train / {len(test)} test images)")
+        said = (f"data: full MNIST not available ({first}); using the bundled MNIST subset ({len(train)} train / "
+                f"{len(test)} test images)")
+        name = "the bundled MNIST subset (full MNIST was not found)"
+    error = train_size_error(args, train, name)
+    if error:
+        parser = getattr(args, "parser", None)
+        if parser is None:
+            raise SystemExit(error)
+        parser.error(error)
+    print(said)
     return train, test
 
 
-def train_epochs(model, loader, epochs, lr):
+def train_epochs(model, loader, epochs, lr, progress=True, desc="train"):
     """Adam with a one-cycle schedule on the parameters that require grad, no evaluation (the examples that
-    train several nets); returns how many parameters it trained."""
+    train several nets), with a progress bar over all its steps unless ``progress`` is False; returns how many
+    parameters it trained."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = optim.Adam(params, lr=lr)
     sched = optim.lr_scheduler.OneCycleLR(opt, lr, epochs=epochs, steps_per_epoch=len(loader))
     loss_fn = nn.CrossEntropyLoss()
-    for _ in range(epochs):
-        model.train()
-        for x, y in loader:
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-            sched.step()
+    bar = progress_bar(desc, epochs * len(loader), progress)
+    try:
+        for _ in range(epochs):
+            model.train()
+            for x, y in loader:
+                opt.zero_grad()
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                bar.update(1)
+    finally:
+        bar.close()
     return sum(p.numel() for p in params)
+
+
+def progress_bar(desc, total, enabled):
+    """A tqdm bar advanced by hand (``update(1)`` after a step, the postfix set just before), gone when closed;
+    a bar that does nothing when not ``enabled``. Plain tqdm, never wrapped around a loader."""
+    from tqdm import tqdm
+    return tqdm(desc=desc, total=total, leave=False, dynamic_ncols=True, disable=not enabled)
 
 
 def _quiet(fn, *args):

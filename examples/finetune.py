@@ -18,8 +18,7 @@ It is what one does in PyTorch with a torchvision model:
 import argparse
 import os
 
-from _common import (ArgumentParser, HelpFormatter, as_arrays, device, load_datasets, parse, positive,
-                     train_epochs as train)
+from _common import as_arrays, base_parser, load_datasets, parse, positive, train_epochs as train
 
 import minidl
 import numpy as np
@@ -66,7 +65,7 @@ _TO_TENSOR = minidl.data.transforms.Compose([minidl.data.transforms.ToTensor(),
 
 
 def main():
-    p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = base_parser(__doc__, dataset=False)  # --batch-size, --device, --data-dir, --out-dir, --seed, ...
     p.add_argument("--source-epochs", type=positive(int), default=4, help="epochs on the source images")
     p.add_argument("--source-size", type=positive(int), default=None,
                    help="source training images used (default: all; Fashion-MNIST has 60,000)")
@@ -76,15 +75,9 @@ def main():
                    help="the new head: the linear layers from this one on (fc3: the last layer alone)")
     p.add_argument("--target-size", type=positive(int), default=1000,
                    help="target training images used (few: where transfer helps)")
-    p.add_argument("--batch-size", type=positive(int), default=128, help="images per training step")
     p.add_argument("--lr", type=positive(float), default=1e-2, help="peak learning rate on the target (Adam, "
                                                                    "one-cycle)")
     p.add_argument("--source-lr", type=positive(float), default=3e-3, help="peak learning rate on the source")
-    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--data-dir", default="data", help="folder with the IDX files")
-    p.add_argument("--out-dir", default="runs", help="where the two state_dicts go")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--no-download", action="store_true", help="never try the network")
     args = parse(p)
     minidl.manual_seed(args.seed)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -93,7 +86,8 @@ def main():
 
     # 1. the base model, trained on the source images and saved
     base = LeNet5().to(args.device)
-    train(base, src_train, args.source_epochs, args.source_lr)
+    progress = not args.no_progress
+    train(base, src_train, args.source_epochs, args.source_lr, progress, desc=f"base on {source}")
     print(f"base: LeNet-5 on {source} ({len(src_train.dataset)} images, {args.source_epochs} epochs): "
           f"test accuracy {100 * utils.evaluate(base, src_test)['acc']:.2f}%")
     minidl.save(base.state_dict(), path)
@@ -108,7 +102,7 @@ def main():
         setattr(model, name, nn.Linear(cin, cout).to(args.device))
     body = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()
             if not k.startswith(tuple(name + "." for name, _, _ in new))}
-    n_trained = train(model, tgt_train, args.epochs, args.lr)
+    n_trained = train(model, tgt_train, args.epochs, args.lr, progress, desc="new head")
     unchanged = all((v == model.state_dict()[k].detach().numpy()).all() for k, v in body.items())
     head = utils.evaluate(model, tgt_test)["acc"]
     head_names = "+".join(name for name, _, _ in new)
@@ -119,7 +113,7 @@ def main():
     # 3. the same net from scratch on the same digits, every parameter trained
     minidl.manual_seed(args.seed)
     scratch = LeNet5().to(args.device)
-    train(scratch, tgt_train, args.epochs, args.lr)
+    train(scratch, tgt_train, args.epochs, args.lr, progress, desc="from scratch")
     print(f"from scratch: LeNet-5 on {target} ({len(tgt_train.dataset)} images, {args.epochs} epochs): test accuracy "
           f"{100 * utils.evaluate(scratch, tgt_test)['acc']:.2f}%")
     minidl.save(model.state_dict(), os.path.join(args.out_dir, "lenet5_finetuned.pt"))

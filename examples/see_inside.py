@@ -8,7 +8,7 @@ monitor's figure).
 """
 import os
 
-from _common import ArgumentParser, HelpFormatter, positive
+from _common import base_parser, parse, positive, progress_bar
 
 import minidl
 import minidl.nn.functional as F
@@ -16,12 +16,9 @@ from minidl import data, models, optim, profiler, utils
 
 
 def main(argv=None):
-    p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = base_parser(__doc__, batch_size=64, out_dir=os.path.join("runs", "see_inside"), data=False, device=False)
     p.add_argument("--steps", type=positive(int), default=300, help="training steps watched by the monitor")
-    p.add_argument("--batch-size", type=positive(int), default=64, help="images per step")
-    p.add_argument("--out-dir", default=os.path.join("runs", "see_inside"), help="where the files go")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     os.makedirs(args.out_dir, exist_ok=True)
     out = lambda name: os.path.join(args.out_dir, name)  # noqa: E731
     minidl.manual_seed(args.seed)
@@ -66,14 +63,18 @@ def main(argv=None):
 
     monitor = utils.Monitor(model, inputs=True)
     done = 0
+    bar = progress_bar("monitored steps", args.steps, not args.no_progress)
     while done < args.steps:
         for x, y in loader:
             loss = step(x, y)
             monitor.step()
             opt.step()
             done += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            bar.update(1)
             if done == args.steps:
                 break
+    bar.close()
     monitor.remove()
     monitor.plot(out("monitor.png"), title="LeNet-5")
     print(f"\n4. {args.steps} steps watched by utils.Monitor (last loss {loss.item():.3f}): {out('monitor.png')}")

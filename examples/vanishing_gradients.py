@@ -7,8 +7,7 @@ does not move; with shortcuts the gradient is about as large at every depth, and
 """
 import os
 
-from _common import ArgumentParser, HelpFormatter, positive
-from tqdm.auto import tqdm
+from _common import base_parser, parse, positive, progress_bar
 
 import minidl
 import numpy as np
@@ -43,7 +42,7 @@ def train(model, loader, steps, lr, name, progress):
     monitor = utils.Monitor(model, layers=[f"convs.{k}" for k in range(len(model.convs))])
     opt = optim.Adam(model.parameters(), lr=lr)
     losses = []
-    bar = tqdm(total=steps, desc=name, leave=False, disable=not progress)
+    bar = progress_bar(name, steps, progress)
     while len(losses) < steps:
         for x, y in loader:
             opt.zero_grad()
@@ -52,8 +51,8 @@ def train(model, loader, steps, lr, name, progress):
             monitor.step()
             opt.step()
             losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
             if len(losses) == steps:
                 break
     bar.close()
@@ -62,15 +61,11 @@ def train(model, loader, steps, lr, name, progress):
 
 
 def main(argv=None):
-    p = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = base_parser(__doc__, batch_size=64, data=False, device=False)  # --out-dir, --seed, --no-progress
     p.add_argument("--depth", type=positive(int), default=20, help="conv layers after the stem")
     p.add_argument("--steps", type=positive(int), default=150, help="training steps of each net")
-    p.add_argument("--batch-size", type=positive(int), default=64, help="images per step")
     p.add_argument("--lr", type=positive(float), default=1e-3, help="learning rate (Adam)")
-    p.add_argument("--out-dir", default="runs", help="where the figures go")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     ds = data.MNISTSubset(True)
     x_all = ((ds.data.float() / 255 - 0.1307) / 0.3081).unsqueeze(1)
     losses, monitors = {}, {}

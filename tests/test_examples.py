@@ -23,6 +23,7 @@ import _common  # noqa: E402
 
 
 def _cmd(name, *args, tmp_path):
+    (tmp_path / "nodata").mkdir(exist_ok=True)  # an empty data folder: the bundled subset
     return [sys.executable, os.path.join(EXAMPLES, name), "--no-download", "--out-dir", str(tmp_path / "runs"),
             "--data-dir", str(tmp_path / "nodata"), *args]
 
@@ -52,7 +53,7 @@ def test_mnist_lenet_trains_into_a_run_folder_of_its_own(tmp_path):
         assert os.path.isfile(os.path.join(folder, f)), f
     state = minidl.utils.load_checkpoint(os.path.join(folder, "checkpoint.npz"), models.LeNet5())
     assert state["epoch"] == 2 and abs(100 * state["extra"]["test_acc"] - _accuracy(r.stdout)) < 1e-9
-    assert not os.path.exists(tmp_path / "nodata"), "the failed download left a folder behind"
+    assert not os.listdir(tmp_path / "nodata"), "the failed download left something behind"
     # a second run gets a folder of its own: the first run's checkpoint is not overwritten
     r2 = _run_example("mnist_lenet.py", "--epochs", "1", "--train-size", "256", tmp_path=tmp_path)
     assert r2.returncode == 0, r2.stderr[-3000:]
@@ -86,15 +87,17 @@ class _StopsAt(models.LeNet5):
 
 
 def test_an_interrupted_then_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, capsys):
-    flags = ["--epochs", "3", "--train-size", "512", "--batch-size", "64", "--no-progress", "--no-download",
-             "--data-dir", str(tmp_path / "nodata")]
+    """... also when the progress bars were on in one part and off in another: bars change no number."""
+    (tmp_path / "nodata").mkdir()
+    flags = ["--epochs", "3", "--train-size", "512", "--batch-size", "64", "--no-download", "--data-dir",
+             str(tmp_path / "nodata")]
     p = _common.parser("test", epochs=3, lr=3e-3)
-    _common.run(models.LeNet5, p.parse_args(flags + ["--out-dir", str(tmp_path / "a")]), "lenet5")
+    _common.run(models.LeNet5, p.parse_args(flags + ["--out-dir", str(tmp_path / "a")]), "lenet5")  # bars on
     whole, = glob.glob(str(tmp_path / "a" / "*" / "checkpoint.npz"))
 
     _StopsAt.calls, _StopsAt.stop_at = 0, 8 + 3  # 8 steps an epoch: Ctrl-C in the middle of epoch 2
     with pytest.raises(SystemExit) as stop:
-        _common.run(_StopsAt, p.parse_args(flags + ["--out-dir", str(tmp_path / "b")]), "lenet5")
+        _common.run(_StopsAt, p.parse_args(flags + ["--no-progress", "--out-dir", str(tmp_path / "b")]), "lenet5")
     assert stop.value.code == 130
     last = capsys.readouterr().out.strip().splitlines()[-1]
     ckpt, = glob.glob(str(tmp_path / "b" / "*" / "checkpoint.npz"))
@@ -102,8 +105,8 @@ def test_an_interrupted_then_resumed_run_ends_with_the_weights_of_an_uninterrupt
                     f"{_common._resume_command(ckpt)}")
     assert minidl.utils.load_checkpoint(ckpt)["epoch"] == 1
 
-    _common.run(models.LeNet5, p.parse_args(["--resume", ckpt, "--no-progress", "--no-download", "--data-dir",
-                                             str(tmp_path / "nodata")]), "lenet5")
+    _common.run(models.LeNet5, p.parse_args(["--resume", ckpt, "--no-download", "--data-dir",
+                                             str(tmp_path / "nodata")]), "lenet5")  # bars on again
     assert "resuming" in capsys.readouterr().out
     a, b = models.LeNet5(), models.LeNet5()
     ra, rb = minidl.utils.load_checkpoint(whole, a), minidl.utils.load_checkpoint(ckpt, b)
@@ -111,6 +114,75 @@ def test_an_interrupted_then_resumed_run_ends_with_the_weights_of_an_uninterrupt
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         np.testing.assert_array_equal(va.numpy(), vb.numpy(), err_msg=k)
     assert ra["extra"]["history"]["train_loss"] == rb["extra"]["history"]["train_loss"]
+
+
+def _in_a_terminal(cmd, cwd, width=150):
+    """Run ``cmd`` with a pseudo-terminal of ``width`` columns as its stdin, stdout and stderr (so tqdm draws as it
+    does for a user); returns the exit status and the raw bytes written, decoded."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, width, 0, 0))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL="0", COLUMNS=str(width))  # a bar every step
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, start_new_session=True)
+    os.close(slave)
+    raw = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            raw += chunk
+        return proc.wait(timeout=600), raw.decode("utf-8", "replace")
+    finally:
+        proc.kill()
+        os.close(master)
+
+
+def _screen(raw):
+    """The lines a terminal shows after ``raw`` (its whole scrollback): carriage returns, newlines, cursor-up and
+    erase-in-line applied; other escape sequences ignored."""
+    lines, row, col = [""], 0, 0
+    for m in re.finditer(r"\x1b\[(\d*)([A-Za-z])|\x1b[^\[]|\r|\n|[^\x1b\r\n]+", raw):
+        text = m.group(0)
+        if m.group(2) == "A":
+            row = max(0, row - int(m.group(1) or 1))
+        elif m.group(2) == "K":
+            lines[row] = "" if m.group(1) == "2" else lines[row][:col]
+        elif text == "\r":
+            col = 0
+        elif text == "\n":
+            row += 1
+            lines.extend([""] * (row + 1 - len(lines)))
+        elif not text.startswith("\x1b"):
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + text + line[col + len(text):]
+            col += len(text)
+    return [line.rstrip() for line in lines]
+
+
+def test_the_terminal_transcript_with_progress_bars_reads_cleanly(tmp_path):
+    """In a real pseudo-terminal: every epoch line stands on a line of its own (never glued to a bar), no bar is
+    left behind, and every bar drawn with a loss shows the steps done (not a stale 0/N)."""
+    code, raw = _in_a_terminal(_cmd("mnist_lenet.py", "--epochs", "2", "--train-size", "256", "--batch-size", "32",
+                                    tmp_path=tmp_path), tmp_path)
+    assert code == 0, raw[-3000:]
+    screen = _screen(raw)
+    epoch_lines = [ln for ln in screen if "train loss" in ln]
+    assert len(epoch_lines) == 2, screen
+    for k, line in enumerate(epoch_lines, 1):
+        assert re.fullmatch(rf"epoch  {k}/2  train loss [\d.]+ acc [\d.]+  test loss [\d.]+ acc [\d.]+  \(train "
+                            r"[\d.]+ s, test [\d.]+ s\)", line), screen
+    assert not [ln for ln in screen if "it/s" in ln or "%|" in ln], screen  # the bars are gone
+    assert re.match(r"test accuracy: [\d.]+%", [ln for ln in screen if ln][-2]), screen
+    renders = [r for r in re.split(r"[\r\n]", raw) if "loss=" in r]
+    counts = [int(re.search(r"\|\s*(\d+)/8 \[", r).group(1)) for r in renders]
+    assert counts and min(counts) >= 1 and counts.count(8) == 2, renders
 
 
 def test_ctrl_c_prints_one_line_naming_the_checkpoint_and_the_resume_command(tmp_path):
@@ -144,6 +216,9 @@ def test_ctrl_c_prints_one_line_naming_the_checkpoint_and_the_resume_command(tmp
     (["--epochs", "two"], "argument --epochs: expected a positive int, got 'two'"),
     (["--device", "gpu"], "argument --device: unknown device 'gpu': expected one of cpu, cuda, cuda:N"),
     (["--resume", "nowhere.npz"], "--resume nowhere.npz: no such file"),
+    (["--train-size", "999999"], "--train-size 999999: MNIST has 60000 training images"),
+    (["--train-size", "60001", "--dataset", "fashion-mnist"],
+     "--train-size 60001: Fashion-MNIST has 60000 training images"),
 ])
 def test_impossible_flags_give_one_line_before_any_data_is_loaded(flags, message, tmp_path):
     r = _run_example("mnist_lenet.py", *flags, tmp_path=tmp_path)
@@ -151,13 +226,48 @@ def test_impossible_flags_give_one_line_before_any_data_is_loaded(flags, message
     assert r.stderr == f"mnist_lenet.py: error: {message} (see --help)\n"
 
 
+def test_a_data_dir_or_out_dir_that_cannot_serve_is_refused_before_any_data_is_loaded(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    for script in ("mnist_lenet.py", "finetune.py"):  # one parser checks them all: two scripts stand for them
+        r = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--data-dir", str(tmp_path / "none")],
+                           capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 2 and r.stdout == "", r.stdout
+        assert r.stderr == (f"{script}: error: --data-dir {tmp_path / 'none'}: no such folder (create it to download "
+                            "the files into it) (see --help)\n")
+    for script in ("prune_lenet.py", "see_inside.py"):
+        out = tmp_path / "a-file" / "runs"
+        r = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--out-dir", str(out)],
+                           capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 2 and r.stdout == "", r.stdout
+        assert r.stderr == (f"{script}: error: --out-dir {out}: {tmp_path / 'a-file'} is a file, not a folder "
+                            "(see --help)\n")
+
+
+def test_a_train_size_beyond_the_bundled_subset_names_its_size_before_converting_images(tmp_path):
+    r = _run_example("mnist_lenet.py", "--train-size", "8001", tmp_path=tmp_path)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr == ("mnist_lenet.py: error: --train-size 8001: the bundled MNIST subset (full MNIST was not "
+                        "found) has 8000 training images (see --help)\n")
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_fashion_mnist_missing_says_so_once(tmp_path):
+    if _fashion_mnist_installed():
+        pytest.skip("Fashion-MNIST is installed here")
+    r = _run_example("mnist_lenet.py", "--dataset", "fashion-mnist", tmp_path=tmp_path)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 1 and r.stdout == "" and len(lines) == 2, r.stderr
+    assert lines[0].startswith("FashionMNIST is not available: train-images-idx3-ubyte[.gz] not found in ")
+    assert "download=True" not in r.stderr and lines[1].startswith("Install Debian's dataset-fashion-mnist")
+
+
 @pytest.mark.skipif(minidl.cuda.is_available(), reason="a GPU is usable here")
 def test_device_cuda_without_a_gpu_gives_the_install_command_before_any_data_is_loaded(tmp_path):
     r = _run_example("mnist_lenet.py", "--device", "cuda", tmp_path=tmp_path)
     assert r.returncode == 2 and r.stdout == ""
-    assert len(r.stderr.splitlines()) == 1 and 'pip install -e ".[gpu]"' in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and minidl.backend.GPU_INSTALL in r.stderr, r.stderr
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    assert 'pip install -e ".[gpu]"' in readme  # the same command as the README's
+    assert minidl.backend.GPU_INSTALL in readme  # one command: the README's, the example's and minidl's own
 
 
 @pytest.mark.parametrize("script", ["mnist_lenet.py", "mnist_inception.py", "mnist_resnet.py", "prune_lenet.py",
@@ -177,11 +287,15 @@ def test_help_shows_every_default_and_keeps_usage_lines(script):
     assert doc_lines, f"{script}: the usage examples were reflowed into a paragraph"
 
 
-def test_scripts_offer_only_the_flags_they_use():
-    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "prune_lenet.py"), "--help"], capture_output=True,
-                       text=True)
-    for flag in ("--distributed", "--no-progress", "--resume"):
-        assert flag not in r.stdout
+def test_scripts_offer_only_the_flags_they_use_and_share_the_others():
+    helps = {script: subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--help"], capture_output=True,
+                                    text=True, env=dict(os.environ, COLUMNS="200")).stdout
+             for script in ("prune_lenet.py", "finetune.py", "see_inside.py", "vanishing_gradients.py")}
+    for flag in ("--distributed", "--resume", "--monitor"):
+        assert flag not in helps["prune_lenet.py"]
+    for script, text in helps.items():  # every example takes --no-progress, --seed, --out-dir, --batch-size
+        for flag in ("--no-progress", "--seed", "--out-dir", "--batch-size"):
+            assert flag in text, (script, flag)
 
 
 def test_the_sibling_examples_run(tmp_path):
@@ -234,7 +348,7 @@ def test_the_monitor_flag_writes_the_monitor_figure(tmp_path):
 
 def test_prune_example_prunes_keeps_zeros_through_fine_tuning_and_plots(tmp_path):
     r = _run_example("prune_lenet.py", "--epochs", "2", "--train-size", "3000", "--sparsity", "0.5", "0.9",
-                     tmp_path=tmp_path, no_progress=False)  # it has no progress bars to switch off
+                     tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     dense = float(re.search(r"dense LeNet-5: test accuracy ([\d.]+)%", r.stdout).group(1))
     rows = re.findall(r"sparsity\s+(\d+)%: (\d+)/(\d+) weights pruned \((\d+) zeros after remove\); accuracy ([\d.]+)% "
@@ -243,6 +357,10 @@ def test_prune_example_prunes_keeps_zeros_through_fine_tuning_and_plots(tmp_path
     for s, pruned, total, zeros, _, _ in rows:
         assert int(pruned) == round(int(s) / 100 * int(total)) and int(zeros) >= int(pruned)
     assert float(rows[0][4]) > dense - 5 and float(rows[1][5]) > 70, r.stdout
+    # each layer by its name in the model, as the feature-map and monitor plots name them
+    layers = re.findall(r"fine-tuning  \[(.*)\]", r.stdout)
+    assert len(layers) == 2 and all(re.fullmatch(r"conv1 \d+%, conv2 \d+%, fc1 \d+%, fc2 \d+%, fc3 \d+%", t)
+                                    for t in layers), r.stdout
     png, = glob.glob(str(tmp_path / "runs" / "lenet5_pruning_mnist_*" / "accuracy_vs_sparsity.png"))
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -257,6 +375,7 @@ def _fashion_mnist_installed():
 
 
 def _finetune(tmp_path, data_dir):
+    os.makedirs(data_dir, exist_ok=True)
     r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "finetune.py"), "--no-download", "--out-dir",
                         str(tmp_path), "--data-dir", data_dir, "--source-size", "3000", "--source-epochs", "1",
                         "--epochs", "2"], capture_output=True, text=True, timeout=900, cwd=tmp_path)

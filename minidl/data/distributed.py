@@ -1,17 +1,19 @@
 """DistributedSampler: each rank's share of a dataset, as torch.utils.data.distributed.DistributedSampler."""
 import math
 
-import numpy as np
+from .. import backend
+from .sampler import Sampler
 
 
-class DistributedSampler:
+class DistributedSampler(Sampler[int]):
     """The indices of one rank: shuffled with a seed shared by all ranks (plus the epoch, see ``set_epoch``),
     padded by repeating the first indices so that every rank gets the same number (or, with ``drop_last``,
     cut to a multiple of the world size), then every ``num_replicas``-th index from ``rank`` on. The shards of
     one epoch are disjoint and together cover the dataset.
 
-    The shuffle uses NumPy's generator (seeded with seed + epoch), so the order differs from torch's, which
-    uses torch's generator; the sharding and padding are torch's."""
+    The shuffle is a permutation from a minidl.Generator seeded with seed + epoch (NumPy's PCG64, where torch's
+    is its Mersenne twister, so the order differs from torch's); the sharding and padding are torch's. The
+    global generator is not touched."""
 
     def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
         from .. import distributed as dist
@@ -40,7 +42,9 @@ class DistributedSampler:
     def __iter__(self):
         n = len(self.dataset)
         if self.shuffle:
-            indices = np.random.default_rng(self.seed + self.epoch).permutation(n).tolist()
+            from ..autograd.creation import Generator
+            gen = Generator().manual_seed(self.seed + self.epoch)
+            indices = backend.draw_from(gen, "cpu", "DistributedSampler").permutation(n).tolist()
         else:
             indices = list(range(n))
         if not self.drop_last:

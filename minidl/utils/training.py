@@ -1,4 +1,6 @@
-"""A plain training loop with tqdm progress bars (tqdm is imported lazily, on first use).
+"""A plain training loop with tqdm progress bars (tqdm is imported lazily, on first use). The bars never touch the
+loader or the random generators, so a run with bars and one without train on the same batches, bit for bit; lines
+are printed with the bars cleared, so that a terminal's transcript reads cleanly.
 
 In a distributed job (minidl.distributed) only rank 0 shows progress and logs; the training metrics are summed
 over the ranks, and so are the test metrics when the test loader is sharded by a DistributedSampler."""
@@ -12,36 +14,67 @@ from ..autograd import no_grad
 from .metrics import accuracy
 
 
-def _bar(iterable, desc, total, enabled):
+class _NoBar:
+    """What a switched-off bar is: every call does nothing."""
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(desc, total, enabled):
+    """A progress bar advanced by hand (``update`` after each step), never wrapped around the loader: the loop
+    alone calls ``iter(loader)``, and the count moves with the postfix. Plain ``tqdm`` (not tqdm.auto, whose
+    asyncio bar calls ``iter()`` on what it wraps), on rank 0 only."""
     if not enabled or dist.rank() != 0:
-        return iterable
-    from tqdm.auto import tqdm
-    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(desc=desc, total=total, leave=False, dynamic_ncols=True)
+
+
+def _say(log, text, progress):
+    """``log(text)`` with the progress bars cleared first and drawn again after (tqdm's external_write_mode, what
+    tqdm.write does), so that a line never lands on a half-drawn bar."""
+    if not progress or dist.rank() != 0:
+        log(text)
+        return
+    from tqdm import tqdm
+    with tqdm.external_write_mode():
+        log(text)
 
 
 def train_one_epoch(model, loader, optimizer, loss_fn, scheduler=None, progress=True, desc="train", monitor=None):
     """One pass over ``loader``; returns mean loss, accuracy and seconds. ``scheduler`` steps per batch;
-    ``monitor`` (a :class:`minidl.utils.Monitor`) records each step's activations and gradients."""
+    ``monitor`` (a :class:`minidl.utils.Monitor`) records each step's activations and gradients; ``progress``
+    shows a bar (count, running loss and accuracy) while it runs, gone when it returns."""
     model.train()
     total_loss = correct = seen = 0
     t0 = time.perf_counter()
-    bar = _bar(loader, desc, len(loader), progress)
-    for x, y in bar:
-        optimizer.zero_grad()
-        out = model(x)
-        loss = loss_fn(out, y)
-        loss.backward()
-        if monitor is not None:
-            monitor.step()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        n = y.shape[0]
-        total_loss += loss.item() * n
-        correct += accuracy(out.detach(), y) * n
-        seen += n
-        if progress and dist.rank() == 0:
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+    bar = _bar(desc, len(loader), progress)
+    try:
+        for x, y in loader:
+            optimizer.zero_grad()
+            out = model(x)
+            loss = loss_fn(out, y)
+            loss.backward()
+            if monitor is not None:
+                monitor.step()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            n = y.shape[0]
+            total_loss += loss.item() * n
+            correct += accuracy(out.detach(), y) * n
+            seen += n
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+            bar.update(1)  # the count and the postfix are drawn together
+    finally:
+        bar.close()
     if dist.world_size() > 1:  # over the global batch: every rank's share
         sums = np.array([total_loss, correct, seen], dtype=np.float64)
         dist.all_reduce(sums)
@@ -55,13 +88,18 @@ def evaluate(model, loader, loss_fn=None, progress=False, desc="test"):
     model.eval()
     total_loss = seen = 0
     preds, targets = [], []
-    for x, y in _bar(loader, desc, len(loader), progress):
-        out = model(x)
-        if loss_fn is not None:
-            total_loss += loss_fn(out, y).item() * y.shape[0]
-        seen += y.shape[0]
-        preds.append(backend.to_device(out._data.argmax(axis=1), "cpu"))
-        targets.append(backend.to_device(y._data, "cpu"))
+    bar = _bar(desc, len(loader), progress)
+    try:
+        for x, y in loader:
+            out = model(x)
+            if loss_fn is not None:
+                total_loss += loss_fn(out, y).item() * y.shape[0]
+            seen += y.shape[0]
+            preds.append(backend.to_device(out._data.argmax(axis=1), "cpu"))
+            targets.append(backend.to_device(y._data, "cpu"))
+            bar.update(1)
+    finally:
+        bar.close()
     preds, targets = np.concatenate(preds), np.concatenate(targets)
     if dist.world_size() > 1 and hasattr(getattr(loader, "sampler", None), "num_replicas"):
         parts = [None] * dist.world_size()  # each rank saw its shard: put the shards together
@@ -85,26 +123,31 @@ def fit(model, train_loader, test_loader, optimizer, loss_fn, epochs, scheduler=
     history = {k: list(v) for k, v in (history or {}).items()}
     for k in ("train_loss", "test_loss", "train_acc", "test_acc", "seconds", "test_seconds"):
         history.setdefault(k, [])
-    epochs_bar = _bar(range(start_epoch, epochs), "epochs", epochs - start_epoch, progress)
-    for epoch in epochs_bar:
-        if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)  # a DistributedSampler reshuffles, the same way on every rank
-        tr = train_one_epoch(model, train_loader, optimizer, loss_fn, scheduler if per_batch_scheduler else None,
-                             progress, desc=f"epoch {epoch + 1}/{epochs}", monitor=monitor)
-        if scheduler is not None and not per_batch_scheduler:
-            scheduler.step()
-        t0 = time.perf_counter()
-        te = evaluate(model, test_loader, loss_fn)
-        test_seconds = time.perf_counter() - t0
-        for k, v in (("train_loss", tr["loss"]), ("train_acc", tr["acc"]), ("test_loss", te["loss"]),
-                     ("test_acc", te["acc"]), ("seconds", tr["seconds"]), ("test_seconds", test_seconds)):
-            history[k].append(v)
-        if log and dist.rank() == 0:
-            log(f"epoch {epoch + 1:2d}/{epochs}  train loss {tr['loss']:.4f} acc {tr['acc']:.4f}  "
-                f"test loss {te['loss']:.4f} acc {te['acc']:.4f}  (train {tr['seconds']:.1f} s, test "
-                f"{test_seconds:.1f} s)")
-        if monitor is not None and monitor.path and dist.rank() == 0:
-            monitor.plot(monitor.path, title=monitor.title)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, history)
+    epochs_bar = _bar("epochs", epochs - start_epoch, progress)
+    try:
+        for epoch in range(start_epoch, epochs):
+            if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
+                train_loader.sampler.set_epoch(epoch)  # a DistributedSampler reshuffles, the same on every rank
+            tr = train_one_epoch(model, train_loader, optimizer, loss_fn,
+                                 scheduler if per_batch_scheduler else None, progress,
+                                 desc=f"epoch {epoch + 1}/{epochs}", monitor=monitor)
+            if scheduler is not None and not per_batch_scheduler:
+                scheduler.step()
+            t0 = time.perf_counter()
+            te = evaluate(model, test_loader, loss_fn)
+            test_seconds = time.perf_counter() - t0
+            for k, v in (("train_loss", tr["loss"]), ("train_acc", tr["acc"]), ("test_loss", te["loss"]),
+                         ("test_acc", te["acc"]), ("seconds", tr["seconds"]), ("test_seconds", test_seconds)):
+                history[k].append(v)
+            if log and dist.rank() == 0:
+                _say(log, f"epoch {epoch + 1:2d}/{epochs}  train loss {tr['loss']:.4f} acc {tr['acc']:.4f}  "
+                     f"test loss {te['loss']:.4f} acc {te['acc']:.4f}  (train {tr['seconds']:.1f} s, test "
+                     f"{test_seconds:.1f} s)", progress)
+            if monitor is not None and monitor.path and dist.rank() == 0:
+                monitor.plot(monitor.path, title=monitor.title)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, history)
+            epochs_bar.update(1)
+    finally:
+        epochs_bar.close()
     return history
