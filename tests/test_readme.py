@@ -97,6 +97,28 @@ def test_the_after_training_code_runs(tmp_path, capsys):
     assert re.fullmatch(r"predicted \d with probability [\d.]+; the label is \d\n", out), out
 
 
+def test_the_pruning_numbers_are_the_recorded_run():
+    with open(os.path.join(BENCH, "results_prune.txt"), encoding="utf-8") as f:
+        lines = [line for line in f.read().splitlines() if not line.startswith("#")]
+    dense = re.search(r"accuracy ([\d.]+)%", lines[0]).group(1)
+    rows = [re.search(r"sparsity\s+(\d+)%.*accuracy ([\d.]+)% pruned, ([\d.]+)% after", line).groups()
+            for line in lines[1:]]
+    text = " ".join(README.split())
+    assert f"dense {dense}%; `benchmarks/results_prune.txt`" in text
+    assert (f"{' / '.join(r[0] + '%' for r in rows)} sparsity {' / '.join(r[1] + '%' for r in rows)} as pruned, "
+            f"{' / '.join(r[2] + '%' for r in rows)} after one epoch of fine-tuning") in text
+
+
+def test_the_vanishing_gradient_numbers_are_the_recorded_run():
+    with open(os.path.join(BENCH, "results_vanishing.txt"), encoding="utf-8") as f:
+        runs = {m.group(1): m.groups()[1:] for m in re.finditer(
+            r"^(plain|residual)\s.*?first step ([\d.e+-]+) / ([\d.e+-]+);.*?steps ([\d.]+)$", f.read(), re.M)}
+    text = " ".join(README.split())
+    plain, residual = runs["plain"], runs["residual"]
+    assert f"({plain[0]} against {plain[1]} at the first step), and the loss stays at {plain[2]}" in text
+    assert f"every depth ({residual[0]} against {residual[1]}) and the loss falls ({residual[2]} over" in text
+
+
 def _python_blocks():
     return re.findall(r"```python\n(.*?)```", README, re.S)
 
