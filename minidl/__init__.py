@@ -87,6 +87,9 @@ def are_deterministic_algorithms_enabled():
     return kernels.blas.reproducible()
 
 
+use_reference = kernels.use_reference  # the reading mode: every op its readable NumPy reference (kernels/__init__.py)
+
+
 initial_seed = default_generator.initial_seed
 
 

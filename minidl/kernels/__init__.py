@@ -24,6 +24,20 @@ _compiled = None  # the Numba kernel module once imported, False when Numba is m
 _gpu = None  # the CUDA kernel module once imported, False when Numba's CUDA target cannot run here
 
 
+def use_reference(flag=True):
+    """The reading mode (also ``MINIDL_REFERENCE=1``): every op runs its readable NumPy reference
+    (``kernels/_numpy.py``), conv2d runs im2col + one GEMM per group (``kernels/conv.py``'s first algorithm), matrix
+    products run on one OpenBLAS thread, and nothing is compiled (Numba and llvmlite are not even imported), so that
+    a learner can step through any op in a debugger and get the fast path's numbers within float rounding. Returns
+    the previous setting. (The flag lives in autotune.py, which decides what runs, so that blas.py can read it.)"""
+    return autotune.set_reference(flag)
+
+
+def reference():
+    """Whether the reading mode is on (see ``use_reference``)."""
+    return autotune.reference()
+
+
 def use(name):
     """Pick the CPU kernels: 'auto' (Numba when it imports) or 'numpy' (the reference). Returns the old."""
     global _choice
@@ -37,7 +51,7 @@ def _impl(x):
     """The kernel module for this array: Numba for float32/float64 NumPy arrays, the CUDA kernels for
     float32/float64 device arrays on a usable GPU, else the reference."""
     global _compiled
-    if _choice == "numpy" or x.dtype not in (np.float32, np.float64):
+    if autotune.reference() or _choice == "numpy" or x.dtype not in (np.float32, np.float64):
         return _numpy
     if type(x) is not np.ndarray:
         return (hasattr(x, "__cuda_array_interface__") and _gpu_kernels()) or _numpy

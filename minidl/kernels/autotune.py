@@ -22,6 +22,22 @@ def is_enabled():
     return _enabled
 
 
+# The reading mode (kernels.use_reference, MINIDL_REFERENCE=1): the NumPy reference kernels, conv2d's first
+# algorithm (im2col), one thread, nothing compiled. Kept here, where what runs is decided, so blas.py can read it.
+_reference = os.environ.get("MINIDL_REFERENCE", "0") not in ("", "0")
+
+
+def set_reference(flag):
+    """Turn the reading mode on or off; returns the previous setting."""
+    global _reference
+    old, _reference = _reference, bool(flag)
+    return old
+
+
+def reference():
+    return _reference
+
+
 def forced(op):
     """The algorithm forced for ``op`` (see ``force``), or None."""
     return _forced.get(op)

@@ -85,6 +85,9 @@ def split(n, run):
     """run(part, lo, hi) over range(n) in as many equal parts as ``workers()`` has threads, the calling thread
     taking the first; returns the number of parts."""
     threads, pool = workers()
+    if autotune.reference():  # the reading mode: one thread, in order
+        pool = None
+        threads = 1
     parts = max(1, min(threads, n))
     step = -(-n // parts) if n else 1
     jobs = [(i, lo, min(lo + step, n)) for i, lo in enumerate(range(0, n, step))]
@@ -168,6 +171,9 @@ def matmul(a, b):
     """``a @ b`` for NumPy arrays, with NumPy's broadcasting rules."""
     libs, threads, pool = _setup()
     if not libs:
+        return np.matmul(a, b)
+    if autotune.reference():  # the reading mode: one OpenBLAS thread, no split
+        _blas_threads(libs, 1)
         return np.matmul(a, b)
     m = a.shape[-2] if a.ndim > 1 else 1
     k = a.shape[-1]
