@@ -96,6 +96,7 @@ def test_post_accumulate_grad_hooks_run_once_the_leaf_is_final():
 
 
 def test_the_lenet_example_trains_on_two_ranks_and_its_checkpoint_loads_in_one_process(tmp_path):
+    (tmp_path / "nodata").mkdir()  # an empty data folder: the bundled subset (a missing one is refused)
     r = _run(os.path.join(ROOT, "examples", "mnist_lenet.py"), "--distributed", "--epochs", "2", "--no-progress",
              "--train-size", "2000",
              "--no-download", "--out-dir", str(tmp_path), "--data-dir", str(tmp_path / "nodata"), timeout=600)

@@ -8,7 +8,7 @@ soon as its last producer has: its hooks fire while the rest of the graph is sti
 from .. import backend
 from ..backend.errors import RuntimeValueError
 from . import function
-from .function import AccumulateGrad, grad_node
+from .function import grad_node
 from .grad_mode import set_grad_enabled
 from .tensor import Tensor
 
@@ -21,11 +21,6 @@ def _as_grad(g, like, op):
     if g.shape != like.shape:
         raise RuntimeError(f"{op}: gradient has shape {tuple(g.shape)}, but the output has shape {tuple(like.shape)}")
     return g
-
-
-def _add(buffers, node, g):
-    """The gradients a node receives add up in its buffer."""
-    buffers[node] = g if node not in buffers else buffers[node] + g
 
 
 def _producers(roots):
@@ -59,56 +54,75 @@ def _needed(count, targets):
     return needed
 
 
+class GraphTask:
+    """One backward pass (torch's name): the gradients waiting at each node, and what the pass is for.
+
+    ``targets`` None: backward(), every leaf's AccumulateGrad adds into ``.grad``. Otherwise autograd.grad: the
+    gradients reaching those tensors are collected in ``results`` (``.grad`` untouched), and only the nodes that
+    lead to them (``needed``) run. ``handed_out`` holds the ids of arrays that are already someone's (the caller's
+    gradients): a new ``.grad`` must not share them."""
+
+    def __init__(self, outputs, grad_outputs, retain_graph, create_graph, targets=None):
+        self.retain_graph, self.create_graph, self.targets = retain_graph, create_graph, targets
+        self.buffers = {}  # node -> the sum of the gradients it has received so far
+        for t, g in zip(outputs, grad_outputs):
+            if not t.requires_grad:
+                raise RuntimeError("backward: element of the outputs does not require grad and has no grad_fn")
+            self.add(grad_node(t), g)
+        self.producers = _producers(list(self.buffers))
+        self.wanted = {} if targets is None else {grad_node(t): i for i, t in reversed(list(enumerate(targets)))}
+        self.needed = _needed(self.producers, self.wanted) if targets is not None else None
+        self.results = [None] * len(targets or ())
+        self.handed_out = {id(g._data) for g in grad_outputs}
+
+    def add(self, node, g):
+        """The gradients a node receives add up in its buffer."""
+        self.buffers[node] = g if node not in self.buffers else self.buffers[node] + g
+
+    def runs(self, node):
+        """Whether ``node`` sends its gradients on (autograd.grad skips the nodes that lead to no target)."""
+        return self.needed is None or node in self.needed
+
+    def run(self):
+        """Kahn's order over the graph, the most recently readied node first: a node runs once every node that sends
+        it a gradient has run. Returns the gradients at the targets (autograd.grad) or None."""
+        count = self.producers
+        ready = [n for n in self.buffers if count[n] == 0]
+        prof = function._profiler  # the recorders' hook, if any is installed: each node's backward is an event
+        with backend.np.errstate(all="ignore"), set_grad_enabled(self.create_graph):
+            while ready:
+                node = ready.pop()
+                grad = self.buffers.pop(node, None)
+                if grad is not None:
+                    event = prof.begin_node(node, grad) if prof is not None else None
+                    try:
+                        self.run_node(node, grad)
+                    finally:
+                        if event is not None:
+                            prof.end(event, None)
+                for e in node._edges:
+                    if e is not None:
+                        count[e] -= 1
+                        if count[e] == 0:
+                            ready.append(e)
+        if self.targets is not None:
+            return [self.results[self.wanted[grad_node(t)]] for t in self.targets]
+        return None
+
+    def run_node(self, node, grad):
+        """One node: its hooks, the gradient kept if it is a target's, then the node's own part (a Function sends
+        gradients to its inputs' nodes, an AccumulateGrad adds into its leaf's .grad): ``node.backward_step``."""
+        grad = node.run_hooks(grad)
+        if node in self.wanted:
+            self.results[self.wanted[node]] = grad
+        node.backward_step(grad, self)
+
+
 def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None):
     """Backpropagate from ``outputs``: accumulate into leaves' ``.grad``, or (``targets``: autograd.grad) return
     the gradients reaching those tensors without touching ``.grad``. NaN/inf gradients are IEEE's, as in torch:
     NumPy's floating-point warnings are off while it runs."""
-    buffers = {}
-    for t, g in zip(outputs, grad_outputs):
-        if not t.requires_grad:
-            raise RuntimeError("backward: element of the outputs does not require grad and has no grad_fn")
-        _add(buffers, grad_node(t), g)
-    count = _producers(list(buffers))
-    wanted = {} if targets is None else {grad_node(t): i for i, t in reversed(list(enumerate(targets)))}
-    needed = _needed(count, wanted) if targets is not None else None
-    results = [None] * len(targets or ())
-    handed_out = {id(g._data) for g in grad_outputs}  # arrays already someone's: a new .grad must not share them
-    ready = [n for n in buffers if count[n] == 0]
-    prof = function._profiler  # the recorders' hook, if any is installed: each node's backward is an event
-    with backend.np.errstate(all="ignore"), set_grad_enabled(create_graph):
-        while ready:
-            node = ready.pop()
-            grad = buffers.pop(node, None)
-            if grad is not None:
-                event = prof.begin_node(node, grad) if prof is not None else None
-                try:
-                    _run_node(node, grad, buffers, wanted, results, targets, needed, create_graph, retain_graph,
-                              handed_out)
-                finally:
-                    if event is not None:
-                        prof.end(event, None)
-            for e in node._edges:
-                if e is not None:
-                    count[e] -= 1
-                    if count[e] == 0:
-                        ready.append(e)
-    return [results[wanted[grad_node(t)]] for t in targets] if targets is not None else results
-
-
-def _run_node(node, grad, buffers, wanted, results, targets, needed, create_graph, retain_graph, handed_out):
-    """One node's part of the backward pass: its hooks, then its gradients into the buffers of the nodes it
-    sends to (or, for a leaf, into .grad)."""
-    grad = node.run_hooks(grad)
-    if node in wanted:
-        results[wanted[node]] = grad
-    if isinstance(node, AccumulateGrad):
-        if targets is None:
-            node.accumulate(grad, create_graph, handed_out)
-    elif needed is None or node in needed:
-        for edge, g in node.edge_grads(grad, create_graph):
-            _add(buffers, edge, g)
-        if not retain_graph:
-            node._release()
+    return GraphTask(outputs, grad_outputs, retain_graph, create_graph, targets).run()
 
 
 def _normalize(outputs, grad_outputs):

@@ -171,6 +171,16 @@ class Function:
         """The hooks registered on this node's output tensor, in order; a hook's return value replaces grad."""
         return _apply_hooks(self._hooks, grad)
 
+    def backward_step(self, grad, task):
+        """This node's part of a backward pass (``engine.GraphTask``): its inputs' gradients, each added to the node
+        it goes to; then, unless the graph is retained, the saved arrays are freed."""
+        if not task.runs(self):
+            return
+        for edge, g in self.edge_grads(grad, task.create_graph):
+            task.add(edge, g)
+        if not task.retain_graph:
+            self._release()
+
     def edge_grads(self, grad, create_graph):
         """(next node, its gradient) for every input that wants one: this node's backward, checked. With
         ``create_graph``, a raw-array gradient of a once-differentiable op gets a node that refuses to be
@@ -406,6 +416,11 @@ class AccumulateGrad(Function):
 
     def run_hooks(self, grad):  # the leaf's own hooks (register_hook on a leaf)
         return _apply_hooks(self.variable._hooks, grad)
+
+    def backward_step(self, grad, task):
+        """A leaf's part of a backward pass: into ``.grad`` (autograd.grad, which has targets, leaves it alone)."""
+        if task.targets is None:
+            self.accumulate(grad, task.create_graph, task.handed_out)
 
     def accumulate(self, g, create_graph, handed_out):
         """Add ``g`` to the leaf's ``.grad`` (in the leaf's dtype); ``handed_out`` holds the ids of arrays that are
