@@ -24,14 +24,16 @@ from .autograd import Tensor, no_grad, enable_grad, set_grad_enabled, is_grad_en
 from . import autograd
 from .autograd.creation import (Generator, DefaultGenerator as _DefaultGenerator, tensor, as_tensor, from_numpy,
                                 zeros, ones, empty, full, arange, linspace, eye,
-                                rand, randn, randint, randperm, zeros_like, ones_like, empty_like, full_like, rand_like,
-                                randn_like)
+                                rand, randn, randint, randint_like, randperm, zeros_like, ones_like, empty_like,
+                                full_like, rand_like, randn_like)
 from . import functional, kernels
 kernels.blas.openblas_spins = _blas_spins
 from .functional import OPS as _OPS
 from .functional._registry import TOP as _TOP
 from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed, backends, profiler
 from .serialization import save, load
+from . import amp  # also minidl.cuda.amp and minidl.cpu (torch's older spellings)
+from .amp import autocast, cpu
 from .autograd.tensor import TENSOR_TYPES as _TENSOR_TYPES, Size
 
 globals().update({_name: _OPS[_name] for _name in _TOP})  # minidl.<op>: each op registered with top=True
@@ -40,6 +42,8 @@ globals().update({_name: _OPS[_name] for _name in _TOP})  # minidl.<op>: each op
 def __getattr__(name):  # an op registered with top=True after minidl was imported (a user's own)
     if name in _TOP:
         return _OPS[name]
+    if name == "bfloat16":  # ml_dtypes' bfloat16, imported on first use (it takes ~0.5 s); without it, a stand-in
+        return backend.bfloat16()  # that says how to install it when used
     raise AttributeError(f"module 'minidl' has no attribute {name!r}")
 FloatTensor, DoubleTensor, HalfTensor, LongTensor, IntTensor, ShortTensor, CharTensor, ByteTensor, BoolTensor = (
     _TENSOR_TYPES[n] for n in ("FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor", "ShortTensor",

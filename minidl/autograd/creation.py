@@ -187,12 +187,67 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
     return _random("randn", size, dtype, device, requires_grad, "randn", generator)
 
 
-def randint(low, high=None, size=(), *, generator=None, dtype=None, device=None):
+def _randint_bounds(args, low, high, size):
+    """randint's overloads, as torch parses them: ``(high, size)``, ``(low, high, size)``, or ``size=`` / ``low=`` /
+    ``high=`` as keywords (``randint(5, size=(3,))``: high 5). Returns (low, high, size)."""
+    args = list(args)
+    if size is None:
+        if len(args) < 2 - (high is not None):
+            raise TypeError("randint() takes (high, size) or (low, high, size), got " + ", ".join(
+                [repr(a) for a in args] + [f"{k}={v!r}" for k, v in (("low", low), ("high", high)) if v is not None]))
+        size = args.pop()
+    if len(args) > 2:
+        raise TypeError(f"randint() takes at most 3 positional arguments (low, high, size), got {len(args) + 1}")
+    if len(args) == 2:
+        low, high = args
+    elif len(args) == 1:
+        low, high = (low, args[0]) if high is None else (args[0], high)
     if high is None:
-        low, high = 0, low
-    gen = backend.draw_from(generator, device or "cpu", "randint")
-    return Tensor._make(gen.integers(low, high, size=_shape((size,), "randint"),
-                                     dtype=backend.as_dtype(dtype, "randint") or np.int64))
+        raise TypeError("randint() missing its required argument 'high'")
+    if isinstance(size, numbers.Integral) or not isinstance(size, (tuple, list)):
+        raise TypeError(f"randint(): argument 'size' must be tuple of ints, not {type(size).__name__}")
+    low = 0 if low is None else low
+    for name, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"randint(): argument '{name}' must be int, not {type(v).__name__}")
+    if low >= high:
+        raise RuntimeValueError(f"randint: expects 'low' to be less than 'high', but got low={low} >= high={high}")
+    return int(low), int(high), size
+
+
+def _randint(low, high, shape, generator, dtype, device, requires_grad, op):
+    dt = backend.as_dtype(dtype, op) or np.dtype(np.int64)
+    if dt.kind in "iub":
+        info = np.iinfo(dt) if dt.kind != "b" else None
+        lo, hi = (0, 1) if info is None else (info.min, info.max)
+        if low < lo or high - 1 > hi:
+            raise RuntimeValueError(f"{op}: the range [{low}, {high}) is out of bounds for {backend.wrap_dtype(dt)}")
+    gen = backend.draw_from(generator, device or "cpu", op)
+    arr = gen.integers(low, high, size=_shape((shape,), op), dtype=np.int64)
+    if requires_grad and dt.kind != "f":
+        raise RuntimeError(f"{op}: only floating point tensors can require gradients, got dtype "
+                           f"{backend.wrap_dtype(dt)}")
+    return _finish(arr.astype(dt, copy=False), None, requires_grad)
+
+
+def randint(*args, size=None, low=None, high=None, generator=None, dtype=None, device=None, requires_grad=False):
+    """Random integers in [low, high) (low 0 by default), drawn uniformly from the device's generator or
+    ``generator``: ``randint(high, size)``, ``randint(low, high, size)``, as torch (``size`` a tuple; ``low``,
+    ``high`` and ``size`` may be keywords). int64 unless ``dtype`` says otherwise (a floating dtype holds the
+    integers, and may require grad)."""
+    low, high, size = _randint_bounds(args, low, high, size)
+    return _randint(low, high, size, generator, dtype, device, requires_grad, "randint")
+
+
+def randint_like(input, *args, low=None, high=None, generator=None, dtype=None, device=None, requires_grad=False,
+                 memory_format=None):
+    """Random integers in [low, high) in ``input``'s shape, dtype and device (unless given):
+    ``randint_like(x, high)`` or ``randint_like(x, low, high)``, as torch."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"randint_like: expected a Tensor, got {type(input).__name__}")
+    low, high, _ = _randint_bounds(args, low, high, tuple(input.shape))
+    return _randint(low, high, tuple(input.shape), generator, dtype or input.dtype, device or input.device,
+                    requires_grad, "randint_like")
 
 
 def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):

@@ -280,8 +280,12 @@ class dtype:
         return self._np
 
     @property
+    def kind(self):  # NumPy's kind, except ml_dtypes' bfloat16 (a 'V' to NumPy), which is a float here, as in torch
+        return "f" if self._np.name == "bfloat16" else self._np.kind
+
+    @property
     def is_floating_point(self):
-        return self._np.kind == "f"
+        return self.kind == "f"
 
     @property
     def is_complex(self):
@@ -289,7 +293,7 @@ class dtype:
 
     @property
     def is_signed(self):
-        return self._np.kind in "fic"
+        return self.kind in "fic"
 
     def __eq__(self, other):
         if isinstance(other, dtype):
@@ -309,14 +313,56 @@ class dtype:
         return "minidl.bool" if self._np.kind == "b" else f"minidl.{self._np.name}"
 
     def __reduce__(self):  # unpickles to the one object per dtype (minidl.float32 is minidl.float32)
-        return (_unpickle_dtype, (self._np.str,))
+        return (_unpickle_dtype, ("bfloat16" if self._np.name == "bfloat16" else self._np.str,))
 
 
 _WRAPPED = {}
 
 
 def _unpickle_dtype(name):
-    return wrap_dtype(np.dtype(name))
+    return wrap_dtype(bfloat16_numpy() if name == "bfloat16" else np.dtype(name))
+
+
+# ---- bfloat16: NumPy has none of its own; the ml_dtypes package adds one, imported on first use (it takes ~0.5 s,
+# twice minidl's own import). Its arrays add, multiply and convert as NumPy arrays, rounding to bfloat16 each time.
+BFLOAT16_INSTALL = "pip install ml_dtypes"
+
+
+def bfloat16_numpy():
+    """NumPy's bfloat16 dtype, from ml_dtypes; ImportError saying how to install it where it is missing."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError("bfloat16 needs the ml_dtypes package (NumPy has no bfloat16 of its own); install it with: "
+                          f"{BFLOAT16_INSTALL}") from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+class MissingBFloat16:
+    """``minidl.bfloat16`` where ml_dtypes is not installed: the name exists (programs list it in tables of
+    dtypes), and making or converting a tensor with it raises the ImportError that says what to install."""
+    is_floating_point, is_complex, is_signed, itemsize = True, False, True, 2
+
+    @property
+    def dtype(self):  # NumPy's protocol: np.dtype(minidl.bfloat16) raises the install message
+        return bfloat16_numpy()
+
+    def __repr__(self):
+        return "minidl.bfloat16"
+
+
+_BFLOAT16 = None
+
+
+def bfloat16():
+    """The object ``minidl.bfloat16`` is: the dtype (ml_dtypes installed) or a :class:`MissingBFloat16`."""
+    global _BFLOAT16
+    if _BFLOAT16 is None:
+        try:
+            _BFLOAT16 = wrap_dtype(bfloat16_numpy())
+        except ImportError:
+            _BFLOAT16 = MissingBFloat16()
+    return _BFLOAT16
 
 
 def wrap_dtype(np_dtype):
@@ -333,9 +379,13 @@ def as_dtype(dtype, op="dtype"):
         return None
     if isinstance(dtype, str) or (type(dtype).__module__ == "torch"):
         name = str(dtype).replace("torch.", "").replace("minidl.", "")
+        if name == "bfloat16":
+            return bfloat16_numpy()
         if name not in _DTYPE_NAMES:
             raise TypeError(f"{op}: unknown dtype {dtype!r}; expected one of {sorted(_DTYPE_NAMES)}")
         return np.dtype(_DTYPE_NAMES[name])
+    if isinstance(dtype, MissingBFloat16):
+        return bfloat16_numpy()  # raises: how to install ml_dtypes
     if isinstance(dtype, type) and hasattr(dtype, "is_tensor_type"):  # minidl.FloatTensor and kin
         return dtype.dtype._np
     try:

@@ -1,6 +1,8 @@
 """Losses, written as compositions of differentiable ops (so double backward works), with torch's
 names, arguments and numbers. One is fused for speed: cross_entropy's common case (SoftmaxCrossEntropy), whose
 backward is itself written with ops."""
+import warnings
+
 import numpy as np
 
 from .. import backend
@@ -14,6 +16,28 @@ from .math import _check_broadcast, clamp, exp, log, where
 from .math import abs as _abs
 from .reduction import mean as _mean
 from .reduction import sum as _sum
+
+
+LEGACY_WARNING = "size_average and reduce args will be deprecated, please use reduction='{}' instead."
+
+
+def legacy_reduction(size_average, reduce, stacklevel=3):
+    """torch's ``_Reduction.legacy_get_string``: the ``reduction`` that the deprecated ``size_average`` / ``reduce``
+    pair stands for (either left None counts as True): 'none' when not reducing, else 'mean' or 'sum' by
+    ``size_average``; with torch's warning. Callers use it only when one of the two was given, and then it
+    overrides ``reduction``, as in torch."""
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    reduction = ("mean" if size_average else "sum") if reduce else "none"
+    warnings.warn(LEGACY_WARNING.format(reduction), stacklevel=stacklevel)
+    return reduction
+
+
+def _reduction(size_average, reduce, reduction):
+    """``reduction``, or what the legacy pair says when either was given (warning as torch)."""
+    if size_average is None and reduce is None:
+        return reduction
+    return legacy_reduction(size_average, reduce, stacklevel=4)
 
 
 def _class_weight(weight, c, like, op):
@@ -102,12 +126,14 @@ def _nll(logp, target, weight, ignore_index, reduction, op):
 
 
 @register()
-def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     """Negative log-likelihood of class indices ``target`` under log-probabilities ``input``.
 
     Shape: input (N, C) or (N, C, d1, ...) or (C,); target (N,) or (N, d1, ...) or () with int64 classes.
-    ``mean`` divides by the summed weights of the non-ignored targets, as torch.
+    ``mean`` divides by the summed weights of the non-ignored targets, as torch. ``size_average`` / ``reduce``:
+    torch's deprecated pair, which overrides ``reduction`` when given (with torch's warning).
     """
+    reduction = _reduction(size_average, reduce, reduction)
     _check_class_input(input, target, "nll_loss", weight)
     reduction_arg(reduction, "nll_loss")
     w = _class_weight(weight, input.shape[1] if input.ndim > 1 else input.shape[0], input, "nll_loss")
@@ -156,14 +182,17 @@ class SoftmaxCrossEntropy(Function):
 
 
 @register()
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                  label_smoothing=0.0):
     """Cross-entropy of logits ``input`` against class indices or class probabilities ``target``.
 
     Shape: input (N, C), (N, C, d1, ...) or (C,); target: int64 indices of shape (N, d1, ...), or
     floating probabilities of the input's shape. ``label_smoothing`` mixes the target with the
-    uniform distribution. Numbers as torch.nn.functional.cross_entropy.
+    uniform distribution. ``size_average`` / ``reduce``: torch's deprecated pair (overrides ``reduction``, with
+    torch's warning). Numbers as torch.nn.functional.cross_entropy.
     """
     op = "cross_entropy"
+    reduction = _reduction(size_average, reduce, reduction)
     float_tensor(input, op)
     tensor_arg(target, op, "target")
     reduction_arg(reduction, op)
@@ -229,15 +258,18 @@ def _difference(input, target, reduction, op):
 
 
 @register()
-def mse_loss(input, target, reduction="mean"):
-    """Mean squared error ``(input - target) ** 2``, reduced."""
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """Mean squared error ``(input - target) ** 2``, reduced (``size_average`` / ``reduce``: torch's deprecated
+    pair, overriding ``reduction`` with torch's warning)."""
+    reduction = _reduction(size_average, reduce, reduction)
     d = _difference(input, target, reduction, "mse_loss")
     return _reduce(d * d, reduction)
 
 
 @register()
-def l1_loss(input, target, reduction="mean"):
-    """Mean absolute error ``|input - target|``, reduced."""
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """Mean absolute error ``|input - target|``, reduced (``size_average`` / ``reduce`` as in :func:`mse_loss`)."""
+    reduction = _reduction(size_average, reduce, reduction)
     return _reduce(_abs(_difference(input, target, reduction, "l1_loss")), reduction)
 
 
@@ -276,9 +308,12 @@ class BinaryCrossEntropy(Function):
 
 
 @register()
-def binary_cross_entropy(input, target, weight=None, reduction="mean"):
-    """``-(t log x + (1 - t) log(1 - x))`` on probabilities ``input``; logs are clamped at -100 (torch)."""
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """``-(t log x + (1 - t) log(1 - x))`` on probabilities ``input``; logs are clamped at -100 (torch).
+    ``size_average`` / ``reduce``: torch's deprecated pair (``size_average=False`` is a sum), overriding
+    ``reduction`` with torch's warning."""
     op = "binary_cross_entropy"
+    reduction = _reduction(size_average, reduce, reduction)
     optional_tensor(weight, op, "weight")
     _check_binary(input, target, weight, op)
     reduction_arg(reduction, op)
@@ -293,9 +328,12 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
 
 
 @register()
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
-    """Sigmoid plus binary cross-entropy in one stable formula; ``pos_weight`` weighs positives."""
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                                     pos_weight=None):
+    """Sigmoid plus binary cross-entropy in one stable formula; ``pos_weight`` weighs positives (``size_average`` /
+    ``reduce`` as in :func:`binary_cross_entropy`)."""
     op = "binary_cross_entropy_with_logits"
+    reduction = _reduction(size_average, reduce, reduction)
     optional_tensor(weight, op, "weight")
     optional_tensor(pos_weight, op, "pos_weight")
     _check_binary(input, target, weight, op)
@@ -322,9 +360,10 @@ def huber_loss(input, target, reduction="mean", delta=1.0):
 
 
 @register()
-def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
     """0.5 (input - target)^2 / beta where |input - target| < beta, else |input - target| - 0.5 beta
-    (the L1 loss for beta = 0)."""
+    (the L1 loss for beta = 0); ``size_average`` / ``reduce`` as in :func:`mse_loss`."""
+    reduction = _reduction(size_average, reduce, reduction)
     diff = _difference(input, target, reduction, "smooth_l1_loss")
     if beta < 0:
         raise RuntimeValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
@@ -352,11 +391,12 @@ class XLogX(Function):
 
 
 @register()
-def kl_div(input, target, reduction="mean", log_target=False):
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     """Kullback-Leibler divergence with ``input`` as log-probabilities: target (log target - input), 0 where
     the target is 0 (as torch); ``log_target=True`` takes the target as log-probabilities too.
     ``reduction='batchmean'`` divides the sum by the batch size (the KL divergence per sample; torch's 'mean'
-    averages over every element)."""
+    averages over every element). ``size_average`` / ``reduce``: torch's deprecated pair, which decides the
+    reduction when given (with torch's warning; as torch, 'batchmean' then still divides by the batch size)."""
     op = "kl_div"
     float_tensor(input, op)
     float_tensor(target, op, "target")
@@ -368,6 +408,9 @@ def kl_div(input, target, reduction="mean", log_target=False):
         loss = exp(target) * (target - input)
     else:
         loss = XLogX.apply(target) - target * input
+    if size_average is not None or reduce is not None:
+        loss = _reduce(loss, legacy_reduction(size_average, reduce))
+        return loss / input.shape[0] if reduction == "batchmean" and input.ndim else loss
     if reduction == "batchmean":
         return _sum(loss) / (input.shape[0] if input.ndim else 1)
     return _reduce(loss, reduction)

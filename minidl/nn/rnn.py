@@ -96,6 +96,10 @@ class RNNBase(Module):
     def reset_parameters(self):
         _init_uniform(self)
 
+    def flatten_parameters(self):
+        """Nothing to do, as in torch on the CPU (torch packs the weights into one buffer for cuDNN; minidl's
+        recurrent kernels read the parameters as they are, on every device)."""
+
     def _weights(self, layer, suffix):
         get = lambda n: getattr(self, f"{n}_l{layer}{suffix}", None)  # noqa: E731
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
