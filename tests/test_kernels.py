@@ -564,3 +564,35 @@ def test_a_first_compile_says_so_in_one_line_and_a_cached_run_says_nothing(tmp_p
     line = "minidl: compiling kernels for this CPU (first run only; later runs load them from Numba's cache)\n"
     assert runs[0].stderr == line, runs[0].stderr
     assert runs[1].stderr == "", runs[1].stderr
+
+
+@pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation", [
+    ((2, 3, 9, 9), (5, 3, 3, 3), (1, 1), (1, 1), (1, 1)),
+    ((2, 4, 11, 13), (19, 4, 3, 2), (2, 1), (1, 0), (1, 1)),   # O over one block of lanes, a partial last block
+    ((1, 2, 12, 12), (16, 2, 3, 3), (1, 2), (2, 1), (2, 1)),   # two whole blocks (two per input value), dilation
+    ((2, 3, 20, 20), (4, 3, 7, 7), (1, 1), (3, 3), (1, 1)),    # a kernel wider than the register budget's rows
+])
+def test_the_generated_kernels_run_the_loops_of_their_numpy_twins(x_shape, w_shape, stride, padding, dilation):
+    """kernels/jit_blocking.py's forward_blocked and grad_weight_blocked walk the blocks the IR walks, in the same
+    order; in float64 they give the compiled kernels' numbers but for the rounding of fused multiply-adds."""
+    from minidl.kernels import jit_blocking
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    out_hw = [(x_shape[2 + d] + 2 * padding[d] - dilation[d] * (w_shape[2 + d] - 1) - 1) // stride[d] + 1
+              for d in range(2)]
+    pads = jit._pads(x.shape, w.shape, stride, padding, dilation, out_hw)
+    s = jit._shape(x, w.shape, stride, dilation, out_hw, pads)
+    xp = np.pad(x, ((0, 0), (0, 0), pads[:2], pads[2:]))
+    registers = jit._target()["registers"]
+    y = jit_blocking.forward_blocked(xp, jit.pack_weight(w, s.lanes), s, registers)
+    np.testing.assert_allclose(y, jit.conv(x, w, stride, padding, dilation, out_hw), rtol=1e-12, atol=1e-12)
+    gy = rng.standard_normal((x_shape[0], w_shape[0], *out_hw))
+    blocks = jit_blocking.ceil_div(w_shape[0], s.lanes)
+    gyt = np.zeros((*gy.shape[:1], *out_hw, blocks * s.lanes))
+    gyt[..., :w_shape[0]] = gy.transpose(0, 2, 3, 1)
+    gwp = jit_blocking.grad_weight_blocked(xp, gyt, s, registers)
+    gw = gwp.transpose(0, 4, 1, 2, 3).reshape(blocks * s.lanes, *w_shape[1:])[:w_shape[0]]
+    np.testing.assert_allclose(gw, jit.conv_grad_weight(x, gy, w_shape, stride, padding, dilation), rtol=1e-11,
+                               atol=1e-11)

@@ -3,7 +3,8 @@
 What a register-blocked kernel is (oneDNN's JIT convolutions work this way). A convolution's output pixel is a dot
 product of C*KH*KW inputs with as many weights, for each of O output channels. im2col + GEMM first copies every
 window into a column, then multiplies. Here nothing is copied: the kernel keeps a block of outputs in vector
-registers (one or two blocks of V output channels x a few rows and columns of output pixels, ``tiling``: one
+registers (one or two blocks of V output channels x a few rows and columns of output pixels, ``tiling`` in
+kernels/jit_blocking.py, which also runs the same loops in NumPy to read and to test against: one
 accumulator of V lanes per channel block and pixel), and walks the input channels once. For each input channel c
 and kernel row it loads the V weights of each kernel offset as one vector, then takes the input row under the
 block one value at a time, broadcasts it, and does one fused multiply-add into each accumulator of a pixel it
@@ -36,6 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import jit_cache
+from .jit_blocking import ceil_div, grad_weight_tiling, input_columns, tiling
 from .blas import split, workers
 
 
@@ -100,7 +102,7 @@ def lanes_for(o, itemsize):
     """Lanes per output-channel block: the vector width that pads ``o`` channels least (the wider on a tie)."""
     widest = _target()["vector_bytes"] // itemsize
     widths = [w for w in (widest, widest // 2) if w >= 4] or [widest]
-    return min(widths, key=lambda w: (-(-o // w) * w, -w))
+    return min(widths, key=lambda w: (ceil_div(o, w) * w, -w))
 
 
 # ---- generating the IR -----------------------------------------------------------------------------------------
@@ -110,7 +112,9 @@ def _ir():
 
 
 class _Loop:
-    """``for i in range(lo, hi)`` in IR: a counter in a stack slot (LLVM's mem2reg turns it into a register)."""
+    """``for i in range(lo, hi)`` in IR: a counter in a stack slot (LLVM's mem2reg turns it into a register).
+    Used as ``with _Loop(g, lo, hi, "i") as i:``, so that the loop nest that builds the IR indents as the C loop nest
+    it makes; ``i`` is the counter's value inside the body."""
 
     def __init__(self, g, lo, hi, name):
         ir, b = _ir(), g.b
@@ -127,11 +131,15 @@ class _Loop:
         b.cbranch(b.icmp_signed("<", self.i, self.hi), self.body, self.end)
         b.position_at_end(self.body)
 
-    def close(self):
-        b = self.b
-        b.store(b.add(self.i, _ir().Constant(self.i64, 1)), self.slot)
-        b.branch(self.cond)
-        b.position_at_end(self.end)
+    def __enter__(self):
+        return self.i
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:  # the body is built: count up, back to the test, and go on after the loop
+            b = self.b
+            b.store(b.add(self.i, _ir().Constant(self.i64, 1)), self.slot)
+            b.branch(self.cond)
+            b.position_at_end(self.end)
 
 
 class _Gen:
@@ -214,39 +222,38 @@ class _Gen:
         return str(self.module)
 
 
-def _balanced(total, most):
-    """The block length <= most that splits ``total`` into equal blocks, as far as it goes."""
-    return -(-total // -(-total // max(1, min(most, total))))
-
-
-def tiling(s):
-    """The register block of the forward kernel for Shape ``s``: (channel blocks, rows, columns). Its
-    accumulators (channel blocks x rows x columns vectors) plus the weight vectors and one broadcast input must
-    fit the vector registers; two channel blocks per input value halve the loads per multiply-add when the
-    output has them. Measured (benchmarks/NOTES.md, change 24): below 8 accumulators the multiply-adds wait on
-    each other (4 cycles' latency, 2 per cycle), and a block spilling registers runs 2-3x slower."""
-    regs = _target()["registers"]
-    blocks = -(-s.o // s.lanes)
-    obs = 2 if blocks % 2 == 0 and 2 * s.kw + 8 <= regs else 1
-    pixels = (regs - obs * s.kw - 2) // obs
-    cols = _balanced(s.ow, pixels)
-    rows = _balanced(s.oh, pixels // cols)
-    return obs, rows, cols
-
-
 def forward_ir(s):
     """IR of ``conv(x, w, y, n0, n1)``: for samples n0..n1 of x (N, C, H, W, padded), weights packed by
     ``pack_weight`` (O/V blocks, C, KH, KW, V) and y (N, O, OH, OW); with ``s.bias`` a 4th pointer argument to
-    the bias (O/V blocks of V)."""
+    the bias (O/V blocks of V). As C, with V-lane vectors and (OBS, R, Q) = ``tiling(s)``::
+
+        for (n = n0; n < n1; n++)
+          for (ob = 0; ob < O/V; ob += OBS)                  // OBS blocks of V output channels
+            for (oh0 = 0; oh0 < OH; oh0 += R)                // a block of R output rows ...
+              for (ow0 = 0; ow0 < OW; ow0 += Q) {            // ... by Q output columns (the last ones shorter)
+                vec acc[OBS][R][Q] = bias or 0;              // in registers
+                for (c = 0; c < C; c++)
+                  for (i = 0; i < KH; i++) {
+                    vec wv[OBS][KW] = w[ob + k][c][i][j][:];
+                    for (r = 0; r < R; r++)                  // unrolled, as everything below
+                      for (u = 0; u < (Q-1)*SW + (KW-1)*DW + 1; u++) {   // each input column once
+                        vec xv = broadcast(x[n][c][(oh0 + r)*SH + i*DH][ow0*SW + u]);
+                        for each (j, q) with q*SW + j*DW == u:
+                          for (k = 0; k < OBS; k++) acc[k][r][q] = fma(wv[k][j], xv, acc[k][r][q]);
+                      }
+                  }
+                y[n][(ob + k)*V + lane][oh0 + r][ow0 + q] = acc[k][r][q][lane];   // scattered, lanes < O
+              }
+    """
     g = _Gen(s, "conv_forward", 4 if s.bias else 3)
     b, V = g.b, s.lanes
     x, w, y = g.args[:3]
     bias = g.args[3] if s.bias else None
     n0, n1 = g.args[-2:]
-    obs, rows, cols = tiling(s)
+    obs, rows, cols = tiling(s, _target()["registers"])
     ckk = s.c * s.kh * s.kw * V  # one channel block's packed weights
 
-    def block(ob, oh0, nrows, ow0, ncols):
+    def block(n, ob, oh0, nrows, ow0, ncols):
         """Output channel blocks ob..ob+obs-1, rows oh0.., columns ow0.. (IR values or ints) of sample n."""
         pix = [(r, q) for r in range(nrows) for q in range(ncols)]
         accs = {(k, r, q): g.slot(g.v) for k in range(obs) for r, q in pix}
@@ -255,62 +262,44 @@ def forward_ir(s):
         # A loop over input channels and, inside it, over kernel rows: kept a loop (not unrolled) so that LLVM
         # cannot see that kernel row i of output row r+1 reads what row i+1 of output row r read, and keep that
         # input in a register across rows (it would need more registers than there are: the block spills).
-        c = _Loop(g, 0, s.c, "c")
-        i = _Loop(g, 0, s.kh, "i")
-        acc = {key: b.load(a) for key, a in accs.items()}
-        wv = [[g.vector(w, g.offset((ob, ckk), (c.i, s.kh * s.kw * V), (i.i, s.kw * V), (k * ckk + j * V, 1)))
-               for j in range(s.kw)] for k in range(obs)]
-        for r in range(nrows):
-            row = g.offset((n.i, s.c * s.h * s.w), (c.i, s.h * s.w), (oh0, s.sh * s.w), (i.i, s.dh * s.w),
-                           (ow0, s.sw), (r * s.sh * s.w, 1))
-            # input-stationary: each input value of the row is loaded once, then multiplied into every pixel of
-            # the block that it lies under, with the weight of its kernel column
-            for u, uses in _input_columns(s, ncols):
-                xv = g.broadcast(x, b.add(row, g.k(u)))
-                for j, q in uses:
-                    for k in range(obs):
-                        acc[k, r, q] = b.call(g.fma, [wv[k][j], xv, acc[k, r, q]])
-        for key, a in accs.items():
-            b.store(acc[key], a)
-        i.close()
-        c.close()
-        y0 = b.gep(y, [g.offset((n.i, s.o * s.oh * s.ow), (ob, V * s.oh * s.ow), (oh0, s.ow), (ow0, 1))],
+        with _Loop(g, 0, s.c, "c") as c, _Loop(g, 0, s.kh, "i") as i:
+            acc = {key: b.load(a) for key, a in accs.items()}
+            wv = [[g.vector(w, g.offset((ob, ckk), (c, s.kh * s.kw * V), (i, s.kw * V), (k * ckk + j * V, 1)))
+                   for j in range(s.kw)] for k in range(obs)]
+            for r in range(nrows):
+                row = g.offset((n, s.c * s.h * s.w), (c, s.h * s.w), (oh0, s.sh * s.w), (i, s.dh * s.w),
+                               (ow0, s.sw), (r * s.sh * s.w, 1))
+                # input-stationary: each input value of the row is loaded once, then multiplied into every pixel
+                # of the block that it lies under, with the weight of its kernel column
+                for u, uses in input_columns(s, ncols):
+                    xv = g.broadcast(x, b.add(row, g.k(u)))
+                    for j, q in uses:
+                        for k in range(obs):
+                            acc[k, r, q] = b.call(g.fma, [wv[k][j], xv, acc[k, r, q]])
+            for key, a in accs.items():
+                b.store(acc[key], a)
+        y0 = b.gep(y, [g.offset((n, s.o * s.oh * s.ow), (ob, V * s.oh * s.ow), (oh0, s.ow), (ow0, 1))],
                    inbounds=True)
         for (k, r, q), a in accs.items():
             _store(g, b.load(a), y0, ob, k, obs, r, q)
 
-    def over_columns(ob, oh0, nrows):
+    def over_columns(n, ob, oh0, nrows):
         full = s.ow // cols
         if full:
-            owb = _Loop(g, 0, full, "owb")
-            block(ob, oh0, nrows, b.mul(owb.i, g.k(cols)), cols)
-            owb.close()
+            with _Loop(g, 0, full, "owb") as owb:
+                block(n, ob, oh0, nrows, b.mul(owb, g.k(cols)), cols)
         if s.ow % cols:
-            block(ob, oh0, nrows, full * cols, s.ow % cols)
+            block(n, ob, oh0, nrows, full * cols, s.ow % cols)
 
-    n = _Loop(g, n0, n1, "n")
-    obl = _Loop(g, 0, -(-s.o // V) // obs, "ob")
-    ob = b.mul(obl.i, g.k(obs))
-    full = s.oh // rows
-    if full:
-        ohb = _Loop(g, 0, full, "ohb")
-        over_columns(ob, b.mul(ohb.i, g.k(rows)), rows)
-        ohb.close()
-    if s.oh % rows:
-        over_columns(ob, full * rows, s.oh % rows)
-    obl.close()
-    n.close()
+    with _Loop(g, n0, n1, "n") as n, _Loop(g, 0, ceil_div(s.o, V) // obs, "ob") as obl:
+        ob = b.mul(obl, g.k(obs))
+        full = s.oh // rows
+        if full:
+            with _Loop(g, 0, full, "ohb") as ohb:
+                over_columns(n, ob, b.mul(ohb, g.k(rows)), rows)
+        if s.oh % rows:
+            over_columns(n, ob, full * rows, s.oh % rows)
     return g.finish()
-
-
-def _input_columns(s, ncols):
-    """For each input column u under a block of ``ncols`` output columns: the (kernel column j, output column q)
-    pairs that read it (those with q * sw + j * dw = u)."""
-    for u in range((ncols - 1) * s.sw + (s.kw - 1) * s.dw + 1):
-        uses = [(j, (u - j * s.dw) // s.sw) for j in range(s.kw)
-                if u >= j * s.dw and (u - j * s.dw) % s.sw == 0 and (u - j * s.dw) // s.sw < ncols]
-        if uses:
-            yield u, uses
 
 
 def _store(g, v, y0, ob, k, obs, r, q):
@@ -321,7 +310,7 @@ def _store(g, v, y0, ob, k, obs, r, q):
     plane = s.oh * s.ow
     at = g.splat(b.ptrtoint(b.gep(y0, [g.k((k * s.lanes * s.oh + r) * s.ow + q)], inbounds=True), g.i64), g.vi64)
     lanes = ir.Constant(g.vi64, [lane * plane * g.itemsize for lane in range(s.lanes)])
-    first_of_last = (-(-s.o // s.lanes) - obs + k) * s.lanes  # this block's first channel in the last group
+    first_of_last = (ceil_div(s.o, s.lanes) - obs + k) * s.lanes  # this block's first channel in the last group
     if first_of_last + s.lanes <= s.o:  # every lane exists in every group
         mask = ir.Constant(g.mask, [1] * s.lanes)
     else:
@@ -331,65 +320,66 @@ def _store(g, v, y0, ob, k, obs, r, q):
     b.call(g.scatter, [v, b.inttoptr(b.add(at, lanes), g.vptr), ir.Constant(ir.IntType(32), g.itemsize), mask])
 
 
-def grad_weight_tiling(s):
-    """The register block of the weight-gradient kernel: (input channels, kernel rows) per pass, each pass holding
-    channels x rows x KW accumulators. Measured (benchmarks/NOTES.md, change 24): with only KW accumulators (3 for
-    a 3x3 kernel) the multiply-adds wait on each other; as many as fit run 2-3x faster."""
-    most = _target()["registers"] - 3
-    if s.kh * s.kw > most:
-        return 1, _balanced(s.kh, max(1, most // s.kw))
-    return _balanced(s.c, most // (s.kh * s.kw)), s.kh
-
-
 def grad_weight_ir(s):
     """IR of ``gw(x, gyt, gw, n0, n1)``: adds into gw (O/V blocks, C, KH, KW, V), for samples n0..n1, the products
     of x (N, C, H, W, padded) with gy repacked channels-last as gyt (N, OH, OW, O/V blocks * V). One sample at a
     time (its x and gy stay in cache while every pass goes over them); a pass takes a block of input channels and
     kernel rows (``grad_weight_tiling``) and keeps their accumulators in registers over every output pixel: per
-    pixel, one vector of V output channels' gradients, times each input value under the block's kernel offsets."""
+    pixel, one vector of V output channels' gradients, times each input value under the block's kernel offsets.
+    As C, with (CB, RB) = ``grad_weight_tiling(s)``::
+
+        for (n = n0; n < n1; n++)
+          for (ob = 0; ob < O/V; ob++)
+            for (c0 = 0; c0 < C; c0 += CB)                          // a pass: CB channels ...
+              for (i0 = 0; i0 < KH; i0 += RB) {                     // ... by RB kernel rows (unrolled)
+                vec acc[CB][RB][KW] = gw[ob][c0 + ci][i0 + i][j][:];  // in registers
+                for (oh = 0; oh < OH; oh++)
+                  for (ow = 0; ow < OW; ow++) {
+                    vec gv = gyt[n][oh][ow][ob*V : ob*V + V];
+                    for each (ci, i, j):                            // unrolled
+                      acc[ci][i][j] = fma(gv, broadcast(x[n][c0 + ci][oh*SH + (i0 + i)*DH][ow*SW + j*DW]),
+                                          acc[ci][i][j]);
+                  }
+                gw[ob][c0 + ci][i0 + i][j][:] = acc[ci][i][j];
+              }
+    """
     g = _Gen(s, "conv_grad_weight", 3)
     b, V = g.b, s.lanes
     x, gyt, gw = g.args[:3]
     n0, n1 = g.args[-2:]
-    blocks = -(-s.o // V)
-    cb, rows = grad_weight_tiling(s)
+    blocks = ceil_div(s.o, V)
+    cb, rows = grad_weight_tiling(s, _target()["registers"])
 
-    def one_pass(c0, nc, i0, nrows):
+    def one_pass(n, ob, c0, nc, i0, nrows):
         taps = [(ci, i, j) for ci in range(nc) for i in range(i0, i0 + nrows) for j in range(s.kw)]
-        at = {t: g.offset((ob.i, s.c * s.kh * s.kw * V), (c0, s.kh * s.kw * V), ((t[0] * s.kh + t[1]) * s.kw * V
-                                                                                   + t[2] * V, 1)) for t in taps}
+        at = {t: g.offset((ob, s.c * s.kh * s.kw * V), (c0, s.kh * s.kw * V), ((t[0] * s.kh + t[1]) * s.kw * V
+                                                                                 + t[2] * V, 1)) for t in taps}
         accs = {t: g.slot(g.v) for t in taps}
         for t in taps:
             b.store(g.vector(gw, at[t]), accs[t])
-        oh = _Loop(g, 0, s.oh, "oh")
-        base = g.offset((n.i, s.c * s.h * s.w), (c0, s.h * s.w), (oh.i, s.sh * s.w))
-        grow = g.offset((n.i, s.oh * s.ow * blocks * V), (oh.i, s.ow * blocks * V), (ob.i, V))
-        ow = _Loop(g, 0, s.ow, "ow")
-        gv = g.vector(gyt, b.add(grow, g.offset((ow.i, blocks * V))))
-        col = b.add(base, g.offset((ow.i, s.sw)))
-        for t in taps:
-            ci, i, j = t
-            xv = g.broadcast(x, b.add(col, g.k((ci * s.h + i * s.dh) * s.w + j * s.dw)))
-            b.store(b.call(g.fma, [gv, xv, b.load(accs[t])]), accs[t])
-        ow.close()
-        oh.close()
+        with _Loop(g, 0, s.oh, "oh") as oh:
+            base = g.offset((n, s.c * s.h * s.w), (c0, s.h * s.w), (oh, s.sh * s.w))
+            grow = g.offset((n, s.oh * s.ow * blocks * V), (oh, s.ow * blocks * V), (ob, V))
+            with _Loop(g, 0, s.ow, "ow") as ow:
+                gv = g.vector(gyt, b.add(grow, g.offset((ow, blocks * V))))
+                col = b.add(base, g.offset((ow, s.sw)))
+                for t in taps:
+                    ci, i, j = t
+                    xv = g.broadcast(x, b.add(col, g.k((ci * s.h + i * s.dh) * s.w + j * s.dw)))
+                    b.store(b.call(g.fma, [gv, xv, b.load(accs[t])]), accs[t])
         for t in taps:
             g.store_vector(b.load(accs[t]), gw, at[t])
 
-    def passes(c0, nc):
+    def passes(n, ob, c0, nc):
         for i0 in range(0, s.kh, rows):
-            one_pass(c0, nc, i0, min(rows, s.kh - i0))
+            one_pass(n, ob, c0, nc, i0, min(rows, s.kh - i0))
 
-    n = _Loop(g, n0, n1, "n")
-    ob = _Loop(g, 0, blocks, "ob")
-    if s.c // cb:
-        c = _Loop(g, 0, s.c // cb, "cb")
-        passes(b.mul(c.i, g.k(cb)), cb)
-        c.close()
-    if s.c % cb:
-        passes(s.c // cb * cb, s.c % cb)
-    ob.close()
-    n.close()
+    with _Loop(g, n0, n1, "n") as n, _Loop(g, 0, blocks, "ob") as ob:
+        if s.c // cb:
+            with _Loop(g, 0, s.c // cb, "cb") as c:
+                passes(n, ob, b.mul(c, g.k(cb)), cb)
+        if s.c % cb:
+            passes(n, ob, s.c // cb * cb, s.c % cb)
     return g.finish()
 
 
@@ -451,7 +441,7 @@ def kernel(kind, s):
 # ---- the three convolutions on NumPy arrays ---------------------------------------------------------------------
 def _whole_blocks(a, lanes):
     """``a`` with its first axis (output channels) zero-padded to whole blocks of ``lanes``."""
-    out = np.zeros((-(-a.shape[0] // lanes) * lanes, *a.shape[1:]), dtype=a.dtype)
+    out = np.zeros((ceil_div(a.shape[0], lanes) * lanes, *a.shape[1:]), dtype=a.dtype)
     out[:a.shape[0]] = a
     return out
 
@@ -544,7 +534,7 @@ def conv_grad_weight(x, gy, w_shape, stride, padding, dilation):
     pads = _pads(x.shape, w_shape, stride, padding, dilation, gy.shape[2:])
     s = _shape(x, w_shape, stride, dilation, gy.shape[2:], pads)
     k = kernel("grad_weight", s)
-    blocks = -(-o // s.lanes)
+    blocks = ceil_div(o, s.lanes)
     threads, _ = workers()
     parts = np.zeros((min(threads, n), blocks, c, kh, kw, s.lanes), x.dtype)
 
