@@ -73,7 +73,7 @@ def download_file(urls, folder, filename, md5, timeout=5.0):
     the umask gives a new file, as open() would). A file already at ``folder/filename`` whose MD5 matches is used as
     it is, without a fetch (as torchvision's check_integrity). Returns the path; raises DatasetNotFoundError listing
     every mirror's failure."""
-    from ..utils.checkpoint import write_atomically  # checkpoints' atomic write: fsync, rename, the umask's mode
+    from ..backend.files import write_atomically  # checkpoints' atomic write: fsync, rename, the umask's mode
     dest = os.path.join(folder, filename)
     if os.path.isfile(dest) and _md5(dest) == md5:
         return dest

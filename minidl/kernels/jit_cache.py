@@ -27,6 +27,8 @@ import tempfile
 import threading
 import time
 
+from ..backend.files import fsync_folder
+
 MAGIC = b"minidl-jit-obj1\n"
 _HEADER = len(MAGIC) + 32
 _STALE_SECONDS = 3600  # a temporary file this old belongs to no running write
@@ -141,7 +143,7 @@ def store(key, obj):
             os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
-        _sync_folder(d)
+        fsync_folder(d)
     except OSError as e:
         _say("write", f"cannot write the kernel cache in {d} ({e.strerror or e}): kernels are compiled in each "
                       "process until it can")
@@ -152,15 +154,6 @@ def store(key, obj):
             except OSError:
                 pass
     _remove_stale(d)
-
-
-def _sync_folder(d):
-    if hasattr(os, "O_DIRECTORY"):
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _remove_stale(d):

@@ -4,7 +4,6 @@ draw_graph (the backward graph as a picture), Monitor (activation and gradient s
 from .metrics import accuracy, confusion_matrix, precision_recall_f1
 from .summary import summary
 from .checkpoint import save_checkpoint, load_checkpoint
-from ..serialization import save, load
 from .training import train_one_epoch, evaluate, fit
 from .images import make_grid, save_image
 from .graph import draw_graph

@@ -6,14 +6,12 @@ A checkpoint is a NumPy ``.npz`` archive: arrays as entries, everything else as 
 next to the target, flushes it to disk, renames it over the target and flushes the folder, so a crash at
 any moment leaves the old checkpoint or the new one. Loading checks every part before it changes anything.
 """
-import glob
 import json
-import os
-import tempfile
 
 import numpy as np
 
 from .. import backend
+from ..backend.files import write_atomically
 from ..autograd.tensor import Tensor
 
 FORMAT = "minidl-checkpoint-1"
@@ -120,58 +118,6 @@ def _write(path, meta, arrays):
     """``meta`` (JSON) and ``arrays`` as one .npz at ``path``, atomically; or into an open binary file."""
     arrays = {f"a{i}": v for i, v in enumerate(arrays.values())} | {"__keys__": np.array(list(arrays))}
     return write_atomically(path, lambda f: np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays), ".npz")
-
-
-def write_atomically(path, write, suffix=""):
-    """Call ``write(f)`` on a temporary file next to ``path``, flush it to disk, rename it over ``path`` and flush
-    the folder: a crash at any moment leaves the old file or the new one. ``path`` may also be an open binary
-    file, written as it is (no rename to make it atomic)."""
-    if hasattr(path, "write"):
-        write(path)
-        return path
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    prefix = f".{os.path.basename(path)}.tmp-"
-    for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*")):
-        try:  # left by a save of this same file that was killed before its rename
-            os.remove(stale)
-        except OSError:
-            pass
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have made
-        os.replace(tmp, path)
-        _fsync_folder(folder)  # and the rename itself survives a power cut
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def _umask():
-    try:  # read, not set: os.umask() changes the process's umask for a moment (a race with other threads)
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return 0o022
-
-
-def _fsync_folder(folder):
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # a platform that cannot open folders (Windows): the rename is as durable as it gets
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _read(path, op, what):
