@@ -203,7 +203,21 @@ class Function:
     # -- applying -------------------------------------------------------------------------------
     @classmethod
     def apply(cls, *inputs, **params):
-        """Run the op on Tensors (or None for absent optional inputs) and record it in the graph."""
+        """Run the op on Tensors (or None for absent optional inputs) and record it in the graph.
+
+        For ``y = Mul.apply(a, w)`` with ``w`` a leaf that requires grad and ``a`` the output of an Exp::
+
+            a.grad_fn = <Exp> <------+                 w --> <AccumulateGrad> (made on first use, held weakly by w)
+                                     |                             ^
+                                     |  _edges = (<Exp>, <AccumulateGrad>)
+                                     |                             |
+            y.grad_fn = <Mul> -------+-----------------------------+
+                        _saved: what Mul.forward gave save_for_backward, resolved (``_resolve_saved``)
+
+        Steps: the inputs' arrays and their array module (NumPy or CuPy: one device); ``forward`` on the arrays; then,
+        only if grad is on and an input requires it, the node: which inputs want a gradient, the edges to their
+        nodes, and the saved values, each with the version it had (an in-place change before backward is refused).
+        """
         arrays = tuple(None if t is None else t._data for t in inputs)
         present = [a for a in arrays if a is not None]
         # the common case first: host arrays only (get_array_module's general check costs microseconds)
@@ -227,22 +241,7 @@ class Function:
             return result
         fn.needs_input_grad = needs
         fn._edges = tuple(None if t is None or not t.requires_grad else grad_node(t) for t in inputs)
-        saved = []
-        watched = []  # saved tensors whose in-place change must stop backward (their version now)
-        for a in fn._to_save:
-            if a is out or a is raw:
-                saved.append(_OUTPUT)
-                fn._out = out
-                continue
-            for t in inputs:
-                if t is not None and a is t._data:
-                    saved.append(t)
-                    watched.append((weakref.ref(t), t._vc[0]))
-                    break
-            else:
-                saved.append(a)
-        fn._saved = tuple(saved)
-        fn._to_save = ()
+        watched = _resolve_saved(fn, inputs, raw, out)
         result = Tensor._make(out, requires_grad=True, grad_fn=fn)
         _share_version_with_base(result, inputs)
         if fn._out is not None:
@@ -251,6 +250,36 @@ class Function:
         if getattr(_trace, "record", None) is not None:
             _trace.record(cls, inputs, params, result)
         return result
+
+
+def _resolve_saved(fn, inputs, raw, out):
+    """Turn the arrays that forward gave ``save_for_backward`` into what ``saved_tensors`` hands back as Tensors, so
+    that backward, written with minidl ops, is differentiable again: forward saw only arrays, so each is recognised
+    by identity (``is``) as what it is:
+
+    - the output array: kept as ``_OUTPUT``, and the output Tensor rebuilt when asked for (keeping the Tensor itself
+      would make a cycle: node -> output -> node);
+    - an input's array: that input Tensor (its version recorded: changed in place before backward, it is refused);
+    - anything else (an intermediate, a mask): a constant array.
+
+    Returns the (weak reference, version) pairs to check; the output's is added by apply once it exists."""
+    saved = []
+    watched = []
+    for a in fn._to_save:
+        if a is out or a is raw:
+            saved.append(_OUTPUT)
+            fn._out = out
+            continue
+        for t in inputs:
+            if t is not None and a is t._data:
+                saved.append(t)
+                watched.append((weakref.ref(t), t._vc[0]))
+                break
+        else:
+            saved.append(a)
+    fn._saved = tuple(saved)
+    fn._to_save = ()
+    return watched
 
 
 _plain_apply = Function.__dict__["apply"]
