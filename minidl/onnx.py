@@ -15,6 +15,7 @@ from .autograd.function import tracing
 from .autograd.tensor import Tensor
 from .functional import activation as A, conv as C, indexing as I, loss as L, math as M, normalization as N, \
     pooling as P, reduction as R, shape as S
+from .functional.attention import ScaledDotProductAttention
 from .functional.linear import Diag, Einsum, Linear, MatMul, Tril, Triu
 from .functional.rnn import GRUSequence, LSTMSequence, RNNSequence
 from .functional.view import Expand, Permute, Reshape, SumTo  # (functional.view is the op view)
@@ -249,6 +250,7 @@ EXPORTERS = {
 # Functions without a translation, and why: export refuses them with this reason (tests/test_exchange.py checks
 # that every Function class is in EXPORTERS or here).
 NOT_EXPORTED = {
+    ScaledDotProductAttention: "not translated yet (ONNX Attention, opset 23)",
     C.Unfold: "im2col has no ONNX operator", C.Fold: "col2im has no ONNX operator",
     C.ConvTranspose2d: "not translated yet (ONNX ConvTranspose)",
     R.Cumsum: "not translated yet (ONNX CumSum)", R.Amax: "not translated yet (ONNX ReduceMax)",

@@ -5,6 +5,7 @@ random upstream gradient, and a float64 numerical gradcheck, in float32 and floa
 values in [-2, 2], broadcasting, batch size 1, non-square kernels, strides and padding, odd sizes and
 non-contiguous arrays.
 """
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -169,6 +170,69 @@ def _binary(name, tfn, extra=()):
 _bn_train_fn, _bn_train_ref = _bn(True)
 _bn_eval_fn, _bn_eval_ref = _bn(False)
 _pos = dict(low=0.2, high=2.0)
+
+def _math_attention(lib):
+    """torch's reference (math) attention kernel for the block (a no-op for minidl). Its CPU flash kernel differs at
+    NaN only: a query row of NaN scores gives the output of a fully masked row (0) there, with NaN gradients."""
+    if lib is torch:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
+
+
+def _sdpa_ref(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None, enable_gqa=False):
+    """torch's attention by its reference (math) kernel; with dropout, written out with the weights dropped by the
+    mask minidl draws (``rand(scores.shape) >= p`` on DEVICE after manual_seed(0))."""
+    if dropout_p == 0:
+        with _math_attention(torch):
+            return TF.scaled_dot_product_attention(q, k, v, attn_mask, 0.0, is_causal, scale=scale, enable_gqa=enable_gqa)
+    if enable_gqa:
+        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], -3)
+        v = v.repeat_interleave(q.shape[-3] // v.shape[-3], -3)
+    s = q @ k.transpose(-2, -1) * (1 / np.sqrt(q.shape[-1]) if scale is None else scale)
+    if is_causal:
+        attn_mask = torch.ones(s.shape[-2:], dtype=torch.bool).tril()
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:  # as torch's math kernel: -inf added (gradients pass the masked scores)
+            attn_mask = torch.zeros(attn_mask.shape, dtype=s.dtype).masked_fill(~attn_mask, float("-inf"))
+        s = s + attn_mask
+    w = torch.ops.aten._safe_softmax(s, -1)
+    dt = q.detach().numpy().dtype
+    keep = _uniform(w.shape, dt) >= dropout_p
+    return (w * torch.tensor((keep * (1.0 / (1.0 - dropout_p) if dropout_p < 1 else 0.0)).astype(dt))) @ v
+
+
+def _mha(lib, need_weights=True):
+    """multi_head_attention_forward with packed weights: (output, weights), or the output alone without weights.
+    Masks come positionally (the generic tests make tensors of positional arrays only). ``b_qv`` holds the query's
+    and value's input biases; the key's is 0: its gradient is 0 in exact arithmetic (softmax ignores a constant
+    added to a row), so only float32 rounding noise would be compared."""
+    def fn(q, k, v, heads, w, b_qv, out_w, out_b, bias_k=None, bias_v=None, key_padding_mask=None, attn_mask=None,
+           **kw):
+        e = q.shape[-1] if q.ndim else 0
+        b = None if b_qv is None else lib.cat([b_qv[:e], lib.zeros(e, dtype=b_qv.dtype, device=b_qv.device), b_qv[e:]])
+        with _math_attention(lib):
+            out = lib.nn.functional.multi_head_attention_forward(
+                q, k, v, e, heads, w, b, bias_k, bias_v, kw.pop("add_zero_attn", False), 0.0, out_w, out_b,
+                key_padding_mask=key_padding_mask, attn_mask=attn_mask, need_weights=need_weights, **kw)
+        return out if need_weights else out[0]
+    return fn
+
+
+class Fixed(B):
+    """A given bool array (a mask with no fully masked row); zeros where a rule test changes the shape."""
+
+    def __init__(self, array):
+        super().__init__(*array.shape)
+        self.array = array
+
+    def make(self, rng, dtype):
+        return self.array.copy() if self.shape == self.array.shape else np.zeros(self.shape, dtype=bool)
+
+
+_CAUSAL_4 = Fixed(np.triu(np.ones((4, 4), dtype=bool), 1))  # True above the diagonal: masked out (MHA's convention)
+_PAD_2x5 = Fixed(np.array([[False, False, True, False, True], [False, False, False, False, True]]))
+
 
 OPS = [
     # ---- math ------------------------------------------------------------------------------------
@@ -491,6 +555,38 @@ OPS = [
     OpInfo("nonzero", F.nonzero, torch.nonzero, [S(B(3, 4)), S(A(2, 3)), S(B(5), as_tuple=True)], grad=False),
     OpInfo("masked_fill", F.masked_fill, torch.masked_fill,
            [S(A(3, 4), B(3, 4), 0.5), S(A(3, 4), B(4), -1.0), S(A(2, 3, nc=True), B(2, 3), 2.0)]),
+    # ---- attention ----------------------------------------------------------------------------------
+    OpInfo("scaled_dot_product_attention", F.scaled_dot_product_attention, _sdpa_ref, [
+        S(A(2, 3, 4, 5), A(2, 3, 6, 5), A(2, 3, 6, 7)),
+        S(A(1, 2, 4, 5), A(1, 2, 6, 5), A(1, 2, 6, 3, nc=True), B(4, 6)),          # bool mask (a row may be all False)
+        S(A(4, 5), A(6, 5), A(6, 3)),                                             # 2-D
+        S(A(2, 3, 4, 8), A(2, 1, 6, 8), A(2, 1, 6, 8)),                           # heads broadcast
+        S(A(2, 2, 3, 4), A(2, 2, 5, 4), A(2, 2, 5, 4), A(2, 1, 3, 5)),            # float mask, differentiated
+        S(A(2, 5, 4), A(2, 3, 4), A(2, 3, 4), is_causal=True),                    # causal, L > S: upper left
+        S(A(2, 3, 4), A(2, 6, 4), A(2, 6, 2), is_causal=True, scale=0.3),
+        S(A(1, 4, 3, 4), A(1, 2, 5, 4), A(1, 2, 5, 6), A(4, 3, 5), enable_gqa=True),  # grouped query heads
+    ]),
+    OpInfo("scaled_dot_product_attention", F.scaled_dot_product_attention, _sdpa_ref, [
+        S(A(2, 3, 4, 5), A(2, 3, 6, 5), A(2, 3, 6, 7), dropout_p=0.3),
+        S(A(4, 5), A(6, 5), A(6, 3), None, 0.5, True),
+        S(A(1, 4, 3, 4), A(1, 2, 5, 4), A(1, 2, 5, 6), dropout_p=0.4, enable_gqa=True),
+        S(A(2, 3, 4), A(2, 3, 4), A(2, 3, 4), dropout_p=1.0),
+    ], random=True, variant="dropout"),
+    OpInfo("multi_head_attention_forward", _mha(minidl), _mha(torch), [
+        S(A(4, 2, 6), A(5, 2, 6), A(5, 2, 6), 2, A(18, 6), A(12), A(6, 6), A(6)),
+        S(A(4, 2, 6), A(4, 2, 6), A(4, 2, 6), 3, A(18, 6), None, A(6, 6), None, None, None, None, _CAUSAL_4,
+          average_attn_weights=False),
+        S(A(3, 4), A(5, 4), A(5, 4, nc=True), 2, A(12, 4), A(8), A(4, 4), A(4), A(1, 1, 4), A(1, 1, 4),
+          add_zero_attn=True),                                                    # unbatched, bias_k/v, zero attn
+        S(A(4, 2, 6), A(5, 2, 6), A(5, 2, 6), 2, A(18, 6), A(12), A(6, 6), A(6), None, None, _PAD_2x5,
+          A(4, 4, 5, grad=False)),                                                # padding + a float (N*heads) mask
+    ]),
+    OpInfo("multi_head_attention_forward", _mha(minidl, False), _mha(torch, False), [
+        S(A(4, 2, 6), A(5, 2, 6), A(5, 2, 6), 2, A(18, 6), A(12), A(6, 6), A(6), None, None, _PAD_2x5),
+        S(A(4, 2, 6), A(4, 2, 6), A(4, 2, 6), 3, A(18, 6), A(12), A(6, 6), A(6), None, None, None, _CAUSAL_4,
+          is_causal=True),
+        S(A(3, 4), A(5, 4), A(5, 4), 2, A(12, 4), A(8), A(4, 4), A(4), A(1, 1, 4), A(1, 1, 4), add_zero_attn=True),
+    ], variant="no_weights", via="scaled_dot_product_attention"),
 ]
 
 ROWS = {}

@@ -7,6 +7,7 @@ A sample may fail only if it is listed in ``DIFFERENT`` with the reason minidl d
 """
 import sys
 import zlib
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -65,6 +66,17 @@ _DTYPES = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: 
            torch.uint8: np.uint8, torch.bool: np.bool_}
 
 
+def _minidl_layer(layer):
+    """A torch layer given to a constructor (TransformerEncoder's encoder_layer, a norm) as minidl's, built with the
+    same configuration; its weights arrive with the state_dict."""
+    if isinstance(layer, torch.nn.LayerNorm):
+        return nn.LayerNorm(layer.normalized_shape, layer.eps, layer.elementwise_affine, bias=layer.bias is not None)
+    attn = layer.self_attn
+    return getattr(nn, type(layer).__name__)(
+        attn.embed_dim, attn.num_heads, layer.linear1.out_features, layer.dropout.p, to_minidl(layer.activation, []),
+        layer.norm1.eps, attn.batch_first, layer.norm_first, bias=layer.linear1.bias is not None)
+
+
 def to_minidl(v, leaves):
     """A torch value as minidl's: tensors keep their values, strides and requires_grad; ``leaves``
     collects (torch leaf, minidl leaf) pairs whose gradients are compared. A tensor passed twice (a sample may
@@ -82,6 +94,10 @@ def to_minidl(v, leaves):
         return t
     if isinstance(v, torch.dtype):
         return _DTYPES[v]
+    if isinstance(v, torch.nn.Module):
+        return _minidl_layer(v)
+    if callable(v) and getattr(torch.nn.functional, getattr(v, "__name__", ""), None) is v and v.__name__ in OPS:
+        return OPS[v.__name__]  # torch.nn.functional.relu -> minidl's (a Transformer layer's activation)
     if isinstance(v, torch.device):
         return str(v)
     if isinstance(v, torch.memory_format):
@@ -193,7 +209,45 @@ def check_dropout2d(out, args, kwargs, seed):
     assert (planes.all(-1) | ~(y != 0).reshape(planes.shape).any(-1)).all(), "a channel was partly dropped"
 
 
-RANDOM = {"dropout": check_dropout, "dropout2d": check_dropout2d}  # random ops: checked for structure
+def _reseeded(name, args, kwargs, seed, reference):
+    """A random op run again after manual_seed(0), compared (values and gradients) with ``reference`` on the same
+    inputs as torch tensors, which draws its masks from minidl's generator after the same seed (tests/opinfo.py)."""
+    leaves = []
+
+    def to_torch(v):
+        if isinstance(v, minidl.Tensor):
+            for m, t in leaves:
+                if m is v:
+                    return t
+            t = torch.tensor(_np(v), requires_grad=v.requires_grad)
+            leaves.append((v, t))
+            return t
+        return type(v)(map(to_torch, v)) if isinstance(v, (list, tuple)) else v
+    t_args, t_kwargs = to_torch(args), {k: to_torch(v) for k, v in kwargs.items()}
+    minidl.manual_seed(0)
+    m_out = OPS[name](*args, **kwargs)
+    t_out = reference(*t_args, **t_kwargs)
+    leaves = [(m, t) for m, t in leaves if m.requires_grad]
+    compare(m_out, t_out, [m for m, _ in leaves], [t for _, t in leaves], seed, name)
+
+
+def check_attention(out, args, kwargs, seed):
+    """scaled_dot_product_attention against torch's math attention given minidl's dropout mask."""
+    import opinfo
+    _reseeded("scaled_dot_product_attention", args, kwargs, seed, opinfo._sdpa_ref)
+
+
+def check_multi_head_attention(out, args, kwargs, seed):
+    """multi_head_attention_forward against torch's, whose dropout (of the weights, or inside attention) is given
+    the mask minidl draws."""
+    import opinfo
+    with mock.patch.object(torch.nn.functional, "dropout", opinfo._dropout_ref), \
+            mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", opinfo._sdpa_ref):
+        _reseeded("multi_head_attention_forward", args, kwargs, seed, torch.nn.functional.multi_head_attention_forward)
+
+
+RANDOM = {"dropout": check_dropout, "dropout2d": check_dropout2d,  # random ops: checked for structure
+          "scaled_dot_product_attention": check_attention, "multi_head_attention_forward": check_multi_head_attention}
 
 
 def op_samples(info):

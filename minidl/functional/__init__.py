@@ -4,6 +4,7 @@ Every public op registers itself (``_registry.register``) in ``OPS``, which make
 ``F.<name>``; it also needs a row in ``tests/opinfo.py``. Adding an op touches those two places only.
 """
 from . import math, view, indexing, shape, reduction, activation, loss, linear, conv, pooling, normalization
+from . import attention  # scaled_dot_product_attention, multi_head_attention_forward
 from ._registry import OPS
 
 globals().update(OPS)  # every registered op, by its public name (the modules above filled OPS)

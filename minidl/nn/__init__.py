@@ -15,4 +15,6 @@ from .activation import (ReLU, LeakyReLU, GELU, SiLU, Sigmoid, Tanh, Softmax, Lo
                          ReLU6, Hardsigmoid, Hardswish, Mish, Softplus, PReLU)
 from .loss import (CrossEntropyLoss, NLLLoss, MSELoss, L1Loss, BCELoss, BCEWithLogitsLoss, HuberLoss, SmoothL1Loss,
                    KLDivLoss)
+from .transformer import (MultiheadAttention, TransformerEncoderLayer, TransformerDecoderLayer, TransformerEncoder,
+                          TransformerDecoder, Transformer)
 from . import modules  # torch.nn.modules' namespace: aliases of the modules above, nothing loaded twice
