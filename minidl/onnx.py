@@ -14,7 +14,7 @@ from .autograd import no_grad
 from .autograd.function import tracing
 from .autograd.tensor import Tensor
 from .functional import activation as A, conv as C, indexing as I, loss as L, math as M, normalization as N, \
-    pooling as P, reduction as R, shape as S
+    pooling as P, reduction as R, shape as S, unary as U
 from .functional.attention import ScaledDotProductAttention
 from .functional.linear import Diag, Einsum, Linear, MatMul, Tril, Triu
 from .functional.rnn import GRUSequence, LSTMSequence, RNNSequence
@@ -214,8 +214,8 @@ def _constant_pad(g, inputs, x, params, out):
 EXPORTERS = {
     **{cls: _one(name) for cls, name in (
         (M.Add, "Add"), (M.Sub, "Sub"), (M.Mul, "Mul"), (M.Div, "Div"), (M.Pow, "Pow"), (MatMul, "MatMul"),
-        (M.Maximum, "Max"), (M.Minimum, "Min"), (M.Neg, "Neg"), (M.Exp, "Exp"), (M.Log, "Log"), (M.Sqrt, "Sqrt"),
-        (M.Abs, "Abs"), (M.Erf, "Erf"), (M.Where, "Where"), (A.ReLU, "Relu"), (A.Sigmoid, "Sigmoid"),
+        (M.Maximum, "Max"), (M.Minimum, "Min"), (U.Neg, "Neg"), (U.Exp, "Exp"), (M.Log, "Log"), (U.Sqrt, "Sqrt"),
+        (U.Abs, "Abs"), (U.Erf, "Erf"), (M.Where, "Where"), (A.ReLU, "Relu"), (A.Sigmoid, "Sigmoid"),
         (A.Tanh, "Tanh"), (A.Hardswish, "HardSwish"))},
     S.Clone: lambda g, inputs, x, params, out: g.node("Identity", x[:1]),
     M.PowScalar: _pow_scalar,
@@ -236,7 +236,7 @@ EXPORTERS = {
                                                     keepdims=int(params["keepdim"])),
     I.GetItem: lambda g, inputs, x, params, out: _getitem(g, x[0], params["key"], inputs[0].shape),
     A.Hardtanh: _clip,
-    M.Clamp: _clip,
+    U.Clamp: _clip,
     A.LeakyReLU: lambda g, inputs, x, params, out: g.node("LeakyRelu", x, alpha=float(params["slope"])),
     A.ELU: lambda g, inputs, x, params, out: g.node("Elu", x, alpha=float(params["alpha"])),
     A.Softplus: _softplus,
@@ -256,15 +256,15 @@ NOT_EXPORTED = {
     R.Cumsum: "not translated yet (ONNX CumSum)", R.Amax: "not translated yet (ONNX ReduceMax)",
     R.LogSumExp: "not translated yet", R.Prod: "not translated yet", R.Norm: "not translated yet",
     R.StdSqrt: "not translated yet (var and std)",
-    M.Floor: "not translated yet", M.Ceil: "not translated yet", M.Round: "not translated yet",
-    M.Trunc: "not translated yet", M.Sign: "not translated yet", M.RoundedDiv: "not translated yet",
-    M.ClampTensor: "not translated yet (clamp with tensor bounds)", L.XLogX: "not translated yet",
+    U.Floor: "not translated yet", U.Ceil: "not translated yet", U.Round: "not translated yet",
+    U.Trunc: "not translated yet", U.Sign: "not translated yet", M.RoundedDiv: "not translated yet",
+    U.ClampTensor: "not translated yet (clamp with tensor bounds)", L.XLogX: "not translated yet",
     L.BinaryCrossEntropy: "a loss: export the model, not its training objective",
     L.SoftmaxCrossEntropy: "a loss: export the model, not its training objective",
     I.Gather: "not translated yet (ONNX GatherElements)", I.IndexAdd: "not translated yet",
     SumTo: "a broadcasting gradient, not a forward op", A.ReLUBackward: "relu's gradient, not a forward op",
-    M.Log1p: "not translated yet", M.Expm1: "not translated yet", M.Log2: "not translated yet",
-    M.Log10: "not translated yet", M.Sin: "not translated yet (ONNX Sin)", M.Cos: "not translated yet (ONNX Cos)",
+    U.Log1p: "not translated yet", U.Expm1: "not translated yet", U.Log2: "not translated yet",
+    U.Log10: "not translated yet", U.Sin: "not translated yet (ONNX Sin)", U.Cos: "not translated yet (ONNX Cos)",
     M.Atan2: "not translated yet", Tril: "not translated yet (ONNX Trilu)",
     Triu: "not translated yet (ONNX Trilu)", Diag: "not translated yet",
     Einsum: "not translated yet (ONNX Einsum)", RNNSequence: "not translated yet (ONNX RNN)",

@@ -3,7 +3,7 @@
 Every public op registers itself (``_registry.register``) in ``OPS``, which makes it a name here and
 ``F.<name>``; it also needs a row in ``tests/opinfo.py``. Adding an op touches those two places only.
 """
-from . import math, view, indexing, shape, reduction, activation, loss, linear, conv, pooling, normalization
+from . import math, unary, view, indexing, shape, reduction, activation, loss, linear, conv, pooling, normalization
 from . import attention  # scaled_dot_product_attention, multi_head_attention_forward
 from ._registry import OPS
 

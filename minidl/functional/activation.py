@@ -9,7 +9,8 @@ from ..autograd.tensor import Tensor, _dim
 from ..backend.errors import RuntimeValueError
 from ._checks import float_tensor
 from ._registry import register
-from .math import erf, mul, where
+from .math import mul, where
+from .unary import erf
 from .reduction import sum as _sum
 
 

@@ -12,8 +12,8 @@ from ..backend.errors import IndexValueError, RuntimeTypeError, RuntimeValueErro
 from ._checks import float_tensor, optional_tensor, reduction_arg, same_device, tensor_arg
 from ._registry import register
 from .activation import log_softmax, softmax, softplus
-from .math import _check_broadcast, clamp, exp, log, where
-from .math import abs as _abs
+from .math import _check_broadcast, log, where
+from .unary import abs as _abs, clamp, exp
 from .reduction import mean as _mean
 from .reduction import sum as _sum
 

@@ -7,7 +7,7 @@ from ..autograd import Function
 from ..backend.errors import RuntimeValueError
 from ._checks import float_tensor, int_arg, optional_tensor, same_device
 from ._registry import register
-from .math import sqrt
+from .unary import sqrt
 from .reduction import mean as _mean
 
 

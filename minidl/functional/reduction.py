@@ -14,7 +14,8 @@ from ._checks import dims as _dims
 from ._checks import tensor_arg
 from ._registry import register
 from .indexing import gather
-from .math import exp, maximum, minimum, where
+from .math import maximum, minimum, where
+from .unary import exp
 from .shape import flip
 
 
