@@ -17,7 +17,7 @@ from .functional import activation as A, conv as C, indexing as I, loss as L, ma
     pooling as P, reduction as R, shape as S, unary as U
 from .functional.attention import ScaledDotProductAttention
 from .functional.linear import Diag, Einsum, Linear, MatMul, Tril, Triu
-from .functional.rnn import GRUSequence, LSTMSequence, RNNSequence
+from .functional.rnn import GRUSequence, LSTMProjSequence, LSTMSequence, RNNSequence
 from .functional.view import Expand, Permute, Reshape, SumTo  # (functional.view is the op view)
 from .utils.checkpoint import write_atomically
 
@@ -255,6 +255,7 @@ NOT_EXPORTED = {
     C.ConvTranspose2d: "not translated yet (ONNX ConvTranspose)",
     R.Cumsum: "not translated yet (ONNX CumSum)", R.Amax: "not translated yet (ONNX ReduceMax)",
     R.LogSumExp: "not translated yet", R.Prod: "not translated yet", R.Norm: "not translated yet",
+    R.NuclearNorm: "not translated yet (ONNX has no SVD)",
     R.StdSqrt: "not translated yet (var and std)",
     U.Floor: "not translated yet", U.Ceil: "not translated yet", U.Round: "not translated yet",
     U.Trunc: "not translated yet", U.Sign: "not translated yet", M.RoundedDiv: "not translated yet",
@@ -269,6 +270,7 @@ NOT_EXPORTED = {
     Triu: "not translated yet (ONNX Trilu)", Diag: "not translated yet",
     Einsum: "not translated yet (ONNX Einsum)", RNNSequence: "not translated yet (ONNX RNN)",
     LSTMSequence: "not translated yet (ONNX LSTM)", GRUSequence: "not translated yet (ONNX GRU)",
+    LSTMProjSequence: "not translated yet (ONNX LSTM has no projection)",
     I.Scatter: "not translated yet", I.ScatterAdd: "not translated yet",
     N.SyncBatchNorm: "exports as batch norm once converted back (SyncBatchNorm is for training)",
 }

@@ -496,6 +496,14 @@ OPS = [
            lambda x, **k: TF.interpolate(x, mode="area", **k),
            [S(A(2, 3, 6, 4), scale_factor=0.5), S(A(1, 2, 5, 7, nc=True), size=(3, 9)), S(A(2, 3, 7), size=3)],
            variant="area", via="adaptive_avg_pool2d"),
+    OpInfo("interpolate", lambda x, **k: F.interpolate(x, mode="bicubic", **k),
+           lambda x, **k: TF.interpolate(x, mode="bicubic", **k), [
+               S(A(2, 3, 4, 5), scale_factor=2), S(A(1, 2, 5, 7, nc=True), size=(3, 9)),
+               S(A(2, 2, 5, 6), scale_factor=(1.7, 0.6), align_corners=True), S(A(1, 3, 4, 4), size=(8, 1)),
+               S(A(1, 2, 6, 5), size=(1, 7), align_corners=True), S(A(2, 1, 6, 5), scale_factor=1.3,
+                                                                    recompute_scale_factor=True),
+               S(A(1, 1, 9, 8), scale_factor=0.4)],
+           variant="bicubic"),
     OpInfo("instance_norm", F.instance_norm, TF.instance_norm, [
         S(A(2, 3, 4, 5)), S(A(1, 4, 5, 3, nc=True), None, None, A(4), A(4)), S(A(2, 3, 6), None, None, A(3), eps=1e-3),
         S(A(3, 2, 2, 3, 2))]),
@@ -503,6 +511,9 @@ OPS = [
         S(A(3, 4)), S(A(3, 4), 3, 1), S(A(2, 3, 4, nc=True), 1.5, (0, 2), True), S(A(3, 4, away=0.1), 1, 0),
         S(A(3, 4, away=0.1), 0.5), S(A(5, away=0.1), -1), S(A(3, 4), float("inf"), 1), S(A(3, 4), -float("inf")),
         S(A(2, 3), "fro", (0, 1)), S(A(4, 3), 2, -1, True)]),
+    OpInfo("norm", F.norm, torch.norm, [  # the nuclear norm: the sum of singular values (an SVD)
+        S(A(3, 4), "nuc"), S(A(2, 3, 4, nc=True), "nuc", (2, 0), True), S(A(5, 3), "nuc", (-1, -2)),
+        S(A(2, 4, 3), "nuc", (1, 2))], variant="nuc", via="nuclear_norm"),
     OpInfo("scatter", F.scatter, torch.scatter, [
         S(A(3, 5), 0, ScatterIndex((2, 5), 3, 0), A(2, 5)), S(A(4, 3, nc=True), 1, ScatterIndex((4, 2), 3, 1), A(4, 2)),
         S(A(2, 3, 4), -1, ScatterIndex((2, 3, 4), 4, 2), A(2, 3, 4)), S(A(3, 5), 0, ScatterIndex((2, 5), 3, 0), 1.5)]),

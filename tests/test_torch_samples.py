@@ -27,8 +27,8 @@ SKIP_OPINFOS = {
     "max_pool2d_with_indices_backward",  # a backward kernel, not a user-facing op
     "unfold",  # Tensor.unfold(dim, size, step), another op than nn.functional.unfold (im2col), which runs
 }
-# torch OpInfo variants for what minidl deliberately does not have; minidl refuses them (tests/test_nn.py)
-SKIP_VARIANTS = {"nn.functional.interpolate.bicubic", "norm.nuc"}
+# torch OpInfo variants for what minidl deliberately does not have (none today)
+SKIP_VARIANTS = set()
 # torch OpInfos whose op takes its arguments in another order than the public function of that name
 ADAPTERS = {
     "where": lambda op: lambda input, condition, other: op(condition, input, other),  # x.where(cond, y)
@@ -36,9 +36,7 @@ ADAPTERS = {
     "einsum": lambda op: lambda operands, equation: op(equation, operands),  # the operands are the sample input
 }
 # Deliberate differences: (opinfo name with variant, sample index) -> why. Keep this short and true.
-DIFFERENT = {("einsum", 8): "'iji->j': a repeated index within one operand (a diagonal) is refused, naming it",
-             **{("LSTM", k): "proj_size > 0 (LSTM with projections) is refused, naming it"
-                for k in (2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31)}}
+DIFFERENT = {("einsum", 8): "'iji->j': a repeated index within one operand (a diagonal) is refused, naming it"}
 
 
 def _minidl_name(info):

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.tensor import Tensor
+from .interpolation import _PIL_FILTERS, InterpolationMode, _interpolation, _nearest_rows
 
 MAX_CHANNELS = 4  # an (H, W, C) array has C in 1..4 (L, LA, RGB, RGBA), as torchvision's to_pil_image requires
 
@@ -301,17 +302,32 @@ class Grayscale:
         return f"Grayscale(num_output_channels={self.num_output_channels})"
 
 
-def _resize(img, size, op):
-    """``img`` resized to ``size`` (h, w) bilinearly by Pillow, as torchvision resizes Pillow images (antialiased
-    when shrinking): uint8 arrays and Pillow images directly, tensors channel by channel as 32-bit float images."""
+def _resize(img, size, op, mode=InterpolationMode.BILINEAR, antialias=True):
+    """``img`` resized to ``size`` (h, w) as torchvision resizes it. Pillow images and arrays: Pillow's filter for
+    ``mode`` (antialiased when shrinking). Tensors: the nearest modes pick rows and columns by torch's rule
+    (torchvision's tensor path); bilinear and bicubic go channel by channel through Pillow as 32-bit float images,
+    rounded back for integer images (torchvision's antialiased tensor kernels are Pillow's, up to the last digits;
+    without antialias they are interpolate's, which this layer below functional cannot call: refused, naming it)."""
     from PIL import Image
     h, w = size
-    if isinstance(img, Tensor):
-        arr = _chw(img, op)
-        out = np.stack([np.asarray(Image.fromarray(ch.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
-                        for ch in arr]).astype(arr.dtype)
-        return _like(out, img)
-    return _unpil(_pil(img, op).resize((w, h), Image.BILINEAR), img)
+    if not isinstance(img, Tensor):
+        return _unpil(_pil(img, op).resize((w, h), _PIL_FILTERS[mode.value]), img)
+    arr = _chw(img, op)
+    if mode.value.startswith("nearest"):
+        exact = mode is InterpolationMode.NEAREST_EXACT
+        return _like(arr[:, _nearest_rows(arr.shape[1], h, exact)][:, :, _nearest_rows(arr.shape[2], w, exact)], img)
+    if mode.value not in ("bilinear", "bicubic"):
+        raise ValueError(f"{op}: tensor images resize with NEAREST, NEAREST_EXACT, BILINEAR or BICUBIC (torchvision), "
+                         f"got {mode}")
+    if not antialias:
+        raise ValueError(f"{op}: antialias=False is not supported for tensor images (F.interpolate(img[None], size, "
+                         f"mode={mode.value!r})[0] is torchvision's result)")
+    resample = _PIL_FILTERS[mode.value]
+    out = np.stack([np.asarray(Image.fromarray(ch.astype(np.float32), mode="F").resize((w, h), resample))
+                    for ch in arr])
+    if arr.dtype.kind in "iu":  # torchvision rounds (and clamps) back to an integer image
+        out = np.clip(np.round(out), np.iinfo(arr.dtype).min, np.iinfo(arr.dtype).max)
+    return _like(out.astype(arr.dtype), img)
 
 
 def _image_hw(img, op):
@@ -320,16 +336,18 @@ def _image_hw(img, op):
 
 class Resize:
     """Resize to ``size``: (h, w), or an int that the shorter side becomes, the other keeping the aspect ratio
-    (torchvision's rule: the longer side int(size * long / short), capped by ``max_size``). Bilinear, through Pillow
-    (antialiased when shrinking, as torchvision on Pillow images; torchvision's own tensor path differs from
-    Pillow's in the last digits)."""
+    (torchvision's rule: the longer side int(size * long / short), capped by ``max_size``). ``interpolation``: an
+    InterpolationMode (BILINEAR by default, BICUBIC, NEAREST, NEAREST_EXACT; Pillow images and arrays also BOX,
+    HAMMING, LANCZOS) or Pillow's filter number; how each kind of image is resized: see _resize. ``antialias``
+    applies to tensors (Pillow always antialiases when shrinking), as in torchvision."""
 
-    def __init__(self, size, max_size=None):
+    def __init__(self, size, interpolation=InterpolationMode.BILINEAR, max_size=None, antialias=True):
         if isinstance(size, numbers.Integral):
             self.size = int(size)
         else:
             self.size = _size_pair(size, "Resize")
-        self.max_size = max_size
+        self.interpolation = _interpolation(interpolation, "Resize")
+        self.max_size, self.antialias = max_size, bool(antialias)
 
     def target(self, h, w):
         if not isinstance(self.size, int):
@@ -341,10 +359,11 @@ class Resize:
         return (new_short, new_long) if h <= w else (new_long, new_short)
 
     def __call__(self, img):
-        return _resize(img, self.target(*_image_hw(img, "Resize")), "Resize")
+        return _resize(img, self.target(*_image_hw(img, "Resize")), "Resize", self.interpolation, self.antialias)
 
     def __repr__(self):
-        return f"Resize(size={self.size}, max_size={self.max_size})"
+        return (f"Resize(size={self.size}, interpolation={self.interpolation.value}, max_size={self.max_size}, "
+                f"antialias={self.antialias})")
 
 
 class RandomResizedCrop:

@@ -1,6 +1,8 @@
 """Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d (raw-kernel backward:
 differentiable once). Max pooling pads with -inf; output sizes follow torch (floor, or ceil_mode)."""
+import functools
 import math
+import operator
 
 import numpy as np
 
@@ -277,7 +279,7 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 _LINEAR = {"linear": 1, "bilinear": 2, "trilinear": 3}
 
 
-_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
+_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "area")
 
 
 def _interp_sizes(op, spatial, size, scale_factor, recompute_scale_factor):
@@ -331,6 +333,57 @@ def _linear_weights(n_in, n_out, scale, align_corners, dtype):
     return i0, i1, (1 - w1).astype(dtype), w1
 
 
+def _cubic_weights(n_in, n_out, scale, align_corners, dtype):
+    """torch's bicubic taps along one dim: four source indices and four weights per output position, each (4, n_out).
+    Output i reads the inputs floor(src) - 1 .. floor(src) + 2, clamped to the edge, with Keys' cubic convolution
+    weights (A = -0.75) at t = src - floor(src); src as in _linear_weights but not clamped at 0 (torch's cubic
+    rule). Computed in ``dtype``, as torch computes them in the input's precision."""
+    one = dtype.type(1)
+    dst = np.arange(n_out, dtype=dtype)
+    if align_corners:
+        src = dst * (dtype.type(n_in - 1) / dtype.type(n_out - 1) if n_out > 1 else dtype.type(0))
+    else:
+        src = (dst + dtype.type(0.5)) * dtype.type(scale) - dtype.type(0.5)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    t = np.clip(src - i0, 0, 1).astype(dtype)
+    a = dtype.type(-0.75)
+
+    def near(x):  # the kernel for |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + one
+
+    def far(x):  # the kernel for 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    index = np.clip(i0 + np.arange(-1, 3)[:, None], 0, n_in - 1)
+    return index, np.stack([far(t + one), near(t), near(one - t), far((one - t) + one)]).astype(dtype)
+
+
+def _taps(mode, n_in, n_out, scale, align_corners, dtype):
+    """(index, weight), each (taps, n_out): the inputs each output position reads along one dim, and their weights."""
+    if mode == "bicubic":
+        return _cubic_weights(n_in, n_out, scale, align_corners, dtype)
+    i0, i1, w0, w1 = _linear_weights(n_in, n_out, scale, align_corners, dtype)
+    return (i0, i1), (w0, w1)
+
+
+def _interp_checks(op, input, mode, align_corners, antialias):
+    """interpolate's argument checks (the sizes are _interp_sizes')."""
+    float_tensor(input, op)
+    if mode not in _MODES:
+        raise RuntimeValueError(f"{op}: mode must be one of {', '.join(_MODES)}, got {mode!r}")
+    if input.ndim not in (3, 4, 5):
+        raise RuntimeValueError(f"{op}: expected a 3-D (N, C, L), 4-D (N, C, H, W) or 5-D (N, C, D, H, W) input, got "
+                                f"shape {tuple(input.shape)}")
+    if mode in _LINEAR and _LINEAR[mode] != input.ndim - 2 or mode == "bicubic" and input.ndim != 4:
+        raise RuntimeValueError(f"{op}: mode {mode!r} needs a {_LINEAR.get(mode, 2) + 2}-D input, got shape "
+                                f"{tuple(input.shape)}")
+    if align_corners is not None and mode not in _LINEAR and mode != "bicubic":
+        raise RuntimeValueError(f"{op}: align_corners can only be set with the interpolating modes linear, bilinear, "
+                                f"bicubic and trilinear, got mode {mode!r}")
+    if antialias:
+        raise RuntimeValueError(f"{op}: antialias=True is not supported (mode {mode!r}); resize with "
+                                f"antialias=False, or low-pass filter (avg_pool2d) before shrinking")
+
+
 @register(method=False)
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
                 recompute_scale_factor=None, antialias=False):
@@ -338,26 +391,13 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     torch.nn.functional.interpolate.
 
     Modes: 'nearest' (torch's floor rule, which shifts the image by half a pixel), 'nearest-exact' (the
-    pixel-centre rule), 'linear' / 'bilinear' / 'trilinear' (for 3-, 4- and 5-D inputs) with or without
-    ``align_corners``, 'area' (adaptive average pooling). Every mode is separable: it resizes one spatial dim
-    at a time, with indexing and arithmetic, so it is differentiable twice; the gradient of an upsampling sums
-    each output's gradient back into the inputs it read. 'bicubic' and ``antialias`` are not supported."""
+    pixel-centre rule), 'linear' / 'bilinear' / 'trilinear' (for 3-, 4- and 5-D inputs) and 'bicubic' (4-D: Keys'
+    cubic convolution, A = -0.75, edges repeated) with or without ``align_corners``, 'area' (adaptive average
+    pooling). Every mode is separable: it resizes one spatial dim at a time, with indexing and arithmetic (the
+    interpolating modes sum their 2 or 4 weighted taps per dim), so it is differentiable twice; the gradient of an
+    upsampling sums each output's gradient back into the inputs it read. ``antialias`` is not supported."""
     op = "interpolate"
-    float_tensor(input, op)
-    if mode not in _MODES:
-        raise RuntimeValueError(f"{op}: mode must be one of {', '.join(_MODES)} (bicubic is not supported), got "
-                                f"{mode!r}")
-    if input.ndim not in (3, 4, 5):
-        raise RuntimeValueError(f"{op}: expected a 3-D (N, C, L), 4-D (N, C, H, W) or 5-D (N, C, D, H, W) input, got "
-                                f"shape {tuple(input.shape)}")
-    if mode in _LINEAR and _LINEAR[mode] != input.ndim - 2:
-        raise RuntimeValueError(f"{op}: mode {mode!r} needs a {_LINEAR[mode] + 2}-D input, got shape "
-                                f"{tuple(input.shape)}")
-    if align_corners is not None and mode not in _LINEAR:
-        raise RuntimeValueError(f"{op}: align_corners can only be set with the interpolating modes linear, bilinear "
-                                f"and trilinear, got mode {mode!r}")
-    if antialias:
-        raise RuntimeValueError(f"{op}: antialias=True is not supported")
+    _interp_checks(op, input, mode, align_corners, antialias)
     out, scales = _interp_sizes(op, input.shape[2:], size, scale_factor, recompute_scale_factor)
     if mode == "area":  # adaptive average pooling, separable: the leading spatial dim first, then the last two
         if input.ndim == 3:
@@ -370,13 +410,14 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     y, xp = input, get_array_module(input._data)
     for axis, (n_in, n_out, scale) in enumerate(zip(input.shape[2:], out, scales), start=2):
         lead = (slice(None),) * axis
-        if mode in _LINEAR:
-            if n_in == n_out and (align_corners or scale == 1.0):
-                continue  # the identity (weights 1 and 0)
-            i0, i1, w0, w1 = _linear_weights(n_in, n_out, scale, bool(align_corners), np.dtype(input.dtype))
+        if mode in _LINEAR or mode == "bicubic":
+            if n_in == n_out and (align_corners or scale == 1.0) and mode != "bicubic":
+                continue  # the identity (weights 1 and 0; bicubic's zero weights still carry a neighbour's NaN)
+            index, weight = _taps(mode, n_in, n_out, scale, bool(align_corners), np.dtype(input.dtype))
             shape = (-1,) + (1,) * (input.ndim - 1 - axis)
-            w0, w1 = (Tensor._make(xp.asarray(w.reshape(shape))) for w in (w0, w1))
-            y = y[lead + (xp.asarray(i0),)] * w0 + y[lead + (xp.asarray(i1),)] * w1
+            terms = [y[lead + (xp.asarray(i),)] * Tensor._make(xp.asarray(w.reshape(shape)))
+                     for i, w in zip(index, weight)]
+            y = functools.reduce(operator.add, terms)
         elif mode == "nearest-exact":
             y = y[lead + (xp.asarray(_nearest_index(n_in, n_out, scale, True)),)]
         elif n_out == 2 * n_in:  # torch's shortcuts for 'nearest': these sizes ignore the scale

@@ -450,10 +450,52 @@ class Norm(Function):
         return (x.sign() * x.abs() ** (p - 1) if p < 2 else x * x.abs() ** (p - 2)) * scale
 
 
+class NuclearNorm(Function):
+    """The nuclear norm of the matrices in the last two dims, (..., m, n) -> (...): the sum of the singular values.
+    Its gradient is g U V^T from the thin SVD x = U diag(s) V^T, torch's formula (its SVD backward when only the
+    singular values are used: no division by gaps between them, so repeated and zero singular values are fine; in
+    the directions of zero singular values U and V are LAPACK's choice, as in torch)."""
+    name = "nuclear_norm"
+    differentiable_twice = False  # the backward works on the SVD's arrays
+
+    def forward(self, xp, x):
+        try:
+            u, s, vh = xp.linalg.svd(x, full_matrices=False)
+        except np.linalg.LinAlgError:  # NaN in x (torch refuses too)
+            raise RuntimeValueError("norm: p='nuc': the SVD did not converge (the input holds NaN)") \
+                from None
+        self.save_for_backward(u, vh)
+        return s.sum(axis=-1)
+
+    def backward(self, g):
+        u, vh = self.saved_arrays
+        return (u * g._data[..., None, None]) @ vh
+
+
+def _nuclear_norm(input, dim, keepdim):
+    """norm(p='nuc'): the nuclear norm over the two dims ``dim`` (all dims of a 2-D input when None), as torch's
+    linalg.matrix_norm(ord='nuc'): those dims moved last, the Function, then kept as size 1 with ``keepdim``."""
+    op = "norm"
+    if input.ndim < 2:
+        raise RuntimeValueError(f"{op}: p='nuc' (the nuclear norm) needs a matrix, an input of at least 2 dims, got "
+                                f"shape {tuple(input.shape)}")
+    dims = tuple(range(input.ndim)) if dim is None else tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+    if len(dims) != 2:
+        raise RuntimeValueError(f"{op}: p='nuc' needs dim to be the pair of the matrices' dims, got dim={dim!r} for "
+                                f"shape {tuple(input.shape)}")
+    rows, cols = (_dim(d, input.ndim, op) for d in dims)
+    if rows == cols:
+        raise RuntimeValueError(f"{op}: p='nuc' needs two different dims, got dim={dim!r}")
+    rest = [d for d in range(input.ndim) if d not in (rows, cols)]
+    y = NuclearNorm.apply(input.permute(*rest, rows, cols))
+    return y.reshape(_kept_shape(input.shape, (rows, cols))) if keepdim else y
+
+
 @register(top=True)
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     """The vector p-norm over ``dim`` (all dims when None), as torch.norm: p a number (inf and -inf included) or
-    'fro' (= 2). The matrix nuclear norm ('nuc') is not supported."""
+    'fro' (= 2); or p='nuc', the nuclear norm (the sum of singular values) of a 2-D input, or of the matrices in the
+    pair of dims ``dim``."""
     op = "norm"
     tensor_arg(input, op)
     if input.dtype.kind != "f":
@@ -461,10 +503,12 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     if dtype is not None:
         from .. import backend
         input = input.to(backend.as_dtype(dtype, op))
+    if p == "nuc":
+        return _nuclear_norm(input, dim, keepdim)
     if p == "fro" or p is None:
         p = 2
     if isinstance(p, str) or isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-        raise RuntimeValueError(f"{op}: p must be a number, inf, -inf or 'fro' ('nuc' is not supported), got {p!r}")
+        raise RuntimeValueError(f"{op}: p must be a number, inf, -inf, 'fro' or 'nuc', got {p!r}")
     axes = _reduce_args(input, dim, op)
     p = float(p)
     if (p < 0 or p == np.inf) and any(input.shape[a] == 0 for a in axes):

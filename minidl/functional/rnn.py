@@ -9,7 +9,7 @@ Not differentiable twice (the backward is array code): nn.RNN/LSTM/GRU say so wh
 Equations (torch's, gates in its order in the weights):
 - RNN:  h_t = act(gi_t + W_hh h_{t-1} + b_hh), act tanh or relu
 - LSTM: i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of gi_t + W_hh h_{t-1} + b_hh (in four chunks);
-        c_t = f c_{t-1} + i g; h_t = o tanh(c_t)
+        c_t = f c_{t-1} + i g; h_t = o tanh(c_t), or with a projection (proj_size) h_t = W_hr (o tanh(c_t))
 - GRU:  r, z = sigmoid(gi_r + gh_r), sigmoid(gi_z + gh_z) with gh = W_hh h_{t-1} + b_hh;
         n = tanh(gi_n + r gh_n); h_t = (1 - z) n + z h_{t-1}
 """
@@ -112,6 +112,60 @@ class LSTMSequence(Function):
             xp.matmul(da[t], w_hh, out=dh)
         dw, db = _weight_grads(xp, da, _previous(xp, hc[:L], h0), b_hh)
         return da, dh, dc, dw, db
+
+
+class LSTMProjSequence(Function):
+    """One LSTM layer and direction with a projection (torch's proj_size > 0): each step's h_t = W_hr (o tanh(c_t))
+    has proj_size P < H, and h_t is what the next step's recurrent product and the next layer read (W_hh is
+    (4H, P)). Returns every step's h_t and c_t side by side: (L, N, P + H).
+
+    The step is LSTMSequence's (the recurrent product, then kernels.lstm_forward_step, which writes the unprojected
+    u_t = o tanh(c_t)), then the projection. Backward: h_t's gradient (from the output and from step t + 1) goes
+    through W_hr to u_t, which the step kernel takes as its h gradient."""
+    name = "lstm"
+    differentiable_twice = False
+
+    def forward(self, xp, gi, h0, c0, w_hh, b_hh, w_hr):
+        L, N = gi.shape[:2]
+        H, P = c0.shape[-1], h0.shape[-1]
+        a_in = xp.ascontiguousarray(gi) if b_hh is None else gi + b_hh
+        w_t, r_t = w_hh.T, w_hr.T
+        us = xp.empty((L, N, H), dtype=gi.dtype)  # u_t = o tanh(c_t), before the projection
+        hs = xp.empty((L, N, P), dtype=gi.dtype)  # h_t = u_t W_hr^T
+        cs = xp.empty((L + 1, N, H), dtype=gi.dtype)  # c_0 .. c_L
+        cs[0] = c0
+        gates = xp.empty((L, N, 4 * H), dtype=gi.dtype)
+        tc = xp.empty((L, N, H), dtype=gi.dtype)
+        a = xp.empty((N, 4 * H), dtype=gi.dtype)
+        h = h0
+        for t in range(L):
+            xp.matmul(h, w_t, out=a)
+            kernels.lstm_forward_step(a, a_in, t, us, cs, gates, tc)
+            xp.matmul(us[t], r_t, out=hs[t])
+            h = hs[t]
+        self.save_for_backward(us, hs, cs, gates, tc, h0, w_hh, b_hh, w_hr)
+        return xp.concatenate([hs, cs[1:]], axis=-1)
+
+    def backward(self, g):
+        us, hs, cs, gates, tc, h0, w_hh, b_hh, w_hr = self.saved_arrays
+        xp = kernels.get_array_module(us)
+        L, P = hs.shape[0], hs.shape[-1]
+        gh, gc = g._data[..., :P], g._data[..., P:]
+        dhs = xp.empty_like(hs)  # the whole gradient of each h_t
+        gu = xp.empty_like(us)  # ... taken back through W_hr to u_t
+        da = xp.empty_like(gates)
+        no_dh = xp.zeros_like(us[0])  # the step kernel's recurrent h gradient: all of it is in gu already
+        dh = xp.zeros_like(h0)
+        dc = xp.zeros_like(us[0])
+        for t in range(L - 1, -1, -1):
+            xp.add(gh[t], dh, out=dhs[t])
+            xp.matmul(dhs[t], w_hr, out=gu[t])
+            dc += gc[t]
+            kernels.lstm_backward_step(gu, t, no_dh, dc, gates, tc, cs, da)
+            xp.matmul(da[t], w_hh, out=dh)
+        dw, db = _weight_grads(xp, da, _previous(xp, hs, h0), b_hh)
+        dw_hr = kernels.matmul(dhs.reshape(-1, P).T, us.reshape(-1, us.shape[-1]))
+        return da, dh, dc, dw, db, dw_hr
 
 
 class GRUSequence(Function):

@@ -6,7 +6,7 @@ One step, per layer and direction, with x the input and h (c) the state:
 
 - RNN:  h' = tanh(W_ih x + b_ih + W_hh h + b_hh)  (or relu)
 - LSTM: i, f, g, o = chunks of W_ih x + b_ih + W_hh h + b_hh; c' = sigmoid(f) c + sigmoid(i) tanh(g);
-        h' = sigmoid(o) tanh(c')
+        h' = sigmoid(o) tanh(c'), with proj_size h' = W_hr (sigmoid(o) tanh(c'))
 - GRU:  r, z = sigmoid(chunks of W_ih x + b_ih + W_hh h + b_hh over the first two thirds);
         n = tanh(W_in x + b_in + r (W_hn h + b_hn)); h' = (1 - z) n + z h
 
@@ -20,7 +20,7 @@ from .. import functional as F
 from ..autograd.creation import empty, zeros
 from ..autograd.tensor import Tensor
 from ..backend.errors import RuntimeValueError
-from ..functional.rnn import GRUSequence, LSTMSequence, RNNSequence
+from ..functional.rnn import GRUSequence, LSTMProjSequence, LSTMSequence, RNNSequence
 from . import init
 from .module import Module
 from .parameter import Parameter
@@ -58,6 +58,17 @@ def _check_sizes(name, input_size, hidden_size, num_layers):
             raise RuntimeValueError(f"{name}: {arg} must be an int >= {low}, got {v!r}")
 
 
+def _check_proj_size(name, proj_size, hidden_size):
+    """torch's rules for LSTM's proj_size: an int, 0 (no projection) or below hidden_size."""
+    if isinstance(proj_size, bool) or not isinstance(proj_size, int):
+        raise TypeError(f"{name}: proj_size must be an int, got {type(proj_size).__name__}")
+    if proj_size < 0:
+        raise ValueError(f"{name}: proj_size should be a positive integer or zero to disable projections, got "
+                         f"{proj_size}")
+    if proj_size >= hidden_size:
+        raise ValueError(f"{name}: proj_size has to be smaller than hidden_size ({hidden_size}), got {proj_size}")
+
+
 def _init_uniform(module):
     """Every weight and bias uniform in +-1/sqrt(hidden_size), as torch."""
     bound = 1.0 / math.sqrt(module.hidden_size) if module.hidden_size > 0 else 0
@@ -70,27 +81,26 @@ class RNNBase(Module):
     unbatched inputs, dropout between layers."""
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None):
+                 bidirectional=False, proj_size=0, device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
         _check_sizes(name, input_size, hidden_size, num_layers)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
             raise RuntimeValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+        _check_proj_size(name, proj_size, hidden_size)
         self.mode, self.input_size, self.hidden_size, self.num_layers = mode, input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
-        self.bidirectional = bool(bidirectional)
-        gate = _GATES[mode] * hidden_size
+        self.bidirectional, self.proj_size = bool(bidirectional), proj_size
+        gate, out = _GATES[mode] * hidden_size, proj_size or hidden_size  # out: the size of h
         directions = 2 if bidirectional else 1
         for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * directions
-            for suffix in ["", "_reverse"][:directions]:
-                setattr(self, f"weight_ih_l{layer}{suffix}", Parameter(empty(gate, layer_input, dtype=dtype,
-                                                                             device=device)))
-                setattr(self, f"weight_hh_l{layer}{suffix}", Parameter(empty(gate, hidden_size, dtype=dtype,
-                                                                             device=device)))
-                if bias:
-                    setattr(self, f"bias_ih_l{layer}{suffix}", Parameter(empty(gate, dtype=dtype, device=device)))
-                    setattr(self, f"bias_hh_l{layer}{suffix}", Parameter(empty(gate, dtype=dtype, device=device)))
+            layer_input = input_size if layer == 0 else out * directions
+            for suffix in ["", "_reverse"][:directions]:  # torch's order: w_ih, w_hh, b_ih, b_hh, w_hr
+                shapes = [("weight_ih", (gate, layer_input)), ("weight_hh", (gate, out))]
+                shapes += [("bias_ih", (gate,)), ("bias_hh", (gate,))] if bias else []
+                shapes += [("weight_hr", (proj_size, hidden_size))] if proj_size else []
+                for kind, shape in shapes:
+                    setattr(self, f"{kind}_l{layer}{suffix}", Parameter(empty(*shape, dtype=dtype, device=device)))
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -102,11 +112,12 @@ class RNNBase(Module):
 
     def _weights(self, layer, suffix):
         get = lambda n: getattr(self, f"{n}_l{layer}{suffix}", None)  # noqa: E731
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")
 
-    def _state_shape(self, batch):
-        n = self.num_layers * (2 if self.bidirectional else 1)
-        return (n, self.hidden_size) if batch is None else (n, batch, self.hidden_size)
+    def _state_shape(self, batch, size=None):
+        """The shape of h_0 (or, with ``size`` hidden_size, of an LSTM's c_0): h has proj_size where there is one."""
+        n, size = self.num_layers * (2 if self.bidirectional else 1), size or self.proj_size or self.hidden_size
+        return (n, size) if batch is None else (n, batch, size)
 
     def _check_input(self, input):
         name = type(self).__name__
@@ -118,8 +129,8 @@ class RNNBase(Module):
             raise RuntimeValueError(f"{name}: input.size(-1) must be equal to input_size ({self.input_size}), got "
                                     f"{input.shape[-1]}")
 
-    def _check_state(self, h, batch, what):
-        want = self._state_shape(batch)
+    def _check_state(self, h, batch, what, size=None):
+        want = self._state_shape(batch, size)
         if not isinstance(h, Tensor) or tuple(h.shape) != want:
             got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
             raise RuntimeValueError(f"{type(self).__name__}: expected {what} of shape {want}, got {got}")
@@ -134,12 +145,12 @@ class RNNBase(Module):
         out = x.squeeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
         return out, self._final_states(finals, unbatched)
 
-    def _initial_states(self, hx, batch, x):
-        """One state per layer and direction (LSTM: an (h, c) pair), from hx or zeros."""
-        n = self._state_shape(batch)[0]
+    def _initial_states(self, hx, batch, x, size=None, what="hx"):
+        """One state per layer and direction (LSTM: an (h, c) pair), from hx or zeros; ``size`` as _state_shape's."""
+        n, size = self._state_shape(batch, size)[0], self._state_shape(None, size)[1]
         if hx is None:
-            return [zeros(x.shape[1], self.hidden_size, dtype=x.dtype, device=x.device) for _ in range(n)]
-        self._check_state(hx, batch, "hx")
+            return [zeros(x.shape[1], size, dtype=x.dtype, device=x.device) for _ in range(n)]
+        self._check_state(hx, batch, what, size)
         h = hx if batch is not None else hx.unsqueeze(1)
         return [h[k] for k in range(n)]
 
@@ -153,9 +164,9 @@ class RNNBase(Module):
         for layer in range(self.num_layers):
             outs = []
             for d, suffix in enumerate(["", "_reverse"][:directions]):
-                w_ih, w_hh, b_ih, b_hh = self._weights(layer, suffix)
+                w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, suffix)
                 gi = F.linear(x, w_ih, b_ih)  # every time step's input product at once
-                seq, final = self._sequence(gi.flip(0) if d else gi, states[layer * directions + d], w_hh, b_hh)
+                seq, final = self._sequence(gi.flip(0) if d else gi, states[layer * directions + d], w_hh, b_hh, w_hr)
                 outs.append(seq.flip(0) if d else seq)
                 finals.append(final)
             x = outs[0] if directions == 1 else F.cat(outs, -1)
@@ -163,14 +174,16 @@ class RNNBase(Module):
                 x = F.dropout(x, self.dropout, True)
         return x, finals
 
-    def _sequence(self, gi, h0, w_hh, b_hh):
+    def _sequence(self, gi, h0, w_hh, b_hh, w_hr=None):
         """(h of every step, the final state) of one layer and direction: the time loop is one Function
-        (functional/rnn.py)."""
+        (functional/rnn.py). ``w_hr``: an LSTM's projection, or None."""
         hs = RNNSequence.apply(gi, h0, w_hh, b_hh, relu=self.mode == "RNN_RELU")
         return hs, hs[-1]
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         for arg, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
@@ -190,7 +203,8 @@ class RNN(RNNBase):
             raise RuntimeValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size, hidden_size, num_layers,
-                         bias, batch_first, dropout, bidirectional, device, dtype)
+                         bias, batch_first, dropout, bidirectional, device=device, dtype=dtype)
+
 
 class GRU(RNNBase):
     """Gated recurrent unit (torch's equations, gates r, z, n in that order in the weights); arguments and shapes
@@ -199,37 +213,38 @@ class GRU(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, device=None, dtype=None):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype)
+                         device=device, dtype=dtype)
 
-    def _sequence(self, gi, h0, w_hh, b_hh):
+    def _sequence(self, gi, h0, w_hh, b_hh, w_hr=None):
         hs = GRUSequence.apply(gi, h0, w_hh, b_hh)
         return hs, hs[-1]
 
 
 class LSTM(RNNBase):
     """Long short-term memory (torch's equations, gates i, f, g, o in that order in the weights). Takes and returns
-    (h, c) pairs: ``output, (h_n, c_n) = lstm(input, (h_0, c_0))``; shapes as RNN, c like h."""
+    (h, c) pairs: ``output, (h_n, c_n) = lstm(input, (h_0, c_0))``; shapes as RNN, c like h. With ``proj_size``
+    P > 0 (torch's LSTM with projections) each step's h is W_hr (o tanh(c)), of size P (weight_hr_l{k}: (P,
+    hidden_size)): the output and h have size P, c keeps hidden_size, and the next layer reads P (2P both ways)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, device=None, dtype=None):
-        if proj_size:
-            raise RuntimeValueError("LSTM: proj_size is not supported (only 0)")
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype)
+                         proj_size, device, dtype)
 
-    def _sequence(self, gi, state, w_hh, b_hh):
+    def _sequence(self, gi, state, w_hh, b_hh, w_hr=None):
+        if w_hr is not None:  # every step's h and c side by side
+            out, p = LSTMProjSequence.apply(gi, state[0], state[1], w_hh, b_hh, w_hr), self.proj_size
+            return out[..., :p], (out[-1, :, :p], out[-1, :, p:])
         out = LSTMSequence.apply(gi, state[0], state[1], w_hh, b_hh)  # every h, then the last c
         return out[:-1], (out[-2], out[-1])
 
     def _initial_states(self, hx, batch, x):
-        if hx is None:
-            hs = super()._initial_states(None, batch, x)
-            return [(h, h) for h in hs]
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError(f"LSTM: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
-        hs = super()._initial_states(hx[0], batch, x)
-        self._check_state(hx[1], batch, "c_0")
-        cs = super()._initial_states(hx[1], batch, x)
+        h0, c0 = (None, None) if hx is None else hx
+        hs = super()._initial_states(h0, batch, x)
+        cs = hs if hx is None and not self.proj_size else super()._initial_states(c0, batch, x, self.hidden_size,
+                                                                                  "c_0")
         return list(zip(hs, cs))
 
     def _final_states(self, finals, unbatched):
