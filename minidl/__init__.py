@@ -23,6 +23,7 @@ from .functional import OPS as _OPS
 from .functional._registry import TOP as _TOP
 from . import nn, optim, data, testing, models, utils, accelerator, onnx, distributed, backends, profiler
 from .serialization import save, load
+from . import multiprocessing, serialization  # torch.multiprocessing (tensors in shared memory), torch.serialization
 from . import amp  # also minidl.cuda.amp and minidl.cpu (torch's older spellings)
 from .amp import autocast, cpu
 from .autograd.tensor import TENSOR_TYPES as _TENSOR_TYPES, Size

@@ -14,6 +14,7 @@ import torch
 
 import minidl
 from minidl import serialization
+from minidl.serialization import _writer
 from minidl.utils import checkpoint
 
 DTYPES = [(np.float32, torch.float32), (np.float64, torch.float64), (np.float16, torch.float16),
@@ -206,28 +207,70 @@ def _torch_zip(path, data_pkl, records=()):
 
 
 def test_load_never_runs_code_from_a_file(tmp_path):
+    """weights_only=True (the default) refuses every global it does not know, with torch's message, before anything
+    runs: a payload planted in a file (by hand, or saved by minidl.save itself) never runs."""
     marker = tmp_path / "ran"
     _torch_zip(tmp_path / "evil.pt", pickle.dumps({"w": _RunsCode(marker)}, protocol=2))
-    with pytest.raises(ValueError, match=r"load: .*evil\.pt: it names posix\.system, which minidl\.load does not "
-                                         r"load"):
-        minidl.load(tmp_path / "evil.pt")
+    minidl.save({"w": minidl.ones(2), "payload": [_RunsCode(marker)]}, tmp_path / "evil_saved.pt")
+    for name in ("evil.pt", "evil_saved.pt"):
+        for kwargs in ({}, {"weights_only": True}, {"weights_only": None}):
+            refused = r"(?s)Weights only load failed .*evil.*GLOBAL posix\.system was not an allowed global by default"
+            with pytest.raises(pickle.UnpicklingError, match=refused) as err:
+                minidl.load(tmp_path / name, **kwargs)
+            assert isinstance(err.value, ValueError)  # what minidl.load raised for a refused file before
+            assert "weights_only` set to `False`" in str(err.value)
+            assert "minidl.serialization.add_safe_globals([posix.system])" in str(err.value)
+        with pytest.raises(pickle.UnpicklingError, match="posix.system"):
+            torch.load(tmp_path / name)  # torch refuses it the same way
     assert not marker.exists()
     torch.save({"a": np.arange(3)}, tmp_path / "numpy.pt")  # torch.load(weights_only=True) refuses this too
-    with pytest.raises(ValueError, match="numpy.*does not load"):
+    with pytest.raises(ValueError, match="(?s)Weights only load failed.*numpy"):
         minidl.load(tmp_path / "numpy.pt")
-    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a whole pickled module
-    with pytest.raises(ValueError, match=r"torch\.nn\.modules\.linear\.Linear.*state_dict"):
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a whole pickled torch module
+    with pytest.raises(ValueError, match=r"(?s)torch\.nn\.modules\.linear\.Linear.*state_dict"):
         minidl.load(tmp_path / "module.pt")
+    with pytest.raises(ValueError, match=r"torch\.nn\.modules\.linear\.Linear, a torch class.*state_dict"):
+        minidl.load(tmp_path / "module.pt", weights_only=False)  # never imported: minidl does not load torch's
+
+
+class Point:  # a user's class, allowed by name
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+
+def test_safe_globals_allow_a_users_class_as_in_torch(tmp_path):
+    path = tmp_path / "point.pt"
+    minidl.save({"p": Point(1, minidl.ones(2))}, path)
+    with pytest.raises(pickle.UnpicklingError, match=r"GLOBAL test_serialization\.Point was not an allowed global"):
+        minidl.load(path)
+    assert serialization.get_safe_globals() == []
+    with serialization.safe_globals([Point]):
+        assert serialization.get_safe_globals() == [Point]
+        got = minidl.load(path)["p"]
+    assert serialization.get_safe_globals() == []
+    assert isinstance(got, Point) and got.x == 1 and got.y.tolist() == [1.0, 1.0]
+    try:
+        serialization.add_safe_globals([(Point, "test_serialization.Point")])
+        assert isinstance(minidl.load(path)["p"], Point)
+    finally:
+        serialization.clear_safe_globals()
+    with pytest.raises(pickle.UnpicklingError):
+        minidl.load(path)
+    assert isinstance(minidl.load(path, weights_only=False)["p"], Point)  # a file the user trusts
+    with pytest.raises(TypeError, match="add_safe_globals"):
+        serialization.add_safe_globals([(Point,)])
 
 
 def _crafted(tmp_path, storage, offset, shape, strides, name="crafted.pt"):
     """A torch-format file whose one tensor has the given placement in a storage of the given elements."""
     t = minidl.zeros(1)
-    found = {id(t): (t, storage)}
-    data_pkl = serialization._TorchPickler(found, {id(t): ("0", offset, shape, strides)}, {"0": storage}).dump({"t": t})
+    storages = _writer._Storages({})
+    storages.storages["0"], storages.placements[id(t)] = storage, ("0", offset, shape, strides)
+    out = io.BytesIO()
+    _writer.TorchPickler(out, storages=storages).dump({"t": t})
     path = tmp_path / name
     with open(path, "wb") as f:
-        serialization._write_torch_zip(f, data_pkl, {"0": storage})
+        _writer.write_torch_zip(f, out.getvalue(), {"0": storage})
     return path
 
 
@@ -290,15 +333,111 @@ def test_save_writes_atomically_with_the_umask_mode_and_checks_before_writing(tm
     finally:
         os.umask(old)
     assert os.listdir(tmp_path) == ["w.pt"] and os.stat(path).st_mode & 0o777 == 0o644
-    with pytest.raises(TypeError, match=r"save: cannot store a value of type object at \"obj\['x'\]\""):
-        minidl.save({"w": minidl.zeros(2), "x": object()}, path)
-    cyclic = {"a": []}
-    cyclic["a"].append(cyclic)
-    with pytest.raises(ValueError, match="holds itself"):
-        minidl.save(cyclic, path)
+    with pytest.raises((pickle.PicklingError, AttributeError), match="lambda"):  # pickled before the file opens
+        minidl.save({"w": minidl.zeros(2), "f": lambda x: x}, path)
     assert os.listdir(tmp_path) == ["w.pt"] and minidl.load(path)["w"].numpy().tolist() == [1.0, 1.0]
+    cyclic = {"a": [], "w": minidl.ones(1)}
+    cyclic["a"].append(cyclic)  # pickle keeps cycles, as torch.save does
+    minidl.save(cyclic, tmp_path / "cyclic.pt")
+    for back in (minidl.load(tmp_path / "cyclic.pt"), torch.load(tmp_path / "cyclic.pt", weights_only=True)):
+        assert back["a"][0] is back
     buf = io.BytesIO()
     buf.write(b"")
     minidl.save({"w": minidl.ones(2)}, buf)
     buf.seek(0)
     assert torch.load(buf, weights_only=True)["w"].tolist() == [1.0, 1.0]
+
+
+# ---- whole objects: modules, optimizers and schedulers pickle, and minidl.save/load them as torch does ------------
+def _trained(steps=2):
+    """A model, its Adam and a schedule after ``steps`` steps (so .grad, AccumulateGrad nodes and state exist)."""
+    minidl.manual_seed(0)
+    model = minidl.nn.Sequential(minidl.nn.Linear(3, 4), minidl.nn.BatchNorm1d(4), minidl.nn.ReLU(),
+                                 minidl.nn.Linear(4, 2))
+    opt = minidl.optim.Adam(model.parameters(), lr=0.01)
+    sched = minidl.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(minidl.randn(5, 3)).pow(2).sum().backward()
+        opt.step()
+        sched.step()
+    return model, opt, sched
+
+
+def _same_training(a, b):
+    """Two (model, optimizer) pairs take the same next step from the same batch."""
+    x = minidl.randn(5, 3)
+    for model, opt in (a, b):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        opt.step()
+    for p, q in zip(a[0].parameters(), b[0].parameters()):
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+
+
+def test_modules_optimizers_and_schedulers_pickle_after_backward():
+    """pickle.dumps of a model after backward() failed on the weak reference to a leaf's AccumulateGrad node. As in
+    torch, the graph and .grad are not pickled (torch drops them too), the parameters stay the optimizer's."""
+    model, opt, sched = _trained()
+    assert model[0].weight.grad is not None
+    m2, o2, s2 = pickle.loads(pickle.dumps((model, opt, sched)))
+    assert type(m2[0].weight) is minidl.nn.Parameter and m2[0].weight.requires_grad and m2[0].weight.grad is None
+    assert o2.param_groups[0]["params"][0] is m2[0].weight and s2.optimizer is o2
+    assert s2.get_last_lr() == sched.get_last_lr() and o2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    _same_training((model, opt), (m2, o2))
+    torch_lin = torch.nn.Linear(2, 2)  # what torch does, for comparison: .grad dropped, a leaf that requires grad
+    torch_lin(torch.ones(1, 2)).sum().backward()
+    assert pickle.loads(pickle.dumps(torch_lin)).weight.grad is None
+    y = minidl.ones(2, requires_grad=True) * 2  # a non-leaf pickles as a leaf that requires grad, as in torch
+    back = pickle.loads(pickle.dumps(y))
+    assert back.is_leaf and back.requires_grad and back.tolist() == [2.0, 2.0]
+
+
+def test_a_whole_model_and_optimizer_saved_with_minidl_save_load_back_with_weights_only_false(tmp_path):
+    model, opt, sched = _trained()
+    path = tmp_path / "whole.pt"
+    minidl.save({"model": model, "opt": opt, "sched": sched, "epoch": 3}, path)
+    with pytest.raises(pickle.UnpicklingError, match=r"GLOBAL minidl\.nn\.\S+ was not an allowed global"):
+        minidl.load(path)  # the default refuses objects, as torch's
+    back = minidl.load(path, weights_only=False)
+    m2, o2 = back["model"], back["opt"]
+    assert back["epoch"] == 3 and back["sched"].optimizer is o2 and o2.param_groups[0]["params"][0] is m2[0].weight
+    assert all(isinstance(v, np.ndarray) for st in o2.state.values() for v in st.values() if hasattr(v, "shape"))
+    x = minidl.randn(4, 3)
+    model.eval(), m2.eval()
+    np.testing.assert_array_equal(m2(x).detach().numpy(), model(x).detach().numpy())
+    model.train(), m2.train()
+    _same_training((model, opt), (m2, o2))
+    minidl.save(model, tmp_path / "model.pt")  # save(model) alone, as word_language_model.py does
+    with open(tmp_path / "model.pt", "rb") as f:
+        again = minidl.load(f, weights_only=False)
+    again.eval(), model.eval()
+    np.testing.assert_array_equal(again(x).detach().numpy(), model(x).detach().numpy())
+    # its parameters are written as torch writes parameters
+    with zipfile.ZipFile(tmp_path / "model.pt") as z:
+        assert b"torch._utils\n_rebuild_parameter" in z.read("archive/data.pkl")
+
+
+def test_a_state_dict_with_dtypes_and_sizes_is_still_torchs_plain_data(tmp_path):
+    """dtypes, Sizes and NumPy numbers in a state dict are written as torch writes its own (torch.float64,
+    torch.Size, Python numbers), so torch.load(weights_only=True) reads them."""
+    obj = {"dtype": minidl.float64, "size": minidl.ones(2, 3).shape, "n": np.int64(4), "x": np.float32(0.5)}
+    minidl.save(obj, tmp_path / "plain.pt")
+    got = torch.load(tmp_path / "plain.pt", weights_only=True)
+    assert got == {"dtype": torch.float64, "size": torch.Size([2, 3]), "n": 4, "x": 0.5}
+    back = minidl.load(tmp_path / "plain.pt")
+    assert back["dtype"] == minidl.float64 and isinstance(back["size"], minidl.Size) and back["size"] == (2, 3)
+
+
+# ---- the rest of the tensor surface these programs reach (issue 30, point 6) --------------------------------------
+def test_format_and_nelement_as_torch():
+    for lib in (minidl, torch):
+        loss = lib.tensor(1.23456)
+        assert f"{loss:.3f}" == "1.235" and f"{loss:>8.2f}" == "    1.23" and f"{loss}" == str(loss.item())
+        assert f"{lib.tensor(3):d}" == "3" and f"{lib.tensor(True)}" == "True"
+        assert format(lib.tensor([1.0, 2.0]), "") == str(lib.tensor([1.0, 2.0]))
+        for t in (lib.tensor([1.5]), lib.ones(2, 2)):
+            with pytest.raises(TypeError, match="unsupported format string passed to Tensor.__format__"):
+                format(t, ".2f")
+        assert lib.ones(2, 3).nelement() == 6 and lib.tensor(2.0).nelement() == 1
+    assert f"{minidl.tensor(2.0, requires_grad=True) * 2:.1f}" == "4.0"

@@ -313,6 +313,10 @@ class Tensor:
     def numel(self):
         return int(self._data.size)
 
+    def nelement(self):
+        """The number of elements (torch's older name for :meth:`numel`)."""
+        return int(self._data.size)
+
     def element_size(self):
         return self._data.itemsize
 
@@ -729,12 +733,62 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self.shape[0]))
 
+    def __format__(self, spec):
+        """As torch's: a 0-d tensor formats as its Python number (``f"{loss:.4f}"``); any other tensor formats as
+        ``str()`` with an empty spec and refuses a non-empty one (a 0-d Parameter too, as torch's)."""
+        if self._data.ndim == 0 and type(self) is Tensor:
+            return format(self.item(), spec)
+        if spec:
+            raise TypeError("unsupported format string passed to Tensor.__format__")
+        return str(self)
+
+    # -- pickling and shared memory ------------------------------------------------------------------
+    def __reduce_ex__(self, protocol):
+        """Pickle (and minidl.save of a whole object) as torch pickles a tensor: its data (on the host) and
+        ``requires_grad``; the graph, ``.grad`` and hooks are not kept, so the tensor comes back a leaf. Tensors
+        sent to another process through minidl.multiprocessing travel through shared memory instead."""
+        state = getattr(self, "__dict__", None) or None
+        return _rebuild_tensor, (type(self), backend.to_device(self._data, "cpu"), str(self.device),
+                                 bool(self.requires_grad), state)
+
+    def __deepcopy__(self, memo):
+        """A leaf with a copy of the data (the same layout), ``requires_grad`` and a copy of ``.grad``."""
+        import copy
+        t = type(self)._make(self._data.copy(order="K"), self.requires_grad)
+        memo[id(self)] = t
+        if self.grad is not None:
+            t.grad = copy.deepcopy(self.grad, memo)
+        if getattr(self, "__dict__", None):
+            t.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return t
+
+    def share_memory_(self):
+        """Move this tensor's data into shared memory (as torch's): processes it is sent to, or forked after
+        this call, then read and write the same elements. A no-op when already shared; a GPU tensor raises.
+        Tensors that viewed the old array keep viewing it."""
+        from ..backend.shared_memory import share_array
+        self._data = share_array(self._data)
+        return self
+
+    def is_shared(self):
+        """Whether this tensor's data lives in shared memory (see :meth:`share_memory_`)."""
+        from ..backend.shared_memory import storage_of
+        return storage_of(self._data) is not None
+
     def __repr__(self):
         from .printing import tensor_repr
         before = [f"device='{self.device}'"] if self.device.type != "cpu" else []
         after = [f"grad_fn={self.grad_fn!r}"] if self.grad_fn is not None else \
             ["requires_grad=True"] if self.requires_grad else []
         return tensor_repr(backend.to_device(self._data, "cpu"), backend.default_dtype(), before, after)
+
+
+def _rebuild_tensor(cls, array, device, requires_grad, state=None):
+    """The tensor :meth:`Tensor.__reduce_ex__` pickled (a leaf on ``device``)."""
+    t = cls._make(array if device == "cpu" else backend.to_device(array, device), requires_grad)
+    if state:
+        t.__dict__.update(state)
+    return t
 
 
 class _HookHandle:

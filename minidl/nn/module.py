@@ -337,6 +337,19 @@ class Module:
                             t.grad = Tensor._make(fn(t.grad._data))
         return self
 
+    def share_memory(self):
+        """Move every parameter and buffer (and the gradients already made) into shared memory, in place, as
+        torch's: processes that get this module (forked after this call, or sent it through minidl.multiprocessing)
+        then train the same weights (Hogwild). Returns the module."""
+        for m in self.modules():
+            for store in (m._parameters, m._buffers):
+                for t in store.values():
+                    if t is not None:
+                        t.share_memory_()
+                        if t.grad is not None:
+                            t.grad.share_memory_()
+        return self
+
     def to(self, *args, device=None, dtype=None, non_blocking=False, memory_format=None):
         """Move parameters and buffers to a device and/or cast the floating ones to a dtype, in place
         (the Parameter objects stay the same, so optimizers keep working). ``memory_format`` lays out

@@ -190,6 +190,21 @@ class Optimizer:
                 own.update(s)
         return apply
 
+    def __getstate__(self):
+        """Pickling keeps everything (torch's too); sent to a new process (a Process's argument under 'spawn'), an
+        optimizer whose state holds arrays not in shared memory is refused: the child would update a copy of it."""
+        from multiprocessing.context import get_spawning_popen
+        if get_spawning_popen() is not None:
+            from ..backend.shared_memory import storage_of
+            for st in self.state.values():
+                if any(backend.is_device_array(v) and storage_of(v) is None for v in st.values()):
+                    raise RuntimeError(
+                        f"{type(self).__name__}: its state (momentum buffers, moments) is not in shared memory, so a "
+                        "new process would update a copy of it and its steps would be lost. Make the optimizer "
+                        "inside each process over the shared parameters (as Hogwild does), or send it before its "
+                        "first step")
+        return self.__dict__
+
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
         for i, g in enumerate(self.param_groups):
