@@ -29,8 +29,8 @@ def load(dataset):
         tr, te = data.FashionMNIST("data", True), data.FashionMNIST("data", False)
     else:
         tr, te = data.MNISTSubset(True), data.MNISTSubset(False)
-    norm = lambda d: ((d.data.astype(np.float32) / 255 - 0.1307) / 0.3081)[:, None]  # noqa: E731
-    return norm(tr), tr.targets, norm(te), te.targets
+    norm = lambda d: ((np.asarray(d.data.numpy(), np.float32) / 255 - 0.1307) / 0.3081)[:, None]  # noqa: E731
+    return norm(tr), tr.targets.numpy(), norm(te), te.targets.numpy()
 
 
 def run(name, dataset, batch_size, lr, epochs, seed):

@@ -146,3 +146,10 @@ def test_the_claims_of_speed_are_the_tables():
     seed = [r["ratio"] for r in steps if r["name"] in ("LeNet5", "InceptionNet", "ResidualNet")]
     assert f"minidl takes {min(seed):.2f}-{max(seed):.2f}x torch's time on the seed nets" in README
     assert not re.search(r"\b1\.1-2\.2x|1\.5-1\.8x", README)
+
+
+def test_the_accuracy_benchmark_still_runs():
+    """benchmarks/train_vs_torch.py makes the README's accuracy table; it broke unnoticed once (datasets' data became
+    tensors). One epoch of LeNet-5 under both engines, from the same weights, on the same batches."""
+    row = _module("train_vs_torch").run("LeNet5", "mnist-subset", 128, 3e-3, 1, 0)
+    assert row["minidl_acc"] > 0.8 and row["torch_acc"] > 0.8 and abs(row["minidl_acc"] - row["torch_acc"]) < 0.05
