@@ -9,23 +9,12 @@ waits on Python and launches, not on the GPU."""
 import argparse
 import contextlib
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench
-
-
-def _timed(step, reps):
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def _syncs_per_step(step):
@@ -71,7 +60,7 @@ def main():
                 step = bench.make_step(name, 128, "minidl", np.random.default_rng(0), args.device)
                 for _ in range(3):
                     step()
-                wall = _timed(step, args.reps)
+                wall = bench._median_ms(step, args.reps)
                 syncs = _syncs_per_step(step) if args.device != "cpu" else "-"
                 with profile() as prof:
                     step()
