@@ -270,18 +270,17 @@ class dtype:
     """A tensor's dtype as torch shows it (``minidl.float32``), equal to and hashed as NumPy's dtype, so that
     ``x.dtype == np.float32`` holds and NumPy and CuPy take it wherever they take a dtype (they read its ``.dtype``).
     Other attributes are NumPy's (``.itemsize``, ``.kind``, ``.name``)."""
-    __slots__ = ("_np",)
+    __slots__ = ("_np", "kind")
 
     def __init__(self, np_dtype):
         self._np = np.dtype(np_dtype)
+        # NumPy's kind, except ml_dtypes' bfloat16 (a 'V' to NumPy), which is a float here, as in torch. Kept, not
+        # computed per read: ops read it on every call, and NumPy makes a dtype's name anew each time (5 us an op)
+        self.kind = "f" if self._np.kind == "V" and self._np.name == "bfloat16" else self._np.kind
 
     @property
     def dtype(self):  # NumPy's protocol: np.dtype(minidl.float32) is NumPy's float32
         return self._np
-
-    @property
-    def kind(self):  # NumPy's kind, except ml_dtypes' bfloat16 (a 'V' to NumPy), which is a float here, as in torch
-        return "f" if self._np.name == "bfloat16" else self._np.kind
 
     @property
     def is_floating_point(self):
