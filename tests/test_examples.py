@@ -406,6 +406,7 @@ def test_finetune_example_freezes_the_body_and_trains_a_new_head(tmp_path):
     assert "base: LeNet-5 on Fashion-MNIST" in out
 
 
+@suite.exhaustive  # 9 s; the attention modules themselves are tests/test_attention.py's
 def test_the_attention_example_learns_and_draws_where_it_looks(tmp_path):
     """examples/attention_digits.py, one epoch: a tiny Vision Transformer (nn.MultiheadAttention blocks) learns the
     bundled digits well above chance and draws its attention maps (its default 6 epochs: 92.4%)."""

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import suite
 from minidl.kernels import jit
 
 pytestmark = pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
@@ -110,7 +111,8 @@ def test_a_failing_write_costs_only_the_cache(tmp_path):
     assert len(said) == 1 and "No space left on device" in said[0], run.stderr
 
 
-@pytest.mark.parametrize("mode", [0o777, 0o770, 0o757])
+@pytest.mark.parametrize("mode", [0o777, pytest.param(0o770, marks=suite.exhaustive),
+                                  pytest.param(0o757, marks=suite.exhaustive)])
 def test_a_folder_others_can_write_is_not_used(tmp_path, mode):
     cache = tmp_path / "shared"
     cache.mkdir()
