@@ -19,7 +19,8 @@ def set_enabled(flag):
 
 
 def is_enabled():
-    return _enabled
+    """Whether the tuner measures: on unless switched off, or in the reading mode (which runs the reference)."""
+    return _enabled and not _reference
 
 
 # The reading mode (kernels.use_reference, MINIDL_REFERENCE=1): the NumPy reference kernels, conv2d's first
@@ -83,7 +84,7 @@ def choose(key, candidates, lean=()):
     names = [n for n, _ in candidates]
     if key[0] in _forced:
         return _forced[key[0]] if _forced[key[0]] in names else names[0]
-    if not _enabled or len(candidates) == 1:
+    if not is_enabled() or len(candidates) == 1:
         return names[0]
     hit = _cache.get(key)
     if hit is not None:

@@ -240,8 +240,6 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
     """The name of the algorithm for this convolution: the forced one, the reference when tuning is off, else
     the fastest of ``ALGORITHMS`` measured on it (once per shape)."""
     algos = algorithms(x, w, stride, padding, dilation, groups)
-    if autotune.reference():  # the reading mode: the textbook algorithm, always
-        return algos[0]
     col_bytes = w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * out_hw[0] * out_hw[1] * x.itemsize
     if autotune.is_enabled() and not autotune.forced("conv2d"):
         flops = _flops(x, w)
