@@ -16,7 +16,7 @@ from .autograd.tensor import Tensor
 from .functional import activation as A, conv as C, indexing as I, loss as L, math as M, normalization as N, \
     pooling as P, reduction as R, shape as S, unary as U
 from .functional.attention import ScaledDotProductAttention
-from .functional.linear import Diag, Einsum, Linear, MatMul, Tril, Triu
+from .functional.linear import Diag, Einsum, LinearFunction, MatMul, Tril, Triu
 from .functional.rnn import GRUSequence, LSTMProjSequence, LSTMSequence, RNNSequence
 from .functional.view import Expand, Permute, Reshape, SumTo  # (functional.view is the op view)
 from .utils.checkpoint import write_atomically
@@ -77,10 +77,10 @@ class _Graph:
         return self.const(np.asarray(value, dtype=like_dtype), "scalar")
 
 
-def _pool_attrs(geom, in_hw):
+def _pool_attrs(win, in_hw):
     """kernel/strides/pads/dilations of a pooling geometry (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), and
     ceil_mode where the output is larger than floor mode gives."""
-    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geom
+    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = win
     floor = [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in
              ((in_hw[0], ph, dh, kh, sh), (in_hw[1], pw, dw, kw, sw))]
     return dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw],
@@ -139,8 +139,8 @@ def _pow_scalar(g, inputs, x, params, out):
 
 def _conv2d(g, inputs, x, params, out):
     return g.node("Conv", [v for v in x if v is not None], kernel_shape=list(inputs[1].shape[2:]),
-                  strides=list(params["stride"]), dilations=list(params["dilation"]),
-                  pads=[params["padding"][0], params["padding"][1]] * 2, group=params["groups"])
+                  strides=list(params["win"].stride), dilations=list(params["win"].dilation),
+                  pads=list(params["win"].padding) * 2, group=params["groups"])
 
 
 def _batch_norm(g, inputs, x, params, out):
@@ -155,15 +155,15 @@ def _batch_norm(g, inputs, x, params, out):
 
 
 def _max_pool(g, inputs, x, params, out):
-    attrs, dil = _pool_attrs(params["geom"], inputs[0].shape[2:])
+    attrs, dil = _pool_attrs(params["win"], inputs[0].shape[2:])
     return g.node("MaxPool", x[:1], dilations=list(dil), **attrs)
 
 
 def _avg_pool(g, inputs, x, params, out):
     """The mean over a window's real (unpadded) elements, rescaled to minidl's divisor."""
-    attrs, _ = _pool_attrs(params["geom"], inputs[0].shape[2:])
+    attrs, _ = _pool_attrs(params["win"], inputs[0].shape[2:])
     y = g.node("AveragePool", x[:1], count_include_pad=0, **attrs)
-    kh, kw, sh, sw, ph, pw, _, _, oh, ow = params["geom"]
+    kh, kw, sh, sw, ph, pw, _, _, oh, ow = params["win"]
     counts = [np.minimum(np.arange(n) * st - p + k, size) - np.maximum(np.arange(n) * st - p, 0)
               for n, st, p, k, size in ((oh, sh, ph, kh, inputs[0].shape[2]), (ow, sw, pw, kw, inputs[0].shape[3]))]
     ratio = np.broadcast_to(np.outer(*counts) / np.asarray(params["divisor"]), (oh, ow)).astype(out.dtype)
@@ -215,17 +215,17 @@ EXPORTERS = {
     **{cls: _one(name) for cls, name in (
         (M.Add, "Add"), (M.Sub, "Sub"), (M.Mul, "Mul"), (M.Div, "Div"), (M.Pow, "Pow"), (MatMul, "MatMul"),
         (M.Maximum, "Max"), (M.Minimum, "Min"), (U.Neg, "Neg"), (U.Exp, "Exp"), (M.Log, "Log"), (U.Sqrt, "Sqrt"),
-        (U.Abs, "Abs"), (U.Erf, "Erf"), (M.Where, "Where"), (A.ReLU, "Relu"), (A.Sigmoid, "Sigmoid"),
-        (A.Tanh, "Tanh"), (A.Hardswish, "HardSwish"))},
+        (U.Abs, "Abs"), (U.Erf, "Erf"), (M.Where, "Where"), (A.ReLUFunction, "Relu"), (A.SigmoidFunction, "Sigmoid"),
+        (A.TanhFunction, "Tanh"), (A.HardswishFunction, "HardSwish"))},
     S.Clone: lambda g, inputs, x, params, out: g.node("Identity", x[:1]),
     M.PowScalar: _pow_scalar,
-    C.Conv2d: _conv2d,
-    Linear: lambda g, inputs, x, params, out: g.node("Gemm", [v for v in x if v is not None], transB=1),
+    C.Conv2dFunction: _conv2d,
+    LinearFunction: lambda g, inputs, x, params, out: g.node("Gemm", [v for v in x if v is not None], transB=1),
     N.BatchNorm: _batch_norm,
-    P.MaxPool2d: _max_pool,
-    P.AvgPool2d: _avg_pool,
-    P.AdaptiveAvgPool2d: _adaptive_pool("Average"),
-    P.AdaptiveMaxPool2d: _adaptive_pool("Max"),
+    P.MaxPool2dFunction: _max_pool,
+    P.AvgPool2dFunction: _avg_pool,
+    P.AdaptiveAvgPool2dFunction: _adaptive_pool("Average"),
+    P.AdaptiveMaxPool2dFunction: _adaptive_pool("Max"),
     S.Cat: lambda g, inputs, x, params, out: g.node("Concat", x, axis=params["dim"]),
     Reshape: _reshape,
     Permute: lambda g, inputs, x, params, out: g.node("Transpose", x, perm=list(params["axes"])),
@@ -235,14 +235,14 @@ EXPORTERS = {
     R.Sum: lambda g, inputs, x, params, out: g.node("ReduceSum", [x[0], g.ints(params["axes"])],
                                                     keepdims=int(params["keepdim"])),
     I.GetItem: lambda g, inputs, x, params, out: _getitem(g, x[0], params["key"], inputs[0].shape),
-    A.Hardtanh: _clip,
+    A.HardtanhFunction: _clip,
     U.Clamp: _clip,
-    A.LeakyReLU: lambda g, inputs, x, params, out: g.node("LeakyRelu", x, alpha=float(params["slope"])),
+    A.LeakyReLUFunction: lambda g, inputs, x, params, out: g.node("LeakyRelu", x, alpha=float(params["slope"])),
     A.ELU: lambda g, inputs, x, params, out: g.node("Elu", x, alpha=float(params["alpha"])),
-    A.Softplus: _softplus,
-    A.Hardsigmoid: lambda g, inputs, x, params, out: g.node("HardSigmoid", x, alpha=1 / 6, beta=0.5),
-    A.Softmax: lambda g, inputs, x, params, out: g.node("Softmax", x, axis=params["dim"]),
-    A.LogSoftmax: lambda g, inputs, x, params, out: g.node("LogSoftmax", x, axis=params["dim"]),
+    A.SoftplusFunction: _softplus,
+    A.HardsigmoidFunction: lambda g, inputs, x, params, out: g.node("HardSigmoid", x, alpha=1 / 6, beta=0.5),
+    A.SoftmaxFunction: lambda g, inputs, x, params, out: g.node("Softmax", x, axis=params["dim"]),
+    A.LogSoftmaxFunction: lambda g, inputs, x, params, out: g.node("LogSoftmax", x, axis=params["dim"]),
     S.To: lambda g, inputs, x, params, out: g.node("Cast", x, to=g.h.np_dtype_to_tensor_dtype(np.dtype(out.dtype))),
     S.ConstantPad: _constant_pad,
 }
@@ -251,8 +251,8 @@ EXPORTERS = {
 # that every Function class is in EXPORTERS or here).
 NOT_EXPORTED = {
     ScaledDotProductAttention: "not translated yet (ONNX Attention, opset 23)",
-    C.Unfold: "im2col has no ONNX operator", C.Fold: "col2im has no ONNX operator",
-    C.ConvTranspose2d: "not translated yet (ONNX ConvTranspose)",
+    C.UnfoldFunction: "im2col has no ONNX operator", C.FoldFunction: "col2im has no ONNX operator",
+    C.ConvTranspose2dFunction: "not translated yet (ONNX ConvTranspose)",
     R.Cumsum: "not translated yet (ONNX CumSum)", R.Amax: "not translated yet (ONNX ReduceMax)",
     R.LogSumExp: "not translated yet", R.Prod: "not translated yet", R.Norm: "not translated yet",
     R.NuclearNorm: "not translated yet (ONNX has no SVD)",
@@ -272,7 +272,7 @@ NOT_EXPORTED = {
     LSTMSequence: "not translated yet (ONNX LSTM)", GRUSequence: "not translated yet (ONNX GRU)",
     LSTMProjSequence: "not translated yet (ONNX LSTM has no projection)",
     I.Scatter: "not translated yet", I.ScatterAdd: "not translated yet",
-    N.SyncBatchNorm: "exports as batch norm once converted back (SyncBatchNorm is for training)",
+    N.SyncBatchNormFunction: "exports as batch norm once converted back (SyncBatchNorm is for training)",
 }
 
 # comparisons make tensors without a Function (no gradient): they report themselves by name

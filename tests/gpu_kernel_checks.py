@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from suite import examples, one_dtype_each
 from numba import config
 
-from minidl.kernels import _numpy as ref
+from minidl.kernels import Window, _numpy as ref
 from test_kernels import check_im2col_col2im, geometry, max_pool_input, pool_geometry_ok
 
 gpu = pytest.importorskip("minidl.kernels._cuda")
@@ -48,33 +48,32 @@ def test_max_pool(geom, seed):
     if not pool_geometry_ok(shape, g):
         return
     x, rng = max_pool_input(shape, dtype, seed)
-    y, arg = gpu.max_pool2d(dev(x), *g)
-    y_ref, arg_ref = ref.max_pool2d(x, *g)
+    y, arg = gpu.max_pool2d(dev(x), g)
+    y_ref, arg_ref = ref.max_pool2d(x, g)
     np.testing.assert_array_equal(host(y), y_ref)
     np.testing.assert_array_equal(host(arg), arg_ref)
     assert arg.dtype == arg_ref.dtype
     gy = rng.uniform(-2, 2, size=y_ref.shape).astype(dtype)
     expected = ref.max_pool2d_backward(gy, arg_ref, shape)
-    for window in (g[:8], None):  # gathered by the window geometry, and scattered (adaptive pooling)
-        np.testing.assert_allclose(host(gpu.max_pool2d_backward(dev(gy), arg, shape, window)), expected,
+    for win in (g, None):  # gathered by the windows, and scattered (adaptive pooling)
+        np.testing.assert_allclose(host(gpu.max_pool2d_backward(dev(gy), arg, shape, win)), expected,
                                    **tol(dtype))
 
 
 @settings(max_examples=examples(25), deadline=None)
 @given(geometry(), st.integers(0, 2 ** 31))
 def test_avg_pool(geom, seed):
-    shape, (kh, kw, sh, sw, ph, pw, _, _, oh, ow), dtype = geom
-    if not pool_geometry_ok(shape, (kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)):
+    shape, g, dtype = geom
+    g = g._replace(dh=1, dw=1)  # avg_pool2d has no dilation
+    if not pool_geometry_ok(shape, g):
         return
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, size=shape).astype(dtype)
-    div = rng.integers(1, 10, size=(oh, ow)).astype(dtype)
-    g = (kh, kw, sh, sw, ph, pw)
-    np.testing.assert_allclose(host(gpu.avg_pool2d(dev(x), dev(div), *g, oh, ow)), ref.avg_pool2d(x, div, *g, oh, ow),
-                               **tol(dtype))
-    gy = rng.uniform(-2, 2, size=(*shape[:2], oh, ow)).astype(dtype)
-    np.testing.assert_allclose(host(gpu.avg_pool2d_backward(dev(gy), dev(div), shape, *g)),
-                               ref.avg_pool2d_backward(gy, div, shape, *g), **tol(dtype))
+    div = rng.integers(1, 10, size=g.out_hw).astype(dtype)
+    np.testing.assert_allclose(host(gpu.avg_pool2d(dev(x), dev(div), g)), ref.avg_pool2d(x, div, g), **tol(dtype))
+    gy = rng.uniform(-2, 2, size=(*shape[:2], *g.out_hw)).astype(dtype)
+    np.testing.assert_allclose(host(gpu.avg_pool2d_backward(dev(gy), dev(div), shape, g)),
+                               ref.avg_pool2d_backward(gy, div, shape, g), **tol(dtype))
 
 
 @settings(max_examples=examples(10), deadline=None)
@@ -89,17 +88,19 @@ def test_direct_conv(geom, groups, per_group_out, seed):
     x = rng.uniform(-2, 2, size=(n, c, h, w)).astype(dtype)
     wt = rng.uniform(-2, 2, size=(o, cg, kh, kw)).astype(dtype)
     gy = rng.uniform(-2, 2, size=(n, o, oh, ow)).astype(dtype)
-    args = ((sh, sw), (ph, pw), (dh, dw), groups)
-    col = ref.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow).reshape(groups, cg * kh * kw, -1)
+    win = Window(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    col = ref.im2col(x, win).reshape(groups, cg * kh * kw, -1)
     wg = wt.reshape(groups, o // groups, -1)
     y_ref = np.concatenate([wg[k] @ col[k] for k in range(groups)]).reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
-    np.testing.assert_allclose(host(gpu.conv_direct(dev(x), dev(wt), *args, (oh, ow))), y_ref, **tol(dtype))
+    np.testing.assert_allclose(host(gpu.conv_direct(dev(x), dev(wt), win, groups)), y_ref, **tol(dtype))
     gyg = gy.transpose(1, 0, 2, 3).reshape(groups, o // groups, -1)
     gw_ref = np.concatenate([gyg[k] @ col[k].T for k in range(groups)]).reshape(wt.shape)
-    np.testing.assert_allclose(host(gpu.conv_direct_grad_w(dev(x), dev(gy), wt.shape, *args)), gw_ref, **tol(dtype))
+    np.testing.assert_allclose(host(gpu.conv_direct_grad_w(dev(x), dev(gy), wt.shape, win, groups)), gw_ref,
+                               **tol(dtype))
     gcol = np.concatenate([wg[k].T @ gyg[k] for k in range(groups)])
-    gx_ref = ref.col2im(gcol, x.shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
-    np.testing.assert_allclose(host(gpu.conv_direct_grad_x(dev(gy), dev(wt), x.shape, *args)), gx_ref, **tol(dtype))
+    gx_ref = ref.col2im(gcol, x.shape, win)
+    np.testing.assert_allclose(host(gpu.conv_direct_grad_x(dev(gy), dev(wt), x.shape, win, groups)), gx_ref,
+                               **tol(dtype))
 
 
 @pytest.mark.parametrize("training", [True, False])

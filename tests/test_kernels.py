@@ -11,7 +11,7 @@ from suite import examples
 import minidl
 import minidl.nn.functional as F
 from minidl import kernels
-from minidl.kernels import _numpy as ref
+from minidl.kernels import Window, _numpy as ref
 
 numba_k = pytest.importorskip("minidl.kernels._numba")
 
@@ -30,7 +30,7 @@ def geometry(draw):
     oh = (h + 2 * ph - dh * (kh - 1) - 1 + extra) // sh + 1
     ow = (w + 2 * pw - dw * (kw - 1) - 1 + extra) // sw + 1
     dtype = draw(st.sampled_from([np.float32, np.float64]))
-    return (n, c, h, w), (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), dtype
+    return (n, c, h, w), Window(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), dtype
 
 
 def max_pool_input(shape, dtype, seed):
@@ -58,11 +58,11 @@ def check_im2col_col2im(impl, geom, seed, dev=lambda a: a, host=lambda a: a):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, size=shape).astype(dtype)
     for pad in (0.0, -np.inf):
-        np.testing.assert_array_equal(host(impl.im2col(dev(x), *g, pad_value=pad)), ref.im2col(x, *g, pad_value=pad))
-    col = ref.im2col(x, *g)
+        np.testing.assert_array_equal(host(impl.im2col(dev(x), g, pad_value=pad)), ref.im2col(x, g, pad_value=pad))
+    col = ref.im2col(x, g)
     c = rng.uniform(-2, 2, size=col.shape).astype(dtype)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(host(impl.col2im(dev(c), shape, *g)), ref.col2im(c, shape, *g), rtol=tol, atol=tol)
+    np.testing.assert_allclose(host(impl.col2im(dev(c), shape, g)), ref.col2im(c, shape, g), rtol=tol, atol=tol)
     return col, c, x, shape, g
 
 
@@ -72,7 +72,7 @@ def test_im2col_col2im_numba_equal_reference(geom, seed):
     col, c, x, shape, g = check_im2col_col2im(numba_k, geom, seed)
     # col2im is the adjoint of im2col: <im2col(x), c> == <x, col2im(c)>
     lhs = float((col.astype(np.float64) * c).sum())
-    rhs = float((x.astype(np.float64) * ref.col2im(c.astype(np.float64), shape, *g)).sum())
+    rhs = float((x.astype(np.float64) * ref.col2im(c.astype(np.float64), shape, g)).sum())
     assert lhs == pytest.approx(rhs, rel=1e-6, abs=1e-9)
 
 
@@ -80,12 +80,11 @@ def test_im2col_col2im_numba_equal_reference(geom, seed):
 @given(geometry(), st.integers(0, 2 ** 31))
 def test_max_pool_numba_equals_reference(geom, seed):
     shape, g, dtype = geom
-    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = g
     if not pool_geometry_ok(shape, g):
         return
     x, rng = max_pool_input(shape, dtype, seed)
-    y1, a1 = numba_k.max_pool2d(x, *g)
-    y2, a2 = ref.max_pool2d(x, *g)
+    y1, a1 = numba_k.max_pool2d(x, g)
+    y2, a2 = ref.max_pool2d(x, g)
     np.testing.assert_array_equal(y1, y2)
     np.testing.assert_array_equal(a1, a2)
     gy = rng.uniform(-2, 2, size=y1.shape).astype(dtype)
@@ -246,7 +245,8 @@ def test_the_conv_table_starts_with_the_reference_and_offers_only_its_algorithms
     assert list(conv_kernels.ALGORITHMS)[0] == "im2col"
     assert all(len(pair) == 2 and all(callable(f) for f in pair) for pair in conv_kernels.ALGORITHMS.values())
     x, w = np.zeros((2, 4, 6, 6), np.float32), np.zeros((4, 1, 1, 1), np.float32)
-    for args in [(x, np.zeros((3, 4, 1, 1), np.float32), (1, 1), (0, 0), (1, 1), 1), (x, w, (1, 1), (1, 1), (1, 1), 4)]:
+    for args in [(x, np.zeros((3, 4, 1, 1), np.float32), Window(1, 1, 1, 1, 0, 0, 1, 1, 6, 6), 1),
+                 (x, w, Window(1, 1, 1, 1, 1, 1, 1, 1, 8, 8), 4)]:
         offered = conv_kernels.algorithms(*args)
         assert offered[0] == "im2col" and set(offered) <= set(conv_kernels.ALGORITHMS)
 
@@ -302,18 +302,18 @@ def test_jit_kernels_equal_the_reference_on_both_layouts_and_with_nan_and_inf(ca
     x = rng.uniform(-2, 2, case["x"]).astype(dtype)
     w = rng.uniform(-1, 1, case["w"]).astype(dtype)
     b = rng.uniform(-1, 1, case["w"][0]).astype(dtype)
-    geometry = (case["stride"], case["padding"], case["dilation"], 1)
-    win = [(case["x"][2 + d] + 2 * case["padding"][d] - case["dilation"][d] * (case["w"][2 + d] - 1) - 1)
-           // case["stride"][d] + 1 for d in range(2)]
-    gy = rng.uniform(-1, 1, (case["x"][0], case["w"][0], *win)).astype(dtype)
+    out_hw = [(case["x"][2 + d] + 2 * case["padding"][d] - case["dilation"][d] * (case["w"][2 + d] - 1) - 1)
+              // case["stride"][d] + 1 for d in range(2)]
+    win = Window.of(case["w"][2:], case["stride"], case["padding"], case["dilation"], out_hw)
+    gy = rng.uniform(-1, 1, (case["x"][0], case["w"][0], *out_hw)).astype(dtype)
     x[0, 0, 1, 1], x[-1, -1, -1, -2] = np.nan, np.inf
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    ref_y, saved = conv_kernels.im2col_forward(np, x, w, b, *geometry, tuple(win))
-    ref_gx, ref_gw = conv_kernels.im2col_backward(np, saved, gy, x.shape, *geometry, True, True)
+    ref_y, saved = conv_kernels.im2col_forward(np, x, w, b, win, 1)
+    ref_gx, ref_gw = conv_kernels.im2col_backward(np, saved, gy, x.shape, win, 1, True, True)
     for layout in (np.ascontiguousarray, opinfo.channels_last):
         xl = layout(x)
-        y, saved = conv_kernels.jit_forward(np, xl, w, b, *geometry, tuple(win))
-        gx, gw = conv_kernels.jit_backward(np, saved, gy, x.shape, *geometry, True, True)
+        y, saved = conv_kernels.jit_forward(np, xl, w, b, win, 1)
+        gx, gw = conv_kernels.jit_backward(np, saved, gy, x.shape, win, 1, True, True)
         np.testing.assert_allclose(y, ref_y, equal_nan=True, **tol)
         np.testing.assert_allclose(gx, ref_gx, equal_nan=True, **tol)  # gy is finite: gx is
         np.testing.assert_allclose(gw, ref_gw, equal_nan=True, **tol)
@@ -327,8 +327,9 @@ def test_jit_kernels_run_a_large_batch_on_worker_threads():
     from minidl.kernels import conv as conv_kernels
     x = np.random.default_rng(0).standard_normal((1000, 1, 28, 28)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((32, 1, 3, 3)).astype(np.float32)
-    y, _ = conv_kernels.jit_forward(np, x, w, None, (1, 1), (0, 0), (1, 1), 1, (26, 26))
-    ref_y, _ = conv_kernels.im2col_forward(np, x, w, None, (1, 1), (0, 0), (1, 1), 1, (26, 26))
+    win = Window(3, 3, 1, 1, 0, 0, 1, 1, 26, 26)
+    y, _ = conv_kernels.jit_forward(np, x, w, None, win, 1)
+    ref_y, _ = conv_kernels.im2col_forward(np, x, w, None, win, 1)
     np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
 
 
@@ -343,8 +344,8 @@ def test_jit_kernels_show_their_ir_and_assembly():
 @pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
 def test_a_second_process_loads_jit_kernels_from_the_disk_cache(tmp_path):
     """The first process compiles (and says so on stderr); the second loads the machine code and says nothing."""
-    code = ("import numpy as np; from minidl.kernels import jit; x = np.ones((2, 3, 9, 9), np.float32); "
-            "w = np.ones((5, 3, 3, 3), np.float32); y = jit.conv(x, w, (1, 1), (1, 1), (1, 1), (9, 9)); "
+    code = ("import numpy as np; from minidl.kernels import Window, jit; x = np.ones((2, 3, 9, 9), np.float32); "
+            "w = np.ones((5, 3, 3, 3), np.float32); y = jit.conv(x, w, Window(3, 3, 1, 1, 1, 1, 1, 1, 9, 9)); "
             "assert y[0, 0, 4, 4] == 27 and y[0, 0, 0, 0] == 12")
     env = dict(os.environ, MINIDL_CACHE_DIR=str(tmp_path))
     runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -421,17 +422,16 @@ def test_batch_norm_kernels_equal_reference(shape, training):
 @settings(max_examples=examples(40), deadline=None)
 @given(geometry(), st.integers(0, 2 ** 31))
 def test_avg_pool_numba_equals_reference(geom, seed):
-    shape, g, dtype = geom
-    kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = g
+    shape, g, dtype = geom  # with dilation: avg_pool2d passes 1, the kernels take any
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, size=shape).astype(dtype)
-    div = rng.integers(1, 10, size=(oh, ow)).astype(dtype)
+    div = rng.integers(1, 10, size=g.out_hw).astype(dtype)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    y1 = numba_k.avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, oh, ow)
-    np.testing.assert_allclose(y1, ref.avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, oh, ow), rtol=tol, atol=tol)
+    y1 = numba_k.avg_pool2d(x, div, g)
+    np.testing.assert_allclose(y1, ref.avg_pool2d(x, div, g), rtol=tol, atol=tol)
     gy = rng.uniform(-2, 2, size=y1.shape).astype(dtype)
-    np.testing.assert_allclose(numba_k.avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw),
-                               ref.avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw), rtol=tol, atol=tol)
+    np.testing.assert_allclose(numba_k.avg_pool2d_backward(gy, div, shape, g),
+                               ref.avg_pool2d_backward(gy, div, shape, g), rtol=tol, atol=tol)
 
 
 # ---- matrix products: split across minidl's threads, OpenBLAS on one thread ------------------------------
@@ -542,12 +542,12 @@ def test_the_tuner_does_not_keep_a_large_column_matrix(monkeypatch):
     monkeypatch.setattr(conv_kernels, "COL_KEEP_BYTES", 1024)
     autotune.clear()
     x, w = np.ones((4, 3, 12, 12), np.float32), np.ones((5, 3, 3, 3), np.float32)  # columns: 27 x 400 > 1 KiB
-    args = (np, x, w, (1, 1), (0, 0), (1, 1), 1, (10, 10))
+    args = (np, x, w, Window(3, 3, 1, 1, 0, 0, 1, 1, 10, 10), 1)
     assert conv_kernels.choose(*args) in ("im2col_chunked", "jit")  # the lean candidates left
     with autotune.force("conv2d", "im2col"):
         assert conv_kernels.choose(*args) == "im2col"
     monkeypatch.setattr(conv_kernels, "COL_KEEP_BYTES", 1 << 30)
-    assert "im2col" in conv_kernels.algorithms(x, w, (1, 1), (0, 0), (1, 1), 1)
+    assert "im2col" in conv_kernels.algorithms(x, w, args[2], 1)
     autotune.clear()
 
 
@@ -582,17 +582,18 @@ def test_the_generated_kernels_run_the_loops_of_their_numpy_twins(x_shape, w_sha
     w = rng.standard_normal(w_shape)
     out_hw = [(x_shape[2 + d] + 2 * padding[d] - dilation[d] * (w_shape[2 + d] - 1) - 1) // stride[d] + 1
               for d in range(2)]
-    pads = jit._pads(x.shape, w.shape, stride, padding, dilation, out_hw)
-    s = jit._shape(x, w.shape, stride, dilation, out_hw, pads)
+    win = Window.of(w_shape[2:], stride, padding, dilation, out_hw)
+    pads = jit._pads(x.shape, win)
+    s = jit._shape(x, w.shape, win, pads)
     xp = np.pad(x, ((0, 0), (0, 0), pads[:2], pads[2:]))
     registers = jit._target()["registers"]
     y = jit_blocking.forward_blocked(xp, jit.pack_weight(w, s.lanes), s, registers)
-    np.testing.assert_allclose(y, jit.conv(x, w, stride, padding, dilation, out_hw), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, jit.conv(x, w, win), rtol=1e-12, atol=1e-12)
     gy = rng.standard_normal((x_shape[0], w_shape[0], *out_hw))
     blocks = jit_blocking.ceil_div(w_shape[0], s.lanes)
     gyt = np.zeros((*gy.shape[:1], *out_hw, blocks * s.lanes))
     gyt[..., :w_shape[0]] = gy.transpose(0, 2, 3, 1)
     gwp = jit_blocking.grad_weight_blocked(xp, gyt, s, registers)
     gw = gwp.transpose(0, 4, 1, 2, 3).reshape(blocks * s.lanes, *w_shape[1:])[:w_shape[0]]
-    np.testing.assert_allclose(gw, jit.conv_grad_weight(x, gy, w_shape, stride, padding, dilation), rtol=1e-11,
+    np.testing.assert_allclose(gw, jit.conv_grad_weight(x, gy, w_shape, win), rtol=1e-11,
                                atol=1e-11)

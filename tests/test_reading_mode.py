@@ -66,3 +66,65 @@ def test_the_reading_mode_runs_the_reference_and_says_which_conv_algorithm_ran()
     finally:
         minidl.use_reference(old)
     assert not kernels.reference()
+
+
+def _stacks_at(names, run):
+    """The minidl files on the stack (outermost first) each time a minidl function called one of ``names`` starts."""
+    stacks = []
+
+    def profile(frame, event, arg):
+        code = frame.f_code
+        if event == "call" and code.co_name in names and "/minidl/" in code.co_filename:
+            files, f = [], frame
+            while f is not None:
+                path = f.f_code.co_filename
+                if "/minidl/" in path and (not files or files[-1] != path.split("/minidl/")[-1]):
+                    files.append(path.split("/minidl/")[-1])
+                f = f.f_back
+            stacks.append((code.co_filename.split("/minidl/")[-1], code.co_name, files[::-1]))
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return stacks
+
+
+def test_from_nn_conv2d_a_reader_reaches_the_im2col_and_the_gemm_in_five_files():
+    """The reading path of issue 31: nn/conv.py -> functional/conv.py (Conv2dFunction) -> kernels/conv.py
+    (im2col_forward: im2col and the GEMM two lines apart) -> kernels/__init__.py (the dispatch) -> kernels/_numpy.py
+    (the textbook im2col) or kernels/blas.py (the GEMM: np.matmul on one thread). Module.__call__ and Function.apply
+    are the machinery every layer and op shares, read once (the README's six files), not part of conv's path."""
+    shared = {"nn/module.py", "autograd/function.py"}
+    conv = minidl.nn.Conv2d(3, 4, 3)
+    x = minidl.randn(2, 3, 8, 8)
+    old = minidl.use_reference(True)
+    try:
+        stacks = _stacks_at({"im2col", "matmul"}, lambda: conv(x))
+    finally:
+        minidl.use_reference(old)
+    leaves = {(where, name): files for where, name, files in stacks}
+    im2col = leaves[("kernels/_numpy.py", "im2col")]
+    gemm = leaves[("kernels/blas.py", "matmul")]
+    for files in (im2col, gemm):
+        path = [f for i, f in enumerate(files) if f not in shared and f not in files[:i]]
+        assert path[:3] == ["nn/conv.py", "functional/conv.py", "kernels/conv.py"], path
+        assert len(set(path)) <= 5, path
+    assert im2col[-1] == "kernels/_numpy.py" and gemm[-1] == "kernels/blas.py"
+
+
+def test_no_function_class_is_named_like_a_module():
+    """``Conv2dFunction`` (the op) and ``nn.Conv2d`` (the layer) are two things; one name for both sent readers to
+    the wrong file."""
+    import inspect
+
+    from minidl.autograd import Function
+    layers = {name for name, obj in vars(minidl.nn).items() if inspect.isclass(obj)}
+    clashes = [f"{cls.__module__}.{cls.__name__}" for cls in _subclasses(Function) if cls.__name__ in layers]
+    assert not clashes, clashes
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)

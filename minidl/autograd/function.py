@@ -70,7 +70,7 @@ _TORCH_GRAD_FN = {
     "batch_norm": "NativeBatchNormBackward0", "matmul": "MmBackward0", "reshape": "ViewBackward0",
     "pad": "ConstantPadNdBackward0", "to": "ToCopyBackward0", "clamp": "ClampBackward1",
     "norm": "LinalgVectorNormBackward0", "unfold": "Im2ColBackward0", "fold": "Col2ImBackward0",
-    "linear": "AddmmBackward0",  # without a bias torch's is MmBackward0: functional/linear.py's Linear says so
+    "linear": "AddmmBackward0",  # without a bias torch's is MmBackward0: functional/linear.py's LinearFunction says so
 }
 
 

@@ -18,7 +18,7 @@ def _mask(a, dtype):
     return Tensor._make(a.astype(dtype))
 
 
-class ReLU(Function):
+class ReLUFunction(Function):
     name = "relu"
 
     def forward(self, xp, x):
@@ -48,10 +48,10 @@ class ReLUBackward(Function):
 @register(top=True)
 def relu(input, inplace=False):
     """max(input, 0). ``inplace`` is accepted for torch compatibility; a new tensor is returned."""
-    return ReLU.apply(float_tensor(input, "relu"))
+    return ReLUFunction.apply(float_tensor(input, "relu"))
 
 
-class LeakyReLU(Function):
+class LeakyReLUFunction(Function):
     name = "leaky_relu"
 
     def forward(self, xp, x, slope):
@@ -70,7 +70,7 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
     float_tensor(input, "leaky_relu")
     if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
         raise TypeError(f"leaky_relu: argument 'negative_slope' must be a number, got {type(negative_slope).__name__}")
-    return LeakyReLU.apply(input, slope=float(negative_slope))
+    return LeakyReLUFunction.apply(input, slope=float(negative_slope))
 
 
 class ELU(Function):
@@ -96,7 +96,7 @@ def elu(input, alpha=1.0, inplace=False):
     return ELU.apply(input, alpha=float(alpha))
 
 
-class Tanh(Function):
+class TanhFunction(Function):
     name = "tanh"
 
     def forward(self, xp, x):
@@ -111,7 +111,7 @@ class Tanh(Function):
 
 @register(top=True)
 def tanh(input):
-    return Tanh.apply(float_tensor(input, "tanh"))
+    return TanhFunction.apply(float_tensor(input, "tanh"))
 
 
 @register()
@@ -126,7 +126,7 @@ def gelu(input, approximate="none"):
     raise RuntimeValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
-class Sigmoid(Function):
+class SigmoidFunction(Function):
     name = "sigmoid"
 
     def forward(self, xp, x):
@@ -141,7 +141,7 @@ class Sigmoid(Function):
 
 @register(top=True)
 def sigmoid(input):
-    return Sigmoid.apply(float_tensor(input, "sigmoid"))
+    return SigmoidFunction.apply(float_tensor(input, "sigmoid"))
 
 
 @register()
@@ -151,7 +151,7 @@ def silu(input, inplace=False):
     return mul(input, sigmoid(input))
 
 
-class Softplus(Function):
+class SoftplusFunction(Function):
     name = "softplus"
 
     def forward(self, xp, x, beta, threshold):
@@ -172,10 +172,10 @@ def softplus(input, beta=1.0, threshold=20.0):
     float_tensor(input, "softplus")
     if beta == 0:
         raise RuntimeValueError("softplus: argument 'beta' must be non-zero")
-    return Softplus.apply(input, beta=float(beta), threshold=float(threshold))
+    return SoftplusFunction.apply(input, beta=float(beta), threshold=float(threshold))
 
 
-class Softmax(Function):
+class SoftmaxFunction(Function):
     name = "softmax"
 
     def forward(self, xp, x, dim):
@@ -212,10 +212,10 @@ def _softmax_args(input, dim, dtype, op):
 def softmax(input, dim=None, dtype=None):
     """``exp(x) / sum(exp(x), dim)``, computed stably."""
     x, d = _softmax_args(input, dim, dtype, "softmax")
-    return Softmax.apply(x, dim=d)
+    return SoftmaxFunction.apply(x, dim=d)
 
 
-class LogSoftmax(Function):
+class LogSoftmaxFunction(Function):
     name = "log_softmax"
 
     def forward(self, xp, x, dim):
@@ -237,7 +237,7 @@ class LogSoftmax(Function):
 def log_softmax(input, dim=None, dtype=None):
     """``x - logsumexp(x, dim)``, computed stably."""
     x, d = _softmax_args(input, dim, dtype, "log_softmax")
-    return LogSoftmax.apply(x, dim=d)
+    return LogSoftmaxFunction.apply(x, dim=d)
 
 
 @register()
@@ -278,7 +278,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     return input * Tensor._make((keep / (1.0 - p)).astype(input.dtype))
 
 
-class Hardtanh(Function):
+class HardtanhFunction(Function):
     name = "hardtanh"
 
     def forward(self, xp, x, lo, hi):
@@ -299,7 +299,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     float_tensor(input, "hardtanh")
     if min_val > max_val:
         raise RuntimeValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
-    return Hardtanh.apply(input, lo=float(min_val), hi=float(max_val))
+    return HardtanhFunction.apply(input, lo=float(min_val), hi=float(max_val))
 
 
 @register()
@@ -308,7 +308,7 @@ def relu6(input, inplace=False):
     return hardtanh(float_tensor(input, "relu6"), 0.0, 6.0)
 
 
-class Hardsigmoid(Function):
+class HardsigmoidFunction(Function):
     name = "hardsigmoid"
     differentiable_twice = False  # torch: "derivative for aten::hardsigmoid_backward is not implemented"
 
@@ -324,10 +324,10 @@ class Hardsigmoid(Function):
 @register()
 def hardsigmoid(input, inplace=False):
     """relu6(input + 3) / 6."""
-    return Hardsigmoid.apply(float_tensor(input, "hardsigmoid"))
+    return HardsigmoidFunction.apply(float_tensor(input, "hardsigmoid"))
 
 
-class Hardswish(Function):
+class HardswishFunction(Function):
     name = "hardswish"
 
     def forward(self, xp, x):
@@ -342,7 +342,7 @@ class Hardswish(Function):
 @register()
 def hardswish(input, inplace=False):
     """input * relu6(input + 3) / 6 (MobileNetV3's activation)."""
-    return Hardswish.apply(float_tensor(input, "hardswish"))
+    return HardswishFunction.apply(float_tensor(input, "hardswish"))
 
 
 @register()

@@ -13,7 +13,7 @@ from ._checks import empty_result, float_tensor, int_arg, optional_tensor, pair,
 from ._registry import register
 
 
-class Conv2d(Function):
+class Conv2dFunction(Function):
     """y[n, o] = bias[o] + sum over c, i, j of w[o, c, i, j] x[n, c, i + ..., j + ...] (cross-correlation).
 
     Its algorithms, the reference im2col + GEMM first, are the (forward, backward) pairs of
@@ -22,12 +22,12 @@ class Conv2d(Function):
     name = "conv2d"
     differentiable_twice = False
 
-    def forward(self, xp, x, w, b, stride, padding, dilation, groups, out_hw):
-        self.params = (stride, padding, dilation, groups)
+    def forward(self, xp, x, w, b, win, groups):
+        self.win, self.groups = win, groups
         self.x_shape, self.has_b = x.shape, b is not None
-        self.algo = conv_kernels.choose(xp, x, w, stride, padding, dilation, groups, out_hw)
+        self.algo = conv_kernels.choose(xp, x, w, win, groups)
         forward, _ = conv_kernels.ALGORITHMS[self.algo]
-        y, saved = forward(xp, x, w, b, stride, padding, dilation, groups, out_hw)
+        y, saved = forward(xp, x, w, b, win, groups)
         self.save_for_backward(*saved)
         return y
 
@@ -35,7 +35,7 @@ class Conv2d(Function):
         g = gy._data
         xp = get_array_module(g)
         _, backward = conv_kernels.ALGORITHMS[self.algo]
-        gx, gw = backward(xp, self.saved_arrays, xp.ascontiguousarray(g), self.x_shape, *self.params,
+        gx, gw = backward(xp, self.saved_arrays, xp.ascontiguousarray(g), self.x_shape, self.win, self.groups,
                           self.needs_input_grad[0], self.needs_input_grad[1])
         gb = g.sum(axis=(0, 2, 3)) if self.has_b and self.needs_input_grad[2] else None
         return gx, gw, gb
@@ -104,24 +104,25 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if n == 0:  # an empty batch: an empty output, zero gradients (as torch)
         y = empty_result((0, o, *out), input, input, weight, bias)
         return y.squeeze(0) if unbatched else y
-    y = Conv2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                     out_hw=out)
+    win = kernels.Window.of((kh, kw), stride, padding, dilation, out)
+    y = Conv2dFunction.apply(input, weight, bias, win=win, groups=groups)
     return y.squeeze(0) if unbatched else y
 
 
-class ConvTranspose2d(Function):
+class ConvTranspose2dFunction(Function):
+    """conv2d's adjoint: each input pixel spreads its filters over the output (one GEMM per group makes the
+    columns), then col2im sums the overlapping windows. ``win`` slides over the output; its windows are the
+    input's pixels (oh, ow = H, W)."""
     name = "conv_transpose2d"
     differentiable_twice = False
 
-    def forward(self, xp, x, w, b, stride, padding, dilation, groups, out_hw):
-        n, cin, h, wd = x.shape
+    def forward(self, xp, x, w, b, win, groups, out_hw):
+        n, cin = x.shape[:2]
         cout = w.shape[1] * groups
-        kh, kw = w.shape[2:]
-        self.geom = kernels.Window(kh, kw, *stride, *padding, *dilation, h, wd)
-        self.groups, self.has_b = groups, b is not None
+        self.win, self.groups, self.has_b = win, groups, b is not None
         x_mat = x.transpose(1, 0, 2, 3).reshape(cin, -1)
-        col = group_matmul(xp, w.reshape(cin, -1), x_mat, groups, ta=True)   # (Cout*kh*kw, N*H*W)
-        y = kernels.col2im(col, (n, cout, *out_hw), *self.geom)
+        col = group_matmul(xp, w.reshape(cin, -1), x_mat, groups, transpose_a=True)   # (Cout*kh*kw, N*H*W)
+        y = kernels.col2im(col, (n, cout, *out_hw), win)
         if b is not None:
             y = y + b.reshape(1, cout, 1, 1)
         self.save_for_backward(x_mat, w)
@@ -133,7 +134,7 @@ class ConvTranspose2d(Function):
         gy = gy._data
         xp = get_array_module(gy)
         cin = w.shape[0]
-        gcol = kernels.im2col(gy, *self.geom)                        # (Cout*kh*kw, N*H*W)
+        gcol = kernels.im2col(gy, self.win)                          # (Cout*kh*kw, N*H*W)
         gx = gw = gb = None
         if self.needs_input_grad[0]:
             n, _, h, wd = self.x_shape
@@ -181,8 +182,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if n == 0:  # an empty batch: an empty output, zero gradients (as torch)
         y = empty_result((0, cog * groups, *out), input, input, weight, bias)
         return y.squeeze(0) if unbatched else y
-    y = ConvTranspose2d.apply(input, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                              groups=groups, out_hw=out)
+    win = kernels.Window.of((kh, kw), stride, padding, dilation, (h, w))
+    y = ConvTranspose2dFunction.apply(input, weight, bias, win=win, groups=groups, out_hw=out)
     return y.squeeze(0) if unbatched else y
 
 
@@ -210,33 +211,33 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y.squeeze(-2)
 
 
-class Fold(Function):
+class FoldFunction(Function):
     """col2im: columns (N, C*kh*kw, L) summed back into an image (N, C, H, W), overlaps adding up."""
     name = "fold"
 
-    def forward(self, xp, col, shape, geom):
-        self.geom = geom
+    def forward(self, xp, col, shape, win):
+        self.win = win
         n, ck, blocks = col.shape
         col = xp.ascontiguousarray(col.transpose(1, 0, 2)).reshape(ck, n * blocks)
-        return kernels.col2im(col, shape, *geom)
+        return kernels.col2im(col, shape, win)
 
     def backward(self, g):
-        return Unfold.apply(g, geom=self.geom)
+        return UnfoldFunction.apply(g, win=self.win)
 
 
-class Unfold(Function):
+class UnfoldFunction(Function):
     """im2col, the first half of a convolution: every kh x kw window of the (padded) image becomes a column.
-    ``geom`` is a kernels.Window (kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w). Its gradient is fold (col2im)
+    ``win`` is a kernels.Window (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow). Its gradient is fold (col2im)
     and fold's is unfold: each op is the other's adjoint, so both are differentiable twice."""
     name = "unfold"
 
-    def forward(self, xp, x, geom):
-        self.geom, self.x_shape = geom, x.shape
-        col = kernels.im2col(x, *geom)                               # (C*kh*kw, N*L)
+    def forward(self, xp, x, win):
+        self.win, self.x_shape = win, x.shape
+        col = kernels.im2col(x, win)                                 # (C*kh*kw, N*L)
         return xp.ascontiguousarray(col.reshape(col.shape[0], x.shape[0], -1).transpose(1, 0, 2))  # (N, C*kh*kw, L)
 
     def backward(self, g):
-        return Fold.apply(g, shape=self.x_shape, geom=self.geom)
+        return FoldFunction.apply(g, shape=self.x_shape, win=self.win)
 
 
 def _blocks(op, size, kernel_size, dilation, padding, stride):
@@ -247,7 +248,7 @@ def _blocks(op, size, kernel_size, dilation, padding, stride):
     if min(blocks) < 1:
         raise RuntimeValueError(f"{op}: kernel_size {k} (dilation {d}) does not fit the padded size "
                                 f"({size[0] + 2 * p[0]}, {size[1] + 2 * p[1]})")
-    return kernels.Window(*k, *s, *p, *d, *blocks), blocks
+    return kernels.Window.of(k, s, p, d, blocks), blocks
 
 
 def _batched(op, input, ndim, unbatched, batched):
@@ -271,11 +272,11 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     gives a 2-D (C * kh * kw, L) output."""
     op = "unfold"
     x = _batched(op, input, 4, "(C, H, W)", "(N, C, H, W)")
-    geom, _ = _blocks(op, x.shape[2:], kernel_size, dilation, padding, stride)
+    win, _ = _blocks(op, x.shape[2:], kernel_size, dilation, padding, stride)
     if x.numel() == 0:
-        y = empty_result((x.shape[0], x.shape[1] * geom.kh * geom.kw, geom.oh * geom.ow), x, x)
+        y = empty_result((x.shape[0], x.shape[1] * win.kh * win.kw, win.oh * win.ow), x, x)
     else:
-        y = Unfold.apply(x, geom=geom)
+        y = UnfoldFunction.apply(x, win=win)
     return y.squeeze(0) if input.ndim == 3 else y
 
 
@@ -289,15 +290,15 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     op = "fold"
     col = _batched(op, input, 3, "(C*kh*kw, L)", "(N, C*kh*kw, L)")
     size = pair(output_size, op, "output_size", 1)
-    geom, blocks = _blocks(op, size, kernel_size, dilation, padding, stride)
+    win, blocks = _blocks(op, size, kernel_size, dilation, padding, stride)
     n, ck, n_blocks = col.shape
-    kk = geom.kh * geom.kw
+    kk = win.kh * win.kw
     if ck % kk:
         raise RuntimeValueError(f"{op}: dim 1 of the input ({ck}) must be divisible by kernel_size's product ({kk})")
     if n_blocks != blocks[0] * blocks[1]:
         raise RuntimeValueError(f"{op}: the input has {n_blocks} blocks (dim 2), but output_size {size} with "
-                                f"kernel_size {(geom.kh, geom.kw)}, dilation {(geom.dh, geom.dw)}, padding "
-                                f"{(geom.ph, geom.pw)}, stride {(geom.sh, geom.sw)} makes {blocks[0] * blocks[1]}")
+                                f"kernel_size {(win.kh, win.kw)}, dilation {(win.dh, win.dw)}, padding "
+                                f"{(win.ph, win.pw)}, stride {(win.sh, win.sw)} makes {blocks[0] * blocks[1]}")
     shape = (n, ck // kk, *size)
-    y = empty_result(shape, col, col) if n == 0 else Fold.apply(col, shape=shape, geom=geom)
+    y = empty_result(shape, col, col) if n == 0 else FoldFunction.apply(col, shape=shape, win=win)
     return y.squeeze(0) if input.ndim == 2 else y

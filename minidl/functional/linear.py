@@ -49,7 +49,7 @@ def matmul(input, other):
     return y.squeeze(-1) if other.ndim == 1 else y
 
 
-class Linear(Function):
+class LinearFunction(Function):
     """y = x W^T + b for 2-D x (linear() folds leading dims into rows): one graph node where matmul, a transpose
     and an add were three (each about 9 us of Python forward and again backward)."""
     name = "linear"
@@ -99,10 +99,10 @@ def linear(input, weight, bias=None):
     if bias is not None and bias.shape != (weight.shape[0],):
         raise RuntimeValueError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     if input.ndim == 2:
-        return Linear.apply(input, weight, bias)
+        return LinearFunction.apply(input, weight, bias)
     if input.ndim == 1:
-        return Linear.apply(input.unsqueeze(0), weight, bias).squeeze(0)
-    y = Linear.apply(input.reshape(-1, input.shape[-1]), weight, bias)  # as torch: addmm between two views
+        return LinearFunction.apply(input.unsqueeze(0), weight, bias).squeeze(0)
+    y = LinearFunction.apply(input.reshape(-1, input.shape[-1]), weight, bias)  # as torch: addmm between two views
     return y.reshape(*input.shape[:-1], weight.shape[0])
 
 

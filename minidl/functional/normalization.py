@@ -202,7 +202,7 @@ def _all_reduced(arr):
     return arr
 
 
-class SyncBatchNorm(Function):
+class SyncBatchNormFunction(Function):
     """Batch norm in training mode whose statistics are those of the global batch across the ranks of
     minidl.distributed: the mean from all-reduced sums and counts, then the variance from all-reduced squared
     deviations from that mean (two passes, as the one-process kernel); in backward the two sums of the
@@ -258,5 +258,5 @@ def sync_batch_norm(input, running_mean, running_var, weight, bias, momentum, ep
     nn.SyncBatchNorm."""
     rm = None if running_mean is None else running_mean._data
     rv = None if running_var is None else running_var._data
-    return SyncBatchNorm.apply(input, weight, bias, running_mean=rm, running_var=rv, momentum=float(momentum),
+    return SyncBatchNormFunction.apply(input, weight, bias, running_mean=rm, running_var=rv, momentum=float(momentum),
                                eps=float(eps))

@@ -15,13 +15,13 @@ from ._checks import float_tensor, pair
 from ._registry import register
 
 
-class MaxPool2d(Function):
+class MaxPool2dFunction(Function):
     name = "max_pool2d"
     differentiable_twice = False
 
-    def forward(self, xp, x, geom, indices=None):
-        self.x_shape, self.window = x.shape, geom[:8]  # kh .. dw: the backward gathers by it
-        y, arg = kernels.max_pool2d(x, *geom)
+    def forward(self, xp, x, win, indices=None):
+        self.x_shape, self.win = x.shape, win  # the GPU backward gathers by the windows
+        y, arg = kernels.max_pool2d(x, win)
         self.save_for_backward(arg)
         if indices is not None:  # a list that receives the argmax array, for return_indices=True
             indices.append(arg)
@@ -29,7 +29,7 @@ class MaxPool2d(Function):
 
     def backward(self, gy):
         arg, = self.saved_arrays
-        return kernels.max_pool2d_backward(gy._data, arg, self.x_shape, self.window)
+        return kernels.max_pool2d_backward(gy._data, arg, self.x_shape, self.win)
 
 
 def _pool_input(input, op):
@@ -52,7 +52,7 @@ def _out_size(size, k, s, p, d, ceil_mode):
     return out
 
 
-def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
+def _pool_window(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     k = pair(kernel_size, op, "kernel_size", 1)
     no_stride = stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
     s = k if no_stride else pair(stride, op, "stride", 1)
@@ -66,7 +66,7 @@ def _pool_geometry(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     if oh <= 0 or ow <= 0:
         raise RuntimeValueError(f"{op}: the (dilated) kernel {k} is larger than the padded input ({h + 2 * p[0]}, "
                                 f"{w + 2 * p[1]}); output size would be ({oh}, {ow})")
-    return kernels.Window(k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], oh, ow)
+    return kernels.Window.of(k, s, p, d, (oh, ow))
 
 
 def _finish(y, unbatched):
@@ -82,41 +82,39 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     ``return_indices`` also returns each maximum's flat index within its input plane (as torch).
     """
     unbatched, x = _pool_input(input, "max_pool2d")
-    geom = _pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    win = _pool_window("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     indices = [] if return_indices else None
-    y = _finish(MaxPool2d.apply(x, geom=geom, indices=indices), unbatched)
+    y = _finish(MaxPool2dFunction.apply(x, win=win, indices=indices), unbatched)
     return (y, _finish(Tensor._make(indices[0].astype(np.int64)), unbatched)) if return_indices else y
 
 
-class AvgPool2d(Function):
+class AvgPool2dFunction(Function):
     name = "avg_pool2d"
     differentiable_twice = False
 
-    def forward(self, xp, x, geom, divisor):
-        kh, kw, sh, sw, ph, pw, _, _, oh, ow = geom
-        self.args, self.x_shape = (kh, kw, sh, sw, ph, pw), x.shape
+    def forward(self, xp, x, win, divisor):
+        self.win, self.x_shape = win, x.shape
         self.save_for_backward(divisor)
-        return kernels.avg_pool2d(x, divisor, *self.args, oh, ow)
+        return kernels.avg_pool2d(x, divisor, win)
 
     def backward(self, gy):
         divisor, = self.saved_arrays
-        return kernels.avg_pool2d_backward(gy._data, divisor, self.x_shape, *self.args)
+        return kernels.avg_pool2d_backward(gy._data, divisor, self.x_shape, self.win)
 
 
 _DIVISOR_CACHE = {}
 
 
-def _divisors(hw, geom, count_include_pad, divisor_override, dtype, device):
+def _divisors(hw, win, count_include_pad, divisor_override, dtype, device):
     """avg_pool2d's per-window divisors (out_h, out_w), built where the data lives (no host-device copy)
     once per geometry and device, and reused."""
-    key = (hw, geom, count_include_pad, divisor_override, dtype, device)
+    key = (hw, win, count_include_pad, divisor_override, dtype, device)
     div = _DIVISOR_CACHE.get(key)
     if div is not None:
         return div
-    kh, kw, sh, sw, ph, pw, _, _, oh, ow = geom
     xp = array_module_for(device)
     if divisor_override is not None:
-        div = xp.full((oh, ow), float(divisor_override), dtype=dtype)
+        div = xp.full(win.out_hw, float(divisor_override), dtype=dtype)
     else:
         def counts(size, k, s, p, out):
             start = xp.arange(out) * s - p
@@ -124,7 +122,8 @@ def _divisors(hw, geom, count_include_pad, divisor_override, dtype, device):
             whole = end - start
             real = xp.minimum(end, size) - xp.maximum(start, 0)
             return whole if count_include_pad else real
-        div = xp.outer(counts(hw[0], kh, sh, ph, oh), counts(hw[1], kw, sw, pw, ow)).astype(dtype)
+        div = xp.outer(counts(hw[0], win.kh, win.sh, win.ph, win.oh),
+                       counts(hw[1], win.kw, win.sw, win.pw, win.ow)).astype(dtype)
     if len(_DIVISOR_CACHE) >= 256:  # bounded: geometries seen long ago are rebuilt if they come back
         _DIVISOR_CACHE.clear()
     _DIVISOR_CACHE[key] = div
@@ -137,20 +136,20 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """Mean over windows. With ``count_include_pad`` (default) zero padding counts in the divisor;
     windows that ``ceil_mode`` adds past the padding never count (as torch)."""
     unbatched, x = _pool_input(input, "avg_pool2d")
-    geom = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
+    win = _pool_window("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and (isinstance(divisor_override, bool) or not isinstance(divisor_override, int)
                                          or divisor_override == 0):
         raise RuntimeValueError("avg_pool2d: divisor_override must be a nonzero int (as torch), got "
                                 f"{divisor_override!r}")
-    div = _divisors(x.shape[2:], geom, count_include_pad, divisor_override, x.dtype, x.device)
-    return _finish(AvgPool2d.apply(x, geom=geom, divisor=div), unbatched)
+    div = _divisors(x.shape[2:], win, count_include_pad, divisor_override, x.dtype, x.device)
+    return _finish(AvgPool2dFunction.apply(x, win=win, divisor=div), unbatched)
 
 
 def _adaptive_windows(size, out):
     return [(math.floor(i * size / out), math.ceil((i + 1) * size / out)) for i in range(out)]
 
 
-class AdaptiveAvgPool2d(Function):
+class AdaptiveAvgPool2dFunction(Function):
     name = "adaptive_avg_pool2d"
     differentiable_twice = False
 
@@ -199,10 +198,10 @@ def adaptive_avg_pool2d(input, output_size):
     Window i covers [floor(i H / out), ceil((i + 1) H / out))."""
     unbatched, x = _pool_input(input, "adaptive_avg_pool2d")
     out = _adaptive_size(output_size, x, "adaptive_avg_pool2d")
-    return _finish(AdaptiveAvgPool2d.apply(x, out_hw=out), unbatched)
+    return _finish(AdaptiveAvgPool2dFunction.apply(x, out_hw=out), unbatched)
 
 
-class AdaptiveMaxPool2d(Function):
+class AdaptiveMaxPool2dFunction(Function):
     name = "adaptive_max_pool2d"
     differentiable_twice = False
 
@@ -234,7 +233,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     unbatched, x = _pool_input(input, "adaptive_max_pool2d")
     out = _adaptive_size(output_size, x, "adaptive_max_pool2d")
     indices = [] if return_indices else None
-    y = _finish(AdaptiveMaxPool2d.apply(x, out_hw=out, indices=indices), unbatched)
+    y = _finish(AdaptiveMaxPool2dFunction.apply(x, out_hw=out, indices=indices), unbatched)
     return (y, _finish(Tensor._make(indices[0]), unbatched)) if return_indices else y
 
 

@@ -188,8 +188,9 @@ def _one_thread_pool_at_a_time():
 
 class Window(NamedTuple):
     """Where the sliding windows of a convolution, unfold/fold or pooling lie on an (H, W) map: kernel size,
-    stride, padding, dilation and the number of windows along each dim. A tuple, so ``im2col(x, *window)``
-    passes it whole."""
+    stride, padding, dilation and the number of windows (output positions) along each dim. One value travels
+    from the functional op through the algorithms to the kernels, which read it by name; only the compiled
+    kernels' calls unpack it (``*win``), since Numba and CUDA kernels take plain ints."""
     kh: int
     kw: int
     sh: int
@@ -201,23 +202,47 @@ class Window(NamedTuple):
     oh: int
     ow: int
 
+    @classmethod
+    def of(cls, kernel_size, stride, padding, dilation, out_hw):
+        """From (h, w) pairs: ``Window.of(w.shape[2:], stride, padding, dilation, out_hw)``."""
+        return cls(*kernel_size, *stride, *padding, *dilation, *out_hw)
 
-def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value=0.0):
-    return _kernel("im2col", x)(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value)
+    @property
+    def stride(self):
+        return self.sh, self.sw
+
+    @property
+    def padding(self):
+        return self.ph, self.pw
+
+    @property
+    def dilation(self):
+        return self.dh, self.dw
+
+    @property
+    def out_hw(self):
+        return self.oh, self.ow
 
 
-def col2im(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
-    return _kernel("col2im", col)(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+def im2col(x, win, pad_value=0.0):
+    """Every window of x (N, C, H, W) as a column: (C*kh*kw, N*oh*ow); padding reads ``pad_value``."""
+    return _kernel("im2col", x)(x, win, pad_value)
 
 
-def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
-    return _kernel("max_pool2d", x)(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+def col2im(col, shape, win):
+    """im2col's adjoint: the columns summed back into an image of ``shape`` (overlapping windows add)."""
+    return _kernel("col2im", col)(col, shape, win)
 
 
-def max_pool2d_backward(gy, arg, shape, window=None):
-    """``window`` = (kh, kw, sh, sw, ph, pw, dh, dw) where the windows have one geometry (not adaptive pooling):
-    the GPU kernel gathers by it; the CPU kernels scatter by ``arg`` alone."""
-    return _kernel("max_pool2d_backward", gy)(gy, arg, shape, window)
+def max_pool2d(x, win):
+    """The max of each window and its flat index into the input plane (-1 for a window of padding only)."""
+    return _kernel("max_pool2d", x)(x, win)
+
+
+def max_pool2d_backward(gy, arg, shape, win=None):
+    """``win`` where the windows have one geometry (not adaptive pooling): the GPU kernel gathers by it; the CPU
+    kernels scatter by ``arg`` alone."""
+    return _kernel("max_pool2d_backward", gy)(gy, arg, shape, win)
 
 
 def erf(x):
@@ -272,16 +297,16 @@ def has_direct_conv(x):
     return name_for(x) != "numpy"
 
 
-def conv_direct(x, w, stride, padding, dilation, groups, out_hw):
-    return _kernel("conv_direct", x)(x, w, stride, padding, dilation, groups, out_hw)
+def conv_direct(x, w, win, groups):
+    return _kernel("conv_direct", x)(x, w, win, groups)
 
 
-def conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation, groups):
-    return _kernel("conv_direct_grad_w", x)(x, gy, w_shape, stride, padding, dilation, groups)
+def conv_direct_grad_w(x, gy, w_shape, win, groups):
+    return _kernel("conv_direct_grad_w", x)(x, gy, w_shape, win, groups)
 
 
-def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups):
-    return _kernel("conv_direct_grad_x", gy)(gy, w, x_shape, stride, padding, dilation, groups)
+def conv_direct_grad_x(gy, w, x_shape, win, groups):
+    return _kernel("conv_direct_grad_x", gy)(gy, w, x_shape, win, groups)
 
 
 def fused_step(p, *arrays):
@@ -309,9 +334,10 @@ def batch_norm_backward(x, gy, mean, invstd, w, training):
     return _kernel("batch_norm_backward", x)(x, gy, mean, invstd, w, training)
 
 
-def avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w):
-    return _kernel("avg_pool2d", x)(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w)
+def avg_pool2d(x, div, win):
+    """Window sums of x divided by ``div`` (out_h, out_w): torch's divisors, padding counted or not."""
+    return _kernel("avg_pool2d", x)(x, div, win)
 
 
-def avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw):
-    return _kernel("avg_pool2d_backward", gy)(gy, div, shape, kh, kw, sh, sw, ph, pw)
+def avg_pool2d_backward(gy, div, shape, win):
+    return _kernel("avg_pool2d_backward", gy)(gy, div, shape, win)

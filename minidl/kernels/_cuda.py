@@ -83,12 +83,11 @@ def _im2col(x, col, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pa
     col[e] = x[((b * c + ci) * h + y) * w + xx] if 0 <= y < h and 0 <= xx < w else pad_value
 
 
-def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value=0.0):
+def im2col(x, win, pad_value=0.0):
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    col = xp.empty((c * kh * kw, n * out_h * out_w), dtype=x.dtype)
-    _launch(_im2col, col.size, _flat(xp, x), col.reshape(-1), n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw,
-            out_h, out_w, pad_value)
+    col = xp.empty((c * win.kh * win.kw, n * win.oh * win.ow), dtype=x.dtype)
+    _launch(_im2col, col.size, _flat(xp, x), col.reshape(-1), n, c, h, w, *win, pad_value)
     return col
 
 
@@ -120,11 +119,10 @@ def _col2im(col, img, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     img[e] = acc
 
 
-def col2im(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+def col2im(col, shape, win):
     xp = get_array_module(col)
     img = xp.empty(shape, dtype=col.dtype)
-    _launch(_col2im, img.size, _flat(xp, col), img.reshape(-1), *shape, kh, kw, sh, sw, ph, pw, dh, dw,
-            out_h, out_w)
+    _launch(_col2im, img.size, _flat(xp, col), img.reshape(-1), *shape, *win)
     return img
 
 
@@ -154,13 +152,12 @@ def _max_pool2d(x, y, arg, planes, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, 
     arg[e] = where
 
 
-def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+def max_pool2d(x, win):
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    y = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
-    arg = xp.empty((n, c, out_h, out_w), dtype=index_dtype(h * w))
-    _launch(_max_pool2d, y.size, _flat(xp, x), y.reshape(-1), arg.reshape(-1), n * c, h, w, kh, kw, sh, sw, ph,
-            pw, dh, dw, out_h, out_w)
+    y = xp.empty((n, c, win.oh, win.ow), dtype=x.dtype)
+    arg = xp.empty((n, c, win.oh, win.ow), dtype=index_dtype(h * w))
+    _launch(_max_pool2d, y.size, _flat(xp, x), y.reshape(-1), arg.reshape(-1), n * c, h, w, *win)
     return y, arg
 
 
@@ -192,19 +189,18 @@ def _max_pool_scatter(gy, arg, gx, per, plane):
         cuda.atomic.add(gx, (e // per) * plane + arg[e], gy[e])
 
 
-def max_pool2d_backward(gy, arg, shape, window=None):
-    """The input gradient of max pooling; ``window`` = (kh, kw, sh, sw, ph, pw, dh, dw) lets each input element
-    gather from its windows (deterministic); without it (adaptive pooling) outputs add atomically."""
+def max_pool2d_backward(gy, arg, shape, win=None):
+    """The input gradient of max pooling; the Window ``win`` lets each input element gather from its windows
+    (deterministic); without it (adaptive pooling) outputs add atomically."""
     xp = get_array_module(gy)
     n, c, h, w = shape
     out_h, out_w = gy.shape[2:]
-    if window is None:
+    if win is None:
         gx = xp.zeros(shape, dtype=gy.dtype)
         _launch(_max_pool_scatter, gy.size, _flat(xp, gy), _flat(xp, arg), gx.reshape(-1), out_h * out_w, h * w)
         return gx
     gx = xp.empty(shape, dtype=gy.dtype)
-    _launch(_max_pool2d_backward, gx.size, _flat(xp, gy), _flat(xp, arg), gx.reshape(-1), n * c, h, w, *window,
-            out_h, out_w)
+    _launch(_max_pool2d_backward, gx.size, _flat(xp, gy), _flat(xp, arg), gx.reshape(-1), n * c, h, w, *win)
     return gx
 
 
@@ -221,12 +217,12 @@ def _avg_pool2d(x, div, y, planes, h, w, kh, kw, sh, sw, ph, pw, out_h, out_w):
     y[e] = acc / div[oh * out_w + ow]
 
 
-def avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w):
+def avg_pool2d(x, div, win):  # avg_pool2d has no dilation: win.dh == win.dw == 1
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    y = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
-    _launch(_avg_pool2d, y.size, _flat(xp, x), _flat(xp, div), y.reshape(-1), n * c, h, w, kh, kw, sh, sw, ph,
-            pw, out_h, out_w)
+    y = xp.empty((n, c, win.oh, win.ow), dtype=x.dtype)
+    _launch(_avg_pool2d, y.size, _flat(xp, x), _flat(xp, div), y.reshape(-1), n * c, h, w, win.kh, win.kw,
+            *win.stride, *win.padding, *win.out_hw)
     return y
 
 
@@ -248,12 +244,12 @@ def _avg_pool2d_backward(gy, div, gx, planes, h, w, kh, kw, sh, sw, ph, pw, out_
     gx[e] = acc
 
 
-def avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw):
+def avg_pool2d_backward(gy, div, shape, win):
     xp = get_array_module(gy)
     n, c, h, w = shape
     gx = xp.empty(shape, dtype=gy.dtype)
-    _launch(_avg_pool2d_backward, gx.size, _flat(xp, gy), _flat(xp, div), gx.reshape(-1), n * c, h, w, kh, kw,
-            sh, sw, ph, pw, *gy.shape[2:])
+    _launch(_avg_pool2d_backward, gx.size, _flat(xp, gy), _flat(xp, div), gx.reshape(-1), n * c, h, w, win.kh,
+            win.kw, *win.stride, *win.padding, *win.out_hw)
     return gx
 
 
@@ -280,11 +276,11 @@ def _conv_direct(x, wt, y, n, c, h, wd, o, cg, kh, kw, sh, sw, ph, pw, dh, dw, g
     y[e] = acc
 
 
-def conv_direct(x, w, stride, padding, dilation, groups, out_hw):
+def conv_direct(x, w, win, groups):
     xp = get_array_module(x)
-    y = xp.empty((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype)
+    y = xp.empty((x.shape[0], w.shape[0], *win.out_hw), dtype=x.dtype)
     _launch(_conv_direct, y.size, _flat(xp, x), _flat(xp, w), y.reshape(-1), *x.shape, *w.shape[:2], *w.shape[2:],
-            *stride, *padding, *dilation, groups, *out_hw)
+            *win.stride, *win.padding, *win.dilation, groups, *win.out_hw)
     return y
 
 
@@ -310,11 +306,11 @@ def _conv_direct_grad_x(gy, wt, gx, n, c, h, wd, o, cg, kh, kw, sh, sw, ph, pw, 
     gx[e] = acc
 
 
-def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups):
+def conv_direct_grad_x(gy, w, x_shape, win, groups):
     xp = get_array_module(gy)
     gx = xp.empty(x_shape, dtype=gy.dtype)
     _launch(_conv_direct_grad_x, gx.size, _flat(xp, gy), _flat(xp, w), gx.reshape(-1), *x_shape, *w.shape[:2],
-            *w.shape[2:], *stride, *padding, *dilation, groups, *gy.shape[2:])
+            *w.shape[2:], *win.stride, *win.padding, *win.dilation, groups, *gy.shape[2:])
     return gx
 
 
@@ -335,11 +331,12 @@ def _conv_direct_grad_w(x, gy, gw, n, c, h, wd, o, cg, kh, kw, sh, sw, ph, pw, d
         gw[k] = total
 
 
-def conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation, groups):
+def conv_direct_grad_w(x, gy, w_shape, win, groups):
     xp = get_array_module(x)
     gw = xp.empty(w_shape, dtype=gy.dtype)
     _conv_direct_grad_w[gw.size, BLOCK](_flat(xp, x), _flat(xp, gy), gw.reshape(-1), *x.shape, *w_shape[:2],
-                                        *w_shape[2:], *stride, *padding, *dilation, groups, *gy.shape[2:])
+                                        *w_shape[2:], *win.stride, *win.padding, *win.dilation, groups,
+                                        *gy.shape[2:])
     return gw
 
 

@@ -79,11 +79,10 @@ def _im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value):
                 _fill(cf, d + hi_w, out_w - hi_w, pad_value)
 
 
-def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value=0.0):
+def im2col(x, win, pad_value=0.0):
     n, c, h, w = x.shape
-    col = np.empty((c * kh * kw, n * out_h * out_w), dtype=x.dtype)
-    _im2col(np.ascontiguousarray(x), col, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w,
-            x.dtype.type(pad_value))
+    col = np.empty((c * win.kh * win.kw, n * win.oh * win.ow), dtype=x.dtype)
+    _im2col(np.ascontiguousarray(x), col, *win, x.dtype.type(pad_value))
     return col
 
 
@@ -107,9 +106,9 @@ def _col2im(col, img, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
                               cf, (r * n + b) * per + oh * out_w + lo_w, hi_w - lo_w)
 
 
-def col2im(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+def col2im(col, shape, win):
     img = np.empty(shape, dtype=col.dtype)
-    _col2im(np.ascontiguousarray(col), img, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+    _col2im(np.ascontiguousarray(col), img, *win)
     return img
 
 
@@ -117,9 +116,8 @@ def col2im(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
 # GIL released, not Numba's parallel loops: Numba compiles a parallel loop in 1.2-1.5 s, a serial one in 0.3-0.5 s,
 # and both run on a LeNet-5's first step (NOTES.md, change 25: cold start).
 @njit(nogil=True, cache=True)
-def _max_pool2d(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw, p0, p1):
+def _max_pool2d(x, y, arg, p0, p1, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     n, c, h, w = x.shape
-    out_h, out_w = y.shape[2], y.shape[3]
     xf, yf, af = x.reshape(-1), y.reshape(-1), arg.reshape(-1)
     for p in range(p0, p1):  # max and argmax over one plane per iteration
         for oh in range(out_h):
@@ -146,12 +144,12 @@ def _max_pool2d(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw, p0, p1):
                         af[o] = yy * w + x0 + t * sw if take else at
 
 
-def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+def max_pool2d(x, win):
     n, c = x.shape[:2]
-    y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
-    arg = np.empty((n, c, out_h, out_w), dtype=index_dtype(x.shape[2] * x.shape[3]))
+    y = np.empty((n, c, win.oh, win.ow), dtype=x.dtype)
+    arg = np.empty((n, c, win.oh, win.ow), dtype=index_dtype(x.shape[2] * x.shape[3]))
     x = np.ascontiguousarray(x)
-    split(n * c, lambda _, lo, hi: _max_pool2d(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw, lo, hi))
+    split(n * c, lambda _, lo, hi: _max_pool2d(x, y, arg, lo, hi, *win))
     return y, arg
 
 
@@ -168,7 +166,7 @@ def _max_pool2d_backward(gy, arg, gx, p0, p1):
                 gxf[d + U(a)] += gyf[s + t]
 
 
-def max_pool2d_backward(gy, arg, shape, window=None):
+def max_pool2d_backward(gy, arg, shape, win=None):
     gx = np.zeros(shape, dtype=gy.dtype)
     gy, arg = np.ascontiguousarray(gy), np.ascontiguousarray(arg)
     split(shape[0] * shape[1], lambda _, lo, hi: _max_pool2d_backward(gy, arg, gx, lo, hi))
@@ -373,24 +371,24 @@ def _conv_direct_grad_x(gy, w, gx, sh, sw, ph, pw, dh, dw, groups):
                               gyf, ((b * o + oc) * out_h + oh) * out_w + lo_w, 1, hi_w - lo_w)
 
 
-def conv_direct(x, w, stride, padding, dilation, groups, out_hw):
+def conv_direct(x, w, win, groups):
     """Direct convolution without a column matrix: for few input channels per group (incl. depthwise)."""
-    y = np.empty((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype)
-    _conv_direct(np.ascontiguousarray(x), np.ascontiguousarray(w), y, *stride, *padding, *dilation, groups)
+    y = np.empty((x.shape[0], w.shape[0], win.oh, win.ow), dtype=x.dtype)
+    _conv_direct(np.ascontiguousarray(x), np.ascontiguousarray(w), y, *win.stride, *win.padding, *win.dilation, groups)
     return y
 
 
-def conv_direct_grad_w(x, gy, w_shape, stride, padding, dilation, groups):
+def conv_direct_grad_w(x, gy, w_shape, win, groups):
     gw = np.empty(w_shape, dtype=gy.dtype)
-    _conv_direct_grad_w(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, *stride, *padding, *dilation,
-                        groups)
+    _conv_direct_grad_w(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, *win.stride, *win.padding,
+                        *win.dilation, groups)
     return gw
 
 
-def conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups):
+def conv_direct_grad_x(gy, w, x_shape, win, groups):
     gx = np.empty(x_shape, dtype=gy.dtype)
-    _conv_direct_grad_x(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, *stride, *padding, *dilation,
-                        groups)
+    _conv_direct_grad_x(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, *win.stride, *win.padding,
+                        *win.dilation, groups)
     return gx
 
 
@@ -494,21 +492,20 @@ def batch_norm_backward(x, gy, mean, invstd, w, training):
 
 
 @njit(parallel=True, cache=True)
-def _avg_pool2d(x, div, y, kh, kw, sh, sw, ph, pw):
+def _avg_pool2d(x, div, y, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     n, c, h, w = x.shape
-    out_h, out_w = y.shape[2], y.shape[3]
     xf, yf = x.reshape(-1), y.reshape(-1)
     for p in prange(n * c):  # window sums over one plane per iteration, zero padding
         acc = np.empty(out_w)  # one output row, summed in float64 window offset by window offset
         for oh in range(out_h):
             acc[:] = 0.0
             for i in range(kh):
-                yy = oh * sh - ph + i
+                yy = oh * sh - ph + i * dh
                 if yy < 0 or yy >= h:
                     continue
                 for j in range(kw):
-                    lo, hi = _span(w, out_w, sw, pw, j)
-                    s = (p * h + yy) * w + lo * sw - pw + j
+                    lo, hi = _span(w, out_w, sw, pw, j * dw)
+                    s = (p * h + yy) * w + lo * sw - pw + j * dw
                     for t in range(hi - lo):
                         acc[U(lo + t)] += xf[U(s + t * sw)]
             d = (p * out_h + oh) * out_w
@@ -517,9 +514,8 @@ def _avg_pool2d(x, div, y, kh, kw, sh, sw, ph, pw):
 
 
 @njit(parallel=True, cache=True)
-def _avg_pool2d_backward(gy, div, gx, kh, kw, sh, sw, ph, pw):
+def _avg_pool2d_backward(gy, div, gx, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     n, c, h, w = gx.shape
-    out_h, out_w = gy.shape[2], gy.shape[3]
     gyf, gxf = gy.reshape(-1), gx.reshape(-1)
     for p in prange(n * c):  # one input plane per iteration: its scatter cannot race
         g = np.empty(out_w, dtype=gx.dtype)  # one row of gy / div
@@ -529,23 +525,22 @@ def _avg_pool2d_backward(gy, div, gx, kh, kw, sh, sw, ph, pw):
             for ow in range(out_w):
                 g[U(ow)] = gyf[U(d + ow)] / div[oh, ow]
             for i in range(kh):
-                yy = oh * sh - ph + i
+                yy = oh * sh - ph + i * dh
                 if yy < 0 or yy >= h:
                     continue
                 for j in range(kw):
-                    lo, hi = _span(w, out_w, sw, pw, j)
-                    _add_into(gxf, (p * h + yy) * w + lo * sw - pw + j, sw, g, lo, hi - lo)
+                    lo, hi = _span(w, out_w, sw, pw, j * dw)
+                    _add_into(gxf, (p * h + yy) * w + lo * sw - pw + j * dw, sw, g, lo, hi - lo)
 
 
-def avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w):
+def avg_pool2d(x, div, win):
     """Window means with the (out_h, out_w) array of divisors ``div`` (torch's padding rules live there)."""
-    y = np.empty((x.shape[0], x.shape[1], out_h, out_w), dtype=x.dtype)
-    _avg_pool2d(np.ascontiguousarray(x), np.ascontiguousarray(div, dtype=np.float64), y, kh, kw, sh, sw, ph, pw)
+    y = np.empty((x.shape[0], x.shape[1], win.oh, win.ow), dtype=x.dtype)
+    _avg_pool2d(np.ascontiguousarray(x), np.ascontiguousarray(div, dtype=np.float64), y, *win)
     return y
 
 
-def avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw):
+def avg_pool2d_backward(gy, div, shape, win):
     gx = np.empty(shape, dtype=gy.dtype)
-    _avg_pool2d_backward(np.ascontiguousarray(gy), np.ascontiguousarray(div, dtype=np.float64), gx, kh, kw, sh, sw,
-                         ph, pw)
+    _avg_pool2d_backward(np.ascontiguousarray(gy), np.ascontiguousarray(div, dtype=np.float64), gx, *win)
     return gx

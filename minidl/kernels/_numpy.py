@@ -19,60 +19,66 @@ NOT_PROVIDED = {  # names of kernels/__init__.py's CONTRACT this module does not
 }
 
 
-def _padded(x, ph, pw, extra_h, extra_w, value):
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    out = xp.full((n, c, h + ph + extra_h, w + pw + extra_w), value, dtype=x.dtype)
-    out[:, :, ph:ph + h, pw:pw + w] = x
-    return out
-
-
 def _extra(size, pad, k, s, d, out):
     """Padding needed after the input so that every window of ``out`` positions fits."""
     return max(0, (out - 1) * s + d * (k - 1) + 1 - size - pad)
 
 
-def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value=0.0):
+def _padded_shape(shape, win):
+    """(N, C, H, W) grown by the padding before (ph, pw) and as much after as the last window needs."""
+    n, c, h, w = shape
+    return (n, c, h + win.ph + _extra(h, win.ph, win.kh, win.sh, win.dh, win.oh),
+            w + win.pw + _extra(w, win.pw, win.kw, win.sw, win.dw, win.ow))
+
+
+def _tap(img, win, i, j):
+    """The (i, j) tap of every window: the (N, C, oh, ow) view of the padded image that kernel element (i, j)
+    reads as the windows slide (rows i*dh, i*dh + sh, ...; columns likewise)."""
+    return img[:, :, i * win.dh:i * win.dh + win.sh * (win.oh - 1) + 1:win.sh,
+               j * win.dw:j * win.dw + win.sw * (win.ow - 1) + 1:win.sw]
+
+
+def im2col(x, win, pad_value=0.0):
+    """Every window of x (N, C, H, W), described by ``win`` (a kernels.Window), as a column:
+    returns (C*kh*kw, N*oh*ow). Pad, then copy one kernel tap of all windows at a time."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    xpad = _padded(x, ph, pw, _extra(h, ph, kh, sh, dh, out_h), _extra(w, pw, kw, sw, dw, out_w), pad_value)
-    col = xp.empty((c, kh, kw, n, out_h, out_w), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            win = xpad[:, :, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw]
-            col[:, i, j] = win.transpose(1, 0, 2, 3)
-    return col.reshape(c * kh * kw, n * out_h * out_w)
+    xpad = xp.full(_padded_shape(x.shape, win), pad_value, dtype=x.dtype)
+    xpad[:, :, win.ph:win.ph + h, win.pw:win.pw + w] = x
+    col = xp.empty((c, win.kh, win.kw, n, win.oh, win.ow), dtype=x.dtype)
+    for i in range(win.kh):
+        for j in range(win.kw):
+            col[:, i, j] = _tap(xpad, win, i, j).transpose(1, 0, 2, 3)
+    return col.reshape(c * win.kh * win.kw, n * win.oh * win.ow)
 
 
-def col2im(col, shape, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+def col2im(col, shape, win):
     """The adjoint of im2col: every column entry is added back to the input element it came from."""
     xp = get_array_module(col)
     n, c, h, w = shape
-    eh, ew = _extra(h, ph, kh, sh, dh, out_h), _extra(w, pw, kw, sw, dw, out_w)
-    img = xp.zeros((n, c, h + ph + eh, w + pw + ew), dtype=col.dtype)
-    col = col.reshape(c, kh, kw, n, out_h, out_w)
-    for i in range(kh):
-        for j in range(kw):
-            img[:, :, i * dh:i * dh + sh * (out_h - 1) + 1:sh, j * dw:j * dw + sw * (out_w - 1) + 1:sw] += \
-                col[:, i, j].transpose(1, 0, 2, 3)
-    return xp.ascontiguousarray(img[:, :, ph:ph + h, pw:pw + w])
+    img = xp.zeros(_padded_shape(shape, win), dtype=col.dtype)
+    col = col.reshape(c, win.kh, win.kw, n, win.oh, win.ow)
+    for i in range(win.kh):
+        for j in range(win.kw):
+            _tap(img, win, i, j)[...] += col[:, i, j].transpose(1, 0, 2, 3)
+    return xp.ascontiguousarray(img[:, :, win.ph:win.ph + h, win.pw:win.pw + w])
 
 
-def max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+def max_pool2d(x, win):
     """Max and argmax (flat index into each input plane, -1 for a window of padding only)."""
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    col = im2col(x.reshape(n * c, 1, h, w), kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, -np.inf)
+    col = im2col(x.reshape(n * c, 1, h, w), win, -np.inf)  # (kh*kw, N*C*oh*ow)
     k = argmax_nan_last(col, 0)
     y = col[k, xp.arange(col.shape[1])]
     # turn the window offset k = i*kw + j into the input position
-    oh = xp.arange(out_h).reshape(1, out_h, 1)
-    ow = xp.arange(out_w).reshape(1, 1, out_w)
-    k = k.reshape(n * c, out_h, out_w)
-    hh = oh * sh - ph + (k // kw) * dh
-    ww = ow * sw - pw + (k % kw) * dw
+    oh = xp.arange(win.oh).reshape(1, win.oh, 1)
+    ow = xp.arange(win.ow).reshape(1, 1, win.ow)
+    k = k.reshape(n * c, win.oh, win.ow)
+    hh = oh * win.sh - win.ph + (k // win.kw) * win.dh
+    ww = ow * win.sw - win.pw + (k % win.kw) * win.dw
     arg = xp.where(xp.isneginf(y.reshape(k.shape)) & ((hh < 0) | (hh >= h) | (ww < 0) | (ww >= w)), -1, hh * w + ww)
-    return y.reshape(n, c, out_h, out_w), arg.reshape(n, c, out_h, out_w).astype(index_dtype(h * w))
+    return y.reshape(n, c, win.oh, win.ow), arg.reshape(n, c, win.oh, win.ow).astype(index_dtype(h * w))
 
 
 def index_dtype(plane_size):
@@ -92,7 +98,7 @@ def argmax_nan_last(a, axis):
     return xp.where(nan.any(axis=axis), last, k)
 
 
-def max_pool2d_backward(gy, arg, shape, window=None):
+def max_pool2d_backward(gy, arg, shape, win=None):
     xp = get_array_module(gy)
     n, c, h, w = shape
     gx = xp.zeros((n * c, h * w), dtype=gy.dtype)
@@ -207,17 +213,16 @@ def batch_norm_backward(x, gy, mean, invstd, w, training):
     return scale * (gy - (gb / m).reshape(shape) - xhat * (gw / m).reshape(shape)), gw, gb
 
 
-def avg_pool2d(x, div, kh, kw, sh, sw, ph, pw, out_h, out_w):
+def avg_pool2d(x, div, win):
     """Window sums through the column matrix (zero padding), divided by torch's per-window divisors."""
     n, c, h, w = x.shape
-    col = im2col(x.reshape(n * c, 1, h, w), kh, kw, sh, sw, ph, pw, 1, 1, out_h, out_w)
-    return (col.sum(axis=0).reshape(n, c, out_h, out_w) / div).astype(x.dtype)
+    col = im2col(x.reshape(n * c, 1, h, w), win)
+    return (col.sum(axis=0).reshape(n, c, win.oh, win.ow) / div).astype(x.dtype)
 
 
-def avg_pool2d_backward(gy, div, shape, kh, kw, sh, sw, ph, pw):
+def avg_pool2d_backward(gy, div, shape, win):
     xp = get_array_module(gy)
     n, c, h, w = shape
-    out_h, out_w = gy.shape[2:]
     g = (gy / div).astype(gy.dtype).reshape(1, -1)
-    gcol = xp.ascontiguousarray(xp.broadcast_to(g, (kh * kw, g.shape[1])))
-    return col2im(gcol, (n * c, 1, h, w), kh, kw, sh, sw, ph, pw, 1, 1, out_h, out_w).reshape(shape)
+    gcol = xp.ascontiguousarray(xp.broadcast_to(g, (win.kh * win.kw, g.shape[1])))
+    return col2im(gcol, (n * c, 1, h, w), win).reshape(shape)

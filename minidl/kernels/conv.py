@@ -14,13 +14,13 @@ the reference over the op table's conv2d samples (tests/test_kernels.py forces e
   matrix, the bias added in registers.
 
 ``choose`` times every algorithm that can run a shape once (``autotune.choose``) and caches the fastest; the
-Function in functional/conv.py runs ``ALGORITHMS[choice]``. Every forward takes
-``(xp, x, w, b, stride, padding, dilation, groups, out_hw)`` and returns the output (with the bias, b may be
-None) and what its backward
-needs; every backward takes ``(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w)`` and
-returns the input and weight gradients (None where not needed).
+Function in functional/conv.py runs ``ALGORITHMS[choice]``. Every forward takes ``(xp, x, w, b, win, groups)``
+(``win``: a kernels.Window, the kernel size, stride, padding, dilation and output size) and returns the output
+(with the bias; b may be None) and what its backward needs; every backward takes
+``(xp, saved, gy, x_shape, win, groups, need_x, need_w)`` and returns the input and weight gradients (None where
+not needed).
 """
-from . import Window, autotune, col2im, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, \
+from . import autotune, col2im, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, \
     matmul, name_for
 from . import jit
 from .blas import workers
@@ -59,14 +59,15 @@ def _flops(x, w):
     return 2 * x.shape[0] * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3] * x.shape[2] * x.shape[3]
 
 
-def group_matmul(xp, a, b, groups, ta=False):
-    """Block-diagonal product: group g multiplies a's g-th row block (or, ``ta``, its transpose)
+def group_matmul(xp, a, b, groups, transpose_a=False):
+    """Block-diagonal product: group g multiplies a's g-th row block (or, ``transpose_a``, its transpose)
     with b's g-th row block."""
     if groups == 1:
-        return matmul(a.T if ta else a, b)
+        return matmul(a.T if transpose_a else a, b)
     ar, br = a.shape[0] // groups, b.shape[0] // groups
-    return xp.concatenate([matmul(a[g * ar:(g + 1) * ar].T if ta else a[g * ar:(g + 1) * ar], b[g * br:(g + 1) * br])
-                           for g in range(groups)], axis=0)
+    blocks = [a[g * ar:(g + 1) * ar] for g in range(groups)]
+    return xp.concatenate([matmul(blk.T if transpose_a else blk, b[g * br:(g + 1) * br])
+                           for g, blk in enumerate(blocks)], axis=0)
 
 
 def group_outer(xp, a, b, groups):
@@ -77,9 +78,9 @@ def group_outer(xp, a, b, groups):
     return xp.concatenate([matmul(a[g * ar:(g + 1) * ar], b[g * br:(g + 1) * br].T) for g in range(groups)], axis=0)
 
 
-def chunks(n, itemsize, w, out_hw):
+def chunks(n, itemsize, w, win):
     """Ranges over a batch of ``n`` whose column matrices hold about CHUNK_BYTES each."""
-    per_sample = w.shape[1] * w.shape[2] * w.shape[3] * out_hw[0] * out_hw[1] * itemsize
+    per_sample = w.shape[1] * w.shape[2] * w.shape[3] * win.oh * win.ow * itemsize
     step = max(1, CHUNK_BYTES // max(per_sample, 1))
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
@@ -91,113 +92,106 @@ def add_bias(y, b):
     return y
 
 
-def _window(w, stride, padding, dilation, out_hw):
-    return Window(*w.shape[2:], *stride, *padding, *dilation, *out_hw)
-
-
 # ---- the reference: im2col + GEMM ----------------------------------------------------------------------------
-def im2col_forward(xp, x, w, b, stride, padding, dilation, groups, out_hw):
+def im2col_forward(xp, x, w, b, win, groups):
+    """Every window of x becomes a column; then one matrix product per group applies all the filters to all the
+    columns at once."""
     n, o = x.shape[0], w.shape[0]
-    oh, ow = out_hw
-    col = im2col(x, *_window(w, stride, padding, dilation, out_hw))            # (C*kh*kw, N*oh*ow)
+    col = im2col(x, win)                                                       # (C*kh*kw, N*oh*ow)
     y = group_matmul(xp, w.reshape(o, -1), col, groups)                        # (O, N*oh*ow)
-    y = xp.ascontiguousarray(y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3))    # (N, O, oh, ow)
+    y = xp.ascontiguousarray(y.reshape(o, n, win.oh, win.ow).transpose(1, 0, 2, 3))  # (N, O, oh, ow)
     return add_bias(y, b), (col, w)
 
 
-def im2col_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+def im2col_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
     """The weight's gradient is gy times the columns; the input's is W^T gy, put back from columns into the
     image by col2im (which sums the overlaps)."""
     col, w = saved
     o = w.shape[0]
-    win = _window(w, stride, padding, dilation, gy.shape[2:])
     gy_mat = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(o, -1)     # (O, N*oh*ow)
     gx = gw = None
     if need_x:  # a batch chunk at a time: a second full-size column matrix next to ``col`` would double the peak
         gx = xp.empty(x_shape, dtype=gy.dtype)                                  # (N, C, H, W)
         per = win.oh * win.ow
-        for lo, hi in chunks(x_shape[0], gy.itemsize, w, gy.shape[2:]):
-            gcol = group_matmul(xp, w.reshape(o, -1), gy_mat[:, lo * per:hi * per], groups, ta=True)
-            gx[lo:hi] = col2im(gcol, (hi - lo, *x_shape[1:]), *win)            # gcol: (C*kh*kw, n*oh*ow)
+        for lo, hi in chunks(x_shape[0], gy.itemsize, w, win):
+            gcol = group_matmul(xp, w.reshape(o, -1), gy_mat[:, lo * per:hi * per], groups, transpose_a=True)
+            gx[lo:hi] = col2im(gcol, (hi - lo, *x_shape[1:]), win)             # gcol: (C*kh*kw, n*oh*ow)
     if need_w:
         gw = group_outer(xp, gy_mat, col, groups).reshape(w.shape)             # (O, C/groups, kh, kw)
     return gx, gw
 
 
 # ---- the reference in batch chunks, keeping no columns --------------------------------------------------------
-def chunked_forward(xp, x, w, b, stride, padding, dilation, groups, out_hw):
+def chunked_forward(xp, x, w, b, win, groups):
     n, o = x.shape[0], w.shape[0]
-    win = _window(w, stride, padding, dilation, out_hw)
     y = xp.empty((n, o, win.oh, win.ow), dtype=x.dtype)
-    for a, z in chunks(n, x.itemsize, w, out_hw):
-        col = im2col(x[a:z], *win)
+    for a, z in chunks(n, x.itemsize, w, win):
+        col = im2col(x[a:z], win)
         y_ab = group_matmul(xp, w.reshape(o, -1), col, groups)                    # (O, (z-a)*oh*ow)
         y[a:z] = y_ab.reshape(o, z - a, win.oh, win.ow).transpose(1, 0, 2, 3)
     return add_bias(y, b), (x, w)
 
 
-def chunked_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+def chunked_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
     x, w = saved  # the input: its columns are rebuilt chunk by chunk
     o = w.shape[0]
-    win = _window(w, stride, padding, dilation, gy.shape[2:])
     gx = xp.empty(x_shape, dtype=gy.dtype) if need_x else None
     gw = xp.zeros(w.shape, dtype=gy.dtype) if need_w else None
-    for lo, hi in chunks(x.shape[0], x.itemsize, w, gy.shape[2:]):
+    for lo, hi in chunks(x.shape[0], x.itemsize, w, win):
         gy_mat = gy[lo:hi].transpose(1, 0, 2, 3).reshape(o, -1)
         if need_w:
-            gw += group_outer(xp, gy_mat, im2col(x[lo:hi], *win), groups).reshape(w.shape)
+            gw += group_outer(xp, gy_mat, im2col(x[lo:hi], win), groups).reshape(w.shape)
         if need_x:
-            gcol = group_matmul(xp, w.reshape(o, -1), gy_mat, groups, ta=True)
-            gx[lo:hi] = col2im(gcol, (hi - lo, *x_shape[1:]), *win)
+            gcol = group_matmul(xp, w.reshape(o, -1), gy_mat, groups, transpose_a=True)
+            gx[lo:hi] = col2im(gcol, (hi - lo, *x_shape[1:]), win)
     return gx, gw
 
 
 # ---- 1x1 without padding: a batched GEMM on NCHW data ----------------------------------------------------------
-def gemm1x1_forward(xp, x, w, b, stride, padding, dilation, groups, out_hw):
+def gemm1x1_forward(xp, x, w, b, win, groups):
     n, o = x.shape[0], w.shape[0]
-    oh, ow = out_hw
-    x3 = xp.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]).reshape(n, x.shape[1], oh * ow)
-    return add_bias(matmul(w.reshape(o, -1), x3).reshape(n, o, oh, ow), b), (x3, w)  # (O, C) @ (N, C, oh*ow)
+    x3 = xp.ascontiguousarray(x[:, :, ::win.sh, ::win.sw]).reshape(n, x.shape[1], win.oh * win.ow)
+    return add_bias(matmul(w.reshape(o, -1), x3).reshape(n, o, win.oh, win.ow), b), (x3, w)  # (O, C) @ (N, C, L)
 
 
-def gemm1x1_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+def gemm1x1_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
     x3, w = saved
     (n, c), o = x_shape[:2], w.shape[0]
     gy3 = gy.reshape(n, o, gy.shape[2] * gy.shape[3])
     gx = gw = None
     if need_x:
         g3 = matmul(w.reshape(o, c).T, gy3).reshape(n, c, *gy.shape[2:])
-        if stride == (1, 1):
+        if win.stride == (1, 1):
             gx = g3
         else:
             gx = xp.zeros(x_shape, dtype=gy.dtype)
-            gx[:, :, ::stride[0], ::stride[1]] = g3
+            gx[:, :, ::win.sh, ::win.sw] = g3
     if need_w:
         gw = matmul(gy3, x3.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
     return gx, gw
 
 
 # ---- direct loops (compiled), for few input channels per group ------------------------------------------------
-def direct_forward(xp, x, w, b, stride, padding, dilation, groups, out_hw):
-    return add_bias(conv_direct(x, w, stride, padding, dilation, groups, out_hw), b), (x, w)
+def direct_forward(xp, x, w, b, win, groups):
+    return add_bias(conv_direct(x, w, win, groups), b), (x, w)
 
 
-def direct_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+def direct_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
     x, w = saved
-    gx = conv_direct_grad_x(gy, w, x_shape, stride, padding, dilation, groups) if need_x else None
-    gw = conv_direct_grad_w(x, gy, w.shape, stride, padding, dilation, groups) if need_w else None
+    gx = conv_direct_grad_x(gy, w, x_shape, win, groups) if need_x else None
+    gw = conv_direct_grad_w(x, gy, w.shape, win, groups) if need_w else None
     return gx, gw
 
 
 # ---- register-blocked kernels generated for this CPU (kernels/jit.py), groups = 1 ------------------------------
-def jit_forward(xp, x, w, b, stride, padding, dilation, groups, out_hw):
-    return jit.conv(x, w, stride, padding, dilation, out_hw, bias=b), (x, w)   # the bias added in registers
+def jit_forward(xp, x, w, b, win, groups):
+    return jit.conv(x, w, win, bias=b), (x, w)   # the bias added in registers
 
 
-def jit_backward(xp, saved, gy, x_shape, stride, padding, dilation, groups, need_x, need_w):
+def jit_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
     x, w = saved
-    gx = jit.conv_grad_input(gy, w, x_shape, stride, padding, dilation) if need_x else None
-    gw = jit.conv_grad_weight(x, gy, w.shape, stride, padding, dilation) if need_w else None
+    gx = jit.conv_grad_input(gy, w, x_shape, win) if need_x else None
+    gw = jit.conv_grad_weight(x, gy, w.shape, win) if need_w else None
     return gx, gw
 
 
@@ -210,12 +204,12 @@ ALGORITHMS = {
 }
 
 
-def algorithms(x, w, stride, padding, dilation, groups):
+def algorithms(x, w, win, groups):
     """The names of the algorithms that can run this convolution, the reference ('im2col') first."""
     algos = ["im2col"]
     if x.shape[0] > 1:  # chunks split the batch
         algos.append("im2col_chunked")
-    if groups == 1 and w.shape[2:] == (1, 1) and padding == (0, 0):
+    if groups == 1 and w.shape[2:] == (1, 1) and win.padding == (0, 0):
         algos.append("gemm1x1")
     # few input channels per group: depthwise and grouped convs. Not offered for groups = 1: measured, it never
     # won there (LeNet's 1->6 conv: 22-40 ms against 14-15 ms for im2col_chunked), and trying it compiles three
@@ -236,11 +230,11 @@ def _jit_pays(x, flops, algos):
     return flops >= JIT_MIN_FLOPS and "gemm1x1" not in algos and x.shape[0] >= 2 * workers()[0]
 
 
-def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
+def choose(xp, x, w, win, groups):
     """The name of the algorithm for this convolution: the forced one, the reference when tuning is off, else
     the fastest of ``ALGORITHMS`` measured on it (once per shape)."""
-    algos = algorithms(x, w, stride, padding, dilation, groups)
-    col_bytes = w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * out_hw[0] * out_hw[1] * x.itemsize
+    algos = algorithms(x, w, win, groups)
+    col_bytes = w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * win.oh * win.ow * x.itemsize
     if autotune.is_enabled() and not autotune.forced("conv2d"):
         flops = _flops(x, w)
         if "jit" in algos and not _jit_pays(x, flops, algos):
@@ -250,7 +244,7 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
         elif col_bytes > COL_KEEP_BYTES and len(algos) > 1:
             algos = algos[1:]  # the reference's column matrix would stay alive until backward
     dev = device_of(x)
-    key = ("conv2d", dev, name_for(x), x.dtype.str, x.shape, w.shape, stride, padding, dilation, groups)
+    key = ("conv2d", dev, name_for(x), x.dtype.str, x.shape, w.shape, win.stride, win.padding, win.dilation, groups)
     gy = []  # the trials' upstream gradient, made by the first trial: a cached choice allocates nothing
 
     def trial(algo):
@@ -258,9 +252,9 @@ def choose(xp, x, w, stride, padding, dilation, groups, out_hw):
 
         def run():
             if not gy:
-                gy.append(xp.ones((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype))
-            _, saved = fwd(xp, x, w, None, stride, padding, dilation, groups, out_hw)
-            bwd(xp, saved, gy[0], x.shape, stride, padding, dilation, groups, True, True)
+                gy.append(xp.ones((x.shape[0], w.shape[0], *win.out_hw), dtype=x.dtype))
+            _, saved = fwd(xp, x, w, None, win, groups)
+            bwd(xp, saved, gy[0], x.shape, win, groups, True, True)
             synchronize(dev)  # a GPU runs the work after the launches return: time it to its end
         return run
     return autotune.choose(key, [(a, trial(a)) for a in algos], lean=LEAN)

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import jit_cache
+from . import Window, jit_cache
 from .jit_blocking import ceil_div, grad_weight_tiling, input_columns, tiling
 from .blas import split, workers
 
@@ -453,11 +453,12 @@ def pack_weight(w, lanes):
     return np.ascontiguousarray(wp.reshape(-1, lanes, c, kh, kw).transpose(0, 2, 3, 4, 1))
 
 
-def _shape(x, w_shape, stride, dilation, out_hw, pads, bias=False):
-    """The Shape of the kernel for input x (padded by ``pads``) and weights of ``w_shape``."""
+def _shape(x, w_shape, win, pads, bias=False):
+    """The Shape of the kernel for input x (padded by ``pads``), weights of ``w_shape`` and the Window ``win``."""
     _, c, h, wd = x.shape
-    return Shape(c, h + pads[0] + pads[1], wd + pads[2] + pads[3], w_shape[0], *w_shape[2:], *stride, *dilation,
-                 *out_hw, "double" if x.dtype == np.float64 else "float", lanes_for(w_shape[0], x.itemsize), bias)
+    return Shape(c, h + pads[0] + pads[1], wd + pads[2] + pads[3], w_shape[0], *w_shape[2:], *win.stride,
+                 *win.dilation, *win.out_hw, "double" if x.dtype == np.float64 else "float",
+                 lanes_for(w_shape[0], x.itemsize), bias)
 
 
 # Padding is done by each thread for a few samples at a time (about PAD_BYTES), just before its kernel reads them:
@@ -466,14 +467,12 @@ def _shape(x, w_shape, stride, dilation, out_hw, pads, bias=False):
 PAD_BYTES = 256 << 10
 
 
-def _pads(x_shape, w_shape, stride, padding, dilation, out_hw):
+def _pads(x_shape, win):
     """(top, bottom, left, right): the zeros around x that the kernel reads. The bottom and right ones can exceed
     the padding where the output asks for more (padding='same' with an even kernel pads more there, as torch)."""
-    pads = []
-    for d in range(2):
-        need = (out_hw[d] - 1) * stride[d] + dilation[d] * (w_shape[2 + d] - 1) + 1
-        pads += [padding[d], max(padding[d], need - x_shape[2 + d] - padding[d])]
-    return tuple(pads)
+    need_h = (win.oh - 1) * win.sh + win.dh * (win.kh - 1) + 1
+    need_w = (win.ow - 1) * win.sw + win.dw * (win.kw - 1) + 1
+    return (win.ph, max(win.ph, need_h - x_shape[2] - win.ph), win.pw, max(win.pw, need_w - x_shape[3] - win.pw))
 
 
 def _padded_parts(x, pads, lo, hi):
@@ -492,13 +491,14 @@ def _padded_parts(x, pads, lo, hi):
         yield a, buf[:m]
 
 
-def conv(x, w, stride, padding, dilation, out_hw, bias=None, pads=None):
-    """y = conv2d(x, w) (+ bias) for float32/float64 NumPy arrays, groups = 1. ``pads`` (top, bottom, left, right,
-    none negative) replaces the padding where it is not the same on both sides."""
-    pads = pads or _pads(x.shape, w.shape, stride, padding, dilation, out_hw)
-    s = _shape(x, w.shape, stride, dilation, out_hw, pads, bias is not None)
+def conv(x, w, win, bias=None, pads=None):
+    """y = conv2d(x, w) (+ bias) for float32/float64 NumPy arrays, groups = 1, over the kernels.Window ``win``.
+    ``pads`` (top, bottom, left, right, none negative) replaces the padding where it is not the same on both
+    sides."""
+    pads = pads or _pads(x.shape, win)
+    s = _shape(x, w.shape, win, pads, bias is not None)
     k = kernel("forward", s)
-    y = np.empty((x.shape[0], w.shape[0], *out_hw), dtype=x.dtype)
+    y = np.empty((x.shape[0], w.shape[0], *win.out_hw), dtype=x.dtype)
     consts = [pack_weight(w, s.lanes)] + ([] if bias is None else [_whole_blocks(bias, s.lanes)])
 
     def run(_, lo, hi):
@@ -508,31 +508,31 @@ def conv(x, w, stride, padding, dilation, out_hw, bias=None, pads=None):
     return y
 
 
-def conv_grad_input(gy, w, x_shape, stride, padding, dilation):
+def conv_grad_input(gy, w, x_shape, win):
     """The input gradient of conv2d (groups = 1): a full convolution of gy, zero-inserted between rows and
     columns for a stride, with the weights flipped and their channel axes swapped."""
-    (kh, kw), (sh, sw), (dh, dw) = w.shape[2:], stride, dilation
+    kh, kw, sh, sw, dh, dw = win.kh, win.kw, win.sh, win.sw, win.dh, win.dw
     n, o, oh, ow = gy.shape
     if (sh, sw) != (1, 1):
         up = np.zeros((n, o, (oh - 1) * sh + 1, (ow - 1) * sw + 1), gy.dtype)
         up[:, :, ::sh, ::sw] = gy
         gy = up
-    top, left = dh * (kh - 1) - padding[0], dw * (kw - 1) - padding[1]
+    top, left = dh * (kh - 1) - win.ph, dw * (kw - 1) - win.pw
     bottom = x_shape[2] + dh * (kh - 1) - top - gy.shape[2]
     right = x_shape[3] + dw * (kw - 1) - left - gy.shape[3]
     # a negative pad (padding beyond the kernel's reach) crops gy instead
     gy = gy[:, :, max(-top, 0):gy.shape[2] - max(-bottom, 0), max(-left, 0):gy.shape[3] - max(-right, 0)]
     wt = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, KH, KW)
-    return conv(gy, wt, (1, 1), (0, 0), dilation, x_shape[2:],
-                pads=tuple(max(p, 0) for p in (top, bottom, left, right)))
+    full = Window(kh, kw, 1, 1, 0, 0, dh, dw, *x_shape[2:])  # stride 1, the padding given by pads
+    return conv(gy, wt, full, pads=tuple(max(p, 0) for p in (top, bottom, left, right)))
 
 
-def conv_grad_weight(x, gy, w_shape, stride, padding, dilation):
+def conv_grad_weight(x, gy, w_shape, win):
     """The weight gradient of conv2d (groups = 1), summed over the batch (per thread, then added)."""
     n, c = x.shape[:2]
     o, _, kh, kw = w_shape
-    pads = _pads(x.shape, w_shape, stride, padding, dilation, gy.shape[2:])
-    s = _shape(x, w_shape, stride, dilation, gy.shape[2:], pads)
+    pads = _pads(x.shape, win)
+    s = _shape(x, w_shape, win, pads)
     k = kernel("grad_weight", s)
     blocks = ceil_div(o, s.lanes)
     threads, _ = workers()
@@ -554,8 +554,9 @@ def show(kind, x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
     convolution of an input of ``x_shape`` (N, C, H, W) with weights of ``w_shape`` (O, C, KH, KW)."""
     out_hw = [(x_shape[2 + d] + 2 * padding[d] - dilation[d] * (w_shape[2 + d] - 1) - 1) // stride[d] + 1
               for d in range(2)]
+    win = Window.of(w_shape[2:], stride, padding, dilation, out_hw)
     x = np.empty((0, *x_shape[1:]), dtype)  # only its shape and dtype are read
-    s = _shape(x, w_shape, stride, dilation, out_hw, _pads(x_shape, w_shape, stride, padding, dilation, out_hw))
+    s = _shape(x, w_shape, win, _pads(x_shape, win))
     text = forward_ir(s) if kind == "forward" else grad_weight_ir(s)
     if not asm:
         return text

@@ -47,21 +47,17 @@ def _op_field(cls, params, inputs, fields, out_shape):
     x, fx = known[0]
     if fx == GLOBAL or _spatial(out_shape) is None:
         return GLOBAL
-    if cls is _conv.Conv2d:
-        k = inputs[1].shape[2:]
-        geometry = tuple(zip(k, params["stride"], params["padding"], params["dilation"]))
-        return _through_windows(fx, geometry)
-    if cls is _conv.ConvTranspose2d:  # an output unit gathers ceil(span / stride) input units
-        k = inputs[1].shape[2:]
+    if cls in (_conv.Conv2dFunction, _pool.MaxPool2dFunction, _pool.AvgPool2dFunction):
+        win = params["win"]
+        return _through_windows(fx, ((win.kh, win.sh, win.ph, win.dh), (win.kw, win.sw, win.pw, win.dw)))
+    if cls is _conv.ConvTranspose2dFunction:  # an output unit gathers ceil(span / stride) input units
+        win = params["win"]
         out = []
-        for f, kk, st, d in zip(fx, k[-len(fx):], params["stride"][-len(fx):], params["dilation"][-len(fx):]):
+        for f, kk, st, d in zip(fx, (win.kh, win.kw)[-len(fx):], win.stride[-len(fx):], win.dilation[-len(fx):]):
             span = math.ceil((d * (kk - 1) + 1) / st)
             out.append((f[0] + (span - 1) * f[1], f[1] / st, f[2]))
         return tuple(out)
-    if cls in (_pool.MaxPool2d, _pool.AvgPool2d):
-        kh, kw, sh, sw, ph, pw, dh, dw = params["geom"][:8]
-        return _through_windows(fx, ((kh, sh, ph, dh), (kw, sw, pw, dw)))
-    if cls in (_pool.AdaptiveAvgPool2d, _pool.AdaptiveMaxPool2d):
+    if cls in (_pool.AdaptiveAvgPool2dFunction, _pool.AdaptiveMaxPool2dFunction):
         ins, outs = _spatial(x.shape), _spatial(out_shape)
         if any(o == 1 and i > 1 for i, o in zip(ins, outs)):
             return GLOBAL
