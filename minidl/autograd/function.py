@@ -24,14 +24,18 @@ from contextlib import contextmanager
 from .. import backend
 from ..backend.errors import RuntimeValueError
 from .creation import as_tensor
-from .grad_mode import is_grad_enabled
+from .grad_mode import _state as _grad_mode
 from .tensor import Tensor
 
 _OUTPUT = object()  # marks "the output array" among the saved ones
 _NDARRAY = backend.np.ndarray
 
 
-_trace = threading.local()  # .record: a callable that sees every op this thread applies (minidl.onnx's tracer)
+class _Trace(threading.local):
+    record = None  # a callable that sees every op this thread applies (minidl.onnx's tracer), or None
+
+
+_trace = _Trace()
 # What Function.apply (while swapped), the backward engine and Module.__call__ call to report events: None while no
 # recorder is installed (add_recorder), so that instruments cost nothing when off; else the one recorder, or a
 # _FanOut that hands each event to every recorder watching the calling thread. Read it once per call (begin and end
@@ -43,7 +47,7 @@ _profiler = None
 def tracing(record):
     """Within the block, ``record(cls, inputs, params, output)`` is called for every op applied in this thread
     (inputs as Tensors or None, params as given to apply, the output Tensor): how minidl.onnx sees a model."""
-    previous = getattr(_trace, "record", None)
+    previous = _trace.record
     _trace.record = record
     try:
         yield
@@ -53,7 +57,7 @@ def tracing(record):
 
 def record(name, inputs, params, result):
     """Tell the tracer about an op that makes a tensor without Function.apply (comparisons: no gradient)."""
-    rec = getattr(_trace, "record", None)
+    rec = _trace.record
     if rec is not None:
         rec(name, inputs, params, result)
     return result
@@ -218,38 +222,79 @@ class Function:
         only if grad is on and an input requires it, the node: which inputs want a gradient, the edges to their
         nodes, and the saved values, each with the version it had (an in-place change before backward is refused).
         """
-        arrays = tuple(None if t is None else t._data for t in inputs)
-        present = [a for a in arrays if a is not None]
-        # the common case first: host arrays only (get_array_module's general check costs microseconds)
-        xp = backend.np if all(type(a) is _NDARRAY for a in present) else backend.get_array_module(*present)
-        if xp is not backend.np:
-            devs = {backend.device_of(a) for a in present}
-            if len(devs) > 1:
-                raise RuntimeValueError(f"{cls.name or cls.__name__}: expected all tensors on one device, got "
-                                        + " and ".join(sorted(map(str, devs))))
+        # one pass over the inputs (this runs for every op: plain loops, no generators)
+        arrays, on_host, wanted = [], True, False
+        for t in inputs:
+            if t is None:
+                arrays.append(None)
+                continue
+            a = t._data
+            arrays.append(a)
+            on_host = on_host and type(a) is _NDARRAY
+            wanted = wanted or t.requires_grad
+        xp = backend.np if on_host else _device_module(cls, arrays)
         fn = cls()
-        with backend.np.errstate(all="ignore"):  # NaN/inf results are IEEE's, as in torch: no NumPy warnings
+        token = _quiet_floats()  # NaN/inf results are IEEE's, as in torch: no NumPy warnings
+        try:
             raw = out = fn.forward(xp, *arrays, **params)
+        finally:
+            _loud_floats(token)
         if type(out) is not _NDARRAY and not backend.is_device_array(out):  # NumPy turns 0-d results into scalars
             out = xp.asarray(out)
-        needs = tuple(t is not None and t.requires_grad for t in inputs)
-        if not (is_grad_enabled() and any(needs)):
+        if not (wanted and _grad_mode.enabled):
             result = Tensor._make(out)
             _share_version_with_base(result, inputs)
-            if getattr(_trace, "record", None) is not None:
+            if _trace.record is not None:
                 _trace.record(cls, inputs, params, result)
             return result
-        fn.needs_input_grad = needs
-        fn._edges = tuple(None if t is None or not t.requires_grad else grad_node(t) for t in inputs)
+        needs, edges = [], []
+        for t in inputs:
+            if t is not None and t.requires_grad:
+                needs.append(True)
+                edges.append(t.grad_fn if t.grad_fn is not None else grad_node(t))
+            else:
+                needs.append(False)
+                edges.append(None)
+        fn.needs_input_grad, fn._edges = tuple(needs), tuple(edges)
         watched = _resolve_saved(fn, inputs, raw, out)
         result = Tensor._make(out, requires_grad=True, grad_fn=fn)
         _share_version_with_base(result, inputs)
         if fn._out is not None:
             watched.append((weakref.ref(result), result._vc[0]))
         fn._versions = tuple(watched)
-        if getattr(_trace, "record", None) is not None:
+        if _trace.record is not None:
             _trace.record(cls, inputs, params, result)
         return result
+
+
+def _device_module(cls, arrays):
+    """The array module of inputs not all NumPy arrays (CuPy), checking that they are on one device."""
+    present = [a for a in arrays if a is not None]
+    devs = {backend.device_of(a) for a in present}
+    if len(devs) > 1:
+        raise RuntimeValueError(f"{cls.name or cls.__name__}: expected all tensors on one device, got "
+                                + " and ".join(sorted(map(str, devs))))
+    return backend.get_array_module(*present)
+
+
+def _errstate_switch():
+    """(quiet, loud): quiet() makes NumPy ignore floating-point errors in this context (thread, task) and returns a
+    token; loud(token) restores what was there. ``with np.errstate(all="ignore")`` does the same, but builds its
+    settings on every entry: 1.5 of the 7 us that an op on small arrays took (benchmarks/NOTES.md, change 36).
+    NumPy 2 keeps the settings in a context variable; where that private name is missing, the public errstate."""
+    try:
+        from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+        ignore = _make_extobj(all="ignore")
+        return lambda: _extobj_contextvar.set(ignore), _extobj_contextvar.reset
+    except (ImportError, TypeError):
+        def quiet():
+            state = backend.np.errstate(all="ignore")
+            state.__enter__()
+            return state
+        return quiet, lambda state: state.__exit__(None, None, None)
+
+
+_quiet_floats, _loud_floats = _errstate_switch()
 
 
 def _resolve_saved(fn, inputs, raw, out):

@@ -17,7 +17,13 @@ from .view import sum_to
 
 
 def _check_broadcast(op, *shapes):
-    if all(s == shapes[0] for s in shapes):  # equal shapes broadcast (and np.broadcast_shapes costs microseconds)
+    if len(shapes) == 2:  # the common cases first: np.broadcast_shapes costs microseconds
+        a, b = shapes
+        if a == b or not b:
+            return a
+        if not a:
+            return b
+    elif all(s == shapes[0] for s in shapes):
         return shapes[0]
     try:
         return np.broadcast_shapes(*shapes)
@@ -26,8 +32,24 @@ def _check_broadcast(op, *shapes):
                                 "together") from None
 
 
+_PLAIN_NUMBERS = (float, int)  # not bool (its own rules), not NumPy scalars (theirs)
+
+
 def _operands(a, b, op, broadcast=True):
     """Both operands as Tensors on one device, promoted like torch, their shapes checked to broadcast."""
+    # the common cases first, answered from the arrays alone (each check below costs a microsecond or more)
+    if isinstance(a, Tensor):
+        da = a._data
+        if isinstance(b, Tensor):
+            db = b._data
+            if type(da) is np.ndarray and type(db) is np.ndarray and da.dtype == db.dtype and da.shape == db.shape:
+                return a, b  # one device, one dtype (nothing to promote), one shape (it broadcasts)
+        elif type(b) in _PLAIN_NUMBERS and type(da) is np.ndarray and da.dtype.kind == "f":
+            return a, Tensor._make(np.asarray(b, dtype=da.dtype))  # x * 2: the number takes x's floating dtype
+    elif isinstance(b, Tensor):
+        db = b._data
+        if type(a) in _PLAIN_NUMBERS and type(db) is np.ndarray and db.dtype.kind == "f":
+            return Tensor._make(np.asarray(a, dtype=db.dtype)), b
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         raise TypeError(f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
     like = a if isinstance(a, Tensor) else b
