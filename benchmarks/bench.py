@@ -7,8 +7,9 @@ Sections: 'layers' (forward+backward of single layers), 'steps' (a whole trainin
 backward, SGD with momentum; time, images/s, ratio), 'memory' (peak resident memory of a training step,
 each in a fresh process), 'epoch' (one LeNet-5 epoch over 60,000 28x28 images), 'latency' (import
 minidl + first LeNet step, Numba cache cold and warm), 'load' (median and worst step next to 0, 3 and 10
-CPU-burning processes). Ratios are minidl time / torch time (lower is
-better), measured with the same number of threads for both. Results go to benchmarks/results.json.
+CPU-burning processes), 'overhead' (small ops: minidl, torch and NumPy microseconds per call). Ratios are
+minidl time / torch time (lower is better), measured with the same number of threads for both. Results go to
+benchmarks/results.json.
 """
 import os
 
@@ -433,8 +434,66 @@ def bench_latency(args):
     return dict(cold_s=cold, warm_s=warm)
 
 
+# ---- overhead: what one op costs around its array work -----------------------------------------------------
+def overhead_cases(minidl, torch):
+    """(name, minidl thunk, torch thunk, NumPy thunk or None): small ops, where the time is the engine's own."""
+    import minidl.nn.functional as F
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4, 4)).astype(np.float32)
+    m, t = minidl.tensor(a), torch.tensor(a)
+    mg, tg = minidl.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+
+    def graph(lib, x):
+        def run():
+            ((x * 2 + 1).relu().sum()).backward()
+        return run
+    ln = rng.standard_normal((64, 6, 48)).astype(np.float32)
+    mln, tln = minidl.tensor(ln, requires_grad=True), torch.tensor(ln, requires_grad=True)
+    mw, tw = minidl.ones(48, requires_grad=True), torch.ones(48, requires_grad=True)
+    mb, tb = minidl.zeros(48, requires_grad=True), torch.zeros(48, requires_grad=True)
+    cube = rng.uniform(-3, 3, 73728).astype(np.float32)
+    mc, tc = minidl.tensor(cube), torch.tensor(cube)
+    return [
+        ("`a + a`, 4x4, no grad", lambda: m + m, lambda: t + t, lambda: a + a),
+        ("`a * 2`, 4x4, no grad", lambda: m * 2, lambda: t * 2, lambda: a * 2),
+        ("`relu(a)`, 4x4, requires grad", lambda: F.relu(mg), lambda: torch.relu(tg), lambda: np.maximum(a, 0)),
+        ("`a.view(16)`", lambda: m.view(16), lambda: t.view(16), lambda: a.reshape(16)),
+        ("`a.transpose(0, 1)`", lambda: m.transpose(0, 1), lambda: t.transpose(0, 1), lambda: a.transpose(1, 0)),
+        ("`a.sum()`", lambda: m.sum(), lambda: t.sum(), lambda: a.sum()),
+        ("`a @ a`, 4x4", lambda: m @ m, lambda: t @ t, lambda: a @ a),
+        ("`((x*2+1).relu().sum()).backward()`, 4x4", graph(minidl, mg), graph(torch, tg), None),
+        ("layer_norm (64, 6, 48), forward + backward",
+         lambda: F.layer_norm(mln, (48,), mw, mb).sum().backward(),
+         lambda: torch.nn.functional.layer_norm(tln, (48,), tw, tb).sum().backward(), None),
+        ("`pow(x, 3.0)`, 73,728 values", lambda: minidl.pow(mc, 3.0), lambda: torch.pow(tc, 3.0),
+         lambda: np.power(cube, np.float32(3.0))),
+    ]
+
+
+def _best_us(fn, number):
+    import timeit
+    fn()
+    return 1e6 * min(timeit.repeat(fn, number=number, repeat=7)) / number
+
+
+def bench_overhead(args):
+    import minidl
+    import torch
+    rows = []
+    for name, m_fn, t_fn, n_fn in overhead_cases(minidl, torch):
+        probe = _best_us(m_fn, 3)
+        number = max(3, int(20000 / max(probe, 1.0)))  # about 20 ms per repeat
+        row = dict(name=name, minidl_us=_best_us(m_fn, number), torch_us=_best_us(t_fn, number),
+                   numpy_us=_best_us(n_fn, number) if n_fn is not None else None)
+        row["ratio"] = row["minidl_us"] / row["torch_us"]
+        print(f"  {name}: minidl {row['minidl_us']:.1f} us, torch {row['torch_us']:.1f} us, ratio {row['ratio']:.2f}",
+              flush=True)
+        rows.append(row)
+    return rows
+
+
 SECTIONS = {"layers": bench_layers, "steps": bench_steps, "memory": bench_memory, "epoch": bench_epoch,
-            "latency": bench_latency, "gpu": bench_gpu, "load": bench_load}
+            "latency": bench_latency, "gpu": bench_gpu, "load": bench_load, "overhead": bench_overhead}
 
 
 def markdown(results):
@@ -451,6 +510,13 @@ def markdown(results):
         if seed:
             out += [f"Per training step on an idle machine, minidl takes {min(seed):.2f}-{max(seed):.2f}x torch's time "
                     f"on the seed nets (LeNet5, InceptionNet, ResidualNet).", ""]
+    if results.get("overhead"):
+        out += ["| one small op (best of 7, per call) | minidl us | torch us | NumPy us | ratio |",
+                "|---|---:|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['minidl_us']:.1f} | {r['torch_us']:.1f} | "
+                + ("" if r["numpy_us"] is None else f"{r['numpy_us']:.1f}") + f" | {r['ratio']:.2f} |"
+                for r in results["overhead"]]
+        out.append("")
     if "layers" in results:
         out += ["| layer, forward + backward | minidl ms | torch ms | ratio | minidl / torch GFLOP/s |",
                 "|---|---:|---:|---:|---:|"]

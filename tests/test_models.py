@@ -62,8 +62,8 @@ def _input_away_from_kinks(model, shape, rng, margin=1e-4):
     float32 rounding (~1e-6 after a few layers) flips a ReLU whose input lies closer to 0 than that, and
     one flipped unit changes a deep net's gradients by percents, in torch as much as in minidl: near a
     kink two correct float32 engines disagree. The comparison is only meaningful away from kinks."""
-    from minidl.functional.activation import ReLU
-    original = ReLU.forward
+    from minidl.functional.activation import ReLUFunction
+    original = ReLUFunction.forward
     seen = []
 
     def recording(self, xp, x):
@@ -73,13 +73,13 @@ def _input_away_from_kinks(model, shape, rng, margin=1e-4):
     for _ in range(50):
         x = rng.uniform(-2, 2, size=shape)
         seen.clear()
-        ReLU.forward = recording
+        ReLUFunction.forward = recording
         try:
             model.load_state_dict(state)
             with minidl.no_grad():
                 model.double()(minidl.tensor(x))
         finally:
-            ReLU.forward = original
+            ReLUFunction.forward = original
             model.float()
             model.load_state_dict(state)
         if min(seen) > margin:

@@ -96,8 +96,8 @@ def test_from_nn_conv2d_a_reader_reaches_the_im2col_and_the_gemm_in_five_files()
     (the textbook im2col) or kernels/blas.py (the GEMM: np.matmul on one thread). Module.__call__ and Function.apply
     are the machinery every layer and op shares, read once (the README's six files), not part of conv's path."""
     shared = {"nn/module.py", "autograd/function.py"}
-    conv = minidl.nn.Conv2d(3, 4, 3)
-    x = minidl.randn(2, 3, 8, 8)
+    conv = minidl.nn.Conv2d(3, 8, 3)
+    x = minidl.randn(4, 3, 16, 16)  # a GEMM above kernels.SMALL_MATMUL: one that goes through blas.py
     old = minidl.use_reference(True)
     try:
         stacks = _stacks_at({"im2col", "matmul"}, lambda: conv(x))

@@ -29,6 +29,7 @@ from .tensor import Tensor
 
 _OUTPUT = object()  # marks "the output array" among the saved ones
 _NDARRAY = backend.np.ndarray
+_NUMPY_SCALAR = backend.np.generic
 
 
 class _Trace(threading.local):
@@ -239,8 +240,8 @@ class Function:
             raw = out = fn.forward(xp, *arrays, **params)
         finally:
             _loud_floats(token)
-        if type(out) is not _NDARRAY and not backend.is_device_array(out):  # NumPy turns 0-d results into scalars
-            out = xp.asarray(out)
+        if type(out) is not _NDARRAY and (isinstance(out, _NUMPY_SCALAR) or not backend.is_device_array(out)):
+            out = xp.asarray(out)  # NumPy turns 0-d results into scalars
         if not (wanted and _grad_mode.enabled):
             result = Tensor._make(out)
             _share_version_with_base(result, inputs)

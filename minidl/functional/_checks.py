@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.creation import as_tensor as _wrap
-from ..autograd.tensor import Tensor
+from ..autograd.tensor import Tensor, _dim
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
 
 
@@ -21,7 +21,7 @@ def optional_tensor(x, op, name):
 
 def float_tensor(x, op, name="input"):
     tensor_arg(x, op, name)
-    if x.dtype.kind != "f":
+    if x._data.dtype.kind != "f" and x.dtype.kind != "f":  # the array's own kind first (bfloat16's is "V")
         raise RuntimeTypeError(f"{op}: argument '{name}' must have a floating dtype (float32 or float64), got "
                                f"{x.dtype}")
     return x
@@ -89,7 +89,6 @@ def reduction_arg(reduction, op):
 
 def dims(dim, ndim, op):
     """Normalise ``dim`` (None, int, or sequence of ints) into a sorted tuple of non-negative dims."""
-    from ..autograd.tensor import _dim
     if dim is None:
         return tuple(range(ndim))
     if isinstance(dim, (tuple, list)):

@@ -67,9 +67,9 @@ def _operands(a, b, op, broadcast=True):
 
 def unbroadcast(g, shape, dtype):
     """Sum a broadcast gradient back to ``shape`` (and cast it to the input's dtype)."""
-    if g.shape != tuple(shape):
+    if g._data.shape != tuple(shape):
         g = sum_to(g, shape)
-    if g.dtype != dtype:
+    if g._data.dtype != dtype:
         g = g.to(dtype)
     return g
 

@@ -16,6 +16,7 @@ from ._registry import register
 from .indexing import gather
 from .math import maximum, minimum, where
 from .unary import exp
+from .view import Expand, Reshape
 from .shape import flip
 
 
@@ -23,15 +24,26 @@ def _kept_shape(shape, axes):
     return tuple(1 if i in axes else s for i, s in enumerate(shape))
 
 
+def _spread(g, in_shape, axes):
+    """A reduction's gradient g back over the input's shape: g with the reduced dims kept (size 1), broadcast.
+    Calls the view Functions directly: the shapes are right by construction, so the public ops' checks would
+    only cost time (a backward runs this for every sum and mean)."""
+    kept = _kept_shape(in_shape, axes)
+    if g._data.shape != kept:
+        g = Reshape.apply(g, shape=kept)
+    return g if kept == in_shape else Expand.apply(g, shape=in_shape)
+
+
 class Sum(Function):
     name = "sum"
 
     def forward(self, xp, x, axes, keepdim, dtype=None):
         self.in_shape, self.axes = x.shape, axes
-        return x.sum(axis=axes, keepdims=keepdim, dtype=dtype)
+        whole = len(axes) == x.ndim and not keepdim  # axis=None: NumPy's fast path for a sum of everything
+        return x.sum(axis=None if whole else axes, keepdims=keepdim, dtype=dtype)
 
     def backward(self, g):
-        return g.reshape(_kept_shape(self.in_shape, self.axes)).expand(*self.in_shape)
+        return _spread(g, self.in_shape, self.axes)
 
 
 def _reduce_args(input, dim, op):
@@ -43,9 +55,10 @@ def _reduce_args(input, dim, op):
 def sum(input, dim=None, keepdim=False, dtype=None):
     """Sum over ``dim`` (an int, a tuple of ints, or None for all). Bool and int inputs sum to int64."""
     axes = _reduce_args(input, dim, "sum")
-    from .. import backend
-    dtype = backend.as_dtype(dtype, "sum")
-    if dtype is None and input.dtype.kind in "biu":
+    if dtype is not None:
+        from .. import backend
+        dtype = backend.as_dtype(dtype, "sum")
+    elif input._data.dtype.kind in "biu":
         dtype = np.dtype(np.int64)
     return Sum.apply(input, axes=axes, keepdim=keepdim, dtype=dtype)
 
@@ -60,7 +73,7 @@ class Mean(Function):
         return x.sum(axis=axes, keepdims=keepdim) / self.n
 
     def backward(self, g):
-        return g.reshape(_kept_shape(self.in_shape, self.axes)).expand(*self.in_shape) / self.n
+        return _spread(g, self.in_shape, self.axes) / self.n
 
 
 @register(top=True)

@@ -1,5 +1,6 @@
 """Views: the same elements in another shape (reshape/view, permute/transpose, squeeze/unsqueeze, flatten, expand,
 narrow, unbind), and sum_to, expand's adjoint. Each public function sits under its Function class."""
+import math
 import numbers
 
 import numpy as np
@@ -28,6 +29,8 @@ class SumTo(Function):
 def _shape_args(shape, op):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    if all(type(s) is int for s in shape):  # plain ints (and Size's): nothing to convert
+        return tuple(shape)
     for s in shape:
         if not isinstance(s, numbers.Integral) or isinstance(s, bool):
             raise TypeError(f"{op}: shape entries must be ints, got {shape}")
@@ -62,14 +65,15 @@ class Reshape(Function):
 
 def _target_shape(input, shape, op):
     shape = _shape_args(shape, op)
-    known = int(np.prod([s for s in shape if s != -1]))
+    size = input._data.size
+    known = math.prod(s for s in shape if s != -1)
     if shape.count(-1) > 1 or any(s < -1 for s in shape) or (
-            -1 not in shape and known != input.numel()) or (
-            -1 in shape and (known == 0 or input.numel() % known)):
-        raise RuntimeValueError(f"{op}: shape {shape} is invalid for input of size {input.numel()} (shape "
+            -1 not in shape and known != size) or (
+            -1 in shape and (known == 0 or size % known)):
+        raise RuntimeValueError(f"{op}: shape {shape} is invalid for input of size {size} (shape "
                                 f"{tuple(input.shape)})")
     if -1 in shape:
-        shape = tuple(input.numel() // known if s == -1 else s for s in shape)
+        shape = tuple(size // known if s == -1 else s for s in shape)
     return shape
 
 
@@ -78,7 +82,7 @@ def reshape(input, *shape):
     """The same data with a new shape (a view where the strides allow, else a copy); one dimension may be -1."""
     tensor_arg(input, "reshape")
     shape = _target_shape(input, shape, "reshape")
-    if shape == input.shape:
+    if shape == input._data.shape:
         return input
     return Reshape.apply(input, shape=shape)
 
@@ -90,9 +94,11 @@ def view(input, *shape):
     ``reshape`` copies in those cases."""
     tensor_arg(input, "view")
     shape = _target_shape(input, shape, "view")
-    if shape == input.shape:
-        return input
     a = input._data
+    if shape == a.shape:
+        return input
+    if a.flags.c_contiguous:  # any shape of the same size is a view of contiguous memory
+        return Reshape.apply(input, shape=shape)
     # ask NumPy whether a view exists, on an array with the same shape and strides but no data to copy
     probe = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=a.dtype), shape=a.shape, strides=a.strides)
     try:
@@ -136,12 +142,13 @@ def permute(input, *dims_):
 def transpose(input, dim0, dim1):
     """Swap two dimensions."""
     tensor_arg(input, "transpose")
-    d0, d1 = _dim(dim0, input.ndim, "transpose"), _dim(dim1, input.ndim, "transpose")
-    if input.ndim == 0:
-        return permute(input)
-    axes = list(range(input.ndim))
+    ndim = input._data.ndim
+    d0, d1 = _dim(dim0, ndim, "transpose"), _dim(dim1, ndim, "transpose")
+    if d0 == d1:  # (and a 0-d tensor): nothing moves
+        return input
+    axes = list(range(ndim))
     axes[d0], axes[d1] = axes[d1], axes[d0]
-    return permute(input, *axes)
+    return Permute.apply(input, axes=tuple(axes))  # a permutation by construction: permute's checks are moot
 
 
 @register(top=True)

@@ -265,10 +265,18 @@ def lstm_backward_step(g, t, dh, dc, gates, tc, cs, da):
     _kernel("lstm_backward_step", da)(g, t, dh, dc, gates, tc, cs, da)
 
 
+# Below this many multiply-adds a matrix product skips blas.py's thread scheduling (which costs microseconds):
+# OpenBLAS runs any product of at most 65,536 x GEMM_MULTITHREAD_THRESHOLD (4 by default) multiply-adds on the
+# calling thread (interface/gemm.c), so the numbers and the threads are the same either way.
+SMALL_MATMUL = 1 << 14
+
+
 def matmul(a, b):
     """``a @ b``; on the CPU through kernels/blas.py (OpenBLAS on one thread, large products split across
     minidl's worker threads), on a GPU by CuPy (cuBLAS)."""
     if type(a) is np.ndarray and type(b) is np.ndarray:
+        if a.ndim == 2 and b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] < SMALL_MATMUL:
+            return np.matmul(a, b)  # OpenBLAS runs a product this small on the calling thread whatever its settings
         return blas.matmul(a, b)
     return get_array_module(a, b).matmul(a, b)
 
