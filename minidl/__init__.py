@@ -26,7 +26,8 @@ from .serialization import save, load
 from . import multiprocessing, serialization  # torch.multiprocessing (tensors in shared memory), torch.serialization
 from . import amp  # also minidl.cuda.amp and minidl.cpu (torch's older spellings)
 from .amp import autocast, cpu
-from .autograd.tensor import TENSOR_TYPES as _TENSOR_TYPES, Size
+from .autograd.convert import tensor_types as _tensor_types
+from .autograd.size import Size
 
 globals().update({_name: _OPS[_name] for _name in _TOP})  # minidl.<op>: each op registered with top=True
 
@@ -37,6 +38,9 @@ def __getattr__(name):  # an op registered with top=True after minidl was import
     if name == "bfloat16":  # ml_dtypes' bfloat16, imported on first use (it takes ~0.5 s); without it, a stand-in
         return backend.bfloat16()  # that says how to install it when used
     raise AttributeError(f"module 'minidl' has no attribute {name!r}")
+
+
+_TENSOR_TYPES = _tensor_types(Tensor)  # torch's typed tensor classes, made for minidl's Tensor
 FloatTensor, DoubleTensor, HalfTensor, LongTensor, IntTensor, ShortTensor, CharTensor, ByteTensor, BoolTensor = (
     _TENSOR_TYPES[n] for n in ("FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor", "ShortTensor",
                                "CharTensor", "ByteTensor", "BoolTensor"))

@@ -5,7 +5,8 @@ import numpy as np
 
 from .. import backend
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
-from .tensor import Tensor, _as_array
+from .convert import _as_array
+from .tensor import Tensor
 
 
 def _shape(size, op):

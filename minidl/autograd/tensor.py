@@ -1,179 +1,28 @@
-"""Tensor: an array (NumPy or CuPy) plus what autograd needs to know about it."""
+"""Tensor: an array (NumPy or CuPy) plus what autograd needs to know about it.
+
+A Tensor holds
+  _data          its numbers: a NumPy array on the CPU, a CuPy array on a GPU
+  requires_grad  whether backward computes a gradient for it
+  grad           that gradient, added up by backward (kept on leaves, and on others after retain_grad())
+  grad_fn        the Function node whose forward made it (None for a leaf: a tensor the user made)
+  _vc            its version counter: in-place changes, so a graph that saved it refuses stale values
+
+Ops are not written here: minidl.functional registers them (_OPS, _METHODS, at the end of this file) and Tensor's
+operators and methods call them. Conversions (from Python data, NumPy, torch; to NumPy, DLPack, pickle) are in
+convert.py, Tensor's base ``_Interop`` among them; ``Tensor.shape``'s type, minidl.Size, is in size.py."""
 import numbers
-import operator
 import weakref
 
 import numpy as np
 
 from .. import backend
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
+from .convert import _Interop, _as_array, _raw, _rebuild_tensor
 from .grad_mode import is_grad_enabled, no_grad
-
-# Ops register here (see minidl.functional._registry.register): every op in _OPS, those that are
-# Tensor methods also in _METHODS. Operators below call the same registered functions, so every op is
-# written once and autograd never imports the layer above it.
-_OPS = {}
-_METHODS = {}
+from .size import _SIZES, Size, _is_size, _size_of
 
 
-def _op(name):
-    try:
-        return _OPS[name]
-    except KeyError:
-        raise RuntimeError(f"minidl op {name!r} is not registered; import minidl first") from None
-
-
-def _as_array(data, dtype=None, device=None, op="tensor"):
-    """Convert Python data / NumPy / CuPy / torch tensors into an array, PyTorch's dtype rules."""
-    dtype = backend.as_dtype(dtype, op)
-    if isinstance(data, Tensor):
-        arr = data._data
-    elif type(data).__module__ == "torch":
-        arr = data.detach().cpu().numpy()
-    elif backend.is_device_array(data):
-        arr = data
-    else:
-        if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in _flatten(data)):
-            data = _nested_numpy(data)
-        try:
-            arr = np.asarray(data)
-        except (ValueError, TypeError) as exc:
-            raise TypeError(f"{op}: cannot make a tensor from {type(data).__name__}: {exc}") from None
-        if dtype is None and arr.dtype.kind == "f":
-            arr = arr.astype(backend.default_dtype()) if not isinstance(data, np.ndarray) else arr
-        if dtype is None and arr.dtype.kind in "iu" and not isinstance(data, np.ndarray):
-            arr = arr.astype(np.int64)
-    if arr.dtype.kind not in "biuf":  # object (ragged), str, bytes, complex, datetimes ...
-        raise TypeError(f"{op}: cannot make a tensor from {type(data).__name__} of dtype {arr.dtype} "
-                        "(expected numbers or bools; ragged or non-numeric data)")
-    if dtype is not None and arr.dtype != dtype:
-        arr = arr.astype(dtype)
-    if device is not None:
-        arr = backend.to_device(arr, device)
-    return arr
-
-
-def _flatten(seq):
-    for s in seq:
-        if isinstance(s, (list, tuple)):
-            yield from _flatten(s)
-        else:
-            yield s
-
-
-def _nested_numpy(seq):
-    if isinstance(seq, (list, tuple)):
-        return [_nested_numpy(s) for s in seq]
-    return backend.to_device(seq._data, "cpu") if isinstance(seq, Tensor) else seq
-
-
-def _raw(x):
-    return x._data if isinstance(x, Tensor) else x
-
-
-_TYPE_NAMES = {np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "DoubleTensor",
-               np.dtype(np.float16): "HalfTensor", np.dtype(np.int64): "LongTensor", np.dtype(np.int32): "IntTensor",
-               np.dtype(np.int16): "ShortTensor", np.dtype(np.int8): "CharTensor", np.dtype(np.uint8): "ByteTensor",
-               np.dtype(np.bool_): "BoolTensor"}
-_TYPE_DTYPES = {name: dtype for dtype, name in _TYPE_NAMES.items()}
-
-
-class Size(tuple):
-    """A tensor's shape, as torch.Size: a tuple of ints that prints as ``minidl.Size([2, 3])``, with ``numel()``.
-
-    It equals and hashes as the plain tuple; slicing, ``+`` and ``*`` give a Size. ``Size(iterable)`` takes ints
-    (anything with ``__index__``, as a 0-d integer tensor)."""
-
-    __slots__ = ()
-
-    def __new__(cls, sizes=()):
-        items = []
-        for i, n in enumerate(sizes):
-            try:
-                items.append(int(operator.index(n)))
-            except TypeError:
-                raise TypeError(f"minidl.Size() takes an iterable of 'int' (item {i} is '{type(n).__name__}')") \
-                    from None
-        return tuple.__new__(cls, items)
-
-    def numel(self):
-        """The number of elements of a tensor of this shape (1 for ``Size([])``)."""
-        n = 1
-        for d in self:
-            n *= d
-        return n
-
-    def __getitem__(self, key):
-        item = tuple.__getitem__(self, key)
-        return tuple.__new__(Size, item) if isinstance(key, slice) else item
-
-    def __add__(self, other):
-        if not isinstance(other, tuple):
-            return NotImplemented
-        return tuple.__new__(Size, tuple.__add__(self, other))
-
-    def __radd__(self, other):
-        if not isinstance(other, tuple):
-            return NotImplemented
-        return tuple.__new__(Size, tuple.__add__(other, self))
-
-    def __mul__(self, n):
-        return tuple.__new__(Size, tuple.__mul__(self, n))
-
-    __rmul__ = __mul__
-
-    def __repr__(self):
-        return f"minidl.Size({list(self)})"
-
-    def __reduce__(self):
-        return Size, (tuple(self),)
-
-
-# Tensor.shape is read on every op: one Size per shape, reused (a dict lookup costs less than making a tuple
-# subclass). Bounded: a program with ever-new shapes (variable-length sequences) only refills it.
-_SIZES = {}
-_SIZES_MAX = 4096
-
-
-def _size_of(shape):
-    """The Size for the array shape ``shape`` (a tuple of ints)."""
-    try:
-        return _SIZES[shape]
-    except KeyError:
-        if len(_SIZES) >= _SIZES_MAX:
-            _SIZES.clear()
-        size = _SIZES[shape] = tuple.__new__(Size, shape)
-        return size
-
-
-def _is_size(n):
-    """A dimension size: an int (a list or tuple is data, as in torch.Tensor([2, 3]))."""
-    return isinstance(n, (int, np.integer)) and not isinstance(n, bool)
-
-
-class _TensorTypeMeta(type):
-    """torch's typed tensor classes: ``isinstance(x, FloatTensor)`` asks for a CPU float32 tensor."""
-
-    def __instancecheck__(cls, obj):
-        return isinstance(obj, Tensor) and obj.device.type == "cpu" and obj._data.dtype == cls.dtype
-
-    def __repr__(cls):
-        return f"<class 'minidl.{cls.__name__}'>"
-
-
-def _tensor_type(name, np_dtype):
-    dt = backend.wrap_dtype(np.dtype(np_dtype))
-
-    def __new__(cls, *args, device=None, requires_grad=False):
-        return Tensor(*args, dtype=dt, device=device, requires_grad=requires_grad)
-    doc = f"``{name}(data)`` or ``{name}(sizes...)``: a tensor of dtype {dt!r}, as torch.{name}."
-    return _TensorTypeMeta(name, (), {"__new__": __new__, "dtype": dt, "is_tensor_type": True, "__doc__": doc})
-
-
-TENSOR_TYPES = {name: _tensor_type(name, dt) for dt, name in _TYPE_NAMES.items()}
-
-
-class Tensor:
+class Tensor(_Interop):
     """An n-dimensional array that records the ops applied to it, for reverse-mode autodiff.
 
     Create tensors with :func:`minidl.tensor`, :func:`minidl.zeros` and friends. ``Tensor(data)``
@@ -187,7 +36,6 @@ class Tensor:
     # records an edge to it and gone with the graph
     __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_hooks", "_retains_grad", "_vc", "_post_acc_hooks",
                  "_acc", "__weakref__")
-    __array_priority__ = 1000  # NumPy defers to Tensor's operators: np.float32(2) * t is a Tensor
 
     def __init__(self, *args, dtype=None, device=None, requires_grad=False):
         """torch.Tensor's legacy constructor: ``Tensor(data)`` takes the default float dtype whatever the data
@@ -333,105 +181,11 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return self._data.shape[0]
 
-    # -- conversion --------------------------------------------------------------------------------
-    def numpy(self):
-        """The NumPy array behind this CPU tensor (shared, not copied)."""
-        if self.requires_grad:
-            raise RuntimeError("numpy(): the tensor requires grad; call tensor.detach().numpy()")
-        if self.device.type != "cpu":
-            raise TypeError(f"numpy(): the tensor is on {self.device}; call tensor.cpu().numpy()")
-        return self._data
-
-    def __array__(self, dtype=None, copy=None):
-        arr = self.numpy()
-        return arr if dtype is None else arr.astype(dtype)
-
-    # -- exchange with other libraries: torch.tensor(t), torch.as_tensor(t), torch.from_dlpack(t), cupy.asarray(t)
-    @property
-    def __array_interface__(self):
-        if backend.is_device_array(self._data):
-            raise AttributeError("__array_interface__: a device tensor has no host memory to share")
-        return self._data.__array_interface__
-
-    @property
-    def __cuda_array_interface__(self):
-        if not backend.is_device_array(self._data):
-            raise AttributeError("__cuda_array_interface__: a CPU tensor")
-        return self._data.__cuda_array_interface__
-
-    def __dlpack__(self, *args, **kwargs):
-        return self._data.__dlpack__(*args, **kwargs)
-
-    def __dlpack_device__(self):
-        return self._data.__dlpack_device__()
-
-    def item(self):
-        if self._data.size != 1:
-            raise RuntimeValueError("item(): only one-element tensors can be converted to a Python scalar, got shape "
-                                    f"{tuple(self.shape)}")
-        return self._data.item()
-
-    def tolist(self):
-        return backend.to_device(self._data, "cpu").tolist()
-
-    def __float__(self):
-        return float(self.item())
-
-    def __int__(self):
-        return int(self.item())
-
-    def __bool__(self):
-        if self._data.size != 1:
-            raise RuntimeError(f"bool(): the truth value of a tensor with {self._data.size} elements is "
-                               "ambiguous")
-        return bool(self.item())
-
-    def __index__(self):
-        if self._data.dtype.kind not in "iub" or self._data.size != 1:
-            raise TypeError("only integer tensors of a single element can be used as an index")
-        return int(self.item())
-
+    # -- to another device or dtype (an op); float(), cpu(), numpy(), item(), pickling... are _Interop's --------
     def to(self, *args, **kwargs):
         """``to(device, dtype, non_blocking, copy, memory_format)``, ``to(dtype, ...)`` or ``to(other, ...)``,
         as torch; differentiable."""
         return _op("to")(self, *args, **kwargs)
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self, device=None):
-        return self.to("cuda" if device is None else f"cuda:{int(device)}" if not isinstance(device, str)
-                       else device)
-
-    def float(self):
-        return self.to(np.float32)
-
-    def double(self):
-        return self.to(np.float64)
-
-    def half(self):
-        return self.to(np.float16)
-
-    def long(self):
-        return self.to(np.int64)
-
-    def int(self):
-        return self.to(np.int32)
-
-    def short(self):
-        return self.to(np.int16)
-
-    def char(self):
-        return self.to(np.int8)
-
-    def byte(self):
-        return self.to(np.uint8)
-
-    def bool(self):
-        return self.to(np.bool_)
-
-    def type_as(self, other):
-        return self.to(other.dtype)
 
     # -- autograd ------------------------------------------------------------------------------------
     def requires_grad_(self, requires_grad=True):
@@ -617,21 +371,6 @@ class Tensor:
         from .creation import tensor
         return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
 
-    def type(self, dtype=None):
-        """Without an argument, the type's name as torch spells it ('minidl.FloatTensor'); with a dtype (or
-        such a name), this tensor converted to it."""
-        if dtype is None:
-            name = _TYPE_NAMES.get(self.dtype, self.dtype.name)
-            return f"minidl.{'cuda.' if self.device.type == 'cuda' else ''}{name}"
-        if isinstance(dtype, type) and getattr(dtype, "is_tensor_type", False):  # x.type(minidl.FloatTensor)
-            return self.to(dtype.dtype)
-        if isinstance(dtype, str):
-            short = dtype.split(".")[-1]
-            if short not in _TYPE_DTYPES:
-                raise RuntimeValueError(f"type: unknown tensor type {dtype!r}; expected one of {sorted(_TYPE_DTYPES)}")
-            dtype = _TYPE_DTYPES[short]
-        return self.to(dtype)
-
     def uniform_(self, a=0.0, b=1.0, *, generator=None):
         g = backend.draw_from(generator, self.device, "uniform_")
         return self._assign("uniform_", g.uniform(a, b, size=self.shape))
@@ -742,39 +481,6 @@ class Tensor:
             raise TypeError("unsupported format string passed to Tensor.__format__")
         return str(self)
 
-    # -- pickling and shared memory ------------------------------------------------------------------
-    def __reduce_ex__(self, protocol):
-        """Pickle (and minidl.save of a whole object) as torch pickles a tensor: its data (on the host) and
-        ``requires_grad``; the graph, ``.grad`` and hooks are not kept, so the tensor comes back a leaf. Tensors
-        sent to another process through minidl.multiprocessing travel through shared memory instead."""
-        state = getattr(self, "__dict__", None) or None
-        return _rebuild_tensor, (type(self), backend.to_device(self._data, "cpu"), str(self.device),
-                                 bool(self.requires_grad), state)
-
-    def __deepcopy__(self, memo):
-        """A leaf with a copy of the data (the same layout), ``requires_grad`` and a copy of ``.grad``."""
-        import copy
-        t = type(self)._make(self._data.copy(order="K"), self.requires_grad)
-        memo[id(self)] = t
-        if self.grad is not None:
-            t.grad = copy.deepcopy(self.grad, memo)
-        if getattr(self, "__dict__", None):
-            t.__dict__.update(copy.deepcopy(self.__dict__, memo))
-        return t
-
-    def share_memory_(self):
-        """Move this tensor's data into shared memory (as torch's): processes it is sent to, or forked after
-        this call, then read and write the same elements. A no-op when already shared; a GPU tensor raises.
-        Tensors that viewed the old array keep viewing it."""
-        from ..backend.shared_memory import share_array
-        self._data = share_array(self._data)
-        return self
-
-    def is_shared(self):
-        """Whether this tensor's data lives in shared memory (see :meth:`share_memory_`)."""
-        from ..backend.shared_memory import storage_of
-        return storage_of(self._data) is not None
-
     def __repr__(self):
         from .printing import tensor_repr
         before = [f"device='{self.device}'"] if self.device.type != "cpu" else []
@@ -783,12 +489,18 @@ class Tensor:
         return tensor_repr(backend.to_device(self._data, "cpu"), backend.default_dtype(), before, after)
 
 
-def _rebuild_tensor(cls, array, device, requires_grad, state=None):
-    """The tensor :meth:`Tensor.__reduce_ex__` pickled (a leaf on ``device``)."""
-    t = cls._make(array if device == "cpu" else backend.to_device(array, device), requires_grad)
-    if state:
-        t.__dict__.update(state)
-    return t
+# Ops register here (see minidl.functional._registry.register): every op in _OPS, those that are
+# Tensor methods also in _METHODS. Tensor's operators above call the same registered functions, so every op is
+# written once and autograd never imports the layer above it.
+_OPS = {}
+_METHODS = {}
+
+
+def _op(name):
+    try:
+        return _OPS[name]
+    except KeyError:
+        raise RuntimeError(f"minidl op {name!r} is not registered; import minidl first") from None
 
 
 class _HookHandle:
@@ -822,4 +534,7 @@ def _index_key(key):
     return key
 
 
-__all__ = ["Size", "Tensor", "no_grad"]
+__all__ = ["Tensor", "no_grad"]
+
+# Pickles written before conversions moved to convert.py and Size to size.py name them here: they keep loading.
+_OLD_PICKLE_NAMES = (_rebuild_tensor, Size)

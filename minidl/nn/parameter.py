@@ -1,5 +1,6 @@
 """Parameter: a Tensor that a Module registers as trainable."""
-from ..autograd.tensor import Tensor, _as_array
+from ..autograd.convert import _as_array
+from ..autograd.tensor import Tensor
 
 
 class Parameter(Tensor):

@@ -14,7 +14,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import backend
-from ..autograd.tensor import Size, Tensor
+from ..autograd.size import Size
+from ..autograd.tensor import Tensor
 
 # NumPy dtype -> torch's storage class name, for reading (the writer's table, repeated: the writer imports this module)
 _STORAGE_CLASS = {np.dtype(k): v for k, v in (

@@ -17,7 +17,8 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import backend
-from ..autograd.tensor import Size, Tensor
+from ..autograd.size import Size
+from ..autograd.tensor import Tensor
 from ._reader import _STORAGE_CLASS as STORAGE_CLASS, _array_of
 
 _ALIGNMENT = 64  # storages start at multiples of 64 bytes in the file, as torch writes them (mmap=True needs it)
