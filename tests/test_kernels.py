@@ -597,3 +597,54 @@ def test_the_generated_kernels_run_the_loops_of_their_numpy_twins(x_shape, w_sha
     gw = gwp.transpose(0, 4, 1, 2, 3).reshape(blocks * s.lanes, *w_shape[1:])[:w_shape[0]]
     np.testing.assert_allclose(gw, jit.conv_grad_weight(x, gy, w_shape, win), rtol=1e-11,
                                atol=1e-11)
+
+
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
+@pytest.mark.parametrize("h, w, k, stride, padding, dilation", [
+    (1, 1, 3, 1, 1, 1),   # resnet18's layer4 on 28x28 digits: only the centre tap reads the map
+    (2, 2, 3, 2, 1, 1),   # its strided downsample: the first row and column of taps read padding only
+    (3, 3, 3, 1, 1, 2),   # dilated: only the centre tap is live and reads row 1 (the input is cropped instead)
+    (3, 2, 3, 3, 2, 1),   # asymmetric dead taps
+])
+def test_taps_that_read_only_padding_are_dropped_with_torch_numbers(algo, h, w, k, stride, padding, dilation):
+    """conv2d drops the kernel taps that multiply padding only (functional/conv.py, _without_dead_taps): forward and
+    both gradients still equal torch's, whichever algorithm runs the smaller convolution (a 1x1 map takes gemm1x1's
+    one-pixel product)."""
+    import torch
+    rng = np.random.default_rng(3)
+    x, wt, b = rng.standard_normal((3, 4, h, w)), rng.standard_normal((5, 4, k, k)), rng.standard_normal(5)
+    ins = [minidl.tensor(a, requires_grad=True) for a in (x, wt, b)]
+    refs = [torch.tensor(a, requires_grad=True) for a in (x, wt, b)]
+    with autotune.force("conv2d", algo):
+        y = F.conv2d(*ins, stride=stride, padding=padding, dilation=dilation)
+    ty = torch.nn.functional.conv2d(*refs, stride=stride, padding=padding, dilation=dilation)
+    g = rng.standard_normal(tuple(ty.shape))
+    (y * minidl.tensor(g)).sum().backward()
+    (ty * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    for mine, theirs in zip(ins, refs):
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_the_tuner_times_the_forward_alone_under_no_grad_and_shares_a_choice_across_a_batch_class(monkeypatch):
+    """An evaluation under no_grad times only the forwards of the candidates (no backward will be asked for); a new
+    batch size of the same class (a power of two) reuses the choice instead of timing every algorithm again."""
+    from minidl.kernels import conv as conv_kernels
+    backwards = []
+
+    def counting(pair):
+        fwd, bwd = pair
+        return fwd, lambda *a: backwards.append(1) or bwd(*a)
+    monkeypatch.setattr(conv_kernels, "ALGORITHMS", {k: counting(v) for k, v in conv_kernels.ALGORITHMS.items()})
+    autotune.clear()
+    x, w = minidl.randn(6, 3, 10, 10), minidl.randn(4, 3, 3, 3, requires_grad=True)
+    conv_keys = lambda: [k for k in autotune.cache() if k[0] == "conv2d"]  # noqa: E731
+    with minidl.no_grad():
+        F.conv2d(x, w)
+    assert len(conv_keys()) == 1 and not backwards  # timed, forwards only
+    F.conv2d(x, w).sum().backward()
+    assert len(conv_keys()) == 2 and len(backwards) > 1  # a training call: its own trial, backward included
+    timed = len(backwards)
+    F.conv2d(minidl.randn(7, 3, 10, 10), w).sum().backward()  # batch 7: the class of 6 (8)
+    assert len(conv_keys()) == 2 and len(backwards) == timed + 1  # no new trial: only the call's own backward
+    autotune.clear()

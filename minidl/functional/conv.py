@@ -4,7 +4,7 @@
 Backward passes are raw kernels: these ops are differentiable once.
 """
 from .. import kernels
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
 from ..kernels import conv as conv_kernels
@@ -22,10 +22,10 @@ class Conv2dFunction(Function):
     name = "conv2d"
     differentiable_twice = False
 
-    def forward(self, xp, x, w, b, win, groups):
+    def forward(self, xp, x, w, b, win, groups, backward=True):
         self.win, self.groups = win, groups
         self.x_shape, self.has_b = x.shape, b is not None
-        self.algo = conv_kernels.choose(xp, x, w, win, groups)
+        self.algo = conv_kernels.choose(xp, x, w, win, groups, backward)  # backward: whether to time it too
         forward, _ = conv_kernels.ALGORITHMS[self.algo]
         y, saved = forward(xp, x, w, b, win, groups)
         self.save_for_backward(*saved)
@@ -104,9 +104,35 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if n == 0:  # an empty batch: an empty output, zero gradients (as torch)
         y = empty_result((0, o, *out), input, input, weight, bias)
         return y.squeeze(0) if unbatched else y
-    win = kernels.Window.of((kh, kw), stride, padding, dilation, out)
-    y = Conv2dFunction.apply(input, weight, bias, win=win, groups=groups)
+    input, weight, padding = _without_dead_taps(input, weight, stride, padding, dilation, out)
+    win = kernels.Window.of(weight.shape[2:], stride, padding, dilation, out)
+    backward = is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias))
+    y = Conv2dFunction.apply(input, weight, bias, win=win, groups=groups, backward=backward)
     return y.squeeze(0) if unbatched else y
+
+
+def _live_taps(size, out, k, s, p, d):
+    """The kernel taps [first, last] along one dim that read the input somewhere: tap i reads positions
+    o*s - p + i*d for o in [0, out), and on a map smaller than the kernel's reach some taps read only padding."""
+    first = max(0, -((out - 1) * s - p) // d)  # the smallest i with i*d >= p - (out - 1)*s
+    last = min(k - 1, (size - 1 + p) // d)     # the largest i with i*d <= size - 1 + p
+    return first, last
+
+
+def _without_dead_taps(input, weight, stride, padding, dilation, out):
+    """The same convolution without the kernel taps that read only zero padding (they add exact zeros and get zero
+    gradients): on small maps a 3x3 convolution with padding 1 becomes a smaller one. resnet18's layer4 on 28x28
+    digits runs its 3x3 convolutions on 1x1 maps: there only the centre tap is live, and the convolution is one
+    matrix product (a 1x1 convolution) instead of nine taps of which eight multiply zeros."""
+    (h, w), (kh, kw) = input.shape[2:], weight.shape[2:]
+    (i0, i1), (j0, j1) = (_live_taps(size, o, k, s, p, d) for size, o, k, s, p, d in
+                          zip((h, w), out, (kh, kw), stride, padding, dilation))
+    if (i0, i1, j0, j1) == (0, kh - 1, 0, kw - 1):
+        return input, weight, padding
+    ph, pw = padding[0] - i0 * dilation[0], padding[1] - j0 * dilation[1]
+    if ph < 0 or pw < 0:  # the live taps start inside the map: the rows (columns) before are never read
+        input = input[:, :, max(-ph, 0):, max(-pw, 0):]
+    return input, weight[:, :, i0:i1 + 1, j0:j1 + 1], (max(ph, 0), max(pw, 0))
 
 
 class ConvTranspose2dFunction(Function):

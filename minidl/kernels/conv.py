@@ -54,6 +54,11 @@ JIT_MIN_FLOPS = 1 << 22
 # about 2.5 of the 6 s of a cold LeNet step, for at most a fraction of a millisecond per step on a small conv.
 IM2COL_TRIAL_FLOPS = 1 << 30
 
+# ... except on maps of at most this many output pixels, where jit's register blocks over output pixels are mostly
+# empty. Measured (NOTES.md, change 39) on resnet18's layers on 28x28 inputs at batch 64, forward and backward:
+# 2x2 -> 1x1 stride 2, jit 19.8 ms, im2col 9.6; 4x4 -> 2x2 stride 2, jit 12.8, im2col 8.0.
+TINY_MAP = 4
+
 
 def _flops(x, w):
     return 2 * x.shape[0] * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3] * x.shape[2] * x.shape[3]
@@ -151,6 +156,8 @@ def chunked_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
 def gemm1x1_forward(xp, x, w, b, win, groups):
     n, o = x.shape[0], w.shape[0]
     x3 = xp.ascontiguousarray(x[:, :, ::win.sh, ::win.sw]).reshape(n, x.shape[1], win.oh * win.ow)
+    if win.oh * win.ow == 1:  # one pixel per sample: one (N, C) @ (C, O) product, not N matrix-vector ones
+        return add_bias(matmul(x3.reshape(n, -1), w.reshape(o, -1).T).reshape(n, o, 1, 1), b), (x3, w)
     return add_bias(matmul(w.reshape(o, -1), x3).reshape(n, o, win.oh, win.ow), b), (x3, w)  # (O, C) @ (N, C, L)
 
 
@@ -159,16 +166,26 @@ def gemm1x1_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
     (n, c), o = x_shape[:2], w.shape[0]
     gy3 = gy.reshape(n, o, gy.shape[2] * gy.shape[3])
     gx = gw = None
+    if gy3.shape[2] == 1:  # one pixel per sample (see the forward)
+        g2, x2 = gy3.reshape(n, o), x3.reshape(n, c)
+        gx = _scatter_strided(xp, matmul(g2, w.reshape(o, c)).reshape(n, c, 1, 1), x_shape, win) if need_x else None
+        gw = matmul(g2.T, x2).reshape(w.shape) if need_w else None
+        return gx, gw
     if need_x:
         g3 = matmul(w.reshape(o, c).T, gy3).reshape(n, c, *gy.shape[2:])
-        if win.stride == (1, 1):
-            gx = g3
-        else:
-            gx = xp.zeros(x_shape, dtype=gy.dtype)
-            gx[:, :, ::win.sh, ::win.sw] = g3
+        gx = _scatter_strided(xp, g3, x_shape, win)
     if need_w:
         gw = matmul(gy3, x3.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
     return gx, gw
+
+
+def _scatter_strided(xp, g, x_shape, win):
+    """The input gradient of a strided 1x1 convolution: g at the pixels the stride read, zeros elsewhere."""
+    if tuple(g.shape) == tuple(x_shape):
+        return g
+    gx = xp.zeros(x_shape, dtype=g.dtype)
+    gx[:, :, ::win.sh, ::win.sw] = g
+    return gx
 
 
 # ---- direct loops (compiled), for few input channels per group ------------------------------------------------
@@ -230,31 +247,40 @@ def _jit_pays(x, flops, algos):
     return flops >= JIT_MIN_FLOPS and "gemm1x1" not in algos and x.shape[0] >= 2 * workers()[0]
 
 
-def choose(xp, x, w, win, groups):
+def _batch_class(n):
+    """Batch sizes that share a tuning choice: n rounded up to a power of two. A loader's short last batch, or an
+    evaluation at a new batch size, reuses the choice made for its class instead of timing every algorithm again."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def choose(xp, x, w, win, groups, backward=True):
     """The name of the algorithm for this convolution: the forced one, the reference when tuning is off, else
-    the fastest of ``ALGORITHMS`` measured on it (once per shape)."""
+    the fastest of ``ALGORITHMS`` measured on it (once per shape class). ``backward`` False (no gradient will be
+    asked for: evaluation under no_grad) times the forward alone, and lets the reference keep its columns."""
     algos = algorithms(x, w, win, groups)
     col_bytes = w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * win.oh * win.ow * x.itemsize
     if autotune.is_enabled() and not autotune.forced("conv2d"):
         flops = _flops(x, w)
         if "jit" in algos and not _jit_pays(x, flops, algos):
             algos = [a for a in algos if a != "jit"]
-        if "jit" in algos and flops < IM2COL_TRIAL_FLOPS:
+        if "jit" in algos and flops < IM2COL_TRIAL_FLOPS and win.oh * win.ow > TINY_MAP:
             algos = [a for a in algos if not a.startswith("im2col")]
-        elif col_bytes > COL_KEEP_BYTES and len(algos) > 1:
+        elif backward and col_bytes > COL_KEEP_BYTES and len(algos) > 1:
             algos = algos[1:]  # the reference's column matrix would stay alive until backward
     dev = device_of(x)
-    key = ("conv2d", dev, name_for(x), x.dtype.str, x.shape, w.shape, win.stride, win.padding, win.dilation, groups)
+    key = ("conv2d", dev, name_for(x), x.dtype.str, _batch_class(x.shape[0]), x.shape[1:], w.shape, win.stride,
+           win.padding, win.dilation, groups, backward, col_bytes > COL_KEEP_BYTES)
     gy = []  # the trials' upstream gradient, made by the first trial: a cached choice allocates nothing
 
     def trial(algo):
         fwd, bwd = ALGORITHMS[algo]
 
         def run():
-            if not gy:
-                gy.append(xp.ones((x.shape[0], w.shape[0], *win.out_hw), dtype=x.dtype))
             _, saved = fwd(xp, x, w, None, win, groups)
-            bwd(xp, saved, gy[0], x.shape, win, groups, True, True)
+            if backward:
+                if not gy:
+                    gy.append(xp.ones((x.shape[0], w.shape[0], *win.out_hw), dtype=x.dtype))
+                bwd(xp, saved, gy[0], x.shape, win, groups, True, True)
             synchronize(dev)  # a GPU runs the work after the launches return: time it to its end
         return run
     return autotune.choose(key, [(a, trial(a)) for a in algos], lean=LEAN)
