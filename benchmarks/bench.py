@@ -180,6 +180,9 @@ STEP_MODELS = {
     "ResidualNet": ((1, 28, 28), _model("ResidualNet"), _twin("ResidualNet"), (64, 128)),
     "resnet18 32x32": ((3, 32, 32), _model("resnet18", num_classes=10, small_input=True),
                        _twin("ResNet", [2, 2, 2, 2], 10, 3, True), (64, 128)),
+    # torchvision's stem on 28x28 digits (the Siamese program): layer3 on 2x2 maps, layer4 on 1x1
+    "resnet18 28x28": ((3, 28, 28), _model("resnet18", num_classes=10), _twin("ResNet", [2, 2, 2, 2], 10, 3, False),
+                       (64,)),
     "MobileNetV2 blocks 32x32": ((3, 32, 32), lambda: mobile_blocks(__import__("minidl").nn),
                                  lambda: mobile_blocks(__import__("torch").nn), (64, 128)),
     **{f"{name} 32x32": ((3, 32, 32), _model(name, num_classes=10, small_input=True, **kw), _zoo_twin(name), (32,))
@@ -247,6 +250,40 @@ def make_step(name, batch, lib, rng, device="cpu"):
     return step
 
 
+def make_forward(name, batch, lib, rng):
+    """An evaluation forward of net ``name`` at ``batch`` under no_grad, in eval mode."""
+    import torch
+    import minidl
+    shape, make_model, make_twin, _ = STEP_MODELS[name]
+    model = make_model()
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    if lib == "torch":
+        twin = make_twin()
+        twin.load_state_dict({k: torch.tensor(v.numpy()) for k, v in model.state_dict().items()})
+        model, x, grad_off = twin, torch.tensor(x), torch.no_grad
+    else:
+        x, grad_off = minidl.tensor(x), minidl.no_grad
+    model.eval()
+
+    def forward():
+        with grad_off():
+            model(x)
+    return forward
+
+
+def bench_first_eval(args):
+    """The first evaluation forward at batch 1000 in a fresh process, and the second (the tuner's trials run in the
+    first: NOTES.md, change 39), for the net on tiny maps."""
+    rows = []
+    for name in ("resnet18 28x28",):
+        (m1, m2), (t1, t2) = (_child("first_eval", name, 1000, lib, args.threads) for lib in ("minidl", "torch"))
+        rows.append(dict(name=name, batch=1000, minidl_first_s=m1, minidl_second_s=m2, torch_first_s=t1,
+                         torch_second_s=t2, ratio=m1 / t1))
+        print(f"  {name} eval forward at batch 1000: minidl first {m1:.2f} s, second {m2:.2f} s; torch first "
+              f"{t1:.2f} s, second {t2:.2f} s", flush=True)
+    return rows
+
+
 def bench_steps(args):
     rng = np.random.default_rng(0)
     rows = []
@@ -295,6 +332,10 @@ def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
             return int(line.split()[1]) / 1024
+if mode == "first_eval":  # a fresh process: the first forward at a new batch size (the tuner's trials), then another
+    forward = bench.make_forward(name, batch, lib, np.random.default_rng(0))
+    t0 = time.perf_counter(); forward(); first = time.perf_counter() - t0
+    t0 = time.perf_counter(); forward(); print(first, time.perf_counter() - t0)
 if mode == "memory":
     step = bench.make_step(name, batch, lib, np.random.default_rng(0))
     start = status("VmRSS")  # model and data built, libraries imported
@@ -493,7 +534,8 @@ def bench_overhead(args):
 
 
 SECTIONS = {"layers": bench_layers, "steps": bench_steps, "memory": bench_memory, "epoch": bench_epoch,
-            "latency": bench_latency, "gpu": bench_gpu, "load": bench_load, "overhead": bench_overhead}
+            "latency": bench_latency, "gpu": bench_gpu, "load": bench_load, "overhead": bench_overhead,
+            "first_eval": bench_first_eval}
 
 
 def markdown(results):
@@ -516,6 +558,13 @@ def markdown(results):
         out += [f"| {r['name']} | {r['minidl_us']:.1f} | {r['torch_us']:.1f} | "
                 + ("" if r["numpy_us"] is None else f"{r['numpy_us']:.1f}") + f" | {r['ratio']:.2f} |"
                 for r in results["overhead"]]
+        out.append("")
+    if results.get("first_eval"):
+        out += ["| evaluation forward, batch 1000, fresh process | minidl first / second s | torch first / second s "
+                "| ratio (first) |", "|---|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['minidl_first_s']:.2f} / {r['minidl_second_s']:.2f} | "
+                f"{r['torch_first_s']:.2f} / {r['torch_second_s']:.2f} | {r['ratio']:.2f} |"
+                for r in results["first_eval"]]
         out.append("")
     if "layers" in results:
         out += ["| layer, forward + backward | minidl ms | torch ms | ratio | minidl / torch GFLOP/s |",
