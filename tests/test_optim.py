@@ -199,3 +199,20 @@ def test_reduce_lr_on_plateau_follows_torch(kw):
     sm2 = optim.lr_scheduler.ReduceLROnPlateau(om, **kw)
     sm2.load_state_dict(sm.state_dict())
     assert sm2.best == sm.best and sm2.num_bad_epochs == sm.num_bad_epochs
+
+
+def test_torchs_implementation_flags_are_accepted_and_checked():
+    """nanoGPT builds AdamW(..., fused=use_fused); programs pass foreach=... : minidl accepts them (one in-place
+    implementation runs) and refuses what torch refuses or what it cannot do, with a message naming the optimizer."""
+    w = minidl.nn.Parameter(minidl.ones(3))
+    for cls, kw in [(minidl.optim.SGD, dict(lr=0.1, momentum=0.9)), (minidl.optim.Adam, {}), (minidl.optim.AdamW, {})]:
+        for flags in (dict(fused=True), dict(foreach=False), dict(foreach=True, fused=False), dict(fused=None)):
+            opt = cls([w], **kw, **flags)
+            w.grad = minidl.ones(3)
+            opt.step()
+        with pytest.raises(RuntimeError, match="cannot be `True` together"):
+            cls([w], foreach=True, fused=True)
+        with pytest.raises(RuntimeError):  # torch refuses the same
+            getattr(torch.optim, cls.__name__)([torch.nn.Parameter(torch.ones(3))], foreach=True, fused=True)
+        with pytest.raises(NotImplementedError, match=f"{cls.__name__}: differentiable=True"):
+            cls([w], differentiable=True)

@@ -26,6 +26,19 @@ def _moments(m, v, g, b1, b2):
     v += (1 - b2) * g * g
 
 
+def _implementation(name, foreach, fused, capturable, differentiable):
+    """torch's choices of how an update runs (``foreach``: one call over a list of tensors; ``fused``: one kernel;
+    ``capturable``: for CUDA graphs), accepted so that programs pass them unchanged. minidl has one implementation:
+    each parameter updated in place by NumPy's (or CuPy's) in-place operations, and on a GPU by one fused kernel per
+    parameter where it can (kernels.fused_step). Measured on the CPU, the optimizer is 0.5-2.5% of a seed net's
+    training step (benchmarks/NOTES.md, change 40), so a flat-buffer variant would save no more than that."""
+    if foreach and fused:
+        raise RuntimeError(f"{name}: `fused` and `foreach` cannot be `True` together.")
+    if differentiable:
+        raise NotImplementedError(f"{name}: differentiable=True (a step that autograd can differentiate through) is "
+                                  "not supported by minidl; the update runs on raw arrays")
+
+
 class _AdamFamily(Optimizer):
     """The Adam-like optimizers (their settings are checked by the base class)."""
 
@@ -33,7 +46,9 @@ class _AdamFamily(Optimizer):
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum (dampening, Nesterov) and weight decay, as torch.optim.SGD."""
 
-    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False):
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False, *,
+                 foreach=None, differentiable=False, fused=None):
+        _implementation("SGD", foreach, fused, False, differentiable)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
@@ -65,7 +80,9 @@ class Adam(_AdamFamily):
     """Adam (and AMSGrad), as torch.optim.Adam; ``weight_decay`` is L2 added to the gradient."""
     _decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False, *,
+                 foreach=None, capturable=False, differentiable=False, fused=None):
+        _implementation(type(self).__name__, foreach, fused, capturable, differentiable)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize))
 
@@ -99,8 +116,9 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
-                 maximize=False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+                 maximize=False, *, foreach=None, capturable=False, differentiable=False, fused=None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, foreach=foreach,
+                         capturable=capturable, differentiable=differentiable, fused=fused)
 
 
 class RMSprop(Optimizer):
