@@ -154,6 +154,30 @@ def _batch_norm(g, inputs, x, params, out):
                                          g.name_of(params["running_var"])], epsilon=params["eps"])
 
 
+def _layer_norm(g, inputs, x, params, out):
+    ns = inputs[0].shape[inputs[0].ndim - params["k"]:]
+    scale = x[1] or g.const(np.ones(ns, dtype=out.dtype), "ln_scale")
+    return g.node("LayerNormalization", [x[0], scale] + [v for v in x[2:] if v], axis=-params["k"],
+                  epsilon=params["eps"])
+
+
+def _group_norm(g, inputs, x, params, out):
+    """InstanceNormalization over (N, groups, the rest), then the weight and bias per channel (opset 17 has no
+    GroupNormalization; torch exports it so too)."""
+    shape, groups = inputs[0].shape, params["groups"]
+    rows = g.node("Reshape", [x[0], g.ints([0, groups, -1])])
+    ones = g.const(np.ones(groups, dtype=out.dtype), "gn_scale")
+    zeros = g.const(np.zeros(groups, dtype=out.dtype), "gn_bias")
+    y = g.node("Reshape", [g.node("InstanceNormalization", [rows, ones, zeros], epsilon=params["eps"]),
+                           g.node("Shape", x[:1])])
+    per_channel = [shape[1]] + [1] * (len(shape) - 2)
+    if x[1]:
+        y = g.node("Mul", [y, g.node("Reshape", [x[1], g.ints(per_channel)])])
+    if x[2]:
+        y = g.node("Add", [y, g.node("Reshape", [x[2], g.ints(per_channel)])])
+    return y
+
+
 def _max_pool(g, inputs, x, params, out):
     attrs, dil = _pool_attrs(params["win"], inputs[0].shape[2:])
     return g.node("MaxPool", x[:1], dilations=list(dil), **attrs)
@@ -222,6 +246,8 @@ EXPORTERS = {
     C.Conv2dFunction: _conv2d,
     LinearFunction: lambda g, inputs, x, params, out: g.node("Gemm", [v for v in x if v is not None], transB=1),
     N.BatchNorm: _batch_norm,
+    N.LayerNormFunction: _layer_norm,
+    N.GroupNormFunction: _group_norm,
     P.MaxPool2dFunction: _max_pool,
     P.AvgPool2dFunction: _avg_pool,
     P.AdaptiveAvgPool2dFunction: _adaptive_pool("Average"),

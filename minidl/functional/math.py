@@ -279,19 +279,50 @@ class Pow(_Binary):
         return self._grads(ga, gb)
 
 
+# x ** p by torch's shortcuts for these p (its choices, so its rounding and signs: sqrt(-0) = -0, sqrt(-inf) = nan,
+# where C's pow gives +0 and inf). NumPy's float32 power takes 86 us on 73,728 values, 4.4 ms where bases are negative
+_POW_SHORTCUTS = {
+    0: lambda xp, a: xp.ones_like(a),
+    1: lambda xp, a: a.copy(),
+    2: lambda xp, a: a * a,
+    3: lambda xp, a: a * a * a,
+    -1: lambda xp, a: xp.reciprocal(a),
+    -2: lambda xp, a: xp.reciprocal(a * a),
+    0.5: lambda xp, a: xp.sqrt(a),
+    -0.5: lambda xp, a: xp.reciprocal(xp.sqrt(a)),
+}
+
+
 class PowScalar(Function):
+    """``x ** p`` for a Python number p; gradient ``p * x ** (p - 1)`` (0 for p = 0), itself a PowScalar, so
+    differentiable again and fast where p - 1 is a shortcut.
+
+    float32/float64 x: p in ``_POW_SHORTCUTS`` as torch (ones, copy, x*x, x*x*x, 1/x, 1/(x*x), sqrt, 1/sqrt); any
+    other whole p as ``|x| ** p``, negated where x is negative and p odd (what pow gives, without libm's slow path
+    for negative bases); the rest by ``xp.power``. Integer and float16 x as before: ``x ** p`` in x's dtype."""
     name = "pow"
 
     def forward(self, xp, a, exponent):
         self.exponent = exponent
         self.save_for_backward(a)
-        return a ** xp.asarray(exponent, dtype=a.dtype)
+        fast = a.dtype.kind == "f" and a.dtype.itemsize >= 4  # float16: NumPy's power rounds once, as torch
+        shortcut = _POW_SHORTCUTS.get(exponent) if fast else None
+        if shortcut is not None:
+            return shortcut(xp, a)
+        e = xp.asarray(exponent, dtype=a.dtype)
+        p = float(np.asarray(exponent, dtype=a.dtype))  # as x's dtype holds it (float32 makes large odd ones even)
+        if not fast or not p.is_integer():  # (is_integer: also False for inf and nan)
+            return a ** e
+        y = xp.power(xp.abs(a), e)
+        return xp.copysign(y, a, out=y) if p % 2 else y
 
     def backward(self, g):
         a, = self.saved_tensors
         p = self.exponent
-        if p == 0:
-            return g * 0.0
+        if p == 0:  # zeros as torch's, also where g is inf or NaN
+            return Tensor._make(backend.get_array_module(g._data).zeros_like(g._data))
+        if p == 1:
+            return g
         return g * (p * a ** (p - 1)) if p != 2 else g * (2.0 * a)
 
 
