@@ -648,3 +648,17 @@ def test_the_tuner_times_the_forward_alone_under_no_grad_and_shares_a_choice_acr
     F.conv2d(minidl.randn(7, 3, 10, 10), w).sum().backward()  # batch 7: the class of 6 (8)
     assert len(conv_keys()) == 2 and len(backwards) == timed + 1  # no new trial: only the call's own backward
     autotune.clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernel_equals_the_reference_bit_for_bit_and_keeps_torchs_signed_zero_and_nan(dtype):
+    import torch
+    x = np.random.default_rng(0).standard_normal(1000).astype(dtype)
+    x[:6] = [-0.0, 0.0, np.nan, -np.inf, np.inf, -1e-45]
+    got, want = numba_k.relu(x), ref.relu(x)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    theirs = torch.relu(torch.tensor(x)).numpy()
+    np.testing.assert_array_equal(got, theirs)
+    assert np.array_equal(np.signbit(got), np.signbit(theirs))  # relu(-0.0) is -0.0 in torch
+    np.testing.assert_array_equal(numba_k.relu(x[::2]), ref.relu(x[::2]))  # not contiguous: the reference runs

@@ -74,7 +74,7 @@ def _impl(x):
 # runs the reference (_numpy, which also runs CuPy arrays). tests/test_layout.py checks every module against it.
 CONTRACT = ("im2col", "col2im", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
             "batch_norm_stats", "batch_norm_apply", "batch_norm_backward", "erf", "conv_direct", "conv_direct_grad_w",
-            "conv_direct_grad_x", "relu_backward", "lstm_forward_step", "lstm_backward_step")
+            "conv_direct_grad_x", "relu", "relu_backward", "lstm_forward_step", "lstm_backward_step")
 
 
 def _kernel(name, x):
@@ -247,6 +247,11 @@ def max_pool2d_backward(gy, arg, shape, win=None):
 
 def erf(x):
     return _kernel("erf", x)(x)
+
+
+def relu(x):
+    """max(x, 0) as torch's (-0.0 and NaN stay); x's shape and dtype."""
+    return _kernel("relu", x)(x)
 
 
 def relu_backward(gy, y):

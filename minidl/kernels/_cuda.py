@@ -16,8 +16,8 @@ import numpy as np
 from numba import cuda, float64
 
 from ..backend import get_array_module
-from ._numpy import erf, index_dtype, lstm_backward_step, lstm_forward_step, relu_backward  # noqa: F401
-# (erf: CuPy's own; relu_backward and the LSTM steps: CuPy elementwise expressions; all part of the contract)
+from ._numpy import erf, index_dtype, lstm_backward_step, lstm_forward_step, relu, relu_backward  # noqa: F401
+# (erf: CuPy's own; relu, relu_backward and the LSTM steps: CuPy elementwise expressions; all part of the contract)
 
 BLOCK = 256  # threads per block; a power of two (the reductions halve it)
 

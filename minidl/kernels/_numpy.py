@@ -109,6 +109,13 @@ def max_pool2d_backward(gy, arg, shape, win=None):
     return gx.reshape(shape)
 
 
+def relu(x):
+    """max(x, 0) as torch's: negatives become 0; -0.0, NaN and +inf stay as they are."""
+    y = x.copy()
+    y[x < 0] = 0
+    return y
+
+
 def relu_backward(gy, y):
     return gy * ~(y <= 0)
 
