@@ -250,6 +250,55 @@ def make_step(name, batch, lib, rng, device="cpu"):
     return step
 
 
+def _tiny_gpt(lib):
+    """examples/pytorch_style/tiny_gpt.py's namespace, run with minidl as written or with its imports made torch's:
+    the same program text under both engines."""
+    import re
+    import runpy
+    path = os.path.join(os.path.dirname(HERE), "examples", "pytorch_style", "tiny_gpt.py")
+    if lib == "minidl":
+        return runpy.run_path(path)
+    src = re.sub(r"^(import|from) minidl", r"\1 torch", open(path, encoding="utf-8").read(), flags=re.M)
+    ns = {"__name__": "tiny_gpt_torch"}
+    exec(compile(src, path, "exec"), ns)
+    return ns
+
+
+def make_gpt_step(batch, lib, rng, masked_softmax=True):
+    """A minGPT-like training step (3 layers, 3 heads, 48 dims, block 6; the attention as minGPT writes it, masked
+    scores and softmax): forward, cross entropy, backward, gradient clipping, AdamW."""
+    ns = _tiny_gpt(lib)
+    torch = ns["torch"]
+    torch.manual_seed(0)
+    model = ns["GPT"](n_layer=3, n_head=3, n_embd=48)
+    for block in model.blocks:
+        block.attn.flash = not masked_softmax
+    opt = model.configure_optimizer(1e-3)
+    x = torch.tensor(rng.integers(0, 10, (batch, 6)))
+    y = torch.tensor(rng.integers(0, 10, (batch, 6)))
+    model.train()
+
+    def step():
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return step
+
+
+def bench_gpt(args):
+    rows = []
+    for batch in (64,):
+        rng = np.random.default_rng(0)
+        m_step, t_step = make_gpt_step(batch, "minidl", rng), make_gpt_step(batch, "torch", np.random.default_rng(0))
+        m, t = compare(m_step, t_step, args.reps)
+        rows.append(dict(name="tiny GPT (3 layers, 3 heads, 48 dims, block 6)", batch=batch, minidl_ms=m, torch_ms=t,
+                         ratio=m / t))
+        print(f"  tiny GPT batch {batch}: minidl {m:.2f} ms  torch {t:.2f} ms  ratio {m / t:.2f}", flush=True)
+    return rows
+
+
 def make_forward(name, batch, lib, rng):
     """An evaluation forward of net ``name`` at ``batch`` under no_grad, in eval mode."""
     import torch
@@ -535,7 +584,7 @@ def bench_overhead(args):
 
 SECTIONS = {"layers": bench_layers, "steps": bench_steps, "memory": bench_memory, "epoch": bench_epoch,
             "latency": bench_latency, "gpu": bench_gpu, "load": bench_load, "overhead": bench_overhead,
-            "first_eval": bench_first_eval}
+            "first_eval": bench_first_eval, "gpt": bench_gpt}
 
 
 def markdown(results):
@@ -558,6 +607,11 @@ def markdown(results):
         out += [f"| {r['name']} | {r['minidl_us']:.1f} | {r['torch_us']:.1f} | "
                 + ("" if r["numpy_us"] is None else f"{r['numpy_us']:.1f}") + f" | {r['ratio']:.2f} |"
                 for r in results["overhead"]]
+        out.append("")
+    if results.get("gpt"):
+        out += ["| training step, many small ops | batch | minidl ms | torch ms | ratio |", "|---|---:|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['batch']} | {r['minidl_ms']:.1f} | {r['torch_ms']:.1f} | {r['ratio']:.2f} |"
+                for r in results["gpt"]]
         out.append("")
     if results.get("first_eval"):
         out += ["| evaluation forward, batch 1000, fresh process | minidl first / second s | torch first / second s "
