@@ -662,3 +662,20 @@ def test_relu_kernel_equals_the_reference_bit_for_bit_and_keeps_torchs_signed_ze
     np.testing.assert_array_equal(got, theirs)
     assert np.array_equal(np.signbit(got), np.signbit(theirs))  # relu(-0.0) is -0.0 in torch
     np.testing.assert_array_equal(numba_k.relu(x[::2]), ref.relu(x[::2]))  # not contiguous: the reference runs
+
+
+def test_index_add_of_repeated_rows_equals_numpys_add_at():
+    """kernels/_numpy.py's _add_rows (an embedding's gradient: one integer array of rows, repeats adding up, negative
+    rows counted from the end) against np.add.at, within rounding (the sums are grouped by row)."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        tail = tuple(int(v) for v in rng.integers(1, 4, size=int(rng.integers(0, 3))))
+        rows = rng.integers(-n, n, size=tuple(int(v) for v in rng.integers(1, 5, size=int(rng.integers(1, 3)))))
+        for dtype, tol in ((np.float32, 1e-6), (np.float64, 1e-13)):
+            values = rng.standard_normal(rows.shape + tail).astype(dtype)
+            got = rng.standard_normal((n, *tail)).astype(dtype)
+            want = got.copy()
+            ref.index_add(got, rows, values)
+            np.add.at(want, rows, values)
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)

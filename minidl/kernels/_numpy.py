@@ -172,12 +172,27 @@ def erf(x):
     return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
 
 
+def _add_rows(out, rows, values):
+    """``out[rows] += values`` for one integer array of row indices, repeats adding up (an embedding's gradient):
+    the values sorted by row (stably: each row's values keep their order), summed per row, added once per row.
+    np.add.at does the same one value at a time (162 us against 28 for minGPT's (64, 6) tokens into 10 rows)."""
+    flat = rows.reshape(-1)
+    flat = np.where(flat < 0, flat + out.shape[0], flat)  # -1 and n-1 are one row
+    order = np.argsort(flat, kind="stable")
+    ordered = flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    sums = np.add.reduceat(values.reshape(flat.size, -1)[order], starts, axis=0)
+    out[ordered[starts]] += sums.reshape((len(starts),) + out.shape[1:]).astype(out.dtype, copy=False)
+
+
 def index_add(out, key, values):
     """``out[key] += values`` where repeated indices add up."""
     xp = get_array_module(out)
     keys = key if isinstance(key, tuple) else (key,)
     if not any(hasattr(k, "shape") or isinstance(k, list) for k in keys):
         out[key] += values  # basic indexing: every position appears once
+    elif xp is np and len(keys) == 1 and isinstance(key, np.ndarray) and key.dtype.kind in "iu" and key.size:
+        _add_rows(out, key, values)
     elif xp is np:
         np.add.at(out, key, values)
     else:
