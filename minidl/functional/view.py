@@ -119,7 +119,10 @@ class Permute(Function):
         return x.transpose(axes)
 
     def backward(self, g):
-        return g.permute(*np.argsort(self.axes).tolist())
+        inverse = [0] * len(self.axes)  # the permutation that puts each axis back
+        for i, a in enumerate(self.axes):
+            inverse[a] = i
+        return Permute.apply(g, axes=tuple(inverse))
 
 
 @register(top=True)
