@@ -76,6 +76,8 @@ def layer_cases():
         ("conv resnet18 3x3 128->128 @16", *conv(64, 128, 16, 128, 3, p=1)),
         ("conv resnet18 3x3 256->256 @8", *conv(64, 256, 8, 256, 3, p=1)),
         ("conv depthwise 3x3 64ch @16", *conv(64, 64, 16, 64, 3, p=1, g=64)),
+        ("conv resnet18 3x3 512->512 @1 (28x28 input)", *conv(64, 512, 1, 512, 3, p=1)),
+        ("conv resnet18 3x3 256->512 s2 @2 (28x28 input)", *conv(64, 256, 2, 512, 3, s=2, p=1)),
         ("maxpool 2x2 6ch @28", "maxpool", (128, 6, 28, 28), dict(k=2, s=2, p=0)),
         ("maxpool 3x3 s2 p1 64ch @32", "maxpool", (64, 64, 32, 32), dict(k=3, s=2, p=1)),
         ("avgpool 3x3 s1 p1 88ch @12", "avgpool", (128, 88, 12, 12), dict(k=3, s=1, p=1)),
@@ -85,6 +87,8 @@ def layer_cases():
         ("linear 512->1000", "linear", (64, 512), dict(o=1000)),
         ("softmax cross-entropy 10 classes", "ce", (128, 10), {}),
         ("LSTM 28->64, 28 steps, batch 64", "lstm", (64, 28, 28), dict(o=64)),
+        ("layer_norm 48, (64, 6, 48)", "layernorm", (64, 6, 48), {}),
+        ("pow(x, 3.0), 73,728 values", "pow", (64, 6, 192), dict(p=3.0)),
     ]
 
 
@@ -113,6 +117,13 @@ def make_layer(kind, shape, kw, lib, rng):
         ts = [T(x), T((rng.standard_normal((kw["o"], shape[1])) * 0.05).astype(np.float32)),
               T(np.zeros(kw["o"], np.float32))]
         f = lambda: F.linear(*ts)  # noqa
+    elif kind == "layernorm":
+        d = shape[-1]
+        ts = [T(x), T(np.ones(d, np.float32)), T(np.zeros(d, np.float32))]
+        f = lambda: F.layer_norm(ts[0], (d,), ts[1], ts[2])  # noqa
+    elif kind == "pow":  # minGPT's GELU: x ** 3 on negative inputs too
+        ts = [T(x)]
+        f = lambda: ts[0] ** kw["p"]  # noqa
     elif kind == "lstm":  # row by row over an image, as pytorch/examples' mnist_rnn; the last step's h out
         lstm = (minidl.nn if lib == "minidl" else torch.nn).LSTM(shape[2], kw["o"], batch_first=True)
         ts = [T(x)] + list(lstm.parameters())
