@@ -172,6 +172,9 @@ class Function:
         return f"<{self.grad_fn_name}>"
 
     # -- in the backward pass (autograd/engine.py) ----------------------------------------------------
+    def check_incoming(self, grad, sender):
+        """A gradient ``sender`` computed for this node's output: any is taken (the leaf's node checks its shape)."""
+
     def run_hooks(self, grad):
         """The hooks registered on this node's output tensor, in order; a hook's return value replaces grad."""
         return _apply_hooks(self._hooks, grad)
@@ -200,9 +203,7 @@ class Function:
                 continue
             if not isinstance(g, Tensor):
                 g = Tensor._make(g, requires_grad=wrap, grad_fn=DoubleBackwardError(self) if wrap else None)
-            if isinstance(edge, AccumulateGrad) and g.shape != edge.variable.shape:
-                raise RuntimeError(f"{self.op_name}: backward returned a gradient of shape {tuple(g.shape)} for an "
-                                   f"input of shape {tuple(edge.variable.shape)}")
+            edge.check_incoming(g, self)
             yield edge, g
 
     # -- applying -------------------------------------------------------------------------------
@@ -488,6 +489,11 @@ class AccumulateGrad(Function):
         return "AccumulateGrad"
 
     grad_fn_name = "AccumulateGrad"  # torch's class name (not an op's Backward0)
+
+    def check_incoming(self, grad, sender):
+        if grad._data.shape != self.variable._data.shape:
+            raise RuntimeError(f"{sender.op_name}: backward returned a gradient of shape {tuple(grad.shape)} for an "
+                               f"input of shape {tuple(self.variable.shape)}")
 
     def run_hooks(self, grad):  # the leaf's own hooks (register_hook on a leaf)
         return _apply_hooks(self.variable._hooks, grad)
