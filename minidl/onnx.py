@@ -229,6 +229,20 @@ def _softplus(g, inputs, x, params, out):
     return g.node("Where", [g.node("Greater", [bx, g.scalar_like(threshold, dtype)]), x[0], soft])
 
 
+def _gelu(g, inputs, x, params, out):
+    """opset 17 has no Gelu (opset 20 has): 0.5 x (1 + Erf(x / sqrt(2))), or 0.5 x (1 + Tanh(sqrt(2 / pi) (x +
+    0.044715 x^3))) for approximate='tanh', torch's formulas."""
+    def c(v):
+        return g.scalar_like(v, out.dtype)
+    if params["approximate"] == "tanh":
+        cube = g.node("Mul", [g.node("Mul", [x[0], x[0]]), x[0]])
+        inner = g.node("Add", [x[0], g.node("Mul", [cube, c(A._TANH_KAPPA)])])
+        s = g.node("Tanh", [g.node("Mul", [inner, c(A._TANH_BETA)])])
+    else:
+        s = g.node("Erf", [g.node("Mul", [x[0], c(A._SQRT1_2)])])
+    return g.node("Mul", [g.node("Mul", [x[0], c(0.5)]), g.node("Add", [s, c(1.0)])])
+
+
 def _constant_pad(g, inputs, x, params, out):
     widths = params["widths"]
     pads = [lo for lo, _ in widths] + [hi for _, hi in widths]
@@ -266,6 +280,7 @@ EXPORTERS = {
     A.LeakyReLUFunction: lambda g, inputs, x, params, out: g.node("LeakyRelu", x, alpha=float(params["slope"])),
     A.ELU: lambda g, inputs, x, params, out: g.node("Elu", x, alpha=float(params["alpha"])),
     A.SoftplusFunction: _softplus,
+    A.GELUFunction: _gelu,
     A.HardsigmoidFunction: lambda g, inputs, x, params, out: g.node("HardSigmoid", x, alpha=1 / 6, beta=0.5),
     A.SoftmaxFunction: lambda g, inputs, x, params, out: g.node("Softmax", x, axis=params["dim"]),
     A.LogSoftmaxFunction: lambda g, inputs, x, params, out: g.node("LogSoftmax", x, axis=params["dim"]),

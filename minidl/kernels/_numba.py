@@ -6,14 +6,13 @@ wraparound (a negative index counts from the end), and that branch in the innerm
 vectorising it. Measured (benchmarks/NOTES.md, change 18): im2col 3-6x and col2im 2-4x faster unsigned.
 Window bounds are computed once per row (``_span``), so inner loops run branch-free over valid positions.
 """
-import math
-
 import numpy as np
-from numba import njit, prange, vectorize
+from numba import njit, prange
 
-from . import _numpy
 from ._numpy import index_dtype
 from .blas import split
+from ._numba_pointwise import (  # noqa: F401 (the contract's value-by-value kernels)
+    _tanh32, erf, lstm_backward_step, lstm_forward_step, relu, relu_backward)
 
 U = np.uint64
 
@@ -171,139 +170,6 @@ def max_pool2d_backward(gy, arg, shape, win=None):
     gy, arg = np.ascontiguousarray(gy), np.ascontiguousarray(arg)
     split(shape[0] * shape[1], lambda _, lo, hi: _max_pool2d_backward(gy, arg, gx, lo, hi))
     return gx
-
-
-@njit(nogil=True, cache=True)
-def _relu(x, y, lo, hi):
-    for i in range(U(lo), U(hi)):
-        y[i] = x[i] if not x[i] < 0 else 0  # -0.0 and NaN stay, as torch's
-
-
-# The elementwise kernels run on the calling thread: measured (NOTES.md, change 42), handing halves to minidl's
-# worker thread never paid, from 32,768 float32 values (4 us on one thread, 30 us split: the wake-up) to 4 million
-# (692 us against 762: memory-bound either way).
-def relu(x):
-    """One pass (NumPy's maximum is a NaN-aware loop: 114 us for LeNet-5's first activation at batch 64; this
-    loop vectorises: 28 us)."""
-    if not x.flags.c_contiguous:
-        return _numpy.relu(x)  # NumPy keeps x's layout (channels_last)
-    x1 = x.reshape(-1)
-    y1 = np.empty_like(x1)
-    _relu(x1, y1, 0, x1.size)
-    return y1.reshape(x.shape)
-
-
-@njit(nogil=True, cache=True)
-def _relu_backward(gy, y, gx, lo, hi):
-    for i in range(U(lo), U(hi)):
-        gx[i] = gy[i] if not y[i] <= 0 else 0  # NaN passes its gradient, as torch
-
-
-def relu_backward(gy, y):
-    """One pass (NumPy's ``gy * ~(y <= 0)`` takes three, and a temporary), on the calling thread (see relu)."""
-    if not (gy.flags.c_contiguous and y.flags.c_contiguous and y.dtype == gy.dtype):
-        return _numpy.relu_backward(gy, y)  # NumPy keeps gy's layout (channels_last)
-    g1, y1 = gy.reshape(-1), y.reshape(-1)
-    x1 = np.empty_like(g1)
-    _relu_backward(g1, y1, x1, 0, g1.size)
-    return x1.reshape(gy.shape)
-
-
-# ---- the LSTM's time step ---------------------------------------------------------------------------------------
-# tanh as a rational function (Eigen's float32 approximation: odd degree 13 over even degree 6, inputs clamped to
-# +-7.905..., where float32 tanh is +-1): plain multiply-adds and one division, which LLVM vectorises. libm's
-# tanh, what Numba calls for math.tanh, is scalar, and cost the first Numba LSTM its speed (benchmarks/NOTES.md,
-# changes 29 and 32). Largest error over float32's whole range, measured against float64 tanh: 2.4e-7 (NumPy's
-# float32 tanh: 6e-8); tested in tests/test_kernels.py. float32 only: float64 runs the reference's exact tanh.
-_TANH_CLAMP = np.float32(7.90531110763549805)
-_TANH_P = tuple(np.float32(v) for v in (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
-                                        5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
-                                        4.89352455891786e-03))
-_TANH_Q = tuple(np.float32(v) for v in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
-                                        4.89352518554385e-03))
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _tanh32(x):
-    x = min(max(x, -_TANH_CLAMP), _TANH_CLAMP)  # NaN stays NaN (min and max keep their first argument)
-    x2 = x * x
-    p = _TANH_P[0]
-    for c in _TANH_P[1:]:
-        p = p * x2 + c
-    q = _TANH_Q[0]
-    for c in _TANH_Q[1:]:
-        q = q * x2 + c
-    return x * p / q
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def _lstm_forward_step32(a, a_in, t, hc, cs, gates, tc):
-    # short loops over one row's contiguous blocks, each touching few arrays: with more, LLVM's runtime checks
-    # that the arrays do not overlap exceed its limit and the loop stays scalar
-    h = cs.shape[2]
-    half = np.float32(0.5)
-    for n in range(cs.shape[1]):
-        ar, ain, gr = a[n], a_in[t, n], gates[t, n]
-        for j in range(U(2 * h)):  # i, f
-            gr[j] = half * _tanh32(half * (ar[j] + ain[j])) + half
-        for j in range(U(2 * h), U(3 * h)):  # g
-            gr[j] = _tanh32(ar[j] + ain[j])
-        for j in range(U(3 * h), U(4 * h)):  # o
-            gr[j] = half * _tanh32(half * (ar[j] + ain[j])) + half
-        c_prev, c, tcr, hr = cs[t, n], cs[t + 1, n], tc[t, n], hc[t, n]
-        for j in range(U(h)):
-            c[j] = gr[h + j] * c_prev[j] + gr[j] * gr[2 * h + j]
-        for j in range(U(h)):
-            tcr[j] = _tanh32(c[j])
-        for j in range(U(h)):
-            hr[j] = gr[3 * h + j] * tcr[j]
-
-
-def lstm_forward_step(a, a_in, t, hc, cs, gates, tc):
-    """One pass over the step's (N, 4H) pre-activations instead of the reference's nine NumPy calls (float32)."""
-    if a.dtype != np.float32 or not all(x.flags.c_contiguous for x in (a, a_in, hc, cs, gates, tc)):
-        return _numpy.lstm_forward_step(a, a_in, t, hc, cs, gates, tc)
-    _lstm_forward_step32(a, a_in, t, hc, cs, gates, tc)
-
-
-@njit(nogil=True, cache=True)
-def _lstm_backward_step(g, t, dh, dc, gates, tc, cs, da):
-    h = cs.shape[2]
-    d = np.empty(h, dtype=da.dtype)
-    for n in range(cs.shape[1]):
-        gr, tcr, c_prev, dcr, dar = gates[t, n], tc[t, n], cs[t, n], dc[n], da[t, n]
-        dhr, gtr = dh[n], g[t, n]
-        for j in range(U(h)):
-            d[j] = dhr[j] + gtr[j]
-        for j in range(U(h)):
-            dcr[j] += d[j] * gr[3 * h + j] * (1 - tcr[j] * tcr[j])
-        for j in range(U(h)):  # i
-            dar[j] = dcr[j] * gr[2 * h + j] * gr[j] * (1 - gr[j])
-        for j in range(U(h)):  # f
-            dar[h + j] = dcr[j] * c_prev[j] * gr[h + j] * (1 - gr[h + j])
-        for j in range(U(h)):  # g
-            dar[2 * h + j] = dcr[j] * gr[j] * (1 - gr[2 * h + j] * gr[2 * h + j])
-        for j in range(U(h)):  # o
-            dar[3 * h + j] = d[j] * tcr[j] * gr[3 * h + j] * (1 - gr[3 * h + j])
-        for j in range(U(h)):
-            dcr[j] *= gr[h + j]
-
-
-def lstm_backward_step(g, t, dh, dc, gates, tc, cs, da):
-    """One pass per step (the reference: about fifteen NumPy calls); exact arithmetic, so float64 too."""
-    arrays = (g, dh, dc, gates, tc, cs, da)
-    if len({x.dtype for x in arrays}) > 1 or not all(x.flags.c_contiguous for x in arrays):
-        return _numpy.lstm_backward_step(g, t, dh, dc, gates, tc, cs, da)
-    _lstm_backward_step(g, t, dh, dc, gates, tc, cs, da)
-
-
-@vectorize(["float32(float32)", "float64(float64)"], cache=True)
-def _erf(x):
-    return math.erf(x)
-
-
-def erf(x):
-    return _erf(x)
 
 
 @njit(cache=True, inline='always')
