@@ -132,7 +132,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def _locked(module):
-    """The public functions of ``module``, each called under _LOCK."""
+    """The public functions of ``module`` and the contract's kernels it imports from a sibling (_numba's
+    value-by-value ones live in _numba_pointwise.py), each called under _LOCK."""
     def wrap(fn):
         @functools.wraps(fn)
         def call(*args, **kwargs):
@@ -140,7 +141,7 @@ def _locked(module):
                 return fn(*args, **kwargs)
         return call
     names = [n for n, v in vars(module).items() if not n.startswith("_") and isinstance(v, types.FunctionType)
-             and v.__module__ == module.__name__]
+             and (v.__module__ == module.__name__ or n in CONTRACT)]
     return types.SimpleNamespace(**{n: wrap(getattr(module, n)) for n in names}, __name__=module.__name__)
 
 
