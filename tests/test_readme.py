@@ -316,7 +316,7 @@ def test_the_tour_table_names_only_what_exists_and_the_tour_page_lists_it():
 # keys of a JSON file that the line covers; None: the whole file). The test counts have no file.
 MEASURED = [("Quickstart", None, None), ("Accuracy: minidl next to torch", "results_train.json", None),
             ("Pruning LeNet-5", "results_prune.txt", None),
-            ("CPU steps and layers", "results.json", ("steps", "layers")),
+            ("CPU steps and layers", "results.json", ("steps", "overhead", "gpt", "first_eval", "layers")),
             ("CPU steps and layers", "results.json", ("latency",)), ("Memory", "results.json", ("memory",)),
             ("A busy machine", "results.json", ("load", "epoch")), ("GPU", "results_gpu.json", None),
             ("Several processes", "results_distributed.json", None)]
