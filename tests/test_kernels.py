@@ -690,3 +690,18 @@ def test_every_contract_kernel_that_the_numba_module_has_is_the_one_that_runs():
         own = getattr(numba_k, name, None)
         if own is not None:
             assert kernels._kernel(name, x).__wrapped__ is own, name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_2x2_stride_2_max_pool_kernel_equals_the_reference(dtype):
+    """_numba's max_pool2d takes a loop of its own for 2x2 windows with stride 2 inside the map (LeNet's pools): the
+    same maxima and argmaxes as the reference, with ties (the first wins) and NaNs (the last wins), on even and odd
+    maps (an odd last row or column is left out, as floor mode does)."""
+    rng = np.random.default_rng(5)
+    for h, w in [(28, 28), (10, 10), (7, 9), (2, 2), (3, 2)]:
+        x = rng.integers(-1, 2, size=(3, 4, h, w)).astype(dtype)
+        x[rng.uniform(size=x.shape) < 0.2] = np.nan
+        win = Window(2, 2, 2, 2, 0, 0, 1, 1, h // 2, w // 2)
+        (y1, a1), (y2, a2) = numba_k.max_pool2d(x, win), ref.max_pool2d(x, win)
+        np.testing.assert_array_equal(y1, y2)
+        np.testing.assert_array_equal(a1, a2)
