@@ -373,12 +373,15 @@ def test_the_siamese_program_runs_resnet18_cut_by_its_children():
 
 @pytest.mark.exhaustive
 def test_the_siamese_program_learns_to_tell_same_digits(monkeypatch):
-    """60 batches of 32 pairs: the test accuracy on same/different pairs rises from chance (50%) to about 70%. In
-    reproducible mode: Adadelta at lr 1 over 60 batches is chaotic enough that the tuner's choice of conv algorithm
-    (timed, so it varies with the machine's load) moved the result between 56% and 70%."""
+    """60 batches of 32 pairs: the test accuracy on same/different pairs rises from chance (50%) to 63-74%, in the
+    median of three seeds. Adadelta at lr 1 over 60 batches is chaotic: float rounding alone moves one run's result
+    (seeds 1, 2, 3 gave 66%, 65%, 74%, and after conv2d began dropping the kernel taps that read only padding, whose
+    gradients equal torch's to 7e-6 in float32 and 4e-14 in float64, 52%, 63%, 73%). Reproducible mode, so that the
+    tuner's timed choices do not add to it."""
     monkeypatch.setattr(minidl.backends.cudnn, "deterministic", True)
-    losses, accuracy = _program("siamese_network.py")(["--max-batches", "60", "--batch-size", "32"])
-    assert accuracy > 0.6
+    run = _program("siamese_network.py")
+    accuracies = [run(["--max-batches", "60", "--batch-size", "32", "--seed", str(seed)])[1] for seed in (1, 2, 3)]
+    assert sorted(accuracies)[1] > 0.6, accuracies
 
 
 def test_the_forward_forward_program_learns_without_backpropagation_through_layers():
