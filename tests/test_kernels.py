@@ -605,6 +605,8 @@ def test_the_generated_kernels_run_the_loops_of_their_numpy_twins(x_shape, w_sha
     (2, 2, 3, 2, 1, 1),   # its strided downsample: the first row and column of taps read padding only
     (3, 3, 3, 1, 1, 2),   # dilated: only the centre tap is live and reads row 1 (the input is cropped instead)
     (3, 2, 3, 3, 2, 1),   # asymmetric dead taps
+    (1, 1, 2, 2, 3, 3),   # the live tap's windows run past the map's end (padding after it): not gemm1x1's case
+    (1, 1, 1, 10, 2, 1),  # no tap reads the map at all: the output is the bias, the gradients zero
 ])
 def test_taps_that_read_only_padding_are_dropped_with_torch_numbers(algo, h, w, k, stride, padding, dilation):
     """conv2d drops the kernel taps that multiply padding only (functional/conv.py, _without_dead_taps): forward and
@@ -705,3 +707,36 @@ def test_the_2x2_stride_2_max_pool_kernel_equals_the_reference(dtype):
         (y1, a1), (y2, a2) = numba_k.max_pool2d(x, win), ref.max_pool2d(x, win)
         np.testing.assert_array_equal(y1, y2)
         np.testing.assert_array_equal(a1, a2)
+
+
+def test_two_convolutions_that_differ_only_in_their_output_size_do_not_share_a_tuning_choice():
+    """With dead taps dropped, a 2x2 kernel with padding 3 and dilation 3 on a 1x1 map becomes a 1x1 kernel without
+    padding, as a 1x1 kernel with dilation 3 is, but with a 2x2 output that reads past the map: gemm1x1 (offered for
+    the second, chosen and cached) cannot run it. The tuning key holds the whole window, output size included."""
+    import torch
+    autotune.clear()
+    for k, p in [(1, 0), (2, 3)]:
+        x, w = np.random.default_rng(k).standard_normal((2, 3, 1, 1)), np.ones((4, 3, k, k))
+        y = F.conv2d(minidl.tensor(x), minidl.tensor(w), stride=2, padding=p, dilation=3)
+        want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), stride=2, padding=p, dilation=3)
+        np.testing.assert_allclose(y.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+        for key, (_, times) in autotune.cache().items():  # as if gemm1x1 had won the first: a key it cannot run
+            autotune._cache[key] = ("gemm1x1", times)   # must not be the second's
+    autotune.clear()
+
+
+def test_index_add_with_a_small_integer_key_and_many_rows():
+    """An int16 key into 40,000 rows: negative rows are counted from the end in the index's own width no longer
+    (flat + n overflowed int16)."""
+    x = minidl.randn(40000, 3, requires_grad=True)
+    x[np.array([1, 2, 2, -1], np.int16)].sum().backward()
+    g = x.grad.numpy()
+    assert g[1].tolist() == [1, 1, 1] and g[2].tolist() == [2, 2, 2] and g[-1].tolist() == [1, 1, 1]
+    assert g.sum() == 12
+
+
+def test_relu_keeps_a_channels_last_layout():
+    x = minidl.randn(2, 3, 4, 4).to(memory_format=minidl.channels_last)
+    assert F.relu(x).is_contiguous(memory_format=minidl.channels_last)
+    assert F.relu(x[:, :, ::2]).shape == (2, 3, 2, 4)  # neither layout: the reference, the same values
+

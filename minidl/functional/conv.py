@@ -114,9 +114,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 def _live_taps(size, out, k, s, p, d):
     """The kernel taps [first, last] along one dim that read the input somewhere: tap i reads positions
     o*s - p + i*d for o in [0, out), and on a map smaller than the kernel's reach some taps read only padding."""
-    first = max(0, -((out - 1) * s - p) // d)  # the smallest i with i*d >= p - (out - 1)*s
-    last = min(k - 1, (size - 1 + p) // d)     # the largest i with i*d <= size - 1 + p
-    return first, last
+    first = max(0, -(((out - 1) * s - p) // d))  # the smallest i with i*d >= p - (out - 1)*s (a ceiling)
+    last = min(k - 1, (size - 1 + p) // d)       # the largest i with i*d <= size - 1 + p
+    return (first, last) if first <= last else (0, k - 1)  # no tap reads the map: nothing to drop (output = bias)
 
 
 def _without_dead_taps(input, weight, stride, padding, dilation, out):

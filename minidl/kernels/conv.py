@@ -155,7 +155,7 @@ def chunked_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
 # ---- 1x1 without padding: a batched GEMM on NCHW data ----------------------------------------------------------
 def gemm1x1_forward(xp, x, w, b, win, groups):
     n, o = x.shape[0], w.shape[0]
-    x3 = xp.ascontiguousarray(x[:, :, ::win.sh, ::win.sw]).reshape(n, x.shape[1], win.oh * win.ow)
+    x3 = xp.ascontiguousarray(x[_strided(win)]).reshape(n, x.shape[1], win.oh * win.ow)
     if win.oh * win.ow == 1:  # one pixel per sample: one (N, C) @ (C, O) product, not N matrix-vector ones
         return add_bias(matmul(x3.reshape(n, -1), w.reshape(o, -1).T).reshape(n, o, 1, 1), b), (x3, w)
     return add_bias(matmul(w.reshape(o, -1), x3).reshape(n, o, win.oh, win.ow), b), (x3, w)  # (O, C) @ (N, C, L)
@@ -179,12 +179,19 @@ def gemm1x1_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
     return gx, gw
 
 
+def _strided(win):
+    """The pixels a 1x1 convolution without padding reads: every stride-th one, as many as there are outputs (a map
+    whose last rows no window reaches, as after dropping dead taps, has more strided pixels than outputs)."""
+    return (slice(None), slice(None), slice(0, (win.oh - 1) * win.sh + 1, win.sh),
+            slice(0, (win.ow - 1) * win.sw + 1, win.sw))
+
+
 def _scatter_strided(xp, g, x_shape, win):
-    """The input gradient of a strided 1x1 convolution: g at the pixels the stride read, zeros elsewhere."""
+    """The input gradient of a strided 1x1 convolution: g at the pixels it read, zeros elsewhere."""
     if tuple(g.shape) == tuple(x_shape):
         return g
     gx = xp.zeros(x_shape, dtype=g.dtype)
-    gx[:, :, ::win.sh, ::win.sw] = g
+    gx[_strided(win)] = g
     return gx
 
 
@@ -226,7 +233,8 @@ def algorithms(x, w, win, groups):
     algos = ["im2col"]
     if x.shape[0] > 1:  # chunks split the batch
         algos.append("im2col_chunked")
-    if groups == 1 and w.shape[2:] == (1, 1) and win.padding == (0, 0):
+    if groups == 1 and w.shape[2:] == (1, 1) and win.padding == (0, 0) and (win.oh - 1) * win.sh < x.shape[2] \
+            and (win.ow - 1) * win.sw < x.shape[3]:  # every window inside the map (no padding after it either)
         algos.append("gemm1x1")
     # few input channels per group: depthwise and grouped convs. Not offered for groups = 1: measured, it never
     # won there (LeNet's 1->6 conv: 22-40 ms against 14-15 ms for im2col_chunked), and trying it compiles three
@@ -273,8 +281,9 @@ def choose(xp, x, w, win, groups, backward=True):
         elif backward and col_bytes > COL_KEEP_BYTES and len(algos) > 1:
             algos = algos[1:]  # the reference's column matrix would stay alive until backward
     dev = device_of(x)
-    key = ("conv2d", dev, name_for(x), x.dtype.str, _batch_class(x.shape[0]), x.shape[1:], w.shape, win.stride,
-           win.padding, win.dilation, groups, backward, col_bytes > COL_KEEP_BYTES)
+    # the whole window is in the key: with dead taps dropped, the output size is no longer a function of the rest
+    key = ("conv2d", dev, name_for(x), x.dtype.str, _batch_class(x.shape[0]), x.shape[1:], w.shape, tuple(win),
+           groups, backward, col_bytes > COL_KEEP_BYTES)
     gy = []  # the trials' upstream gradient, made by the first trial: a cached choice allocates nothing
     xt = x[:TRIAL_BATCH]  # the trials time a slice of a large batch: every algorithm's time grows with the batch
 
