@@ -397,6 +397,12 @@ def default_dtype():
     return _DEFAULT_DTYPE
 
 
+def compute_dtype(np_dtype):
+    """The dtype a float op computes in: float16 and bfloat16 in float32, rounded once at the end (as torch's);
+    wider ones in their own."""
+    return np_dtype if np_dtype.itemsize >= 4 else np.dtype(np.float32)
+
+
 def get_default_dtype():
     """The default floating dtype as torch shows it (minidl.float32)."""
     return wrap_dtype(_DEFAULT_DTYPE)

@@ -3,7 +3,6 @@ hardswish, mish, prelu, softmax, log_softmax, dropout, dropout2d. Backward passe
 differentiate again."""
 import math
 
-import numpy as np
 
 from .. import backend, kernels
 from ..autograd import Function
@@ -132,16 +131,12 @@ _PDF_SCALE = 1.0 / math.sqrt(2.0 * math.pi)  # phi(0)
 _TANH_BETA, _TANH_KAPPA = math.sqrt(2.0 / math.pi), 0.044715
 
 
-def _compute_dtype(a):
-    return a.dtype if a.dtype.itemsize >= 4 else np.float32
-
-
 class GELUFunction(Function):
     name = "gelu"  # grad_fn GeluBackward0, as torch's
 
     def forward(self, xp, x, approximate):
         self.approximate = approximate
-        xc = x.astype(_compute_dtype(x), copy=False).reshape(x.shape or (1,))  # (0-d: NumPy would give scalars)
+        xc = x.astype(backend.compute_dtype(x.dtype), copy=False).reshape(x.shape or (1,))  # (0-d: no scalars)
         if approximate == "tanh":
             s = xc * xc
             s *= xc

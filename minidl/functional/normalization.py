@@ -1,9 +1,9 @@
 """Normalisation: batch_norm (raw kernels; differentiable once), layer_norm and group_norm (one Function each:
 raw arrays, and minidl ops when a backward builds a graph, so differentiable twice), instance_norm (composed of
 differentiable ops)."""
+import math
 import numbers
 
-import numpy as np
 
 from .. import backend, kernels
 from ..autograd import Function
@@ -132,16 +132,26 @@ def _row_mean(a):
     return _row_sum(a) / a.shape[1]  # NaN for rows of no values, as torch's
 
 
-def _row_stats(xp, rows, eps):
-    """(mean, invstd) of each row of a 2-D array, each of shape (rows, 1)."""
-    mean = _row_mean(rows)
-    xc = rows - mean
-    xc *= xc
-    return mean, 1.0 / xp.sqrt(_row_mean(xc) + eps)
+def _normalized_rows(xp, x, rows, eps):
+    """(xhat, mean, invstd): x seen as ``rows`` (see _as_rows), each row centred and scaled; mean and invstd of
+    shape (rows, 1)."""
+    xhat = _as_rows(x, rows)
+    mean = _row_mean(xhat)
+    xhat = xhat - mean
+    invstd = 1.0 / xp.sqrt(_row_mean(xhat * xhat) + eps)
+    xhat *= invstd
+    return xhat, mean, invstd
+
+
+def _xhat(x, rows, mean, invstd):
+    """xhat again from the saved statistics (backward)."""
+    xhat = _as_rows(x, rows) - mean
+    xhat *= invstd
+    return xhat
 
 
 def _row_grad(g, xhat, invstd):
-    """The input gradient of rows normalised by ``_row_stats`` (g: the upstream gradient times the weight)."""
+    """The input gradient of rows normalised by ``_normalized_rows`` (g: the upstream gradient times the weight)."""
     gx = g - _row_mean(g)
     gx -= xhat * _row_mean(g * xhat)
     gx *= invstd
@@ -150,7 +160,7 @@ def _row_grad(g, xhat, invstd):
 
 def _as_rows(a, rows):
     """``a`` as a 2-D array of ``rows``, in float32 if it is float16 or bfloat16."""
-    return a.reshape(rows).astype(a.dtype if a.dtype.itemsize >= 4 else np.float32, copy=False)
+    return a.reshape(rows).astype(backend.compute_dtype(a.dtype), copy=False)
 
 
 def _graph_normalized(x, axes, eps):
@@ -169,13 +179,6 @@ def _sum_over(t, dims):
     return t.sum(dims) if dims else t  # (sum over no dims would be over all)
 
 
-def _prod(dims):
-    n = 1
-    for d in dims:
-        n *= d
-    return n
-
-
 class LayerNormFunction(Function):
     """``y = (x - mean) * invstd * w + b`` over the last ``k`` dims (``w``, ``b`` optional, of those dims' shape).
     Backward, with the rows' formulas above: gx = invstd (g - mean(g) - xhat mean(g xhat)) with g = gy w;
@@ -186,11 +189,8 @@ class LayerNormFunction(Function):
 
     def forward(self, xp, x, w, b, k, eps):
         self.k, self.eps, self.has_w, self.has_b = k, eps, w is not None, b is not None
-        self.rows = (_prod(x.shape[:x.ndim - k]), _prod(x.shape[x.ndim - k:]))
-        rows = _as_rows(x, self.rows)
-        mean, invstd = _row_stats(xp, rows, eps)
-        y = rows - mean
-        y *= invstd
+        self.rows = (math.prod(x.shape[:x.ndim - k]), math.prod(x.shape[x.ndim - k:]))
+        y, mean, invstd = _normalized_rows(xp, x, self.rows, eps)
         if w is not None:
             y *= w.reshape(-1)
         if b is not None:
@@ -202,8 +202,7 @@ class LayerNormFunction(Function):
         if is_grad_enabled():
             return self._graph_backward(gy)
         x, w, mean, invstd = self.saved_arrays
-        xhat = _as_rows(x, self.rows) - mean
-        xhat *= invstd
+        xhat = _xhat(x, self.rows, mean, invstd)
         g = _as_rows(gy._data, self.rows)
         ns, need = x.shape[x.ndim - self.k:], self.needs_input_grad
         gw = _col_sum(g * xhat).astype(x.dtype).reshape(ns) if self.has_w and need[1] else None
@@ -253,12 +252,9 @@ class GroupNormFunction(Function):
     def forward(self, xp, x, w, b, groups, eps):
         n, c = x.shape[:2]
         self.eps, self.has_w, self.has_b = eps, w is not None, b is not None
-        self.rows = (n * groups, c // groups * _prod(x.shape[2:]))
-        self.by_channel = (n, c, _prod(x.shape[2:]))  # (N, C, positions): where w and b apply
-        rows = _as_rows(x, self.rows)
-        mean, invstd = _row_stats(xp, rows, eps)
-        y = rows - mean
-        y *= invstd
+        self.rows = (n * groups, c // groups * math.prod(x.shape[2:]))
+        self.by_channel = (n, c, math.prod(x.shape[2:]))  # (N, C, positions): where w and b apply
+        y, mean, invstd = _normalized_rows(xp, x, self.rows, eps)
         y = y.reshape(self.by_channel)
         if w is not None:
             y *= w.reshape(c, 1)
@@ -272,8 +268,7 @@ class GroupNormFunction(Function):
             return self._graph_backward(gy)
         x, w, mean, invstd = self.saved_arrays
         n, c, s = self.by_channel
-        xhat = _as_rows(x, self.rows) - mean
-        xhat *= invstd
+        xhat = _xhat(x, self.rows, mean, invstd)
         g = _as_rows(gy._data, self.rows)
         need = self.needs_input_grad
 
@@ -432,5 +427,5 @@ def sync_batch_norm(input, running_mean, running_var, weight, bias, momentum, ep
     nn.SyncBatchNorm."""
     rm = None if running_mean is None else running_mean._data
     rv = None if running_var is None else running_var._data
-    return SyncBatchNormFunction.apply(input, weight, bias, running_mean=rm, running_var=rv, momentum=float(momentum),
-                               eps=float(eps))
+    return SyncBatchNormFunction.apply(input, weight, bias, running_mean=rm, running_var=rv,
+                                       momentum=float(momentum), eps=float(eps))

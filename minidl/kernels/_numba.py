@@ -176,7 +176,8 @@ def max_pool2d(x, win):
     y = np.empty((n, c, win.oh, win.ow), dtype=x.dtype)
     arg = np.empty((n, c, win.oh, win.ow), dtype=index_dtype(x.shape[2] * x.shape[3]))
     x = np.ascontiguousarray(x)
-    if win[:8] == (2, 2, 2, 2, 0, 0, 1, 1) and 2 * win.oh <= x.shape[2] and 2 * win.ow <= x.shape[3]:
+    if (win.kh, win.kw, win.sh, win.sw, win.padding, win.dilation) == (2, 2, 2, 2, (0, 0), (1, 1)) \
+            and 2 * win.oh <= x.shape[2] and 2 * win.ow <= x.shape[3]:
         split(n * c, lambda _, lo, hi: _max_pool2x2(x, y, arg, lo, hi))
     else:
         split(n * c, lambda _, lo, hi: _max_pool2d(x, y, arg, lo, hi, *win))
