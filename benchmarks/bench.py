@@ -269,7 +269,8 @@ def _tiny_gpt(lib):
     path = os.path.join(os.path.dirname(HERE), "examples", "pytorch_style", "tiny_gpt.py")
     if lib == "minidl":
         return runpy.run_path(path)
-    src = re.sub(r"^(import|from) minidl", r"\1 torch", open(path, encoding="utf-8").read(), flags=re.M)
+    with open(path, encoding="utf-8") as f:
+        src = re.sub(r"^(import|from) minidl", r"\1 torch", f.read(), flags=re.M)
     ns = {"__name__": "tiny_gpt_torch"}
     exec(compile(src, path, "exec"), ns)
     return ns

@@ -26,6 +26,7 @@ from .serialization import save, load
 from . import multiprocessing, serialization  # torch.multiprocessing (tensors in shared memory), torch.serialization
 from . import amp  # also minidl.cuda.amp and minidl.cpu (torch's older spellings)
 from .amp import autocast, cpu
+from .compiler import compile, CompileWarning  # torch.compile: capture a step, replay its array work
 from .autograd.convert import tensor_types as _tensor_types
 from .autograd.size import Size
 

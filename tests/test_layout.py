@@ -10,7 +10,7 @@ ROOT = os.path.dirname(minidl.__file__)
 RANKS = {"_process": 0, "backend": 0, "accelerator": 1, "kernels": 1, "autograd": 1, "distributed": 2, "testing": 2,
          "backends": 2, "profiler": 2, "amp": 2,
          "data": 3, "optim": 3, "functional": 3, "nn": 4, "models": 5, "utils": 5, "multiprocessing": 5,
-         "onnx": 6, "serialization": 6}
+         "onnx": 6, "serialization": 6, "compiler": 5}
 
 
 def _imports():

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import backend
 from ..backend.errors import RuntimeValueError
+from .capturing import not_capturable
 
 
 # -- into an array -------------------------------------------------------------------------------------------------
@@ -80,6 +81,7 @@ class _Interop:
     # -- to NumPy --------------------------------------------------------------------------------------------------
     def numpy(self):
         """The NumPy array behind this CPU tensor (shared, not copied)."""
+        not_capturable("numpy()")
         if self.requires_grad:
             raise RuntimeError("numpy(): the tensor requires grad; call tensor.detach().numpy()")
         if self.device.type != "cpu":
@@ -111,12 +113,14 @@ class _Interop:
 
     # -- to Python ---------------------------------------------------------------------------------------------------
     def item(self):
+        not_capturable("item()")
         if self._data.size != 1:
             raise RuntimeValueError("item(): only one-element tensors can be converted to a Python scalar, got shape "
                                     f"{tuple(self.shape)}")
         return self._data.item()
 
     def tolist(self):
+        not_capturable("tolist()")
         return backend.to_device(self._data, "cpu").tolist()
 
     def __float__(self):
@@ -126,6 +130,7 @@ class _Interop:
         return int(self.item())
 
     def __bool__(self):
+        not_capturable("bool(tensor)")
         if self._data.size != 1:
             raise RuntimeError(f"bool(): the truth value of a tensor with {self._data.size} elements is "
                                "ambiguous")

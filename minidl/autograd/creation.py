@@ -1,10 +1,14 @@
-"""Tensor factories: tensor(), zeros(), ones(), full(), arange(), rand(), randn(), empty() and *_like."""
+"""Tensor factories: tensor(), zeros(), ones(), full(), arange(), rand(), randn(), empty() and *_like.
+
+Each is ``replayed``: inside a step that minidl.compile captured, a replay makes the tensor again (a random one
+draws again from the generator, as in eager mode)."""
 import numbers
 
 import numpy as np
 
 from .. import backend
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
+from .capturing import replayed
 from .convert import _as_array
 from .tensor import Tensor
 
@@ -28,6 +32,7 @@ def _float_dtype(dtype, op):
     return backend.as_dtype(dtype, op) or backend.default_dtype()
 
 
+@replayed
 def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor from data: Python numbers and lists (floats become float32, ints int64), NumPy or
     CuPy arrays (their dtype is kept), torch tensors, or minidl tensors (copied)."""
@@ -54,18 +59,22 @@ def from_numpy(array):
     return Tensor._make(array)
 
 
+@replayed
 def zeros(*size, dtype=None, device=None, requires_grad=False):
     return _finish(np.zeros(_shape(size, "zeros"), _float_dtype(dtype, "zeros")), device, requires_grad)
 
 
+@replayed
 def ones(*size, dtype=None, device=None, requires_grad=False):
     return _finish(np.ones(_shape(size, "ones"), _float_dtype(dtype, "ones")), device, requires_grad)
 
 
+@replayed
 def empty(*size, dtype=None, device=None, requires_grad=False):
     return _finish(np.empty(_shape(size, "empty"), _float_dtype(dtype, "empty")), device, requires_grad)
 
 
+@replayed
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     if dtype is None:
         dtype = (np.bool_ if isinstance(fill_value, bool) else np.int64 if isinstance(fill_value, numbers.Integral)
@@ -74,6 +83,7 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
                    requires_grad)
 
 
+@replayed
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
     """Values from ``start`` to ``end`` (exclusive) by ``step``; int64 for ints, float32 otherwise."""
     if end is None:
@@ -86,10 +96,12 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     return _finish(np.arange(start, end, step, dtype=backend.as_dtype(dtype, "arange")), device, requires_grad)
 
 
+@replayed
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     return _finish(np.linspace(start, end, steps, dtype=_float_dtype(dtype, "linspace")), device, requires_grad)
 
 
+@replayed
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
     return _finish(np.eye(n, m, dtype=_float_dtype(dtype, "eye")), device, requires_grad)
 
@@ -178,11 +190,13 @@ def _random(kind, size, dtype, device, requires_grad, op, generator):
     return _finish(arr, None, requires_grad)
 
 
+@replayed
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from the device's generator (seeded by ``manual_seed``), or ``generator``'s."""
     return _random("rand", size, dtype, device, requires_grad, "rand", generator)
 
 
+@replayed
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Standard normal samples from the device's generator (seeded by ``manual_seed``), or ``generator``'s."""
     return _random("randn", size, dtype, device, requires_grad, "randn", generator)
@@ -231,6 +245,7 @@ def _randint(low, high, shape, generator, dtype, device, requires_grad, op):
     return _finish(arr.astype(dt, copy=False), None, requires_grad)
 
 
+@replayed
 def randint(*args, size=None, low=None, high=None, generator=None, dtype=None, device=None, requires_grad=False):
     """Random integers in [low, high) (low 0 by default), drawn uniformly from the device's generator or
     ``generator``: ``randint(high, size)``, ``randint(low, high, size)``, as torch (``size`` a tuple; ``low``,
@@ -240,6 +255,7 @@ def randint(*args, size=None, low=None, high=None, generator=None, dtype=None, d
     return _randint(low, high, size, generator, dtype, device, requires_grad, "randint")
 
 
+@replayed
 def randint_like(input, *args, low=None, high=None, generator=None, dtype=None, device=None, requires_grad=False,
                  memory_format=None):
     """Random integers in [low, high) in ``input``'s shape, dtype and device (unless given):
@@ -251,6 +267,7 @@ def randint_like(input, *args, low=None, high=None, generator=None, dtype=None, 
                     requires_grad, "randint_like")
 
 
+@replayed
 def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
     """A random permutation of 0..n-1 (int64 by default), from the device's generator or ``generator``."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
@@ -266,25 +283,31 @@ def _like(fn, input, dtype, device, requires_grad, *args):
     return fn(*args, dtype=dtype or input.dtype, device=device or input.device, requires_grad=requires_grad)
 
 
+@replayed
 def zeros_like(input, dtype=None, device=None, requires_grad=False):
     return _like(zeros, input, dtype, device, requires_grad, input.shape)
 
 
+@replayed
 def ones_like(input, dtype=None, device=None, requires_grad=False):
     return _like(ones, input, dtype, device, requires_grad, input.shape)
 
 
+@replayed
 def empty_like(input, dtype=None, device=None, requires_grad=False):
     return _like(empty, input, dtype, device, requires_grad, input.shape)
 
 
+@replayed
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
     return _like(full, input, dtype, device, requires_grad, input.shape, fill_value)
 
 
+@replayed
 def rand_like(input, dtype=None, device=None, requires_grad=False):
     return _like(rand, input, dtype, device, requires_grad, input.shape)
 
 
+@replayed
 def randn_like(input, dtype=None, device=None, requires_grad=False):
     return _like(randn, input, dtype, device, requires_grad, input.shape)

@@ -8,6 +8,7 @@ soon as its last producer has: its hooks fire while the rest of the graph is sti
 from .. import backend
 from ..backend.errors import RuntimeValueError
 from . import function
+from .capturing import _trace, constant
 from .function import grad_node
 from .grad_mode import set_grad_enabled
 from .tensor import Tensor
@@ -15,7 +16,7 @@ from .tensor import Tensor
 
 def _as_grad(g, like, op):
     if g is None:
-        return Tensor._make(backend.get_array_module(like._data).ones_like(like._data))
+        return Tensor._make(constant(backend.get_array_module(like._data).ones_like(like._data)))
     if not isinstance(g, Tensor):
         g = Tensor(g, dtype=like.dtype, device=like.device)
     if g.shape != like.shape:
@@ -88,6 +89,8 @@ class GraphTask:
         it a gradient has run. Returns the gradients at the targets (autograd.grad) or None."""
         count = self.producers
         ready = [n for n in self.buffers if count[n] == 0]
+        if _trace.capture is not None:  # minidl.compile writing down this step
+            _trace.capture.backward_pass(self)
         prof = function._profiler  # the recorders' hook, if any is installed: each node's backward is an event
         with backend.np.errstate(all="ignore"), set_grad_enabled(self.create_graph):
             while ready:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 from .. import backend
 from ..backend.errors import RuntimeValueError
+from .capturing import _trace
 from .creation import as_tensor
 from .grad_mode import _state as _grad_mode
 from .tensor import Tensor
@@ -32,11 +33,6 @@ _NDARRAY = backend.np.ndarray
 _NUMPY_SCALAR = backend.np.generic
 
 
-class _Trace(threading.local):
-    record = None  # a callable that sees every op this thread applies (minidl.onnx's tracer), or None
-
-
-_trace = _Trace()
 # What Function.apply (while swapped), the backward engine and Module.__call__ call to report events: None while no
 # recorder is installed (add_recorder), so that instruments cost nothing when off; else the one recorder, or a
 # _FanOut that hands each event to every recorder watching the calling thread. Read it once per call (begin and end
@@ -57,11 +53,22 @@ def tracing(record):
 
 
 def record(name, inputs, params, result):
-    """Tell the tracer about an op that makes a tensor without Function.apply (comparisons: no gradient)."""
+    """Tell the tracer about an op that makes a tensor without Function.apply."""
     rec = _trace.record
     if rec is not None:
         rec(name, inputs, params, result)
     return result
+
+
+def untracked(name, func, *inputs):
+    """An op without a gradient, computed on raw arrays (the comparisons, isnan): ``func(*arrays)`` as a Tensor,
+    reported to the tracer, and to a capture (minidl.compile) as a function of its inputs that a replay calls again."""
+    result = Tensor._make(func(*[t._data for t in inputs]))
+    cap = _trace.capture
+    if cap is not None:
+        cap.untracked(name, func, inputs, result)
+        return result
+    return record(name, inputs, {}, result)
 
 
 FUNCTIONS = {}  # op name -> the Function classes that carry it (filled as classes are defined)
@@ -193,7 +200,8 @@ class Function:
         """(next node, its gradient) for every input that wants one: this node's backward, checked. With
         ``create_graph``, a raw-array gradient of a once-differentiable op gets a node that refuses to be
         differentiated, naming the op."""
-        grads = self.backward(grad)
+        cap = _trace.capture  # minidl.compile writing down this step: it replays a raw backward as one call
+        grads = self.backward(grad) if cap is None else cap.backward(self, grad)
         grads = grads if isinstance(grads, tuple) else (grads,)
         if len(grads) != len(self._edges):
             raise RuntimeError(f"{self.op_name}: backward returned {len(grads)} gradients, expected {len(self._edges)}")
@@ -501,7 +509,11 @@ class AccumulateGrad(Function):
     def backward_step(self, grad, task):
         """A leaf's part of a backward pass: into ``.grad`` (autograd.grad, which has targets, leaves it alone)."""
         if task.targets is None:
-            self.accumulate(grad, task.create_graph, task.handed_out)
+            cap = _trace.capture  # minidl.compile writing down this step: the accumulation is replayed as a call
+            if cap is None:
+                self.accumulate(grad, task.create_graph, task.handed_out)
+            else:
+                cap.accumulate(self, grad, task)
 
     def accumulate(self, g, create_graph, handed_out):
         """Add ``g`` to the leaf's ``.grad`` (in the leaf's dtype); ``handed_out`` holds the ids of arrays that are

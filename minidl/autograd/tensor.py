@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import backend
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
+from .capturing import not_capturable
 from .convert import _Interop, _as_array, _raw, _rebuild_tensor
 from .grad_mode import is_grad_enabled, no_grad
 from .size import _SIZES, Size, _is_size, _size_of
@@ -264,6 +265,7 @@ class Tensor(_Interop):
 
     def _assign(self, name, value):
         self._check_inplace(name)
+        not_capturable(f"{name} (an in-place change outside the ops)")
         arr = value._data if isinstance(value, Tensor) else value
         xp = backend.get_array_module(self._data)
         self._data[...] = xp.asarray(arr, dtype=self._data.dtype) if not np.isscalar(arr) else arr
@@ -381,6 +383,7 @@ class Tensor(_Interop):
 
     def __setitem__(self, key, value):
         self._check_inplace("__setitem__")
+        not_capturable("__setitem__ (an in-place change outside the ops)")
         key = _index_key(key)
         arr = value._data if isinstance(value, Tensor) else value
         self._data[key] = arr

@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from ..autograd.capturing import constant
 from ..autograd.creation import as_tensor as _wrap
 from ..autograd.tensor import Tensor, _dim
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
@@ -45,8 +46,8 @@ def as_tensor(value, like, op, name="other"):
             dtype = backend.default_dtype()
         xp = backend.get_array_module(like._data) if like is not None else np
         if xp is not np:  # filled on the device: asarray of a host scalar would be a host-to-device copy
-            return Tensor._make(xp.full((), value, dtype=dtype))
-        return Tensor._make(xp.asarray(value, dtype=dtype))
+            return Tensor._make(constant(xp.full((), value, dtype=dtype)))
+        return Tensor._make(constant(xp.asarray(value, dtype=dtype)))
     if backend.is_device_array(value) or isinstance(value, (list, tuple)):
         return _wrap(value, device=None if like is None else like.device)
     raise TypeError(f"{op}: argument '{name}' must be a Tensor or a number, got {type(value).__name__}")

@@ -6,6 +6,7 @@ import math
 
 from .. import backend, kernels
 from ..autograd import Function
+from ..autograd.capturing import replayed
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.tensor import Tensor, _dim
 from ..backend.errors import RuntimeValueError
@@ -312,6 +313,13 @@ def log_softmax(input, dim=None, dtype=None):
     return LogSoftmaxFunction.apply(x, dim=d)
 
 
+@replayed
+def _dropout_mask(shape, dtype, device, p):
+    """``(rand(shape) >= p) / (1 - p)`` from the device's generator: replayed, so a compiled step draws a new mask."""
+    keep = backend.generator(device).random(shape, dtype=dtype) >= p
+    return Tensor._make((keep / (1.0 - p)).astype(dtype))
+
+
 @register()
 def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)`` (training only).
@@ -325,9 +333,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         return input
     if p == 1:
         return input * 0.0
-    gen = backend.generator(input.device)
-    keep = gen.random(input.shape, dtype=input.dtype) >= p
-    return input * Tensor._make((keep / (1.0 - p)).astype(input.dtype))
+    return input * _dropout_mask(input.shape, input.dtype, input.device, p)
 
 
 @register(method=False)
@@ -345,9 +351,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     if p == 1:
         return input * 0.0
     lead = 1 if input.ndim == 3 else 2
-    gen = backend.generator(input.device)
-    keep = gen.random(input.shape[:lead] + (1,) * (input.ndim - lead), dtype=input.dtype) >= p
-    return input * Tensor._make((keep / (1.0 - p)).astype(input.dtype))
+    return input * _dropout_mask(input.shape[:lead] + (1,) * (input.ndim - lead), input.dtype, input.device, p)
 
 
 class HardtanhFunction(Function):

@@ -8,6 +8,7 @@ import math
 
 from .. import backend, kernels
 from ..autograd import Function
+from ..autograd.capturing import replayed
 from ..autograd.creation import zeros
 from ..autograd.tensor import Tensor
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
@@ -163,21 +164,33 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if attn_mask is not None and not _broadcasts_to(attn_mask.shape, scores):
         raise RuntimeValueError(f"{_SDPA}: attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to the "
                                 f"scores' shape {scores}")
-    xp = backend.get_array_module(query._data)
     if is_causal:
-        attn_mask = Tensor._make(xp.tril(xp.ones((L, S), dtype=bool)))
+        attn_mask = _causal_mask(L, S, query.device)
     keep = None
     if dropout_p > 0:
         draw_shape = scores if heads is None else scores[:-4] + (scores[-4] * scores[-3],) + scores[-2:]
-        kept = backend.generator(query.device).random(draw_shape, dtype=query.dtype) >= dropout_p
-        keep = (kept * (1.0 / (1.0 - dropout_p) if dropout_p < 1 else 0.0)).astype(query.dtype)
-        keep = Tensor._make(keep.reshape(scores))
+        keep = _dropout_keep(draw_shape, scores, query.dtype, query.device, dropout_p)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     if query.shape[-1] == 0:
         scale = 1.0  # no features: every score is 0 (torch scales q and k, which are empty)
     out = ScaledDotProductAttention.apply(query, key, value, attn_mask, keep, scale=scale)
     return out if heads is None else out.reshape(*out.shape[:-4], heads, *out.shape[-2:])
 
+
+
+@replayed
+def _causal_mask(L, S, device):
+    """The (L, S) bool mask of is_causal (a step compiled by minidl.compile makes it again on each replay)."""
+    xp = backend.array_module_for(device)
+    return Tensor._make(xp.tril(xp.ones((L, S), dtype=bool)))
+
+
+@replayed
+def _dropout_keep(draw_shape, shape, dtype, device, p):
+    """Attention dropout's scaled keep-mask, drawn from the device's generator (replayed: a new draw each step)."""
+    kept = backend.generator(device).random(draw_shape, dtype=dtype) >= p
+    keep = (kept * (1.0 / (1.0 - p) if p < 1 else 0.0)).astype(dtype)
+    return Tensor._make(keep.reshape(shape))
 
 # ---- multi-head attention (torch.nn.functional.multi_head_attention_forward) ------------------------------------
 _MHA = "multi_head_attention_forward"

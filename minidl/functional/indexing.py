@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import backend, kernels
 from ..autograd import Function
+from ..autograd.capturing import constant
 from ..autograd.tensor import Tensor, _dim, _index_key
 from ..backend.errors import RuntimeIndexError, RuntimeTypeError, RuntimeValueError
 from ._checks import int_arg, same_device, tensor_arg
@@ -249,7 +250,7 @@ def scatter(input, dim, index, src=None, *, value=None, reduce=None):
         if not isinstance(src, numbers.Number):
             raise TypeError(f"{op}: src must be a tensor or a number, got {type(src).__name__}")
         tensor_arg(index, op, "index")
-        src = Tensor._make(backend.get_array_module(input._data).full(index.shape, src, dtype=input.dtype))
+        src = Tensor._make(constant(backend.get_array_module(input._data).full(index.shape, src, dtype=input.dtype)))
     if reduce == "add":
         return scatter_add(input, dim, index, src)
     return _scatter(op, input, dim, index, src, lambda x, s, i, d: Scatter.apply(x, s, i, dim=d))
@@ -318,5 +319,5 @@ def masked_fill(input, mask, value):
     if isinstance(value, Tensor):
         v = value.to(input.dtype)
     else:
-        v = Tensor._make(backend.get_array_module(input._data).asarray(value, dtype=input.dtype))
+        v = Tensor._make(constant(backend.get_array_module(input._data).asarray(value, dtype=input.dtype)))
     return where(mask, v, input)

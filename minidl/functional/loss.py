@@ -174,11 +174,21 @@ class SoftmaxCrossEntropy(Function):
 
     def backward(self, g):
         x, safe, scale = self.saved_tensors
-        xp = backend.get_array_module(x._data)
-        hot = xp.zeros(x.shape, dtype=x.dtype)
-        hot[xp.arange(x.shape[0]), safe._data] = 1
         scale = scale.reshape(-1, 1) * (g.reshape(-1, 1) if self.reduction == "none" else g)
-        return (softmax(x, 1) - Tensor._make(hot)) * scale, None
+        return (softmax(x, 1) - _OneHotRows.apply(x, safe)) * scale, None
+
+
+class _OneHotRows(Function):
+    """onehot(t) of shape (N, C) in x's dtype, for SoftmaxCrossEntropy's backward: an op rather than raw code there,
+    so that a step captured by minidl.compile makes it from each replay's targets. A constant: no gradient."""
+
+    def forward(self, xp, x, t):
+        hot = xp.zeros(x.shape, dtype=x.dtype)
+        hot[xp.arange(x.shape[0]), t] = 1
+        return hot
+
+    def backward(self, g):
+        return None, None
 
 
 @register()

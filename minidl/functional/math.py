@@ -8,7 +8,8 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function
-from ..autograd.function import record
+from ..autograd.capturing import constant
+from ..autograd.function import untracked
 from ..autograd.tensor import Tensor
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
 from ._checks import as_tensor, same_device, tensor_arg
@@ -45,11 +46,11 @@ def _operands(a, b, op, broadcast=True):
             if type(da) is np.ndarray and type(db) is np.ndarray and da.dtype == db.dtype and da.shape == db.shape:
                 return a, b  # one device, one dtype (nothing to promote), one shape (it broadcasts)
         elif type(b) in _PLAIN_NUMBERS and type(da) is np.ndarray and da.dtype.kind == "f":
-            return a, Tensor._make(np.asarray(b, dtype=da.dtype))  # x * 2: the number takes x's floating dtype
+            return a, Tensor._make(constant(np.asarray(b, dtype=da.dtype)))  # x * 2: the number takes x's dtype
     elif isinstance(b, Tensor):
         db = b._data
         if type(a) in _PLAIN_NUMBERS and type(db) is np.ndarray and db.dtype.kind == "f":
-            return Tensor._make(np.asarray(a, dtype=db.dtype)), b
+            return Tensor._make(constant(np.asarray(a, dtype=db.dtype))), b
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         raise TypeError(f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
     like = a if isinstance(a, Tensor) else b
@@ -413,7 +414,7 @@ def minimum(input, other):
 def _compare(name, fn):
     def compare(input, other):
         input, other = _operands(input, other, name)
-        return record(name, (input, other), {}, Tensor._make(fn(input._data, other._data)))
+        return untracked(name, fn, input, other)
     compare.__name__ = compare.__qualname__ = name
     compare.__doc__ = f"Elementwise ``{name}`` comparison; returns a bool Tensor (no gradient)."
     return register(name, top=True)(compare)

@@ -8,7 +8,7 @@ import math as _math
 
 from .. import backend, kernels
 from ..autograd import Function
-from ..autograd.function import record
+from ..autograd.function import untracked
 from ..autograd.tensor import Tensor
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
 from ._checks import tensor_arg
@@ -279,10 +279,18 @@ def clamp(input, min=None, max=None):
     return Clamp.apply(input, lo=min, hi=max)
 
 
+def _logical_not(a):
+    return ~a.astype(bool)
+
+
+def _isnan(a):
+    return backend.get_array_module(a).isnan(a)
+
+
 @register(top=True)
 def logical_not(input):
     tensor_arg(input, "logical_not")
-    return record("logical_not", (input,), {}, Tensor._make(~input._data.astype(bool)))
+    return untracked("logical_not", _logical_not, input)
 
 
 @register(top=True)
@@ -390,6 +398,6 @@ def trunc(input):
 def isnan(input):
     """A bool tensor: True where the element is NaN."""
     tensor_arg(input, "isnan")
-    return record("isnan", (input,), {}, Tensor._make(backend.get_array_module(input._data).isnan(input._data)))
+    return untracked("isnan", _isnan, input)
 
 

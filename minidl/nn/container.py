@@ -27,6 +27,11 @@ class Sequential(Module):
             return Sequential(OrderedDict(mods[idx]))
         return mods[_index(idx, len(mods), "Sequential")][1]
 
+    def __setitem__(self, idx, module):
+        """Replace the module at ``idx`` (its name stays), as torch's ``seq[i] = module``."""
+        name = list(self._modules)[_index(idx, len(self._modules), "Sequential")]
+        setattr(self, name, module)
+
     def __len__(self):
         return len(self._modules)
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import function as _function, no_grad
+from ..autograd.capturing import _trace, not_capturable, replayed
 from ..autograd.tensor import Tensor
 from .parameter import Parameter
 
@@ -168,6 +169,10 @@ class Module:
     def __call__(self, *args, **kwargs):
         prof = _function._profiler  # minidl.profiler, while one records: the call is an "nn.Module: Name" event
         event = prof.begin(f"nn.Module: {type(self).__name__}", (), "module") if prof is not None else None
+        if _trace.capture is not None:  # minidl.compile writing down a step: this module's parameters are guarded
+            _trace.capture.module(self)
+            if self._forward_pre_hooks or self._forward_hooks:
+                not_capturable(f"a forward hook on {type(self).__name__}")
         try:
             for hook in list(self._forward_pre_hooks.values()):
                 r = hook(self, args)
@@ -312,6 +317,7 @@ class Module:
             p.requires_grad_(requires_grad)
         return self
 
+    @replayed
     def zero_grad(self, set_to_none=True):
         for p in self.parameters():
             if p.grad is not None:

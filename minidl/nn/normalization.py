@@ -6,10 +6,17 @@ import numpy as np
 from .. import functional as F
 from ..autograd.creation import ones, zeros, tensor
 from ..autograd import no_grad
+from ..autograd.capturing import replayed
 from ..backend.errors import RuntimeValueError
 from . import init
 from .module import Module
 from .parameter import Parameter
+
+
+@replayed
+def _count_batch(num_batches_tracked):
+    """One more batch seen (in place, as torch's ``num_batches_tracked.add_(1)``; a replayed step counts too)."""
+    num_batches_tracked._data += 1
 
 
 class _BatchNorm(Module):
@@ -62,7 +69,7 @@ class _BatchNorm(Module):
                                     f"{tuple(input.shape)}")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked._data += 1
+            _count_batch(self.num_batches_tracked)
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         use_batch = self.training or not self.track_running_stats
@@ -138,7 +145,7 @@ class SyncBatchNorm(_BatchNorm):
                                     f"{tuple(input.shape)}")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.track_running_stats:
-            self.num_batches_tracked._data += 1
+            _count_batch(self.num_batches_tracked)
             if self.momentum is None:
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         from ..functional.normalization import sync_batch_norm

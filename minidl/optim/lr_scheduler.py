@@ -2,9 +2,17 @@
 import bisect
 import math
 
+from ..autograd.capturing import replayed
+
 
 class LRScheduler:
     """Base: keeps ``last_epoch`` and sets each group's lr from ``_lr_at(base_lr, epoch)``."""
+
+    def __init_subclass__(cls, **kwargs):
+        """A step captured by minidl.compile calls every scheduler's step again on each replay."""
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step = replayed(cls.__dict__["step"])
 
     def __init__(self, optimizer, last_epoch=-1):
         if not hasattr(optimizer, "param_groups"):
@@ -25,6 +33,7 @@ class LRScheduler:
     def _lr_at(self, base_lr, group):
         raise NotImplementedError
 
+    @replayed
     def step(self, epoch=None):
         self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         for base, g in zip(self.base_lrs, self.optimizer.param_groups):
@@ -322,6 +331,7 @@ class ReduceLROnPlateau:
             return a < (best * (1 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
         return a > (best * (1 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold)
 
+    @replayed
     def step(self, metrics, epoch=None):
         current = float(metrics.item() if hasattr(metrics, "item") else metrics)
         self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
@@ -458,6 +468,7 @@ class SequentialLR:
         self._schedulers[0].step()  # and start the first one again
         self._last_lr = self._schedulers[0].get_last_lr()
 
+    @replayed
     def step(self):
         self.last_epoch += 1
         idx = bisect.bisect_right(self._milestones, self.last_epoch)

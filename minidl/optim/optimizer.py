@@ -4,6 +4,7 @@ import numbers
 from collections import defaultdict
 
 from .. import backend
+from ..autograd.capturing import replayed
 from ..autograd.tensor import Tensor
 from ..profiler import profiled_method
 
@@ -54,12 +55,13 @@ class Optimizer:
     on raw arrays; updates happen in place on the parameters' arrays, outside the graph."""
 
     def __init_subclass__(cls, **kwargs):
-        """A subclass's own step and zero_grad show in minidl.profiler as torch names them."""
+        """A subclass's own step and zero_grad show in minidl.profiler as torch names them, and a step captured by
+        minidl.compile calls them again on every replay (learning rates, counters and state read then)."""
         super().__init_subclass__(**kwargs)
         for label in ("step", "zero_grad"):
             method = cls.__dict__.get(label)
             if method is not None and not getattr(method, "__profiled__", False):
-                setattr(cls, label, profiled_method(method, label))
+                setattr(cls, label, replayed(profiled_method(method, label)))
 
     def __init__(self, params, defaults):
         self.defaults = defaults
@@ -213,5 +215,5 @@ class Optimizer:
         return "\n".join(lines + [")"])
 
 
-Optimizer.step = profiled_method(Optimizer.step, "step")
-Optimizer.zero_grad = profiled_method(Optimizer.zero_grad, "zero_grad")
+Optimizer.step = replayed(profiled_method(Optimizer.step, "step"))
+Optimizer.zero_grad = replayed(profiled_method(Optimizer.zero_grad, "zero_grad"))

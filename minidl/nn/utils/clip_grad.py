@@ -2,6 +2,7 @@
 import math
 
 from ... import backend
+from ...autograd.capturing import replayed
 from ...autograd.tensor import Tensor
 
 
@@ -15,6 +16,7 @@ def _grads(parameters, op):
     return [p.grad for p in params if p.grad is not None]
 
 
+@replayed
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
     """Scale all gradients together so that their joint ``norm_type``-norm is at most ``max_norm``; returns
     that norm (before clipping) as a 0-d tensor. The scale is max_norm / (norm + 1e-6), capped at 1 (as torch)."""
@@ -40,6 +42,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     return Tensor._make(xp.asarray(total))
 
 
+@replayed
 def clip_grad_value_(parameters, clip_value, foreach=None):
     """Clamp every gradient element into [-clip_value, clip_value]."""
     clip_value = float(clip_value)

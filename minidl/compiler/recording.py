@@ -1,0 +1,198 @@
+"""A Recording: one eager call of a compiled function written down through the doors of autograd/capturing.py."""
+from collections.abc import Iterator
+
+from .. import backend
+from ..autograd.capturing import _trace, suspended
+from ..autograd.function import _OUTPUT
+from ..autograd.grad_mode import _state as _grad_mode
+from ..autograd.tensor import Tensor
+from .plan import (_NDARRAY, _Accumulate, _Backward, _Call, _Op, _Pass, _Slot, _Untracked, _array)
+
+
+class Recording:
+    """One eager call of the compiled function, written down as entries over numbered array slots (installed as this
+    thread's ``_trace.capture`` and ``_trace.record`` while the call runs)."""
+
+    def __init__(self, tensors):
+        self.entries = []
+        self.slot_of = {}    # id(array) -> slot (every array is kept alive in ``keep`` so that ids stay unique)
+        self.keep = []
+        self.n = 0
+        self.unknown = []    # (slot, the Tensor or raw array it came from, the op that read it first)
+        self.outside = set()  # their slots
+        self.node_slot = {}  # id(Function node) -> the slot that holds it in a replay
+        self.modules = {}    # id(module) -> every module the call ran
+        self.constants = set()  # ids of arrays made from Python numbers (autograd.capturing.constant)
+        self.failed = None
+        self.args = tensors
+        self.inputs = [self._new(t._data) for t in tensors]
+
+    # the doors (autograd/capturing.py)
+    def _new(self, obj):
+        s = self.n
+        self.n += 1
+        self.slot_of[id(obj)] = s
+        self.keep.append(obj)
+        return s
+
+    def fail(self, what):
+        """End the capture (the call goes on eagerly): ``what`` is the reason."""
+        if self.failed is None:
+            self.failed = what
+        _trace.record = _trace.capture = None
+
+    def _ref(self, a, owner, op):
+        s = self.slot_of.get(id(a))
+        if s is None:
+            s = self._new(a)
+            if owner is None:  # a raw array handed to an op as a parameter: a module's buffer (BatchNorm's)?
+                owner = self._owner(a)
+            self.unknown.append((s, a if owner is None else owner, op))
+            self.outside.add(s)
+        return s
+
+    def _owner(self, a):
+        for m in self.modules.values():
+            for t in (*m._parameters.values(), *m._buffers.values()):
+                if t is not None and t._data is a:
+                    return t
+        return None
+
+    def _encode(self, value, op, tensors):
+        """``value`` with the step's arrays (or Tensors, ``tensors``) as _Slots; raw NumPy arrays from outside end the
+        capture."""
+        if isinstance(value, Tensor):  # a tensor the step computed, or one from outside kept as itself (a parameter)
+            s = self.slot_of.get(id(value._data)) if tensors else None
+            return value if s is None or s in self.outside else _Slot(s)
+        if backend.is_device_array(value):
+            if id(value) in self.slot_of or not tensors:
+                return _Slot(self._ref(value, None, op))
+            self.fail(f"{op}: an array from outside the step (pass it as a tensor argument of the compiled function)")
+            return value
+        if type(value) in (tuple, list):
+            return type(value)(self._encode(v, op, tensors) for v in value)
+        if type(value) is dict:
+            return {k: self._encode(v, op, tensors) for k, v in value.items()}
+        return value
+
+    def op(self, cls, inputs, params, result):
+        """Function.apply ran ``cls`` (the tracer's door)."""
+        if isinstance(cls, str):
+            return self.fail(f"{cls} (made outside Function.apply)")
+        name = cls.name or cls.__name__
+        ins = tuple(None if t is None else self._ref(t._data, t, name) for t in inputs)
+        params = self._encode(params, name, False)
+        out = result._data
+        fn = result.grad_fn
+        saves, node, needs = (), None, None
+        if fn is not None and type(fn) is cls:  # a graph node: its backward may be replayed as a call (node)
+            if cls.differentiable_twice:  # or as the ops it applies, which read what it saved (saves)
+                saves = tuple((i, self._new(a)) for i, a in enumerate(fn._saved)
+                              if a is not _OUTPUT and a is not None and not isinstance(a, Tensor))
+            node, needs = self._new(fn), fn.needs_input_grad
+            self.node_slot[id(fn)] = node
+        xp = backend.np if type(out) is _NDARRAY else backend.get_array_module(out)
+        self.entries.append(_Op(cls, params, ins, self._new(out), saves, node, needs, xp))
+
+    def untracked(self, name, func, inputs, result):
+        ins = [self._ref(t._data, t, name) for t in inputs]
+        self.entries.append(_Untracked(name, func, ins, self._new(result._data)))
+
+    def backward(self, node, grad):
+        """The engine asks a node for its inputs' gradients. A backward written with ops (differentiable twice) is
+        written down as those ops, if they are all it did; one that works on raw arrays (also a differentiable one that
+        does so without create_graph, as layer_norm's) becomes one _Backward entry: the node's backward called again."""
+        if node._hooks:
+            self.fail(f"a hook on the gradient of {node.op_name}'s output (register_hook, retain_grad)")
+            return node.backward(grad)
+        nslot = self.node_slot.get(id(node))
+        if nslot is None:
+            self.fail(f"{node.op_name}: backward through a graph made before the compiled call")
+            return node.backward(grad)
+        g = self._ref(grad._data, grad, f"{node.op_name} backward")
+        if node.differentiable_twice:
+            mark, seen = len(self.entries), len(self.unknown)
+            grads = node.backward(grad)
+            if self.failed is not None:
+                return grads
+            if len(self.unknown) == seen and all(x is None or id(_array(x)) in self.slot_of
+                                                  for x in (grads if isinstance(grads, tuple) else (grads,))):
+                return grads
+            for s, obj, _ in self.unknown[seen:]:  # raw arrays met inside: forgotten, the call replaces its ops
+                self.slot_of.pop(id(_array(obj)), None)
+                self.outside.discard(s)
+            del self.entries[mark:], self.unknown[seen:]
+        else:
+            with suspended():
+                grads = node.backward(grad)
+        outs = []
+        for edge, x in zip(node._edges, grads if isinstance(grads, tuple) else (grads,)):
+            outs.append(None if edge is None or x is None else self._new(x._data if isinstance(x, Tensor) else x))
+        self.entries.append(_Backward(node.op_name, nslot, g, tuple(outs)))
+        return grads
+
+    def accumulate(self, node, grad, task):
+        leaf = node.variable
+        if any(leaf is t for t in self.args):
+            self.fail("a gradient into a tensor argument of the compiled function (a replay gets new arguments)")
+        elif leaf._hooks or leaf._post_acc_hooks:
+            self.fail("a hook on a leaf's gradient (register_hook, register_post_accumulate_grad_hook)")
+        else:
+            self.entries.append(_Accumulate(node, self._ref(grad._data, grad, "AccumulateGrad")))
+        with suspended():
+            node.accumulate(grad, task.create_graph, task.handed_out)
+
+    def backward_pass(self, task):
+        if task.create_graph or task.targets is not None:
+            return self.fail("autograd.grad or backward(create_graph=True, inputs=...) inside the compiled function")
+        self.entries.append(_Pass(tuple(self._ref(g._data, g, "backward") for g in task.buffers.values())))
+
+    def call(self, func, args, kwargs):
+        """A ``replayed`` function: run it now (its own work unseen) and write down the call."""
+        name = getattr(func, "__qualname__", repr(func))
+        args = tuple(list(a) if isinstance(a, Iterator) else a for a in args)  # model.parameters(), once
+        targs, tkwargs = self._encode(args, name, True), self._encode(kwargs, name, True)
+        grad = _grad_mode.enabled
+        with suspended():
+            result = func(*args, **kwargs)
+        if self.failed is None:
+            outs = self._outputs(result, name)
+            self.entries.append(_Call(func, targs, tkwargs, outs, grad))
+        return result
+
+    def _outputs(self, result, name):
+        if isinstance(result, Tensor):
+            if result.requires_grad and result.grad_fn is None:
+                self.fail(f"{name}: makes a tensor that requires grad (a new leaf each call)")
+            return _Slot(self._new(result._data))
+        if type(result) in (tuple, list):
+            return type(result)(self._outputs(r, name) for r in result)
+        return None
+
+    def constant(self, array):
+        self.constants.add(id(array))
+        self.keep.append(array)
+
+    def module(self, m):
+        self.modules.setdefault(id(m), m)
+
+    def finish(self, result):
+        """The call returned ``result``: its tensors as slots (a graph still to be run backward cannot be replayed)."""
+        if self.failed is None:
+            for t in _tensors_in(result):
+                fn = t.grad_fn
+                if fn is not None and fn._saved is not None:
+                    self.fail("the result carries a graph for a backward() after the call (compile the whole step: "
+                              "forward, backward and optimizer step)")
+        return self._encode(result, "the result", True) if self.failed is None else None
+
+
+def _tensors_in(value):
+    if isinstance(value, Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _tensors_in(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors_in(v)

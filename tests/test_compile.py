@@ -1,0 +1,420 @@
+"""minidl.compile: a captured step replays to the same bits as the eager step, every guard selects or recaptures a plan,
+and what a plan cannot hold runs eagerly with one warning that names it (minidl/compiler.py)."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import minidl
+import minidl.nn as nn
+import minidl.nn.functional as F
+from minidl import models
+from minidl.compiler import CompileWarning
+
+from suite import exhaustive
+
+
+@pytest.fixture(autouse=True)
+def reproducible():
+    """Bit-identical results need fixed algorithms and products (the reproducible mode)."""
+    minidl.use_deterministic_algorithms(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CompileWarning)  # a test that expects one catches it
+            yield
+    finally:
+        minidl.use_deterministic_algorithms(False)
+
+
+def _batches(shape, n, steps, classes=10, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return [(minidl.tensor(rng.standard_normal((n, *shape)).astype(dtype)), minidl.tensor(rng.integers(0, classes, n)))
+            for _ in range(steps)]
+
+
+def _train(make_model, batches, compiled, opt="sgd", schedule=False, clip=None, **options):
+    """Train a fresh model (seed 0) on ``batches`` with a whole step, eager or compiled: (model, losses, step)."""
+    minidl.manual_seed(0)
+    model = make_model()
+    model.train()
+    if opt == "sgd":
+        optimizer = minidl.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    else:
+        optimizer = minidl.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = minidl.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=len(batches)) \
+        if schedule else None
+
+    def step(x, y):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        return loss
+
+    if compiled:
+        step = minidl.compile(step, **options)
+    losses = [step(x, y).item() for x, y in batches]
+    return model, losses, step
+
+
+def _same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert np.array_equal(sa[k].numpy(), sb[k].numpy()), k
+
+
+def _check_twins(make_model, shape, n=8, steps=6, **kw):
+    batches = _batches(shape, n, steps)
+    eager, eager_losses, _ = _train(make_model, batches, False, **kw)
+    compiled, losses, step = _train(make_model, batches, True, **kw)
+    assert step.replays == steps - 3, "warm-up, two recorded calls, then replays"
+    assert losses == eager_losses
+    _same_state(eager, compiled)
+
+
+SEED_NETS = ["LeNet5", "InceptionNet", "ResidualNet"]
+
+
+@pytest.mark.parametrize("name", SEED_NETS)
+def test_seed_nets_train_to_the_same_bits_compiled(name):
+    _check_twins(getattr(models, name), (1, 28, 28))
+
+
+def test_batchnorm_statistics_and_count_update_on_every_replay():
+    def make():
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    batches = _batches((1, 28, 28), 4, 7)
+    eager, _, _ = _train(make, batches, False)
+    compiled, _, step = _train(make, batches, True)
+    assert step.replays == 4
+    assert compiled[1].num_batches_tracked.item() == 7
+    _same_state(eager, compiled)
+
+
+def test_learning_rates_clipping_and_adam_counters_are_read_at_replay():
+    """OneCycleLR changes the rate every step, AdamW counts steps, clipping reads this step's gradients: replays
+    call them, they are not baked into the plan."""
+    _check_twins(models.LeNet5, (1, 28, 28), steps=7, opt="adamw", schedule=True, clip=0.5)
+
+
+class TinyGPT(nn.Module):
+    """Embeddings, causal attention with dropout (scaled_dot_product_attention and the explicit masked softmax),
+    LayerNorm, GELU, dropout: every random draw must be drawn again by each replay."""
+
+    def __init__(self, vocab=10, block=6, dim=16, heads=2, flash=True):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, dim), nn.Embedding(block, dim)
+        self.ln, self.attn, self.proj = nn.LayerNorm(dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(0.2))
+        self.head, self.heads, self.flash = nn.Linear(dim, vocab), heads, flash
+        self.register_buffer("mask", minidl.tril(minidl.ones(block, block)).view(1, 1, block, block))
+
+    def forward(self, idx):
+        B, T = idx.shape
+        x = self.wte(idx) + self.wpe(minidl.arange(T))
+        q, k, v = self.attn(self.ln(x)).split(x.shape[-1], dim=2)
+        q, k, v = (t.view(B, T, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        if self.flash:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=0.1, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
+            att = F.dropout(F.softmax(att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf")), dim=-1), 0.1)
+            y = att @ v
+        x = x + self.proj(y.transpose(1, 2).contiguous().view(B, T, -1))
+        return self.head(x + self.mlp(x))
+
+
+@pytest.mark.parametrize("flash", [True, False])
+def test_attention_with_dropout_draws_again_on_every_replay(flash):
+    rng = np.random.default_rng(1)
+    batches = [(minidl.tensor(rng.integers(0, 10, (4, 6))), minidl.tensor(rng.integers(0, 10, (4, 6))))
+               for _ in range(6)]
+
+    def run(compiled):
+        minidl.manual_seed(0)
+        model = TinyGPT(flash=flash)
+        opt = minidl.optim.AdamW(model.parameters(), lr=1e-2)
+
+        def step(x, y):
+            loss = F.cross_entropy(model(x).view(-1, 10), y.view(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            return loss
+        step = minidl.compile(step) if compiled else step
+        return model, [step(x, y).item() for x, y in batches], step
+
+    eager, eager_losses, _ = run(False)
+    compiled, losses, step = run(True)
+    assert step.replays == 3 and losses == eager_losses
+    _same_state(eager, compiled)
+
+
+def test_generator_advances_as_in_eager_mode():
+    def run(compiled):
+        minidl.manual_seed(0)
+        x = minidl.ones(4, 8)
+
+        def step(t):
+            return F.dropout(t, 0.5) * 2
+        step = minidl.compile(step) if compiled else step
+        outs = [step(x).numpy().copy() for _ in range(5)]
+        return outs, minidl.rand(2).numpy()
+    (eager, after_eager), (compiled, after_compiled) = run(False), run(True)
+    assert all(np.array_equal(a, b) for a, b in zip(eager, compiled))
+    assert not np.array_equal(compiled[3], compiled[4]), "each replay draws a new mask"
+    assert np.array_equal(after_eager, after_compiled)
+
+
+# -- guards -----------------------------------------------------------------------------------------------------------
+def _mlp_step(model=None, opt=None):
+    minidl.manual_seed(0)
+    model = model or nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 3))
+    opt = opt or minidl.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return model, opt, step
+
+
+def _xy(n, seed, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return minidl.tensor(rng.standard_normal((n, 6)).astype(dtype)), minidl.tensor(rng.integers(0, 3, n))
+
+
+def _twin_run(calls, setup=None):
+    """Run the same sequence of calls (each: (x, y) or a callable on the model) eagerly and compiled; compare."""
+    results = []
+    for compiled in (False, True):
+        model, opt, step = _mlp_step()
+        step = minidl.compile(step) if compiled else step
+        losses = []
+        for c in calls:
+            if callable(c):
+                c(model, opt)
+            else:
+                losses.append(step(*c).item())
+        results.append((model, losses, step))
+    (em, el, _), (cm, cl, step) = results
+    assert el == cl
+    _same_state(em, cm)
+    return step
+
+
+def test_a_new_shape_is_a_second_plan_and_the_first_is_kept():
+    full, short = [_xy(8, i) for i in range(5)], [_xy(3, 10 + i) for i in range(5)]
+    calls = [c for pair in zip(full, short) for c in pair]
+    step = _twin_run(calls)
+    assert len(step.states) == 2 and all(s.plan is not None for s in step.states.values())
+    assert step.replays == 4
+
+
+def test_dtype_train_eval_and_grad_mode_are_keys():
+    def set_eval(m, o):
+        m.eval()
+
+    def set_train(m, o):
+        m.train()
+    calls = [_xy(8, i) for i in range(4)] + [set_eval] + [_xy(8, 10 + i) for i in range(4)] + [set_train] \
+        + [_xy(8, 20 + i) for i in range(2)]
+    step = _twin_run(calls)
+    assert len(step.states) == 2 and step.replays == 1 + 1 + 2
+    model, opt, fwd = _mlp_step()
+    model.eval()
+    f = minidl.compile(lambda x: model(x))
+    x64 = _xy(4, 0, np.float64)[0]
+    with minidl.no_grad():
+        outs = [f(_xy(4, 0)[0]) for _ in range(4)]
+    model.double()
+    with minidl.no_grad():
+        out64 = [f(x64) for _ in range(4)]
+    assert len(f.states) == 2 and f.replays == 2
+    assert out64[-1].dtype == minidl.float64 and outs[-1].dtype == minidl.float32
+
+
+def test_a_replaced_parameter_or_a_frozen_one_captures_again():
+    def replace(m, o):
+        with minidl.no_grad():
+            m[3] = nn.Linear(8, 3)
+        o.param_groups[0]["params"] = list(m.parameters())
+
+    def freeze(m, o):
+        m[0].weight.requires_grad_(False)
+    calls = [_xy(8, i) for i in range(5)] + [replace] + [_xy(8, 10 + i) for i in range(5)] + [freeze] \
+        + [_xy(8, 20 + i) for i in range(5)]
+    step = _twin_run(calls)
+    assert step.replays == 2 + 3 + 3  # after a guard fails: no warm-up, two recorded calls
+
+
+def test_a_learning_rate_set_between_calls_is_used():
+    def lower(m, o):
+        o.param_groups[0]["lr"] = 0.01
+    step = _twin_run([_xy(8, i) for i in range(5)] + [lower] + [_xy(8, 10 + i) for i in range(3)])
+    assert step.replays == 5
+
+
+def test_the_cache_is_bounded():
+    model, opt, step = _mlp_step()
+    step = minidl.compile(step, cache_size=2, warmup=0)
+    with pytest.warns(CompileWarning, match="cache_size=2"):
+        for n in (2, 3, 4):
+            step(*_xy(n, 0))
+    assert len(step.states) == 2
+
+
+# -- what a plan cannot hold ------------------------------------------------------------------------------------
+def _expect_eager(fn, match, calls=5, args=None):
+    f = minidl.compile(fn)
+    with pytest.warns(CompileWarning, match=match):
+        outs = [f(*(args or ())) for _ in range(calls)]
+    assert f.replays == 0
+    return outs
+
+
+def test_item_numpy_and_bool_end_the_capture():
+    w = nn.Parameter(minidl.ones(3))
+    x = minidl.ones(3)
+    _expect_eager(lambda: (w * x).sum().item(), r"item\(\)")
+    _expect_eager(lambda: (x * 2).numpy(), r"numpy\(\)")
+    _expect_eager(lambda: x * 2 if (x.sum() > 0) else x, r"bool\(tensor\)")
+
+
+def test_in_place_changes_hooks_and_grad_end_the_capture():
+    x = minidl.ones(3)
+
+    def inplace():
+        y = x * 2
+        y.add_(1)
+        return y * 3
+    assert _expect_eager(inplace, "add_")[-1].tolist() == [9.0, 9.0, 9.0]
+    lin = nn.Linear(3, 2)
+    lin.register_forward_hook(lambda m, i, o: None)
+    _expect_eager(lambda: lin(x), "forward hook")
+    w = nn.Parameter(minidl.ones(3))
+    w.register_hook(lambda g: g * 2)
+
+    def hooked():
+        w.grad = None
+        (w * x).sum().backward()
+        return w.grad
+    assert _expect_eager(hooked, "hook")[-1].tolist() == [2.0, 2.0, 2.0]
+    _expect_eager(lambda: minidl.autograd.grad((w * x).sum(), w), "autograd.grad")
+
+
+def test_a_python_value_that_changes_between_calls_ends_the_capture():
+    counter = [0]
+    x = minidl.ones(3)
+
+    def step():
+        counter[0] += 1
+        return x * counter[0]
+    outs = _expect_eager(step, "differs between the two recorded calls")
+    assert [o.tolist()[0] for o in outs] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_data_made_by_raw_code_and_numpy_arrays_end_the_capture():
+    x = minidl.ones(3)
+    rng = np.random.default_rng(0)
+    _expect_eager(lambda: x * minidl.tensor(rng.standard_normal(3).astype(np.float32)), "NumPy|outside the step")
+    _expect_eager(lambda: x * minidl.from_numpy(rng.standard_normal(3).astype(np.float32)), "outside minidl's ops")
+
+
+def test_a_graph_for_a_later_backward_runs_eagerly_and_stays_right():
+    lin = nn.Linear(3, 2)
+    f = minidl.compile(lin)
+    x = minidl.ones(4, 3)
+    with pytest.warns(CompileWarning, match="carries a graph"):
+        for _ in range(4):
+            f(x).sum().backward()
+    assert np.allclose(lin.weight.grad.numpy(), 4 * 4 * np.ones((2, 3)))
+
+
+def test_a_gradient_into_an_argument_ends_the_capture():
+    def step(x):
+        (x * x).sum().backward()
+        return x.grad
+    f = minidl.compile(step)
+    with pytest.warns(CompileWarning, match="tensor argument"):
+        grads = [f(minidl.full((2,), float(i), requires_grad=True)) for i in range(5)]
+    assert [g.tolist() for g in grads] == [[2.0 * i] * 2 for i in range(5)]
+
+
+# -- the surface -----------------------------------------------------------------------------------------------
+def test_module_compile_replays_inference_and_keeps_torch_keys():
+    minidl.manual_seed(0)
+    net = models.LeNet5().eval()
+    compiled = minidl.compile(net)
+    assert list(compiled.state_dict()) == ["_orig_mod." + k for k in net.state_dict()]
+    assert compiled.conv1 is net.conv1
+    xs = _batches((1, 28, 28), 4, 6)
+    with minidl.no_grad():
+        outs = [compiled(x) for x, _ in xs]
+        want = [net(x) for x, _ in xs]
+    assert compiled._compiled.replays == 3
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(outs, want))
+
+
+def test_decorator_forms_options_and_the_switch(monkeypatch):
+    x = minidl.ones(2)
+
+    @minidl.compile
+    def double(t):
+        return t * 2
+
+    @minidl.compile(disable=True)
+    def triple(t):
+        return t * 3
+
+    for _ in range(5):
+        double(x), triple(x)
+    assert double.replays == 2 and triple.replays == 0 and double.__name__ == "double"
+    assert minidl.compile(lambda t: t, fullgraph=True, dynamic=False, mode="reduce-overhead", backend="inductor")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        minidl.compile(lambda t: t, bogus=1)
+    with pytest.raises(ValueError, match="warmup"):
+        minidl.compile(lambda t: t, warmup=-1)
+    with pytest.raises(TypeError, match="function or a Module"):
+        minidl.compile(3)
+    monkeypatch.setenv("MINIDL_COMPILE", "0")
+    off = minidl.compile(lambda t: t * 2)
+    for _ in range(5):
+        off(x)
+    assert off.replays == 0
+
+
+def test_the_profiler_shows_replayed_ops_by_name():
+    model, opt, step = _mlp_step()
+    step = minidl.compile(step)
+    for i in range(3):
+        step(*_xy(8, i))
+    with minidl.profiler.profile() as prof:
+        step(*_xy(8, 9))
+    assert step.replays == 1
+    names = {e.key for e in prof.key_averages()}
+    assert {"linear", "relu", "cross_entropy"} <= names
+
+
+ZOO = {"resnet18": lambda: models.resnet18(num_classes=10, small_input=True),
+       "preact_resnet18": lambda: models.preact_resnet18(num_classes=10),
+       "mobilenet_v2": lambda: models.mobilenet_v2(num_classes=10, small_input=True),
+       "shufflenet_v2_x1_0": lambda: models.shufflenet_v2_x1_0(num_classes=10, small_input=True),
+       "googlenet": lambda: models.googlenet(num_classes=10, small_input=True, aux_logits=False),
+       "vgg11_bn": lambda: models.vgg11_bn(num_classes=10, small_input=True),
+       "densenet_bc": lambda: models.densenet_bc(num_classes=10, in_channels=3)}
+
+
+@exhaustive
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_trains_to_the_same_bits_compiled(name):
+    _check_twins(ZOO[name], (3, 32, 32), n=2, steps=5)
