@@ -264,6 +264,30 @@ def test_a_learning_rate_set_between_calls_is_used():
     assert step.replays == 5
 
 
+SCALE = 2.0
+
+
+def test_a_rebound_global_or_closure_tensor_or_number_captures_again():
+    """``x = next_batch`` outside a step that reads x by name: the plan held the old tensor; it must not replay it."""
+    global SCALE
+    batch = minidl.ones(3)
+
+    def step():
+        return batch * SCALE
+
+    f = minidl.compile(step)
+    outs = [f().tolist() for _ in range(4)]  # warm-up, two recorded calls, a replay
+    batch = minidl.full((3,), 5.0)
+    outs += [f().tolist() for _ in range(3)]  # the closure's tensor changed: two recorded calls, a replay
+    SCALE = 3.0
+    try:
+        outs += [f().tolist() for _ in range(3)]  # the global number changed: the same again
+    finally:
+        SCALE = 2.0
+    assert outs == [[2.0] * 3] * 4 + [[10.0] * 3] * 3 + [[15.0] * 3] * 3
+    assert f.replays == 3
+
+
 def test_the_cache_is_bounded():
     model, opt, step = _mlp_step()
     step = minidl.compile(step, cache_size=2, warmup=0)
@@ -319,7 +343,7 @@ def test_a_python_value_that_changes_between_calls_ends_the_capture():
     def step():
         counter[0] += 1
         return x * counter[0]
-    outs = _expect_eager(step, "differs between the two recorded calls")
+    outs = _expect_eager(step, "a Python number differs between the two recorded calls")
     assert [o.tolist()[0] for o in outs] == [1.0, 2.0, 3.0, 4.0, 5.0]
 
 

@@ -56,10 +56,10 @@ class CompileWarning(UserWarning):
 
 class _KeyState:
     """What one guard key has: calls seen, a first recording waiting for its second, the plan, or eager for good."""
-    __slots__ = ("calls", "first", "plan", "eager")
+    __slots__ = ("calls", "first", "plan", "eager", "watch")
 
     def __init__(self):
-        self.calls, self.first, self.plan, self.eager = 0, None, None, False
+        self.calls, self.first, self.plan, self.eager, self.watch = 0, None, None, False, ()
 
 
 class _TensorArg:
@@ -83,6 +83,47 @@ def _arguments(value, tensors):
     if isinstance(value, dict):
         return ("dict", *((k, _arguments(v, tensors)) for k, v in value.items()))
     return value
+
+
+_SCALARS = (int, float, bool, str, type(None))
+_EMPTY = object()
+
+
+def _watched(value):
+    return isinstance(value, (Tensor, Module, *_SCALARS)) or hasattr(value, "param_groups")
+
+
+def _free_variables(fn):
+    """(read, value) for each tensor, module, optimizer or Python number that ``fn`` reads from its closure or by a
+    global name, as they are now: a replay checks they are still the same objects (numbers: equal), since a plan
+    holds the tensors it read and bakes the numbers in (``x = next_batch`` rebinding a global the step reads)."""
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ()
+    found = []
+    for cell in fn.__closure__ or ():
+        read = (lambda c=cell: c.cell_contents if _filled(c) else _EMPTY)
+        found.append((read, read()))
+    names = fn.__globals__
+    for name in code.co_names:
+        if name in names:
+            found.append(((lambda n=name: names.get(n, _EMPTY)), names[name]))
+    return tuple((read, value) for read, value in found if _watched(value))
+
+
+def _filled(cell):
+    try:
+        cell.cell_contents
+    except ValueError:  # a cell not bound yet
+        return False
+    return True
+
+
+def _same_value(now, then):
+    if isinstance(then, _SCALARS):
+        return type(now) is type(then) and now == then
+    return now is then
 
 
 class CompiledFunction:
@@ -130,10 +171,11 @@ class CompiledFunction:
                 return self.fn(*args, **kwargs)
             st = self.states[key] = _KeyState()
         if st.plan is not None:
-            if st.plan.valid():
+            if st.plan.valid() and all(_same_value(read(), value) for read, value in st.watch):
                 self.replays += 1
                 return st.plan.run(tensors)
-            st.plan, st.first, st.calls = None, None, self.warmup  # a parameter or its layout changed: capture again
+            # a parameter, its layout, or a tensor, module or number the function reads by name changed: capture again
+            st.plan, st.first, st.calls = None, None, self.warmup
         if st.eager or st.calls < self.warmup:
             st.calls += 1
             return self.fn(*args, **kwargs)
@@ -160,7 +202,7 @@ class CompiledFunction:
         else:
             rec.out = out
             try:
-                st.plan = Plan(st.first, rec)
+                st.plan, st.watch = Plan(st.first, rec), _free_variables(self.fn)
             except _Differ as e:
                 self._eager_for_good(st, str(e))
             st.first = None

@@ -298,6 +298,9 @@ class Plan:
             elif o1 is o2 or (id(_array(o1)) in first.constants and id(_array(o2)) in second.constants
                               and _same(_array(o1), _array(o2))):  # one array; an array of Python numbers
                 self.template[s2] = _array(o2)
+            elif id(_array(o1)) in first.constants and id(_array(o2)) in second.constants:
+                raise _Differ(f"{op2}: a Python number differs between the two recorded calls (pass what changes as a "
+                              "tensor argument)")
             else:
                 raise _Differ(f"{op2}: an input made outside minidl's ops (a tensor made from Python data or NumPy "
                               "by raw code) differs between the two recorded calls")
