@@ -40,21 +40,33 @@ def _median_ms(fn, reps):
     return 1e3 * statistics.median(ts)
 
 
-def compare(m_fn, t_fn, reps, warmup=3):
-    """Alternate the two functions; medians in ms. Each timed call follows an untimed call of the same function: the
+def compare(*fns, reps, warmup=3):
+    """Alternate the functions; their medians in ms. Each timed call follows an untimed call of the same function: the
     other engine's threads may still be spinning from its last call (torch's OpenMP threads spin for a while after a
     parallel region), and in a real program a step follows a step of the same engine. Measured (NOTES.md, change 25):
     timed right after a torch step, minidl's LeNet-5 step took 12.5 ms, against 9.1 ms run on its own."""
     for _ in range(warmup):
-        m_fn()
-        t_fn()
-    tm, tt = [], []
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(reps):
-        m_fn()
-        tm.append(_median_ms(m_fn, 1))
-        t_fn()
-        tt.append(_median_ms(t_fn, 1))
-    return statistics.median(tm), statistics.median(tt)
+        for fn, ts in zip(fns, times):
+            fn()
+            ts.append(_median_ms(fn, 1))
+    return tuple(statistics.median(ts) for ts in times)
+
+
+def compiled(step):
+    """The step through minidl.compile (warm-up, two recorded calls, then replays: compare's warm-up covers them)."""
+    import minidl
+    return minidl.compile(step)
+
+
+def _compiled_row(row, c_ms, c_step):
+    """The compiled columns of a row; None where the step did not replay (the warning said why)."""
+    replayed = c_step.replays > 0
+    row.update(compiled_ms=c_ms if replayed else None, compiled_ratio=c_ms / row["torch_ms"] if replayed else None)
+    return row
 
 
 # ---- layers -------------------------------------------------------------------------------------------
@@ -154,7 +166,8 @@ def bench_layers(args):
     rng = np.random.default_rng(0)
     rows = []
     for name, kind, shape, kw in layer_cases():
-        m, t = compare(make_layer(kind, shape, kw, "minidl", rng), make_layer(kind, shape, kw, "torch", rng), args.reps)
+        m, t = compare(make_layer(kind, shape, kw, "minidl", rng), make_layer(kind, shape, kw, "torch", rng),
+                       reps=args.reps)
         rows.append(dict(name=name, minidl_ms=m, torch_ms=t, ratio=m / t))
         if kind == "conv":
             rows[-1].update(minidl_gflops=conv_gflop(shape, kw) / m * 1e3, torch_gflops=conv_gflop(shape, kw) / t * 1e3)
@@ -304,10 +317,12 @@ def bench_gpt(args):
     for batch in (64,):
         rng = np.random.default_rng(0)
         m_step, t_step = make_gpt_step(batch, "minidl", rng), make_gpt_step(batch, "torch", np.random.default_rng(0))
-        m, t = compare(m_step, t_step, args.reps)
-        rows.append(dict(name="tiny GPT (3 layers, 3 heads, 48 dims, block 6)", batch=batch, minidl_ms=m, torch_ms=t,
-                         ratio=m / t))
-        print(f"  tiny GPT batch {batch}: minidl {m:.2f} ms  torch {t:.2f} ms  ratio {m / t:.2f}", flush=True)
+        c_step = compiled(make_gpt_step(batch, "minidl", np.random.default_rng(0)))
+        m, t, c = compare(m_step, t_step, c_step, reps=args.reps)
+        rows.append(_compiled_row(dict(name="tiny GPT (3 layers, 3 heads, 48 dims, block 6)", batch=batch,
+                                       minidl_ms=m, torch_ms=t, ratio=m / t), c, c_step))
+        print(f"  tiny GPT batch {batch}: minidl {m:.2f} ms  torch {t:.2f} ms  ratio {m / t:.2f}  compiled {c:.2f} ms "
+              f"ratio {c / t:.2f}", flush=True)
     return rows
 
 
@@ -353,12 +368,15 @@ def bench_steps(args):
             continue
         for batch in spec[3]:
             reps = max(5, args.reps // (1 if spec[3] == (64, 128) and "resnet18" not in name else 4))
-            m, t = compare(make_step(name, batch, "minidl", rng), make_step(name, batch, "torch", rng), reps, warmup=2)
-            rows.append(dict(name=name, batch=batch, minidl_ms=m, torch_ms=t, ratio=m / t,
-                             minidl_img_s=batch / m * 1e3, torch_img_s=batch / t * 1e3))
+            c_step = compiled(make_step(name, batch, "minidl", rng))
+            m, t, c = compare(make_step(name, batch, "minidl", rng), make_step(name, batch, "torch", rng), c_step,
+                              reps=reps, warmup=3)
+            rows.append(_compiled_row(dict(name=name, batch=batch, minidl_ms=m, torch_ms=t, ratio=m / t,
+                                           minidl_img_s=batch / m * 1e3, torch_img_s=batch / t * 1e3), c, c_step))
             print(f"  {name:15s} batch {batch:3d}  minidl {m:8.1f} ms ({batch / m * 1e3:6.0f} img/s)  "
                   f"torch {t:8.1f} ms "
-                  f"({batch / t * 1e3:6.0f} img/s)  ratio {m / t:5.2f}", flush=True)
+                  f"({batch / t * 1e3:6.0f} img/s)  ratio {m / t:5.2f}  compiled {c:8.1f} ms ratio {c / t:5.2f}",
+                  flush=True)
     return rows
 
 
@@ -375,7 +393,7 @@ def bench_gpu(args):
     rows = []
     for name in STEP_MODELS:
         m, t = compare(make_step(name, 128, "minidl", rng, "cuda"), make_step(name, 128, "torch", rng, "cuda"),
-                       args.reps, warmup=3)
+                       reps=args.reps, warmup=3)
         rows.append(dict(name=name, batch=128, device=torch.cuda.get_device_name(), minidl_ms=m, torch_ms=t,
                          ratio=m / t))
         print(f"  {name:15s} batch 128  minidl {m:8.2f} ms  torch {t:8.2f} ms  ratio {m / t:5.2f}  "
@@ -599,15 +617,22 @@ SECTIONS = {"layers": bench_layers, "steps": bench_steps, "memory": bench_memory
             "first_eval": bench_first_eval, "gpt": bench_gpt}
 
 
+def _compiled_cells(row, fmt):
+    """The compiled columns: '-' where the row was not timed compiled or the step did not replay."""
+    if row.get("compiled_ms") is None:
+        return "- | -"
+    return f"{row['compiled_ms']:{fmt}} | {row['compiled_ratio']:.2f}"
+
+
 def markdown(results):
     """The README's performance tables, from results.json."""
     out = []
     if "steps" in results:
-        out += ["| training step (SGD momentum) | batch | minidl ms | torch ms | minidl img/s | ratio |",
-                "|---|---:|---:|---:|---:|---:|"]
+        out += ["| training step (SGD momentum) | batch | minidl ms | torch ms | minidl img/s | ratio | compiled ms "
+                "| compiled ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         out += [f"| {r['name']} | {r['batch']} | {r['minidl_ms']:.1f} | {r['torch_ms']:.1f} | "
                 f"{r['minidl_img_s']:.0f} | "
-                f"{r['ratio']:.2f} |" for r in results["steps"]]
+                f"{r['ratio']:.2f} | {_compiled_cells(r, '.1f')} |" for r in results["steps"]]
         out.append("")
         seed = [r["ratio"] for r in results["steps"] if r["name"] in ("LeNet5", "InceptionNet", "ResidualNet")]
         if seed:
@@ -621,9 +646,10 @@ def markdown(results):
                 for r in results["overhead"]]
         out.append("")
     if results.get("gpt"):
-        out += ["| training step, many small ops | batch | minidl ms | torch ms | ratio |", "|---|---:|---:|---:|---:|"]
-        out += [f"| {r['name']} | {r['batch']} | {r['minidl_ms']:.1f} | {r['torch_ms']:.1f} | {r['ratio']:.2f} |"
-                for r in results["gpt"]]
+        out += ["| training step, many small ops | batch | minidl ms | torch ms | ratio | compiled ms "
+                "| compiled ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['batch']} | {r['minidl_ms']:.1f} | {r['torch_ms']:.1f} | {r['ratio']:.2f} | "
+                f"{_compiled_cells(r, '.1f')} |" for r in results["gpt"]]
         out.append("")
     if results.get("first_eval"):
         out += ["| evaluation forward, batch 1000, fresh process | minidl first / second s | torch first / second s "
