@@ -36,6 +36,7 @@ The design is Chainer's ``static_graph`` and tinygrad's ``TinyJit``, guarded as 
 What a plan assumes and cannot check: that Python values the step computes itself (not its arguments, not module or
 optimizer state) are the same on every call, as they were on the two recorded ones. Pass what changes as an argument.
 """
+import functools
 import os
 import warnings
 
@@ -103,8 +104,7 @@ def _free_variables(fn):
         return ()
     found = []
     for cell in fn.__closure__ or ():
-        read = (lambda c=cell: c.cell_contents if _filled(c) else _EMPTY)
-        found.append((read, read()))
+        found.append((functools.partial(_cell_value, cell), _cell_value(cell)))
     names = fn.__globals__
     for name in code.co_names:
         if name in names:
@@ -112,12 +112,11 @@ def _free_variables(fn):
     return tuple((read, value) for read, value in found if _watched(value))
 
 
-def _filled(cell):
+def _cell_value(cell):
     try:
-        cell.cell_contents
+        return cell.cell_contents
     except ValueError:  # a cell not bound yet
-        return False
-    return True
+        return _EMPTY
 
 
 def _same_value(now, then):
