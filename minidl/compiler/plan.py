@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import function as _function
-from ..autograd.function import _OUTPUT, _loud_floats, _quiet_floats
+from ..autograd.function import _loud_floats, _quiet_floats, _resolve_saved
 from ..autograd.grad_mode import _state as _grad_mode
 from ..autograd.tensor import Tensor
 
@@ -41,14 +41,6 @@ def _fill(template, env, as_tensor):
     if type(template) is dict:
         return {k: _fill(v, env, as_tensor) for k, v in template.items()}
     return template
-
-
-def _has_slot(template):
-    if type(template) is _Slot:
-        return True
-    if type(template) in (tuple, list):
-        return any(_has_slot(v) for v in template)
-    return type(template) is dict and any(_has_slot(v) for v in template.values())
 
 
 def _slots_in(template, out):
@@ -105,7 +97,7 @@ class _Op(_Entry):
 
     def __init__(self, cls, params, ins, out, saves, node, needs, xp):
         self.cls, self.params, self.ins, self.out = cls, params, ins, out
-        self.array_params = _has_slot(params)
+        self.array_params = bool(_slots_in(params, []))
         self.saves, self.node, self.needs, self.xp = saves, node, needs, xp
 
     def run(self, env, state):
@@ -115,14 +107,11 @@ class _Op(_Entry):
         if type(out) is not _NDARRAY:
             out = self.xp.asarray(out)
         env[self.out] = out
-        to_save = fn._to_save
         for i, s in self.saves:
-            env[s] = to_save[i]
-        if self.node is not None:  # as Function.apply's _resolve_saved, with arrays where it keeps input Tensors
+            env[s] = fn._to_save[i]
+        if self.node is not None:  # as Function.apply does; no input Tensors here, so saved inputs stay arrays
             fn.needs_input_grad = self.needs
-            fn._saved = tuple(_OUTPUT if (a is out or a is raw) else a for a in to_save)
-            fn._out = out
-            fn._to_save = ()
+            _resolve_saved(fn, (), raw, out)
             env[self.node] = fn
 
     def reads(self):
@@ -288,17 +277,17 @@ class Plan:
             raise _Differ("the results differ in kind between the two recorded calls")
         self.template = [None] * second.n
         self.externals, self.guards = [], []
-        for (s1, o1, _), (s2, o2, op2) in zip(first.unknown, second.unknown):
+        for (s1, (o1, _)), (s2, (o2, op2)) in zip(first.unknown.items(), second.unknown.items()):
             if s1 != s2:
                 raise _Differ(f"{op2}: its inputs come from different places in the two recorded calls")
+            a1, a2 = _array(o1), _array(o2)
+            numbers = id(a1) in first.constants and id(a2) in second.constants  # arrays of Python numbers
             if o1 is o2 and isinstance(o2, Tensor):  # a parameter, a buffer, a tensor the step closes over: read live
                 self.externals.append((s2, o2))
-                a = o2._data
-                self.guards.append((o2, a.shape, a.dtype, a.strides, o2.requires_grad))
-            elif o1 is o2 or (id(_array(o1)) in first.constants and id(_array(o2)) in second.constants
-                              and _same(_array(o1), _array(o2))):  # one array; an array of Python numbers
-                self.template[s2] = _array(o2)
-            elif id(_array(o1)) in first.constants and id(_array(o2)) in second.constants:
+                self.guards.append((o2, a2.shape, a2.dtype, a2.strides, o2.requires_grad))
+            elif o1 is o2 or (numbers and _same(a1, a2)):  # one array; equal numbers
+                self.template[s2] = a2
+            elif numbers:
                 raise _Differ(f"{op2}: a Python number differs between the two recorded calls (pass what changes as a "
                               "tensor argument)")
             else:

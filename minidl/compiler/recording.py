@@ -18,8 +18,7 @@ class Recording:
         self.slot_of = {}    # id(array) -> slot (every array is kept alive in ``keep`` so that ids stay unique)
         self.keep = []
         self.n = 0
-        self.unknown = []    # (slot, the Tensor or raw array it came from, the op that read it first)
-        self.outside = set()  # their slots
+        self.unknown = {}    # slot -> (the Tensor or raw array from outside the step, the op that read it first)
         self.node_slot = {}  # id(Function node) -> the slot that holds it in a replay
         self.modules = {}    # id(module) -> every module the call ran
         self.constants = set()  # ids of arrays made from Python numbers (autograd.capturing.constant)
@@ -47,8 +46,7 @@ class Recording:
             s = self._new(a)
             if owner is None:  # a raw array handed to an op as a parameter: a module's buffer (BatchNorm's)?
                 owner = self._owner(a)
-            self.unknown.append((s, a if owner is None else owner, op))
-            self.outside.add(s)
+            self.unknown[s] = (a if owner is None else owner, op)
         return s
 
     def _owner(self, a):
@@ -63,7 +61,7 @@ class Recording:
         capture."""
         if isinstance(value, Tensor):  # a tensor the step computed, or one from outside kept as itself (a parameter)
             s = self.slot_of.get(id(value._data)) if tensors else None
-            return value if s is None or s in self.outside else _Slot(s)
+            return value if s is None or s in self.unknown else _Slot(s)
         if backend.is_device_array(value):
             if id(value) in self.slot_of or not tensors:
                 return _Slot(self._ref(value, None, op))
@@ -118,10 +116,9 @@ class Recording:
             if len(self.unknown) == seen and all(x is None or id(_array(x)) in self.slot_of
                                                   for x in (grads if isinstance(grads, tuple) else (grads,))):
                 return grads
-            for s, obj, _ in self.unknown[seen:]:  # raw arrays met inside: forgotten, the call replaces its ops
-                self.slot_of.pop(id(_array(obj)), None)
-                self.outside.discard(s)
-            del self.entries[mark:], self.unknown[seen:]
+            for s in list(self.unknown)[seen:]:  # raw arrays met inside: forgotten, the call replaces its ops
+                self.slot_of.pop(id(_array(self.unknown.pop(s)[0])), None)
+            del self.entries[mark:]
         else:
             with suspended():
                 grads = node.backward(grad)
