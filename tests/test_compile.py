@@ -34,10 +34,12 @@ def _batches(shape, n, steps, classes=10, seed=0, dtype=np.float32):
 
 
 def _train(make_model, batches, compiled, opt="sgd", schedule=False, clip=None, **options):
-    """Train a fresh model (seed 0) on ``batches`` with a whole step, eager or compiled: (model, losses, step)."""
+    """Train a fresh model (seed 0) on ``batches`` with a whole step, eager or compiled (True: the step; "module": only
+    the model, ``model = minidl.compile(model)``): (model, losses, what was compiled)."""
     minidl.manual_seed(0)
     model = make_model()
     model.train()
+    net = minidl.compile(model, **options) if compiled == "module" else model
     if opt == "sgd":
         optimizer = minidl.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
     else:
@@ -47,7 +49,7 @@ def _train(make_model, batches, compiled, opt="sgd", schedule=False, clip=None, 
 
     def step(x, y):
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(net(x), y)
         loss.backward()
         if clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -56,10 +58,10 @@ def _train(make_model, batches, compiled, opt="sgd", schedule=False, clip=None, 
             scheduler.step()
         return loss
 
-    if compiled:
+    if compiled is True:
         step = minidl.compile(step, **options)
     losses = [step(x, y).item() for x, y in batches]
-    return model, losses, step
+    return model, losses, net._compiled if compiled == "module" else step
 
 
 def _same_state(a, b):
@@ -69,10 +71,10 @@ def _same_state(a, b):
         assert np.array_equal(sa[k].numpy(), sb[k].numpy()), k
 
 
-def _check_twins(make_model, shape, n=8, steps=6, **kw):
+def _check_twins(make_model, shape, n=8, steps=6, how=True, **kw):
     batches = _batches(shape, n, steps)
     eager, eager_losses, _ = _train(make_model, batches, False, **kw)
-    compiled, losses, step = _train(make_model, batches, True, **kw)
+    compiled, losses, step = _train(make_model, batches, how, **kw)
     assert step.replays == steps - 3, "warm-up, two recorded calls, then replays"
     assert losses == eager_losses
     _same_state(eager, compiled)
@@ -81,17 +83,19 @@ def _check_twins(make_model, shape, n=8, steps=6, **kw):
 SEED_NETS = ["LeNet5", "InceptionNet", "ResidualNet"]
 
 
+@pytest.mark.parametrize("how", [True, "module"])
 @pytest.mark.parametrize("name", SEED_NETS)
-def test_seed_nets_train_to_the_same_bits_compiled(name):
-    _check_twins(getattr(models, name), (1, 28, 28))
+def test_seed_nets_train_to_the_same_bits_compiled(name, how):
+    _check_twins(getattr(models, name), (1, 28, 28), how=how)
 
 
-def test_batchnorm_statistics_and_count_update_on_every_replay():
+@pytest.mark.parametrize("how", [True, "module"])
+def test_batchnorm_statistics_and_count_update_on_every_replay(how):
     def make():
         return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
     batches = _batches((1, 28, 28), 4, 7)
     eager, _, _ = _train(make, batches, False)
-    compiled, _, step = _train(make, batches, True)
+    compiled, _, step = _train(make, batches, how)
     assert step.replays == 4
     assert compiled[1].num_batches_tracked.item() == 7
     _same_state(eager, compiled)
@@ -356,7 +360,10 @@ def test_data_made_by_raw_code_and_numpy_arrays_end_the_capture():
 
 def test_a_graph_for_a_later_backward_runs_eagerly_and_stays_right():
     lin = nn.Linear(3, 2)
-    f = minidl.compile(lin)
+
+    @minidl.compile
+    def f(x):  # a function, not a module: its result's graph is not captured (compile the whole step)
+        return lin(x)
     x = minidl.ones(4, 3)
     with pytest.warns(CompileWarning, match="carries a graph"):
         for _ in range(4):
@@ -372,6 +379,109 @@ def test_a_gradient_into_an_argument_ends_the_capture():
     with pytest.warns(CompileWarning, match="tensor argument"):
         grads = [f(minidl.full((2,), float(i), requires_grad=True)) for i in range(5)]
     assert [g.tolist() for g in grads] == [[2.0 * i] * 2 for i in range(5)]
+
+
+# -- a compiled module under grad: its forward replayed, its backward one node ----------------------------------
+def _inner_twins():
+    """pre -> mid -> post, twice (seed 0): eager, and with ``mid`` compiled, so that the compiled module's input is a
+    tensor made by earlier ops and its gradient must reach ``pre``."""
+    nets = []
+    for _ in range(2):
+        minidl.manual_seed(0)
+        nets.append(nn.Sequential(nn.Linear(5, 6), nn.Sequential(nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 4)),
+                                  nn.Linear(4, 3)))
+    nets[1][1] = minidl.compile(nets[1][1])
+    return nets
+
+
+def _grads(net):
+    return [None if p.grad is None else p.grad.numpy().copy() for p in net.parameters()]
+
+
+def test_a_compiled_module_passes_gradients_to_earlier_ops_and_its_own_parameters():
+    eager, compiled = _inner_twins()
+    for i in range(6):
+        x, y = _xy(7, i)[0][:, :5], minidl.tensor(np.arange(7) % 3)
+        x.requires_grad_(True)
+        got = []
+        for net in (eager, compiled):
+            net.zero_grad()
+            x.grad = None
+            F.cross_entropy(net(x), y).backward()
+            got.append(_grads(net) + [x.grad.numpy()])
+        assert [np.array_equal(a, b) for a, b in zip(*got)] == [True] * 9
+    assert compiled[1]._compiled.replays == 3
+
+
+def test_a_compiled_module_keeps_the_rules_of_a_graph():
+    eager, compiled = _inner_twins()
+    x = minidl.ones(4, 5)
+    for _ in range(3):
+        compiled(x).sum().backward()
+    for net in (eager, compiled):
+        net.zero_grad()
+        inner = net[1](net[0](x))
+        loss = inner.sum()
+        loss.backward(retain_graph=True)
+        loss.backward()  # retained: a second backward adds the same gradients again
+        with pytest.raises(RuntimeError, match="second time"):
+            loss.backward()
+    assert inner.grad_fn.grad_fn_name == "CompiledFunctionBackward"
+    assert [np.array_equal(a, b) for a, b in zip(_grads(eager)[:6], _grads(compiled)[:6])] == [True] * 6
+    inner = compiled[1](compiled[0](x))
+    with minidl.no_grad():
+        compiled[1]._orig_mod[0].weight.mul_(2)  # read by the backward, changed before it: refused, as eager
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        inner.sum().backward()
+    with pytest.raises(RuntimeError, match="compiled module"):  # not differentiable twice: said, not wrong
+        h = compiled[0](x)
+        g, = minidl.autograd.grad(compiled[1](h).sum(), h, create_graph=True)
+        g.sum().backward()
+
+
+def test_a_compiled_module_reads_each_argument_it_was_given():
+    lin = nn.Linear(3, 3)
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, a, b):
+            return self.lin(a) * b
+
+    f = minidl.compile(Two())
+    x = minidl.ones(2, 3)
+    for _ in range(4):
+        f(x, x)  # one tensor twice: a plan for that, which must not serve two different tensors
+    a, b = _xy(2, 1)[0][:, :3], _xy(2, 2)[0][:, :3]
+    assert np.array_equal(f(a, b).detach().numpy(), (lin(a) * b).detach().numpy())
+
+
+def test_a_compiled_module_with_a_hook_or_several_outputs_runs_eagerly():
+    lin = nn.Linear(3, 2)
+    lin.weight.register_hook(lambda g: g * 2)
+    f = minidl.compile(lin)
+    x = minidl.ones(4, 3)
+    with pytest.warns(CompileWarning, match="hook"):
+        for _ in range(4):
+            lin.zero_grad()
+            f(x).sum().backward()
+    assert np.allclose(lin.weight.grad.numpy(), 2 * 4 * np.ones((2, 3)))
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, x):
+            y = self.lin(x)
+            return y, y * 2
+    g = minidl.compile(Pair())
+    with pytest.warns(CompileWarning, match="several tensors"):
+        for _ in range(4):
+            a, b = g(x)
+            (a.sum() + b.sum()).backward()
 
 
 # -- the surface -----------------------------------------------------------------------------------------------
@@ -439,6 +549,7 @@ ZOO = {"resnet18": lambda: models.resnet18(num_classes=10, small_input=True),
 
 
 @exhaustive
+@pytest.mark.parametrize("how", [True, "module"])
 @pytest.mark.parametrize("name", list(ZOO))
-def test_zoo_trains_to_the_same_bits_compiled(name):
-    _check_twins(ZOO[name], (3, 32, 32), n=2, steps=5)
+def test_zoo_trains_to_the_same_bits_compiled(name, how):
+    _check_twins(ZOO[name], (3, 32, 32), n=2, steps=5, how=how)

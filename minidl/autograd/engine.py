@@ -38,8 +38,10 @@ def _producers(roots):
 
 
 def _needed(count, targets):
-    """The nodes from which a gradient reaches a node in ``targets`` (autograd.grad runs only those)."""
-    needed, order = set(targets), [n for n in count if count[n] == 0]
+    """The nodes from which a gradient reaches a node in ``targets`` (autograd.grad runs only those). A target's own
+    node is among them only if it leads to another target, as in torch: ``grad(y, x)`` with ``x`` made by earlier
+    ops does not run the backward of the op that made ``x``."""
+    needed, reach, order = set(), set(targets), [n for n in count if count[n] == 0]
     pending, topo = dict(count), []
     while order:  # a topological order, then back from the targets
         node = order.pop()
@@ -50,8 +52,9 @@ def _needed(count, targets):
                 if pending[e] == 0:
                     order.append(e)
     for node in reversed(topo):
-        if any(e in needed for e in node._edges if e is not None):
+        if any(e in reach for e in node._edges if e is not None):
             needed.add(node)
+            reach.add(node)
     return needed
 
 

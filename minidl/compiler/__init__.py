@@ -8,7 +8,7 @@
         optimizer.step()
         return loss
 
-    model = minidl.compile(model)      # a module: replayed where no graph is kept (eval, no_grad)
+    model = minidl.compile(model)      # a module: its forward replayed, and under grad its backward as one node
 
 The design is Chainer's ``static_graph`` and tinygrad's ``TinyJit``, guarded as torch.compile is:
 
@@ -33,6 +33,12 @@ The design is Chainer's ``static_graph`` and tinygrad's ``TinyJit``, guarded as 
    and every random op draws from the generator then; BatchNorm's running statistics update in place as in eager
    mode. Slots are dropped after their last use, so a replay holds no more memory than the eager step.
 
+A compiled module called under grad (an ordinary training loop around ``model = minidl.compile(model)``) is captured
+with its backward: after its forward, each recorded call runs its graph backward once with a stand-in gradient to the
+arguments and parameters that require grad (``.grad`` untouched; Recording.record_backward), and a replay returns one
+Tensor whose node replays those backward entries (plan.py, _ReplayNode): the loss, ``backward()`` and the optimizer
+stay the caller's, eager.
+
 What a plan assumes and cannot check: that Python values the step computes itself (not its arguments, not module or
 optimizer state) are the same on every call, as they were on the two recorded ones. Pass what changes as an argument.
 """
@@ -46,7 +52,7 @@ from ..autograd.grad_mode import _state as _grad_mode
 from ..autograd.tensor import Tensor
 from ..nn.module import Module
 from .plan import Plan, _Differ
-from .recording import Recording
+from .recording import Recording, _tensors_in
 
 __all__ = ["compile", "CompileWarning", "CompiledFunction", "OptimizedModule", "Plan", "Recording"]
 
@@ -128,7 +134,7 @@ def _same_value(now, then):
 class CompiledFunction:
     """What :func:`compile` returns for a function: call it as the function."""
 
-    def __init__(self, fn, warmup=1, cache_size=8, disable=False):
+    def __init__(self, fn, warmup=1, cache_size=8, disable=False, module=False):
         if not callable(fn):
             raise TypeError(f"compile: expected a function or a Module, got {type(fn).__name__}")
         if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
@@ -144,12 +150,14 @@ class CompiledFunction:
         self.modules = []   # every module a recording ran: their train/eval flags are part of the key
         self.eager_reasons = []  # why each key that stopped capturing runs eagerly (also warned, once)
         self.replays = 0
+        self.module = module  # a module's forward: under grad, its backward is captured too (Recording.record_backward)
 
     def _key(self, args, kwargs):
         tensors = []
         rest = _arguments((args, kwargs), tensors)
-        sig = tuple((t._data.shape, t._data.dtype.str, t._data.strides, type(t._data), t.requires_grad)
-                    for t in tensors)
+        ids = [id(t._data) for t in tensors]  # which arguments are one array (f(x, x)): a plan reads one slot for both
+        sig = tuple((t._data.shape, t._data.dtype.str, t._data.strides, type(t._data), t.requires_grad, ids.index(i))
+                    for t, i in zip(tensors, ids))
         key = (rest, sig, _grad_mode.enabled, backend.default_dtype(), tuple(m.training for m in self.modules))
         try:
             hash(key)
@@ -185,6 +193,9 @@ class CompiledFunction:
         _trace.record, _trace.capture = rec.op, rec
         try:
             result = self.fn(*args, **kwargs)
+            if self.module and rec.failed is None and isinstance(result, (Tensor, tuple, list)) \
+                    and any(t.grad_fn is not None for t in _tensors_in(result)):
+                rec.record_backward(result)
         finally:
             _trace.record = _trace.capture = None
         out = rec.finish(result)
@@ -225,7 +236,7 @@ class OptimizedModule(Module):
     def __init__(self, mod, **options):
         super().__init__()
         self._orig_mod = mod
-        object.__setattr__(self, "_compiled", CompiledFunction(mod, **options))
+        object.__setattr__(self, "_compiled", CompiledFunction(mod, module=True, **options))
 
     def forward(self, *args, **kwargs):
         return self._compiled(*args, **kwargs)

@@ -3,6 +3,8 @@
 Each entry is one thing the eager step did, replayed on the slot list ``env``: a Function's forward on arrays (_Op), an
 op without a gradient (_Untracked), a node's raw backward (_Backward), the start of a backward pass (_Pass), a leaf's
 accumulation into ``.grad`` (_Accumulate), a ``replayed`` Python function called again (_Call)."""
+import weakref
+
 import numpy as np
 
 from .. import backend
@@ -293,7 +295,10 @@ class Plan:
             else:
                 raise _Differ(f"{op2}: an input made outside minidl's ops (a tensor made from Python data or NumPy "
                               "by raw code) differs between the two recorded calls")
+        if (first.mark, first.gy, first.targets, first.grads) != (second.mark, second.gy, second.targets, second.grads):
+            raise _Differ("the backward of the two recorded calls differs (where it starts, which tensors it reaches)")
         self.entries, self.inputs, self.out = second.entries, second.inputs, second.out
+        self.mark, self.gy, self.targets, self.grads = second.mark, second.gy, second.targets, second.grads
         self.modules = [(m, m.training, tuple(m._parameters.values()), tuple(m._buffers.values()),
                          tuple(m._modules.values())) for m in second.modules.values()]
         called = {e.node for e in self.entries if type(e) is _Backward}
@@ -301,6 +306,13 @@ class Plan:
             if type(e) is _Op and e.node not in called:
                 e.node = None  # a node whose backward is replayed as its ops (or never runs) is not kept
         self._free_after_last_use()
+        self.watched = ()
+        if self.mark is not None:  # the tensors whose arrays the backward reads: changed in place before it, refused
+            reads = {s for e in self.entries[self.mark:] for s in e.reads()}
+            reads.update(s for e in self.entries[:self.mark] if type(e) is _Op and e.node is not None
+                         for s in e.ins if s is not None)
+            self.watched = (tuple(i for i, s in enumerate(self.inputs) if s in reads),
+                            tuple(t for s, t in self.externals if s in reads), self.out.i in reads)
 
     def _free_after_last_use(self):
         """Each entry drops the slots it is the last to touch, as the eager step lets go of arrays."""
@@ -309,6 +321,7 @@ class Plan:
             for s in (*e.reads(), *e.writes()):
                 last[s] = i
         keep = set(_slots_in(self.out, []))
+        keep.update(s for s in self.grads or () if s is not None)  # a module's gradients, handed out by its node
         frees = [[] for _ in self.entries]
         for s, i in last.items():
             if s not in keep:
@@ -339,12 +352,28 @@ class Plan:
             env[s] = t._data
         for s, t in self.externals:
             env[s] = t._data
+        if self.mark is None:
+            self.replay(self.entries, env)
+            return _fill(self.out, env, True)
+        self.replay(self.entries[:self.mark], env)  # a module under grad: its forward now, its backward in the node
+        outside = dict(self.externals)
+        targets = [tensors[where] if kind == "arg" else outside[where] for kind, where in self.targets]
+        args, externals, out_read = self.watched
+        node = _ReplayNode(self, env, targets, [tensors[i] for i in args] + list(externals))
+        out = Tensor._make(env[self.out.i], requires_grad=True, grad_fn=node)
+        if out_read:
+            node._versions += ((weakref.ref(out), out._vc[0]),)
+        return out
+
+    @staticmethod
+    def replay(entries, env):
+        """Run ``entries`` on the slot list ``env``."""
         state, prof = _ReplayState(), _function._profiler
         grad_was = _grad_mode.enabled
         _grad_mode.enabled = False
         token = _quiet_floats()
         try:
-            for e in self.entries:
+            for e in entries:
                 if prof is None:
                     e.run(env, state)
                 else:  # minidl.profiler shows each replayed kernel by its op's name
@@ -358,7 +387,39 @@ class Plan:
         finally:
             _loud_floats(token)
             _grad_mode.enabled = grad_was
-        return _fill(self.out, env, True)
+
+
+class _ReplayNode(_function.Function):
+    """The graph node of a compiled module's replayed forward (torch's ``CompiledFunctionBackward``): its edges go to
+    the tensor arguments and parameters that require grad; its backward replays the recorded backward entries on the
+    forward's slots, with the incoming gradient in the stand-in's slot, and hands each its gradient, so the engine
+    adds them into ``.grad`` (with the leaves' hooks, DistributedDataParallel's among them) as for any node."""
+    differentiable_twice = False
+    op_name = "compiled module"
+    grad_fn_name = "CompiledFunctionBackward"
+
+    def __init__(self, plan, env, targets, watched):
+        super().__init__()
+        self.plan, self.env, self.retain = plan, env, False
+        self.needs_input_grad = (True,) * len(targets)
+        self._edges = tuple(_function.grad_node(t) for t in targets)
+        self._versions = tuple((weakref.ref(t), t._vc[0]) for t in watched)
+
+    def backward_step(self, grad, task):
+        self.retain = task.retain_graph  # a retained graph replays on a copy of the slots (the replay frees them)
+        super().backward_step(grad, task)
+
+    def backward(self, gy):
+        self._check_alive()
+        plan = self.plan
+        env = self.env.copy() if self.retain else self.env
+        env[plan.gy] = gy._data
+        plan.replay(plan.entries[plan.mark:], env)
+        return tuple(None if s is None else env[s] for s in plan.grads)
+
+    def _release(self):
+        super()._release()
+        self.env = None
 
 
 def _identical(values, recorded):

@@ -3,6 +3,7 @@ from collections.abc import Iterator
 
 from .. import backend
 from ..autograd.capturing import _trace, suspended
+from ..autograd.engine import run_backward
 from ..autograd.function import _OUTPUT
 from ..autograd.grad_mode import _state as _grad_mode
 from ..autograd.tensor import Tensor
@@ -25,6 +26,9 @@ class Recording:
         self.failed = None
         self.args = tensors
         self.inputs = [self._new(t._data) for t in tensors]
+        # a module called under grad (record_backward): where the forward ends, the stand-in gradient's slot, the
+        # tensors the gradients go to (("arg", i) or ("outside", slot)) and the slots of their gradients
+        self.mark = self.gy = self.targets = self.grads = self._target_tensors = None
 
     # the doors (autograd/capturing.py)
     def _new(self, obj):
@@ -140,7 +144,7 @@ class Recording:
             node.accumulate(grad, task.create_graph, task.handed_out)
 
     def backward_pass(self, task):
-        if task.create_graph or task.targets is not None:
+        if task.create_graph or (task.targets is not None and task.targets is not self._target_tensors):
             return self.fail("autograd.grad or backward(create_graph=True, inputs=...) inside the compiled function")
         self.entries.append(_Pass(tuple(self._ref(g._data, g, "backward") for g in task.buffers.values())))
 
@@ -173,9 +177,48 @@ class Recording:
     def module(self, m):
         self.modules.setdefault(id(m), m)
 
+    def record_backward(self, result):
+        """A compiled module called under grad: ``result``, one Tensor carrying the call's graph, is run backward here
+        with a stand-in gradient in a slot of its own, to the tensor arguments and the tensors from outside (the
+        parameters) that require grad, as autograd.grad does (``.grad`` untouched, nothing made before the call run);
+        the graph stays for the caller's own backward. A replay then returns a Tensor whose one node replays these
+        backward entries (compiler/plan.py, _ReplayNode)."""
+        if not isinstance(result, Tensor):
+            return self.fail("the module returned several tensors that need gradients (compile the whole training "
+                             "step instead: forward, backward and optimizer step)")
+        if self.slot_of.get(id(result._data)) in self.unknown:
+            return self.fail("the module returned a tensor from outside the call")
+        spec, tensors = [], []
+        for i, t in enumerate(self.args):
+            if t.requires_grad and not any(t is u for u in tensors):
+                spec.append(("arg", i))
+                tensors.append(t)
+        for s, (o, _) in self.unknown.items():
+            if isinstance(o, Tensor) and o.requires_grad and not any(o is u for u in tensors):
+                spec.append(("outside", s))
+                tensors.append(o)
+        for t in tensors:
+            if (t._hooks if t.grad_fn is None else t.grad_fn._hooks):
+                return self.fail("a hook on the gradient of an argument or a parameter of the compiled module")
+        self.mark, self.targets, self._target_tensors = len(self.entries), tuple(spec), tensors
+        gy = Tensor._make(backend.get_array_module(result._data).ones_like(result._data))  # values never read
+        self.gy = self._new(gy._data)
+        grads = run_backward([result], [gy], True, False, tensors)
+        if self.failed is not None:
+            return None
+        slots = []
+        for g in grads:
+            s = None if g is None else self.slot_of.get(id(g._data))
+            if g is not None and (s is None or s in self.unknown):
+                return self.fail("a gradient that the call's ops did not compute")
+            slots.append(s)
+        self.grads = tuple(slots)
+        return None
+
     def finish(self, result):
-        """The call returned ``result``: its tensors as slots (a graph still to be run backward cannot be replayed)."""
-        if self.failed is None:
+        """The call returned ``result``: its tensors as slots (a graph still to be run backward cannot be replayed,
+        unless record_backward wrote its backward down)."""
+        if self.failed is None and self.mark is None:
             for t in _tensors_in(result):
                 fn = t.grad_fn
                 if fn is not None and fn._saved is not None:
