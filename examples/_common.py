@@ -111,6 +111,9 @@ def parser(description, epochs, lr, batch_size=128, distributed=True, progress=T
         p.add_argument("--monitor", action="store_true",
                        help="record every layer's activation and gradient statistics at each step (minidl.utils."
                             "Monitor) and write them as monitor.png in the run folder")
+    p.add_argument("--compile", action="store_true",
+                   help="minidl.compile the model: after a warm-up step and two recorded ones, each training and test "
+                        "batch shape replays its forward and backward without building the graph op by op")
     if distributed:
         p.add_argument("--distributed", action="store_true",
                        help="data-parallel over the processes of an MPI job: mpiexec -n 2 python %(prog)s "
@@ -297,9 +300,11 @@ def run(model_fn, args, name):
     else:
         train_loader = data.DataLoader(train_set, args.batch_size, shuffle=True, device=args.device)
         test_loader = data.DataLoader(test_set, 1000, device=args.device)
-    model = model_fn().to(args.device)
+    net = model = model_fn().to(args.device)  # net: the plain model (figures, monitor)
     if rank == 0 and resumed is None:
         utils.summary(model, (1, 1, 28, 28), device=args.device)
+    if getattr(args, "compile", False):  # checkpoints stay the plain model's (utils.save_checkpoint unwraps it)
+        model = minidl.compile(model)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
         say(f"distributed: {world} processes, {args.batch_size // world} images each per step")
@@ -328,7 +333,7 @@ def run(model_fn, args, name):
     monitor = None
     if getattr(args, "monitor", False) and rank == 0:
         # each layer's input: with functional activations (F.relu) that is the previous layer's activation
-        monitor = utils.Monitor(model.module if world > 1 else model, inputs=True,
+        monitor = utils.Monitor(net, inputs=True,
                                 path=os.path.join(folder, "monitor.png"), title=name)  # fit redraws it each epoch
     t0 = time.perf_counter()
     try:
@@ -347,8 +352,7 @@ def run(model_fn, args, name):
     save(args.epochs, history, test_acc=result["acc"])  # the last epoch's checkpoint, with its test accuracy
     if rank != 0:
         return result["acc"], elapsed
-    model = model.module if world > 1 else model
-    written, prf = _figures(model, history, result, train, test, monitor, folder, name, args)
+    written, prf = _figures(net, history, result, train, test, monitor, folder, name, args)
     train_s = sum(history["seconds"])
     print(f"test accuracy: {100 * result['acc']:.2f}%  (macro F1 {prf['macro_f1']:.4f}; training {train_s:.1f} s "
           f"for {args.epochs} epochs, evaluation {sum(history['test_seconds']):.1f} s)")

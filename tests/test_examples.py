@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -114,6 +115,31 @@ def test_an_interrupted_then_resumed_run_ends_with_the_weights_of_an_uninterrupt
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         np.testing.assert_array_equal(va.numpy(), vb.numpy(), err_msg=k)
     assert ra["extra"]["history"]["train_loss"] == rb["extra"]["history"]["train_loss"]
+
+
+def test_compile_flag_trains_to_the_weights_of_the_eager_run_and_replays(tmp_path, monkeypatch):
+    """--compile: minidl.compile(model); training and test batches replay, and the run ends with the eager run's
+    weights (reproducible mode), in a checkpoint of the plain model."""
+    (tmp_path / "nodata").mkdir()
+    flags = ["--epochs", "3", "--train-size", "512", "--batch-size", "64", "--no-download", "--no-progress",
+             "--data-dir", str(tmp_path / "nodata")]
+    p = _common.parser("test", epochs=3, lr=3e-3)
+    made, compile_ = [], minidl.compile
+    monkeypatch.setattr(_common.minidl, "compile", lambda model: made.append(compile_(model)) or made[-1])
+    minidl.use_deterministic_algorithms(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", minidl.compiler.CompileWarning)
+            for name, extra in (("eager", []), ("compiled", ["--compile"])):
+                _common.run(models.LeNet5, p.parse_args(flags + extra + ["--out-dir", str(tmp_path / name)]), "lenet5")
+    finally:
+        minidl.use_deterministic_algorithms(False)
+    assert made and made[0]._compiled.replays >= 8 * 3 - 3  # every training step after the first three, and tests
+    a, b = models.LeNet5(), models.LeNet5()
+    for model, name in ((a, "eager"), (b, "compiled")):
+        minidl.utils.load_checkpoint(glob.glob(str(tmp_path / name / "*" / "checkpoint.npz"))[0], model)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        np.testing.assert_array_equal(va.numpy(), vb.numpy(), err_msg=k)
 
 
 def _in_a_terminal(cmd, cwd, width=150):

@@ -88,7 +88,8 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, **e
     (a temporary file in the same folder, then an atomic rename).
 
     In a distributed job only rank 0 writes (the replicas are equal) and every rank waits until it has; a
-    DistributedDataParallel model is saved as its wrapped module, so any world size (or one process) loads it."""
+    DistributedDataParallel model is saved as its wrapped module, so any world size (or one process) loads it; so is
+    a ``minidl.compile``d one, so a checkpoint does not depend on whether the run was compiled."""
     from .. import distributed as dist
     model = _unwrap(model)
     if dist.world_size() > 1:
@@ -109,9 +110,13 @@ def _save(path, model, optimizer, scheduler, epoch, extra):
 
 
 def _unwrap(model):
-    """The module inside a DistributedDataParallel (its state_dict keys are the plain model's)."""
+    """The module inside a DistributedDataParallel or a minidl.compile OptimizedModule, at any depth (its state_dict
+    keys are the plain model's)."""
+    from ..compiler import OptimizedModule
     from ..nn.parallel import DistributedDataParallel
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    while isinstance(model, (DistributedDataParallel, OptimizedModule)):
+        model = model.module if isinstance(model, DistributedDataParallel) else model._orig_mod
+    return model
 
 
 def _write(path, meta, arrays):
