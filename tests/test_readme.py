@@ -376,3 +376,4 @@ def test_the_accuracy_benchmark_still_runs():
     tensors). One epoch of LeNet-5 under both engines, from the same weights, on the same batches."""
     row = _module("train_vs_torch").run("LeNet5", "mnist-subset", 128, 3e-3, 1, 0)
     assert row["minidl_acc"] > 0.8 and row["torch_acc"] > 0.8 and abs(row["minidl_acc"] - row["torch_acc"]) < 0.05
+    assert abs(row["compiled_acc"] - row["minidl_acc"]) < 0.05 and row["compiled_s"] > 0
