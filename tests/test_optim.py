@@ -216,3 +216,86 @@ def test_torchs_implementation_flags_are_accepted_and_checked():
             getattr(torch.optim, cls.__name__)([torch.nn.Parameter(torch.ones(3))], foreach=True, fused=True)
         with pytest.raises(NotImplementedError, match=f"{cls.__name__}: differentiable=True"):
             cls([w], differentiable=True)
+
+
+FLAT_CASES = [(optim.SGD, dict(lr=0.1)), (optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=1e-2)),
+              (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, maximize=True)),
+              (optim.SGD, dict(lr=0.1, momentum=0.5, dampening=0.3)),
+              (optim.Adam, dict(lr=1e-2)), (optim.Adam, dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
+              (optim.AdamW, dict(lr=1e-2)), (optim.AdamW, dict(lr=1e-2, maximize=True, amsgrad=True))]
+
+
+def _flat_twins(shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    return [[nn.Parameter(minidl.tensor(v.copy())) for v in values] for _ in range(2)]
+
+
+@pytest.mark.parametrize("flag", ["fused", "foreach"])
+@pytest.mark.parametrize("cls, kw", FLAT_CASES)
+def test_flat_step_gives_the_per_parameter_steps_bits(cls, kw, flag):
+    """fused=True / foreach=True (one flat array per group, optim/flat.py) against the reference loop, bit for bit,
+    over steps after a state reloaded and a parameter replaced (the group is made flat again), a step where a parameter
+    has no gradient (that step runs the loop on the shared state), and a group large enough to be split across
+    threads; 0-d and empty parameters too."""
+    shapes = [(3, 4), (5,), (), (0,), (400, 400)]
+    ref, flat = _flat_twins(shapes)
+    a, b = cls(ref, **kw), cls(flat, **{flag: True}, **kw)
+    assert all(p._data.base is not None for p in flat)  # the parameters are views into the group's array
+    rng = np.random.default_rng(1)
+    for step in range(7):
+        grads = [rng.standard_normal(p.shape).astype(np.float32) for p in ref]
+        for i, (p, q) in enumerate(zip(ref, flat)):
+            missing = step == 6 and i == 1
+            p.grad = None if missing else minidl.tensor(grads[i].copy())
+            q.grad = None if missing else minidl.tensor(grads[i].copy())
+        a.step()
+        b.step()
+        if step < 6:
+            assert b._flats[id(b.param_groups[0])][1] is not None, "the flat step ran"
+        if step == 3:  # a reloaded state (new arrays) and a replaced parameter array: flat again, same numbers
+            b.load_state_dict(b.state_dict())
+            flat[0].data = minidl.tensor(flat[0].detach().numpy().copy())
+        for p, q in zip(ref, flat):
+            np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+    sa, sb = a.state_dict(), b.state_dict()
+    for i in sa["state"]:
+        for k, v in sa["state"][i].items():
+            np.testing.assert_array_equal(np.asarray(v), np.asarray(sb["state"][i][k]), err_msg=f"{i} {k}")
+
+
+def test_a_group_that_cannot_be_flat_runs_the_loop():
+    """Mixed dtypes (or a view of another array, or shared memory): the reference loop, the same numbers."""
+    p32 = nn.Parameter(minidl.ones(3))
+    p64 = nn.Parameter(minidl.ones(3, dtype=minidl.float64))
+    opt = optim.Adam([p32, p64], lr=0.1, fused=True)
+    assert p32._data.base is None
+    for p in (p32, p64):
+        p.grad = minidl.ones(3, dtype=p.dtype)
+    opt.step()
+    assert np.allclose(p32.detach().numpy(), 0.9) and np.allclose(p64.detach().numpy(), 0.9)
+
+
+def test_a_copied_flat_optimizer_updates_its_own_parameters():
+    import copy
+    model = nn.Linear(3, 2)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=True)
+    model2, opt2 = copy.deepcopy((model, opt))
+    for m, o in ((model, opt), (model2, opt2)):
+        m(minidl.ones(1, 3)).sum().backward()
+        o.step()
+    np.testing.assert_array_equal(model.weight.detach().numpy(), model2.weight.detach().numpy())
+    assert model2.weight._data.base is not model.weight._data.base
+
+
+@pytest.mark.parametrize("kw", [dict(momentum=0.9, weight_decay=1e-2), dict(momentum=0.9, maximize=True)])
+def test_sgd_momentum_of_a_0d_parameter_moves(kw):
+    """A 0-d parameter's decayed or negated gradient is a NumPy scalar: its momentum buffer was once a scalar copy
+    that the in-place updates never changed (silently wrong steps); torch's numbers."""
+    p, t = nn.Parameter(minidl.tensor(np.float32(0.7))), torch.nn.Parameter(torch.tensor(np.float32(0.7)))
+    a, b = optim.SGD([p], lr=0.1, **kw), torch.optim.SGD([t], lr=0.1, **kw)
+    for g in np.random.default_rng(0).standard_normal(5).astype(np.float32):
+        p.grad, t.grad = minidl.tensor(g), torch.tensor(g)
+        a.step()
+        b.step()
+    np.testing.assert_allclose(p.item(), t.item(), rtol=1e-6)

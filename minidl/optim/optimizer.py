@@ -63,16 +63,21 @@ class Optimizer:
             if method is not None and not getattr(method, "__profiled__", False):
                 setattr(cls, label, replayed(profiled_method(method, label)))
 
-    def __init__(self, params, defaults):
+    def __init__(self, params, defaults, flat=False):
         self.defaults = defaults
         self.state = defaultdict(dict)  # as torch: custom optimizers index it directly
         self.param_groups = []
+        self._flat = flat   # fused=True / foreach=True: each group's parameters as views into one array (optim/flat.py)
+        self._flats = {}    # id(group) -> (group, its FlatGroup or None where it cannot be flat)
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         for g in groups:
             self.add_param_group(g)
+        if flat:
+            for g in self.param_groups:
+                self._flat_group(g)  # the parameters become views now, before anyone takes a reference
 
     def add_param_group(self, group):
         if not isinstance(group, dict):
@@ -123,6 +128,12 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            flat = self._flat_group(group) if self._flat else None
+            if flat is not None and flat.ready():  # one update over the whole group: the loop below's bits
+                flat.step(self._update, group, group.get("maximize"))
+                for p in group["params"]:
+                    p._vc[0] += 1
+                continue
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -134,10 +145,31 @@ class Optimizer:
                     g = -g
                 self._update(p._data, g, self.state[p], group)
                 p._vc[0] += 1  # changed in place: a graph that saved p can no longer run backward (as torch)
+            if flat is not None:  # some parameter had no gradient: the loop moved some states' counts, not all, so
+                flat.state = None  # the group is made flat again from the states at the next step (not, if they differ)
         return loss
 
     def _update(self, p, g, state, group):
         raise NotImplementedError
+
+    def _flat_group(self, group):
+        """The group's FlatGroup (made again where a parameter or a state was replaced), or None where it cannot be
+        flat."""
+        from .flat import FlatGroup, _eligible
+        params = group["params"]
+        known = self._flats.get(id(group))
+        if known is not None and known[0] is group:
+            flat, arrays = known[1], known[2]
+            if flat is not None and flat.intact(params, self.state):
+                return flat
+            if flat is None and arrays == tuple(id(p._data) for p in params):
+                return None
+        before = known[1].values if known is not None and known[0] is group and known[1] is not None else None
+        flat = FlatGroup(params, self.state) if params and _eligible(params, before) else None
+        if flat is not None and flat.state is None:  # states that cannot be one (steps that differ): per parameter
+            flat = None
+        self._flats[id(group)] = (group, flat, tuple(id(p._data) for p in params))
+        return flat
 
     # -- saving ----------------------------------------------------------------------------------
     def state_dict(self):
@@ -205,7 +237,7 @@ class Optimizer:
                         "new process would update a copy of it and its steps would be lost. Make the optimizer "
                         "inside each process over the shared parameters (as Hogwild does), or send it before its "
                         "first step")
-        return self.__dict__
+        return {**self.__dict__, "_flats": {}}  # a copy makes its own flat arrays (a copied view is not a view)
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]

@@ -28,15 +28,18 @@ def _moments(m, v, g, b1, b2):
 
 def _implementation(name, foreach, fused, capturable, differentiable):
     """torch's choices of how an update runs (``foreach``: one call over a list of tensors; ``fused``: one kernel;
-    ``capturable``: for CUDA graphs), accepted so that programs pass them unchanged. minidl has one implementation:
-    each parameter updated in place by NumPy's (or CuPy's) in-place operations, and on a GPU by one fused kernel per
-    parameter where it can (kernels.fused_step). Measured on the CPU, the optimizer is 0.5-2.5% of a seed net's
-    training step (benchmarks/NOTES.md, change 40), so a flat-buffer variant would save no more than that."""
+    ``capturable``: for CUDA graphs). The default (None) is the reference: each parameter updated in place by NumPy's
+    (or CuPy's) in-place operations, and on a GPU by one fused kernel per parameter where it can
+    (kernels.fused_step). ``fused=True`` or ``foreach=True``: each group's parameters become views into one flat array
+    and a step updates it whole (optim/flat.py; the same bits). Returns whether to go flat. Measured on the CPU, the
+    optimizer is 0.5-2.5% of a seed net's training step (benchmarks/NOTES.md, change 40) and about 7% of the tiny
+    GPT's (41 small parameters): flat pays where parameters are many and small."""
     if foreach and fused:
         raise RuntimeError(f"{name}: `fused` and `foreach` cannot be `True` together.")
     if differentiable:
         raise NotImplementedError(f"{name}: differentiable=True (a step that autograd can differentiate through) is "
                                   "not supported by minidl; the update runs on raw arrays")
+    return bool(foreach or fused)
 
 
 class _AdamFamily(Optimizer):
@@ -48,11 +51,11 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False, *,
                  foreach=None, differentiable=False, fused=None):
-        _implementation("SGD", foreach, fused, False, differentiable)
+        flat = _implementation("SGD", foreach, fused, False, differentiable)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov, maximize=maximize))
+                                      nesterov=nesterov, maximize=maximize), flat)
 
     def _update(self, p, g, state, group):
         mu = group["momentum"]
@@ -68,7 +71,9 @@ class SGD(Optimizer):
         if mu:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
+                # an array even where g is a NumPy scalar (a 0-d parameter's decayed or negated gradient), or the
+                # in-place updates below would change a copy: such a buffer once never moved
+                buf = state["momentum_buffer"] = get_array_module(p).array(g, dtype=p.dtype)
             else:
                 buf *= mu
                 buf += (1 - group["dampening"]) * g
@@ -82,9 +87,9 @@ class Adam(_AdamFamily):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False, *,
                  foreach=None, capturable=False, differentiable=False, fused=None):
-        _implementation(type(self).__name__, foreach, fused, capturable, differentiable)
+        flat = _implementation(type(self).__name__, foreach, fused, capturable, differentiable)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize))
+                                      maximize=maximize), flat)
 
     def _update(self, p, g, state, group):
         xp = get_array_module(p)

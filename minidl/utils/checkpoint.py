@@ -112,11 +112,14 @@ def _save(path, model, optimizer, scheduler, epoch, extra):
 def _unwrap(model):
     """The module inside a DistributedDataParallel or a minidl.compile OptimizedModule, at any depth (its state_dict
     keys are the plain model's)."""
-    from ..compiler import OptimizedModule
     from ..nn.parallel import DistributedDataParallel
-    while isinstance(model, (DistributedDataParallel, OptimizedModule)):
-        model = model.module if isinstance(model, DistributedDataParallel) else model._orig_mod
-    return model
+    while True:  # a compiled module is known by its one child's name, as torch's (compiler is this package's layer)
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif list(getattr(model, "_modules", {})) == ["_orig_mod"]:
+            model = model._orig_mod
+        else:
+            return model
 
 
 def _write(path, meta, arrays):
