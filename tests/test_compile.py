@@ -458,7 +458,7 @@ def test_a_compiled_module_reads_each_argument_it_was_given():
     assert np.array_equal(f(a, b).detach().numpy(), (lin(a) * b).detach().numpy())
 
 
-def test_a_compiled_module_with_a_hook_or_several_outputs_runs_eagerly():
+def test_a_compiled_module_with_a_hook_on_a_parameter_runs_eagerly():
     lin = nn.Linear(3, 2)
     lin.weight.register_hook(lambda g: g * 2)
     f = minidl.compile(lin)
@@ -469,19 +469,40 @@ def test_a_compiled_module_with_a_hook_or_several_outputs_runs_eagerly():
             f(x).sum().backward()
     assert np.allclose(lin.weight.grad.numpy(), 2 * 4 * np.ones((2, 3)))
 
-    class Pair(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin = nn.Linear(3, 2)
 
-        def forward(self, x):
-            y = self.lin(x)
-            return y, y * 2
-    g = minidl.compile(Pair())
-    with pytest.warns(CompileWarning, match="several tensors"):
-        for _ in range(4):
-            a, b = g(x)
-            (a.sum() + b.sum()).backward()
+
+class _Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x, label):
+        y = self.lin(x)
+        return {"y": y, "loss": F.cross_entropy(y * 2, label), "label": label}
+
+
+@pytest.mark.parametrize("use", ["both", "first", "second"])
+def test_a_compiled_module_with_several_outputs_passes_each_its_gradient(use):
+    """A module that returns (logits, loss), as minGPT's does: each output carries the graph; those a gradient reaches
+    hand it over, the others count as zeros."""
+    minidl.manual_seed(0)
+    eager = _Pair()
+    twin = _Pair()
+    twin.load_state_dict(eager.state_dict())
+    compiled = minidl.compile(twin)
+    for i in range(5):
+        x, label = _xy(4, i)[0][:, :3], minidl.tensor(np.arange(4) % 2)
+        got = []
+        for net, model in ((eager, eager), (compiled, twin)):
+            model.zero_grad()
+            out = net(x, label)
+            loss = {"both": out["y"].sum() + out["loss"], "first": out["y"].sum(), "second": out["loss"]}[use]
+            loss.backward()
+            got.append([model.lin.weight.grad.numpy().copy(), model.lin.bias.grad.numpy().copy(),
+                        out["loss"].item()])
+            assert out["label"] is label or np.array_equal(out["label"].numpy(), label.numpy())
+        assert [np.array_equal(a, b) for a, b in zip(*got)] == [True] * 3
+    assert compiled._compiled.replays == 2
 
 
 # -- the surface -----------------------------------------------------------------------------------------------

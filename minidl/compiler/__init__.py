@@ -193,8 +193,7 @@ class CompiledFunction:
         _trace.record, _trace.capture = rec.op, rec
         try:
             result = self.fn(*args, **kwargs)
-            if self.module and rec.failed is None and isinstance(result, (Tensor, tuple, list)) \
-                    and any(t.grad_fn is not None for t in _tensors_in(result)):
+            if self.module and rec.failed is None and any(t.grad_fn is not None for t in _tensors_in(result)):
                 rec.record_backward(result)
         finally:
             _trace.record = _trace.capture = None

@@ -33,15 +33,18 @@ class _Slot:
         return f"<slot {self.i}>"
 
 
-def _fill(template, env, as_tensor):
-    """``template`` with each _Slot replaced by its array (or a Tensor of it, ``as_tensor``)."""
+def _fill(template, env, as_tensor, made=None):
+    """``template`` with each _Slot replaced by its array (or a Tensor of it, ``as_tensor``; ``made``: the Tensors
+    already made for some slots)."""
     if type(template) is _Slot:
+        if made and template.i in made:
+            return made[template.i]
         a = env[template.i]
         return Tensor._make(a) if as_tensor else a
     if type(template) in (tuple, list):
-        return type(template)(_fill(v, env, as_tensor) for v in template)
+        return type(template)(_fill(v, env, as_tensor, made) for v in template)
     if type(template) is dict:
-        return {k: _fill(v, env, as_tensor) for k, v in template.items()}
+        return {k: _fill(v, env, as_tensor, made) for k, v in template.items()}
     return template
 
 
@@ -295,10 +298,12 @@ class Plan:
             else:
                 raise _Differ(f"{op2}: an input made outside minidl's ops (a tensor made from Python data or NumPy "
                               "by raw code) differs between the two recorded calls")
-        if (first.mark, first.gy, first.targets, first.grads) != (second.mark, second.gy, second.targets, second.grads):
+        if (first.mark, first.gy, first.targets, first.grads, first.outs) != \
+                (second.mark, second.gy, second.targets, second.grads, second.outs):
             raise _Differ("the backward of the two recorded calls differs (where it starts, which tensors it reaches)")
         self.entries, self.inputs, self.out = second.entries, second.inputs, second.out
         self.mark, self.gy, self.targets, self.grads = second.mark, second.gy, second.targets, second.grads
+        self.outs = second.outs
         self.modules = [(m, m.training, tuple(m._parameters.values()), tuple(m._buffers.values()),
                          tuple(m._modules.values())) for m in second.modules.values()]
         called = {e.node for e in self.entries if type(e) is _Backward}
@@ -312,7 +317,7 @@ class Plan:
             reads.update(s for e in self.entries[:self.mark] if type(e) is _Op and e.node is not None
                          for s in e.ins if s is not None)
             self.watched = (tuple(i for i, s in enumerate(self.inputs) if s in reads),
-                            tuple(t for s, t in self.externals if s in reads), self.out.i in reads)
+                            tuple(t for s, t in self.externals if s in reads), {s for s in self.outs if s in reads})
 
     def _free_after_last_use(self):
         """Each entry drops the slots it is the last to touch, as the eager step lets go of arrays."""
@@ -358,12 +363,14 @@ class Plan:
         self.replay(self.entries[:self.mark], env)  # a module under grad: its forward now, its backward in the node
         outside = dict(self.externals)
         targets = [tensors[where] if kind == "arg" else outside[where] for kind, where in self.targets]
-        args, externals, out_read = self.watched
+        args, externals, outs_read = self.watched
         node = _ReplayNode(self, env, targets, [tensors[i] for i in args] + list(externals))
-        out = Tensor._make(env[self.out.i], requires_grad=True, grad_fn=node)
-        if out_read:
-            node._versions += ((weakref.ref(out), out._vc[0]),)
-        return out
+        made = {}
+        for k, s in enumerate(self.outs):  # each output that carries the graph: a node that hands its gradient on
+            out = made[s] = Tensor._make(env[s], requires_grad=True, grad_fn=_OutputNode(node, k))
+            if s in outs_read:  # changed in place before the backward that reads it: refused, as in eager mode
+                node._versions += ((weakref.ref(out), out._vc[0]),)
+        return _fill(self.out, env, True, made)
 
     @staticmethod
     def replay(entries, env):
@@ -390,17 +397,17 @@ class Plan:
 
 
 class _ReplayNode(_function.Function):
-    """The graph node of a compiled module's replayed forward (torch's ``CompiledFunctionBackward``): its edges go to
-    the tensor arguments and parameters that require grad; its backward replays the recorded backward entries on the
-    forward's slots, with the incoming gradient in the stand-in's slot, and hands each its gradient, so the engine
-    adds them into ``.grad`` (with the leaves' hooks, DistributedDataParallel's among them) as for any node."""
+    """The node behind a compiled module's replayed forward: its edges go to the tensor arguments and parameters that
+    require grad; its backward replays the recorded backward entries on the forward's slots, with each output's
+    gradient (handed over by that output's _OutputNode; zeros for an output no gradient reached) in its stand-in's
+    slot, and hands each edge its gradient, so the engine adds them into ``.grad`` (with the leaves' hooks,
+    DistributedDataParallel's among them) as for any node."""
     differentiable_twice = False
     op_name = "compiled module"
-    grad_fn_name = "CompiledFunctionBackward"
 
     def __init__(self, plan, env, targets, watched):
         super().__init__()
-        self.plan, self.env, self.retain = plan, env, False
+        self.plan, self.env, self.retain, self.given = plan, env, False, {}
         self.needs_input_grad = (True,) * len(targets)
         self._edges = tuple(_function.grad_node(t) for t in targets)
         self._versions = tuple((weakref.ref(t), t._vc[0]) for t in watched)
@@ -409,17 +416,41 @@ class _ReplayNode(_function.Function):
         self.retain = task.retain_graph  # a retained graph replays on a copy of the slots (the replay frees them)
         super().backward_step(grad, task)
 
-    def backward(self, gy):
+    def backward(self, token):
         self._check_alive()
-        plan = self.plan
+        plan, given = self.plan, self.given
+        self.given = {}
         env = self.env.copy() if self.retain else self.env
-        env[plan.gy] = gy._data
+        for k, (g, s) in enumerate(zip(plan.gy, plan.outs)):
+            env[g] = given[k] if k in given else backend.get_array_module(env[s]).zeros_like(env[s])
         plan.replay(plan.entries[plan.mark:], env)
         return tuple(None if s is None else env[s] for s in plan.grads)
 
     def _release(self):
         super()._release()
         self.env = None
+
+
+class _OutputNode(_function.Function):
+    """The grad_fn of output ``k`` of a compiled module's replay (torch's ``CompiledFunctionBackward``): hands the
+    gradient that reached it to the _ReplayNode, which runs once after every such node has (the engine's order)."""
+    differentiable_twice = False
+    op_name = "compiled module"
+    grad_fn_name = "CompiledFunctionBackward"
+
+    def __init__(self, node, k):
+        super().__init__()
+        self.k = k
+        self.needs_input_grad, self._edges = (True,), (node,)
+
+    def backward(self, gy):
+        self._check_alive()
+        node = self._edges[0]
+        node.given[self.k] = gy._data
+        return _TOKEN  # what the engine adds up in the node's buffer: nothing; the gradients went by ``given``
+
+
+_TOKEN = np.zeros(())
 
 
 def _identical(values, recorded):

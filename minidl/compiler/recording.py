@@ -26,9 +26,10 @@ class Recording:
         self.failed = None
         self.args = tensors
         self.inputs = [self._new(t._data) for t in tensors]
-        # a module called under grad (record_backward): where the forward ends, the stand-in gradient's slot, the
-        # tensors the gradients go to (("arg", i) or ("outside", slot)) and the slots of their gradients
-        self.mark = self.gy = self.targets = self.grads = self._target_tensors = None
+        # a module called under grad (record_backward): where the forward ends, the stand-in gradients' slots, the
+        # tensors the gradients go to (("arg", i) or ("outside", slot)), the slots of their gradients, and the slots
+        # of the outputs that carry the graph
+        self.mark = self.gy = self.targets = self.grads = self._target_tensors = self.outs = None
 
     # the doors (autograd/capturing.py)
     def _new(self, obj):
@@ -178,16 +179,17 @@ class Recording:
         self.modules.setdefault(id(m), m)
 
     def record_backward(self, result):
-        """A compiled module called under grad: ``result``, one Tensor carrying the call's graph, is run backward here
-        with a stand-in gradient in a slot of its own, to the tensor arguments and the tensors from outside (the
-        parameters) that require grad, as autograd.grad does (``.grad`` untouched, nothing made before the call run);
-        the graph stays for the caller's own backward. A replay then returns a Tensor whose one node replays these
-        backward entries (compiler/plan.py, _ReplayNode)."""
-        if not isinstance(result, Tensor):
-            return self.fail("the module returned several tensors that need gradients (compile the whole training "
-                             "step instead: forward, backward and optimizer step)")
-        if self.slot_of.get(id(result._data)) in self.unknown:
-            return self.fail("the module returned a tensor from outside the call")
+        """A compiled module called under grad: the tensors of ``result`` that carry the call's graph are run backward
+        here, each with a stand-in gradient in a slot of its own, to the tensor arguments and the tensors from outside
+        (the parameters) that require grad, as autograd.grad does (``.grad`` untouched, nothing made before the call
+        run); the graph stays for the caller's own backward. A replay then returns tensors whose nodes hand their
+        gradients to one node that replays these backward entries (compiler/plan.py, _ReplayNode)."""
+        outs = []
+        for t in _tensors_in(result):
+            if t.grad_fn is not None and not any(t is o for o in outs):
+                if self.slot_of.get(id(t._data)) in self.unknown:
+                    return self.fail("the module returned a tensor from outside the call")
+                outs.append(t)
         spec, tensors = [], []
         for i, t in enumerate(self.args):
             if t.requires_grad and not any(t is u for u in tensors):
@@ -201,9 +203,10 @@ class Recording:
             if (t._hooks if t.grad_fn is None else t.grad_fn._hooks):
                 return self.fail("a hook on the gradient of an argument or a parameter of the compiled module")
         self.mark, self.targets, self._target_tensors = len(self.entries), tuple(spec), tensors
-        gy = Tensor._make(backend.get_array_module(result._data).ones_like(result._data))  # values never read
-        self.gy = self._new(gy._data)
-        grads = run_backward([result], [gy], True, False, tensors)
+        self.outs = tuple(self.slot_of[id(t._data)] for t in outs)
+        gys = [Tensor._make(backend.get_array_module(t._data).ones_like(t._data)) for t in outs]  # values never read
+        self.gy = tuple(self._new(g._data) for g in gys)
+        grads = run_backward(outs, gys, True, False, tensors)
         if self.failed is not None:
             return None
         slots = []
