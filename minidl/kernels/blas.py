@@ -175,15 +175,15 @@ def matmul(a, b):
     if autotune.reference():  # the reading mode: one OpenBLAS thread, no split
         _blas_threads(libs, 1)
         return np.matmul(a, b)
-    m = a.shape[-2] if a.ndim > 1 else 1
-    k = a.shape[-1]
-    n = b.shape[-1] if b.ndim > 1 else 1
-    batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) if a.ndim > 2 or b.ndim > 2 else 1
     if not own_threads(_state["cores"]):  # an idle machine: OpenBLAS's own threads are the fastest
         _blas_threads(libs, threads)
         return np.matmul(a, b)
     _blas_threads(libs, 1)
-    if pool is None or 2 * m * n * k * batch < SPLIT_FLOPS or a.ndim == 1 or b.ndim == 1:
+    if pool is None or a.ndim == 1 or b.ndim == 1:
+        return np.matmul(a, b)
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) if a.ndim > 2 or b.ndim > 2 else 1
+    if 2 * m * n * k * batch < SPLIT_FLOPS:
         return np.matmul(a, b)
     out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n),
                    dtype=np.result_type(a.dtype, b.dtype))
