@@ -574,3 +574,67 @@ ZOO = {"resnet18": lambda: models.resnet18(num_classes=10, small_input=True),
 @pytest.mark.parametrize("name", list(ZOO))
 def test_zoo_trains_to_the_same_bits_compiled(name, how):
     _check_twins(ZOO[name], (3, 32, 32), n=2, steps=5, how=how)
+
+
+# -- what a compiled module's replay must not get wrong (found in review) ------------------------------------------
+class _Outputs(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.lin, self.kind = nn.Linear(3, 2), kind
+
+    def forward(self, x):
+        y = self.lin(x)
+        if self.kind == "detached":  # a stop-gradient target of the same array
+            return y, y.detach()
+        if self.kind == "input":  # a leaf argument handed back as it came
+            return x, y
+        return (x @ self.lin.weight.t()).sum()  # "view": the backward reads a view of a parameter
+
+
+@pytest.mark.parametrize("kind", ["detached", "input"])
+def test_a_compiled_modules_outputs_keep_their_gradient_rules(kind):
+    minidl.manual_seed(0)
+    eager = _Outputs(kind)
+    twin = _Outputs(kind)
+    twin.load_state_dict(eager.state_dict())
+    net = minidl.compile(twin)
+    got = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompileWarning)  # "input": the capture ends, saying so
+        for m, model in ((eager, eager), (net, twin)):
+            for _ in range(5):
+                model.zero_grad()
+                x = minidl.ones(4, 3, requires_grad=True)
+                a, b = m(x)
+                assert (a.requires_grad, b.requires_grad) == ((True, False) if kind == "detached" else (True, True))
+                ((a * 2).sum() + (b * 5).sum()).backward()
+            got.append([model.lin.bias.grad.numpy().copy(), x.grad.numpy().copy()])
+    assert [np.array_equal(p, q) for p, q in zip(*got)] == [True, True]
+    assert (net._compiled.replays > 0) == (kind == "detached")
+
+
+def test_a_parameter_changed_in_place_through_a_view_the_backward_reads_is_refused():
+    net = minidl.compile(_Outputs("view"))
+    x = minidl.ones(4, 3, requires_grad=True)
+    for _ in range(3):
+        net(x).backward()
+    loss = net(x)
+    assert net._compiled.replays == 1
+    with minidl.no_grad():
+        net.lin.weight.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        loss.backward()
+
+
+def test_a_forward_hook_added_after_capture_is_not_skipped():
+    net = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 2))
+    f = minidl.compile(net)
+    x = minidl.ones(2, 3)
+    with minidl.no_grad():
+        for _ in range(4):
+            f(x)
+        assert f._compiled.replays == 1
+        net[2].register_forward_hook(lambda m, a, out: out * 0)
+        with pytest.warns(CompileWarning, match="hook"):
+            outs = [f(x) for _ in range(4)]
+    assert all(np.array_equal(o.numpy(), np.zeros((2, 2))) for o in outs)

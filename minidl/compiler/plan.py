@@ -33,12 +33,27 @@ class _Slot:
         return f"<slot {self.i}>"
 
 
+class _GradSlot(_Slot):
+    """In a compiled module's result: output ``k`` of those that carry the graph (slot ``i``). Told apart from a plain
+    slot, since a detached tensor of the same array shares the slot and must stay detached."""
+    __slots__ = ("k",)
+
+    def __init__(self, i, k):
+        self.i, self.k = i, k
+
+    def __eq__(self, other):
+        return type(other) is _GradSlot and (other.i, other.k) == (self.i, self.k)
+
+    def __hash__(self):
+        return hash((self.i, self.k))
+
+
 def _fill(template, env, as_tensor, made=None):
-    """``template`` with each _Slot replaced by its array (or a Tensor of it, ``as_tensor``; ``made``: the Tensors
-    already made for some slots)."""
+    """``template`` with each _Slot replaced by its array (or a Tensor of it, ``as_tensor``); each _GradSlot by its
+    Tensor in ``made``."""
+    if type(template) is _GradSlot:
+        return made[template.k]
     if type(template) is _Slot:
-        if made and template.i in made:
-            return made[template.i]
         a = env[template.i]
         return Tensor._make(a) if as_tensor else a
     if type(template) in (tuple, list):
@@ -49,7 +64,7 @@ def _fill(template, env, as_tensor, made=None):
 
 
 def _slots_in(template, out):
-    if type(template) is _Slot:
+    if type(template) is _Slot or type(template) is _GradSlot:
         out.append(template.i)
     elif type(template) in (tuple, list):
         for v in template:
@@ -316,8 +331,13 @@ class Plan:
             reads = {s for e in self.entries[self.mark:] for s in e.reads()}
             reads.update(s for e in self.entries[:self.mark] if type(e) is _Op and e.node is not None
                          for s in e.ins if s is not None)
-            self.watched = (tuple(i for i, s in enumerate(self.inputs) if s in reads),
-                            tuple(t for s, t in self.externals if s in reads), {s for s in self.outs if s in reads})
+            # by memory: a view of a parameter (w.t()) that the backward reads watches the parameter, as the view's
+            # version counter is its base's in eager mode
+            arrays = second.arrays
+            read = {id(_root(arrays[s])) for s in reads if backend.is_device_array(arrays.get(s))}
+            self.watched = (tuple(i for i, s in enumerate(self.inputs) if id(_root(arrays[s])) in read),
+                            tuple(t for s, t in self.externals if id(_root(arrays[s])) in read),
+                            {s for s in self.outs if id(_root(arrays[s])) in read})
 
     def _free_after_last_use(self):
         """Each entry drops the slots it is the last to touch, as the eager step lets go of arrays."""
@@ -339,6 +359,8 @@ class Plan:
         tensor read from outside the step has the shape, dtype and strides it had and still (or still not) requires
         grad."""
         for m, training, params, buffers, children in self.modules:
+            if m._forward_hooks or m._forward_pre_hooks:  # added since: a capture now ends, naming them
+                return False
             if m.training != training or not _identical(m._parameters.values(), params) \
                     or not _identical(m._buffers.values(), buffers) or not _identical(m._modules.values(), children):
                 return False
@@ -365,9 +387,10 @@ class Plan:
         targets = [tensors[where] if kind == "arg" else outside[where] for kind, where in self.targets]
         args, externals, outs_read = self.watched
         node = _ReplayNode(self, env, targets, [tensors[i] for i in args] + list(externals))
-        made = {}
+        made = []
         for k, s in enumerate(self.outs):  # each output that carries the graph: a node that hands its gradient on
-            out = made[s] = Tensor._make(env[s], requires_grad=True, grad_fn=_OutputNode(node, k))
+            out = Tensor._make(env[s], requires_grad=True, grad_fn=_OutputNode(node, k))
+            made.append(out)
             if s in outs_read:  # changed in place before the backward that reads it: refused, as in eager mode
                 node._versions += ((weakref.ref(out), out._vc[0]),)
         return _fill(self.out, env, True, made)
@@ -451,6 +474,11 @@ class _OutputNode(_function.Function):
 
 
 _TOKEN = np.zeros(())
+
+
+def _root(a):
+    """The array that owns ``a``'s memory (NumPy and CuPy keep a view's ``base`` at the owner)."""
+    return a if a.base is None else a.base
 
 
 def _identical(values, recorded):

@@ -7,7 +7,7 @@ from ..autograd.engine import run_backward
 from ..autograd.function import _OUTPUT
 from ..autograd.grad_mode import _state as _grad_mode
 from ..autograd.tensor import Tensor
-from .plan import (_NDARRAY, _Accumulate, _Backward, _Call, _Op, _Pass, _Slot, _Untracked, _array)
+from .plan import (_NDARRAY, _Accumulate, _Backward, _Call, _GradSlot, _Op, _Pass, _Slot, _Untracked, _array)
 
 
 class Recording:
@@ -17,6 +17,7 @@ class Recording:
     def __init__(self, tensors):
         self.entries = []
         self.slot_of = {}    # id(array) -> slot (every array is kept alive in ``keep`` so that ids stay unique)
+        self.arrays = {}     # slot -> what it held in this call
         self.keep = []
         self.n = 0
         self.unknown = {}    # slot -> (the Tensor or raw array from outside the step, the op that read it first)
@@ -30,6 +31,7 @@ class Recording:
         # tensors the gradients go to (("arg", i) or ("outside", slot)), the slots of their gradients, and the slots
         # of the outputs that carry the graph
         self.mark = self.gy = self.targets = self.grads = self._target_tensors = self.outs = None
+        self._outs = ()
 
     # the doors (autograd/capturing.py)
     def _new(self, obj):
@@ -37,6 +39,7 @@ class Recording:
         self.n += 1
         self.slot_of[id(obj)] = s
         self.keep.append(obj)
+        self.arrays[s] = obj
         return s
 
     def fail(self, what):
@@ -186,10 +189,14 @@ class Recording:
         gradients to one node that replays these backward entries (compiler/plan.py, _ReplayNode)."""
         outs = []
         for t in _tensors_in(result):
+            if t.grad_fn is None and t.requires_grad:  # a leaf as it came: a replay would hand back a copy of its array
+                return self.fail("the module returned a tensor that requires grad as it came in (an argument or a "
+                                 "parameter)")
             if t.grad_fn is not None and not any(t is o for o in outs):
                 if self.slot_of.get(id(t._data)) in self.unknown:
                     return self.fail("the module returned a tensor from outside the call")
                 outs.append(t)
+        self._outs = outs
         spec, tensors = [], []
         for i, t in enumerate(self.args):
             if t.requires_grad and not any(t is u for u in tensors):
@@ -227,7 +234,25 @@ class Recording:
                 if fn is not None and fn._saved is not None:
                     self.fail("the result carries a graph for a backward() after the call (compile the whole step: "
                               "forward, backward and optimizer step)")
-        return self._encode(result, "the result", True) if self.failed is None else None
+        if self.failed is not None:
+            return None
+        if self.mark is not None:
+            return self._encode_outputs(result)
+        return self._encode(result, "the result", True)
+
+    def _encode_outputs(self, value):
+        """A compiled module's result: each tensor that carries the graph as its _GradSlot (by identity: a detached
+        tensor of the same array is a plain slot)."""
+        if isinstance(value, Tensor):
+            for k, o in enumerate(self._outs):
+                if value is o:
+                    return _GradSlot(self.outs[k], k)
+            return self._encode(value, "the result", True)
+        if type(value) in (tuple, list):
+            return type(value)(self._encode_outputs(v) for v in value)
+        if type(value) is dict:
+            return {k: self._encode_outputs(v) for k, v in value.items()}
+        return self._encode(value, "the result", True)
 
 
 def _tensors_in(value):
