@@ -299,3 +299,30 @@ def test_sgd_momentum_of_a_0d_parameter_moves(kw):
         a.step()
         b.step()
     np.testing.assert_allclose(p.item(), t.item(), rtol=1e-6)
+
+
+def test_a_flat_group_never_breaks_shared_memory():
+    """Two Parameters over one array, or a view of a parameter taken before: the group stays per parameter (re-pointed
+    to a flat array, they would silently stop sharing)."""
+    a = nn.Parameter(minidl.ones(3))
+    b = nn.Parameter(minidl.zeros(3))
+    b.data = a.data
+    c = nn.Parameter(minidl.ones(4))
+    view = c[:2]
+    for params in ([a, b], [c]):
+        opt = optim.SGD(params, lr=0.1, momentum=0.9, fused=True)
+        for p in params:
+            p.grad = minidl.ones(p.shape)
+        opt.step()
+        assert opt._flats[id(opt.param_groups[0])][1] is None
+    assert np.shares_memory(a._data, b._data) and np.array_equal(view.detach().numpy(), c.detach().numpy()[:2])
+
+
+def test_a_plain_sgd_group_with_a_frozen_parameter_stays_flat():
+    w, frozen = nn.Parameter(minidl.ones(3)), nn.Parameter(minidl.ones(2))
+    opt = optim.SGD([w, frozen], lr=0.1, fused=True)
+    flat = opt._flats[id(opt.param_groups[0])][1]
+    for _ in range(3):
+        w.grad = minidl.ones(3)
+        opt.step()
+    assert opt._flats[id(opt.param_groups[0])][1] is flat and np.allclose(w.detach().numpy(), 0.7)

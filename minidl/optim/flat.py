@@ -9,9 +9,13 @@ What it saves is Python: a per-parameter Adam step is about ten NumPy calls per 
 The per-parameter loop (Optimizer.step) stays the reference and the fallback: a step where some parameter has no
 gradient, where the parameters' steps differ, or where a group cannot be flat (mixed dtypes or devices, a parameter
 in shared memory or a view of another array) runs it, on the same state (the per-parameter states are views into the
-flat ones). A parameter whose array was replaced since (``load_state_dict`` may, ``module.to`` does) or a state
+flat ones). A group whose arrays anything else holds (a Parameter given another's ``.data``, a view, a saved graph)
+stays per parameter: re-pointed, they would stop sharing memory. The flat gradient array is one more copy of the
+parameters' size. A parameter whose array was replaced since (``load_state_dict`` may, ``module.to`` does) or a state
 replaced by ``Optimizer.load_state_dict`` makes the group flat again from the current values at the next step.
 """
+import sys
+
 from ..backend import get_array_module, is_device_array
 from ..kernels import blas
 
@@ -23,16 +27,20 @@ def _eligible(params, before=None):
     """Whether ``params`` can share one flat array: one float dtype, one array type and device, each array its own
     (not a view, except into ``before``, the group's flat array until now; not in shared memory), none twice."""
     from ..backend.shared_memory import storage_of
-    first = params[0]._data
+    kind, dtype, device = type(params[0]._data), params[0]._data.dtype, getattr(params[0]._data, "device", None)
     seen = set()
     for p in params:
         a = p._data
-        own = a.base is None or (before is not None and a.base is before)
-        if (id(p) in seen or type(a) is not type(first) or a.dtype != first.dtype or a.dtype.kind != "f" or not own
-                or not a.flags.c_contiguous or storage_of(a) is not None
-                or getattr(a, "device", None) != getattr(first, "device", None)):
+        ours = before is not None and a.base is before  # a view the group's FlatGroup made (it holds it too)
+        # nothing else may hold the array (another Parameter given its .data, a view, a saved graph): re-pointed
+        # to the flat array, the parameter would stop sharing its memory with them. Held here by p, ``a`` and
+        # getrefcount's argument
+        shared = sys.getrefcount(a) > (4 if ours else 3)
+        if (id(p) in seen or id(a) in seen or type(a) is not kind or a.dtype != dtype or a.dtype.kind != "f"
+                or (a.base is not None and not ours) or shared or not a.flags.c_contiguous
+                or storage_of(a) is not None or getattr(a, "device", None) != device):
             return False
-        seen.add(id(p))
+        seen.update((id(p), id(a)))
     return True
 
 

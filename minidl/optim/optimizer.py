@@ -145,8 +145,8 @@ class Optimizer:
                     g = -g
                 self._update(p._data, g, self.state[p], group)
                 p._vc[0] += 1  # changed in place: a graph that saved p can no longer run backward (as torch)
-            if flat is not None:  # some parameter had no gradient: the loop moved some states' counts, not all, so
-                flat.state = None  # the group is made flat again from the states at the next step (not, if they differ)
+            if flat is not None and flat.state:  # a parameter had no gradient: the loop moved some counts, not all,
+                flat.state = None  # so the group is made flat again from the states next step (not, if they differ)
         return loss
 
     def _update(self, p, g, state, group):
