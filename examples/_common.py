@@ -303,11 +303,7 @@ def run(model_fn, args, name):
     net = model = model_fn().to(args.device)  # net: the plain model (figures, monitor)
     if rank == 0 and resumed is None:
         utils.summary(model, (1, 1, 28, 28), device=args.device)
-    if getattr(args, "compile", False):  # checkpoints stay the plain model's (utils.save_checkpoint unwraps it)
-        model = minidl.compile(model)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model)
-        say(f"distributed: {world} processes, {args.batch_size // world} images each per step")
+    model = _wrapped(model, args, world, say)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     scheduler = optim.lr_scheduler.OneCycleLR(optimizer, args.lr, epochs=args.epochs, steps_per_epoch=len(train_loader))
     start, history = 0, None
@@ -358,6 +354,17 @@ def run(model_fn, args, name):
           f"for {args.epochs} epochs, evaluation {sum(history['test_seconds']):.1f} s)")
     print(f"wrote {folder}: {written}")
     return result["acc"], elapsed
+
+
+def _wrapped(model, args, world, say):
+    """The model as it trains: compiled with --compile (checkpoints stay the plain model's: utils.save_checkpoint
+    unwraps it), then data-parallel in an MPI job of several processes."""
+    if getattr(args, "compile", False):
+        model = minidl.compile(model)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model)
+        say(f"distributed: {world} processes, {args.batch_size // world} images each per step")
+    return model
 
 
 def _figures(model, history, result, train, test, monitor, folder, name, args):
