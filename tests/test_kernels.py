@@ -527,6 +527,16 @@ def test_products_avoid_spinning_openblas_threads_when_numpy_came_first():
     assert _started("import numpy; " + ask, OPENBLAS_THREAD_TIMEOUT="4") == ["False", "False"]
 
 
+def test_a_thread_limit_set_before_the_first_kernel_holds_for_minidls_own_threads():
+    """threadpool_limits(1) entered after `import minidl`: the convolutions' worker pool has one thread, though
+    Numba's import loads a second OpenBLAS (SciPy's) at its default count after the limit was set."""
+    ask = ("import minidl; import minidl.nn.functional as F; from minidl.kernels import blas; "
+           "from threadpoolctl import threadpool_limits\n"
+           "with threadpool_limits(1, user_api='blas'):\n"
+           "    F.conv2d(minidl.randn(2, 1, 8, 8), minidl.randn(2, 1, 3, 3)); print(blas.workers()[0])")
+    assert _started(ask) == ["1"]
+
+
 def test_freed_memory_is_kept_for_the_next_step_unless_the_user_tuned_malloc():
     import platform
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":

@@ -54,7 +54,9 @@ def _setup():
             except Exception:  # threadpoolctl missing or unable to see the BLAS: NumPy as it is
                 libs = []
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            threads = min(max([c.num_threads for c in libs] + [1]) if libs else 1, cores)
+            # the fewest any BLAS allows: a limit the user set (threadpool_limits) covers the libraries loaded then,
+            # and Numba's import loads a second OpenBLAS (SciPy's) afterwards at its default count
+            threads = min(min(c.num_threads for c in libs) if libs else 1, cores)
             _state.update(libs=libs, threads=threads, cores=cores,
                           pool=ThreadPoolExecutor(threads - 1, thread_name_prefix="minidl-gemm",
                                                   initializer=_blas_threads, initargs=(libs, 1))
