@@ -16,6 +16,8 @@ replaced by ``Optimizer.load_state_dict`` makes the group flat again from the cu
 """
 import sys
 
+import numpy as np
+
 from ..backend import get_array_module, is_device_array
 from ..kernels import blas
 
@@ -124,7 +126,7 @@ class FlatGroup:
         if maximize:
             xp.negative(g, out=g)
         n = self.values.size
-        if not self.started or n < SPLIT_VALUES or xp is not _numpy():
+        if not self.started or n < SPLIT_VALUES or xp is not np:
             update(self.values, g, self.state, group)  # the first step makes the state: whole
             self.started = True
         else:
@@ -140,7 +142,3 @@ class FlatGroup:
                     self.state[k] = v
         self._share_state()
 
-
-def _numpy():
-    import numpy
-    return numpy
