@@ -719,6 +719,32 @@ def test_the_2x2_stride_2_max_pool_kernel_equals_the_reference(dtype):
         np.testing.assert_array_equal(a1, a2)
 
 
+def test_max_pool_kernels_run_small_maps_on_the_calling_thread_and_large_ones_split(monkeypatch):
+    """Below blas.SPLIT_MIN_ITEMS elements a pooling kernel runs as one part (handing half to a worker costs more
+    than it saves: NOTES.md, change 48), above it in as many parts as there are threads; both give the reference's
+    maxima, argmaxes and gradients."""
+    from minidl.kernels import blas
+    threads, pool = blas.workers()
+    if pool is None:
+        pytest.skip("one kernel thread: nothing to split")
+    parts = []
+    real = blas.split
+    monkeypatch.setattr(numba_k, "split", lambda n, run, items=None: parts.append(real(n, run, items)) or parts[-1])
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 6, 24, 24)).astype(np.float32)
+    for win in [Window(2, 2, 2, 2, 0, 0, 1, 1, 12, 12), Window(3, 3, 2, 2, 1, 1, 1, 1, 12, 12)]:
+        for min_items, want in [(1 << 40, 1), (1, min(threads, 48))]:
+            monkeypatch.setattr(blas, "SPLIT_MIN_ITEMS", min_items)
+            parts.clear()
+            (y1, a1), (y2, a2) = numba_k.max_pool2d(x, win), ref.max_pool2d(x, win)
+            np.testing.assert_array_equal(y1, y2)
+            np.testing.assert_array_equal(a1, a2)
+            gy = rng.standard_normal(y1.shape).astype(np.float32)
+            np.testing.assert_array_equal(numba_k.max_pool2d_backward(gy, a1, x.shape),
+                                          ref.max_pool2d_backward(gy, a2, x.shape))
+            assert parts == [want, want], (win, min_items, parts)
+
+
 def test_two_convolutions_that_differ_only_in_their_output_size_do_not_share_a_tuning_choice():
     """With dead taps dropped, a 2x2 kernel with padding 3 and dilation 3 on a 1x1 map becomes a 1x1 kernel without
     padding, as a 1x1 kernel with dilation 3 is, but with a 2x2 output that reads past the map: gemm1x1 (offered for

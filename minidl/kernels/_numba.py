@@ -178,9 +178,9 @@ def max_pool2d(x, win):
     x = np.ascontiguousarray(x)
     if (win.kh, win.kw, win.sh, win.sw, win.padding, win.dilation) == (2, 2, 2, 2, (0, 0), (1, 1)) \
             and 2 * win.oh <= x.shape[2] and 2 * win.ow <= x.shape[3]:
-        split(n * c, lambda _, lo, hi: _max_pool2x2(x, y, arg, lo, hi))
+        split(n * c, lambda _, lo, hi: _max_pool2x2(x, y, arg, lo, hi), items=x.size)
     else:
-        split(n * c, lambda _, lo, hi: _max_pool2d(x, y, arg, lo, hi, *win))
+        split(n * c, lambda _, lo, hi: _max_pool2d(x, y, arg, lo, hi, *win), items=y.size * win.kh * win.kw)
     return y, arg
 
 
@@ -200,7 +200,8 @@ def _max_pool2d_backward(gy, arg, gx, p0, p1):
 def max_pool2d_backward(gy, arg, shape, win=None):
     gx = np.zeros(shape, dtype=gy.dtype)
     gy, arg = np.ascontiguousarray(gy), np.ascontiguousarray(arg)
-    split(shape[0] * shape[1], lambda _, lo, hi: _max_pool2d_backward(gy, arg, gx, lo, hi))
+    # half a forward pass's cost an element (measured: (64, 64, 16, 16) 129 us on one thread, 119 split)
+    split(shape[0] * shape[1], lambda _, lo, hi: _max_pool2d_backward(gy, arg, gx, lo, hi), items=gx.size // 2)
     return gx
 
 
