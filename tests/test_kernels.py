@@ -745,6 +745,54 @@ def test_max_pool_kernels_run_small_maps_on_the_calling_thread_and_large_ones_sp
             assert parts == [want, want], (win, min_items, parts)
 
 
+def test_kernels_that_were_numba_parallel_loops_give_the_same_bits_split_or_on_one_thread(monkeypatch):
+    """im2col, col2im, the direct convolutions, BatchNorm's and average pooling's kernels run a range of planes or
+    channels each, split across minidl's threads above SPLIT_MIN_ITEMS and on the calling thread below (they were
+    Numba parallel loops: NOTES.md, change 49). Each part owns its outputs, so both give the same bits, and the
+    reference's values."""
+    from minidl.kernels import blas
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 4, 9, 8))
+    gy = rng.standard_normal(x.shape)
+    win = Window(3, 3, 1, 1, 1, 1, 1, 1, 9, 8)
+    pool = Window(2, 2, 2, 2, 1, 0, 1, 1, 5, 4)
+    div = rng.uniform(1, 4, size=(5, 4))
+    gp = rng.standard_normal((6, 4, 5, 4))
+    wd = rng.standard_normal((4, 1, 3, 3))
+    w1, m, inv = rng.uniform(0.5, 2, size=4), x.mean(axis=(0, 2, 3)), rng.uniform(0.5, 2, size=4)
+    calls = {
+        "im2col": lambda k: k.im2col(x, win),
+        "col2im": lambda k: k.col2im(ref.im2col(x, win), x.shape, win),
+        "conv_direct": lambda k: k.conv_direct(x, wd, win, 4),
+        "conv_direct_grad_w": lambda k: k.conv_direct_grad_w(x, gy, wd.shape, win, 4),
+        "conv_direct_grad_x": lambda k: k.conv_direct_grad_x(gy, wd, x.shape, win, 4),
+        "batch_norm_stats": lambda k: k.batch_norm_stats(x),
+        "batch_norm_apply": lambda k: k.batch_norm_apply(x, m, inv, w1, w1),
+        "batch_norm_backward": lambda k: k.batch_norm_backward(x, gy, m, inv, w1, True),
+        "avg_pool2d": lambda k: k.avg_pool2d(x, div, pool),
+        "avg_pool2d_backward": lambda k: k.avg_pool2d_backward(gp, div, x.shape, pool),
+    }
+    parts, real = [], blas.split
+    monkeypatch.setattr(numba_k, "split", lambda n, run, items=None: parts.append(real(n, run, items)) or parts[-1])
+    col = ref.im2col(x, win).reshape(4, 9, 6, 9, 8)  # (c, tap, n, oh, ow)
+    depthwise = np.einsum("ct,ctnhw->nchw", wd.reshape(4, 9), col)
+    for name, call in calls.items():
+        monkeypatch.setattr(blas, "SPLIT_MIN_ITEMS", 1 << 60)
+        one = call(numba_k)
+        assert parts and set(parts) == {1}, name
+        monkeypatch.setattr(blas, "SPLIT_MIN_ITEMS", 1)
+        parts.clear()
+        split = call(numba_k)
+        assert parts and min(parts) == min(blas.workers()[0], 4), (name, parts)
+        parts.clear()
+        # the reference has no direct convolution: its forward is a depthwise im2col product here; its gradients
+        # are compared with torch's where this file forces each conv2d algorithm (ALGORITHMS)
+        want = call(ref) if hasattr(ref, name) else (depthwise,) if name == "conv_direct" else None
+        for a, b, r in zip(*(v if isinstance(v, tuple) else (v,) for v in (one, split, one if want is None else want))):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+            np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-10, err_msg=name)
+
+
 def test_two_convolutions_that_differ_only_in_their_output_size_do_not_share_a_tuning_choice():
     """With dead taps dropped, a 2x2 kernel with padding 3 and dilation 3 on a 1x1 map becomes a 1x1 kernel without
     padding, as a 1x1 kernel with dilation 3 is, but with a 2x2 output that reads past the map: gemm1x1 (offered for

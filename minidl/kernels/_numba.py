@@ -7,7 +7,7 @@ vectorising it. Measured (benchmarks/NOTES.md, change 18): im2col 3-6x and col2i
 Window bounds are computed once per row (``_span``), so inner loops run branch-free over valid positions.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._numpy import index_dtype
 from .blas import split
@@ -55,12 +55,23 @@ def _add_into(dst, d, stride, src, s, count):
             dst[d + t * U(stride)] += src[s + t]
 
 
-@njit(parallel=True, cache=True)
-def _im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value):
+def _run(kernel, n, items, *args):
+    """kernel(*args, lo, hi) over range(n), split across minidl's kernel threads (blas.split) when ``items`` reaches
+    SPLIT_MIN_ITEMS, else on the calling thread. ``items`` is the work in units of the 2x2 max pooling's input
+    element (about 0.22 ns on one thread here), so that a kernel splits where its serial time passes about 150 us:
+    each call site scales its element count by what it measured (NOTES.md, change 49; BatchNorm's backward is
+    memory-bound and gained nothing from a second thread up to 2M elements). These kernels were Numba parallel
+    loops; on Numba's workqueue threads (which minidl picks: kernels/__init__.py) a call cost about 100 us of
+    wake-ups, more than the whole of most BatchNorm and im2col calls."""
+    return split(n, lambda _, lo, hi: kernel(*args, lo, hi), items=items)
+
+
+@njit(nogil=True, cache=True)
+def _im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value, p0, p1):
     n, c, h, w = x.shape
     xf, cf = x.reshape(-1), col.reshape(-1)
     plane, per = h * w, out_h * out_w
-    for r in prange(c * kh * kw):  # one row of the column matrix per iteration
+    for r in range(p0, p1):  # one row of the column matrix per iteration
         ci = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
@@ -81,16 +92,16 @@ def _im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, pad_value):
 def im2col(x, win, pad_value=0.0):
     n, c, h, w = x.shape
     col = np.empty((c * win.kh * win.kw, n * win.oh * win.ow), dtype=x.dtype)
-    _im2col(np.ascontiguousarray(x), col, *win, x.dtype.type(pad_value))
+    _run(_im2col, c * win.kh * win.kw, 2 * col.size, np.ascontiguousarray(x), col, *win, x.dtype.type(pad_value))
     return col
 
 
-@njit(parallel=True, cache=True)
-def _col2im(col, img, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+@njit(nogil=True, cache=True)
+def _col2im(col, img, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, p0, p1):
     n, c, h, w = img.shape
     cf, imf = col.reshape(-1), img.reshape(-1)
     plane, per = h * w, out_h * out_w
-    for p in prange(n * c):  # one iteration owns one (n, c) plane: no two iterations write the same element
+    for p in range(p0, p1):  # one iteration owns one (n, c) plane: no two iterations write the same element
         b = p // c
         ci = p % c
         _fill(imf, p * plane, plane, 0)
@@ -107,7 +118,7 @@ def _col2im(col, img, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
 
 def col2im(col, shape, win):
     img = np.empty(shape, dtype=col.dtype)
-    _col2im(np.ascontiguousarray(col), img, *win)
+    _run(_col2im, shape[0] * shape[1], col.size, np.ascontiguousarray(col), img, *win)
     return img
 
 
@@ -216,14 +227,14 @@ def _axpy(dst, d, dstride, a, src, s, sstride, count):
             dst[U(d + t * dstride)] += a * src[U(s + t * sstride)]
 
 
-@njit(parallel=True, cache=True)
-def _conv_direct(x, w, y, sh, sw, ph, pw, dh, dw, groups):
+@njit(nogil=True, cache=True)
+def _conv_direct(x, w, y, sh, sw, ph, pw, dh, dw, groups, p0, p1):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     og = o // groups
     out_h, out_w = y.shape[2], y.shape[3]
     xf, yf = x.reshape(-1), y.reshape(-1)
-    for p in prange(n * o):  # one (sample, output channel) plane per iteration
+    for p in range(p0, p1):  # one (sample, output channel) plane per iteration
         b = p // o
         oc = p % o
         c0 = (oc // og) * cg  # the first input channel of this output channel's group
@@ -240,14 +251,14 @@ def _conv_direct(x, w, y, sh, sw, ph, pw, dh, dw, groups):
                               xf, ((b * c + c0 + ci) * h + yy) * wd + lo_w * sw - pw + j * dw, sw, hi_w - lo_w)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _conv_direct_grad_w(x, gy, gw, sh, sw, ph, pw, dh, dw, groups):
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _conv_direct_grad_w(x, gy, gw, sh, sw, ph, pw, dh, dw, groups, p0, p1):
     n, c, h, wd = x.shape
     o, cg, kh, kw = gw.shape
     og = o // groups
     out_h, out_w = gy.shape[2], gy.shape[3]
     xf, gyf = x.reshape(-1), gy.reshape(-1)
-    for p in prange(o * cg):  # each weight element is summed by one iteration (reassociated: it vectorises)
+    for p in range(p0, p1):  # each weight element is summed by one iteration (reassociated: it vectorises)
         oc = p // cg
         ci = p % cg
         xc = (oc // og) * cg + ci  # its input channel
@@ -265,14 +276,14 @@ def _conv_direct_grad_w(x, gy, gw, sh, sw, ph, pw, dh, dw, groups):
                 gw[oc, ci, i, j] = acc
 
 
-@njit(parallel=True, cache=True)
-def _conv_direct_grad_x(gy, w, gx, sh, sw, ph, pw, dh, dw, groups):
+@njit(nogil=True, cache=True)
+def _conv_direct_grad_x(gy, w, gx, sh, sw, ph, pw, dh, dw, groups, p0, p1):
     n, c, h, wd = gx.shape
     o, cg, kh, kw = w.shape
     og = o // groups
     out_h, out_w = gy.shape[2], gy.shape[3]
     gyf, gxf = gy.reshape(-1), gx.reshape(-1)
-    for p in prange(n * c):  # one input plane per iteration: its scatter cannot race
+    for p in range(p0, p1):  # one input plane per iteration: its scatter cannot race
         b = p // c
         xc = p % c
         g = xc // cg
@@ -293,29 +304,30 @@ def _conv_direct_grad_x(gy, w, gx, sh, sw, ph, pw, dh, dw, groups):
 def conv_direct(x, w, win, groups):
     """Direct convolution without a column matrix: for few input channels per group (incl. depthwise)."""
     y = np.empty((x.shape[0], w.shape[0], win.oh, win.ow), dtype=x.dtype)
-    _conv_direct(np.ascontiguousarray(x), np.ascontiguousarray(w), y, *win.stride, *win.padding, *win.dilation, groups)
+    _run(_conv_direct, y.shape[0] * y.shape[1], y.size * w[0].size, np.ascontiguousarray(x), np.ascontiguousarray(w), y,
+         *win.stride, *win.padding, *win.dilation, groups)
     return y
 
 
 def conv_direct_grad_w(x, gy, w_shape, win, groups):
     gw = np.empty(w_shape, dtype=gy.dtype)
-    _conv_direct_grad_w(np.ascontiguousarray(x), np.ascontiguousarray(gy), gw, *win.stride, *win.padding,
-                        *win.dilation, groups)
+    _run(_conv_direct_grad_w, w_shape[0] * w_shape[1], 2 * gy.size * gw[0].size, np.ascontiguousarray(x),
+         np.ascontiguousarray(gy), gw, *win.stride, *win.padding, *win.dilation, groups)
     return gw
 
 
 def conv_direct_grad_x(gy, w, x_shape, win, groups):
     gx = np.empty(x_shape, dtype=gy.dtype)
-    _conv_direct_grad_x(np.ascontiguousarray(gy), np.ascontiguousarray(w), gx, *win.stride, *win.padding,
-                        *win.dilation, groups)
+    _run(_conv_direct_grad_x, x_shape[0] * x_shape[1], gy.size * w[0].size, np.ascontiguousarray(gy),
+         np.ascontiguousarray(w), gx, *win.stride, *win.padding, *win.dilation, groups)
     return gx
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _bn_stats(x3, mean, var):
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _bn_stats(x3, mean, var, p0, p1):
     n, c, m = x3.shape
     xf = x3.reshape(-1)
-    for ci in prange(c):  # one channel per iteration; sums in float64 (reassociated: they vectorise)
+    for ci in range(p0, p1):  # one channel per iteration; sums in float64 (reassociated: they vectorise)
         s = 0.0
         for b in range(n):
             x0 = (b * c + ci) * m
@@ -337,15 +349,15 @@ def batch_norm_stats(x):
     x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
     mean = np.empty(x.shape[1], dtype=np.float64)
     var = np.empty(x.shape[1], dtype=np.float64)
-    _bn_stats(x3, mean, var)
+    _run(_bn_stats, x3.shape[1], x3.size, x3, mean, var)
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
-@njit(parallel=True, cache=True)
-def _bn_apply(x3, mean, invstd, w, b, y3):
+@njit(nogil=True, cache=True)
+def _bn_apply(x3, mean, invstd, w, b, y3, p0, p1):
     n, c, m = x3.shape
     xf, yf = x3.reshape(-1), y3.reshape(-1)
-    for p in prange(n * c):
+    for p in range(p0, p1):
         ci = p % c
         scale = invstd[ci] * w[ci]
         mu = mean[ci]
@@ -358,15 +370,15 @@ def batch_norm_apply(x, mean, invstd, w, b):
     """y = (x - mean) * invstd * w + b in one pass."""
     x3 = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
     y = np.empty(x.shape, dtype=x.dtype)
-    _bn_apply(x3, mean, invstd, w, b, y.reshape(x3.shape))
+    _run(_bn_apply, x3.shape[0] * x3.shape[1], x3.size // 4, x3, mean, invstd, w, b, y.reshape(x3.shape))
     return y
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _bn_sums(x3, g3, mean, sg, sgx):
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _bn_sums(x3, g3, mean, sg, sgx, p0, p1):
     n, c, m = x3.shape
     xf, gf = x3.reshape(-1), g3.reshape(-1)
-    for ci in prange(c):  # per channel: sum of g and of g * (x - mean), in float64 (reassociated)
+    for ci in range(p0, p1):  # per channel: sum of g and of g * (x - mean), in float64 (reassociated)
         a = 0.0
         q = 0.0
         mu = mean[ci]
@@ -380,11 +392,11 @@ def _bn_sums(x3, g3, mean, sg, sgx):
         sgx[ci] = q
 
 
-@njit(parallel=True, cache=True)
-def _bn_grad_x(x3, g3, mean, scale, a, bcoef, gx3, training):
+@njit(nogil=True, cache=True)
+def _bn_grad_x(x3, g3, mean, scale, a, bcoef, gx3, training, p0, p1):
     n, c, m = x3.shape
     xf, gf, gxf = x3.reshape(-1), g3.reshape(-1), gx3.reshape(-1)
-    for p in prange(n * c):  # one (sample, channel) row per iteration
+    for p in range(p0, p1):  # one (sample, channel) row per iteration
         ci = p % c
         sc, ai, bi, mu = scale[ci], a[ci], bcoef[ci], mean[ci]
         if training:  # gx = scale * (g - mean(g) - xhat * mean(g * xhat))
@@ -401,20 +413,21 @@ def batch_norm_backward(x, gy, mean, invstd, w, training):
     g3 = np.ascontiguousarray(gy).reshape(x3.shape)
     c, cnt = x3.shape[1], x3.shape[0] * x3.shape[2]
     sg, sgx = np.empty(c), np.empty(c)
-    _bn_sums(x3, g3, mean.astype(np.float64), sg, sgx)
+    _run(_bn_sums, c, x3.size // 8, x3, g3, mean.astype(np.float64), sg, sgx)
     inv = invstd.astype(np.float64)
     scale = w * inv
     a, bcoef = sg / cnt, sgx * inv * inv / cnt
     gx = np.empty(x.shape, dtype=gy.dtype)
-    _bn_grad_x(x3, g3, mean.astype(np.float64), scale, a, bcoef, gx.reshape(x3.shape), training)
+    _run(_bn_grad_x, x3.shape[0] * c, x3.size // 8, x3, g3, mean.astype(np.float64), scale, a, bcoef,
+         gx.reshape(x3.shape), training)
     return gx, (sgx * inv).astype(gy.dtype), sg.astype(gy.dtype)
 
 
-@njit(parallel=True, cache=True)
-def _avg_pool2d(x, div, y, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+@njit(nogil=True, cache=True)
+def _avg_pool2d(x, div, y, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, p0, p1):
     n, c, h, w = x.shape
     xf, yf = x.reshape(-1), y.reshape(-1)
-    for p in prange(n * c):  # window sums over one plane per iteration, zero padding
+    for p in range(p0, p1):  # window sums over one plane per iteration, zero padding
         acc = np.empty(out_w)  # one output row, summed in float64 window offset by window offset
         for oh in range(out_h):
             acc[:] = 0.0
@@ -432,11 +445,11 @@ def _avg_pool2d(x, div, y, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
                 yf[U(d + ow)] = acc[U(ow)] / div[oh, ow]
 
 
-@njit(parallel=True, cache=True)
-def _avg_pool2d_backward(gy, div, gx, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+@njit(nogil=True, cache=True)
+def _avg_pool2d_backward(gy, div, gx, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, p0, p1):
     n, c, h, w = gx.shape
     gyf, gxf = gy.reshape(-1), gx.reshape(-1)
-    for p in prange(n * c):  # one input plane per iteration: its scatter cannot race
+    for p in range(p0, p1):  # one input plane per iteration: its scatter cannot race
         g = np.empty(out_w, dtype=gx.dtype)  # one row of gy / div
         _fill(gxf, p * h * w, h * w, 0)
         for oh in range(out_h):
@@ -455,11 +468,13 @@ def _avg_pool2d_backward(gy, div, gx, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out
 def avg_pool2d(x, div, win):
     """Window means with the (out_h, out_w) array of divisors ``div`` (torch's padding rules live there)."""
     y = np.empty((x.shape[0], x.shape[1], win.oh, win.ow), dtype=x.dtype)
-    _avg_pool2d(np.ascontiguousarray(x), np.ascontiguousarray(div, dtype=np.float64), y, *win)
+    _run(_avg_pool2d, y.shape[0] * y.shape[1], 6 * y.size * win.kh * win.kw, np.ascontiguousarray(x),
+         np.ascontiguousarray(div, dtype=np.float64), y, *win)
     return y
 
 
 def avg_pool2d_backward(gy, div, shape, win):
     gx = np.empty(shape, dtype=gy.dtype)
-    _avg_pool2d_backward(np.ascontiguousarray(gy), np.ascontiguousarray(div, dtype=np.float64), gx, *win)
+    _run(_avg_pool2d_backward, shape[0] * shape[1], 6 * gy.size * win.kh * win.kw, np.ascontiguousarray(gy),
+         np.ascontiguousarray(div, dtype=np.float64), gx, *win)
     return gx
