@@ -719,6 +719,14 @@ def test_the_2x2_stride_2_max_pool_kernel_equals_the_reference(dtype):
         np.testing.assert_array_equal(a1, a2)
 
 
+def _count_parts(monkeypatch):
+    """A list that gets the number of parts of every blas.split the Numba kernels make."""
+    from minidl.kernels import blas
+    parts, real = [], blas.split
+    monkeypatch.setattr(numba_k, "split", lambda n, run, items=None: parts.append(real(n, run, items)) or parts[-1])
+    return parts
+
+
 def test_max_pool_kernels_run_small_maps_on_the_calling_thread_and_large_ones_split(monkeypatch):
     """Below blas.SPLIT_MIN_ITEMS elements a pooling kernel runs as one part (handing half to a worker costs more
     than it saves: NOTES.md, change 48), above it in as many parts as there are threads; both give the reference's
@@ -727,9 +735,7 @@ def test_max_pool_kernels_run_small_maps_on_the_calling_thread_and_large_ones_sp
     threads, pool = blas.workers()
     if pool is None:
         pytest.skip("one kernel thread: nothing to split")
-    parts = []
-    real = blas.split
-    monkeypatch.setattr(numba_k, "split", lambda n, run, items=None: parts.append(real(n, run, items)) or parts[-1])
+    parts = _count_parts(monkeypatch)
     rng = np.random.default_rng(6)
     x = rng.standard_normal((8, 6, 24, 24)).astype(np.float32)
     for win in [Window(2, 2, 2, 2, 0, 0, 1, 1, 12, 12), Window(3, 3, 2, 2, 1, 1, 1, 1, 12, 12)]:
@@ -772,8 +778,7 @@ def test_kernels_that_were_numba_parallel_loops_give_the_same_bits_split_or_on_o
         "avg_pool2d": lambda k: k.avg_pool2d(x, div, pool),
         "avg_pool2d_backward": lambda k: k.avg_pool2d_backward(gp, div, x.shape, pool),
     }
-    parts, real = [], blas.split
-    monkeypatch.setattr(numba_k, "split", lambda n, run, items=None: parts.append(real(n, run, items)) or parts[-1])
+    parts = _count_parts(monkeypatch)
     col = ref.im2col(x, win).reshape(4, 9, 6, 9, 8)  # (c, tap, n, oh, ow)
     depthwise = np.einsum("ct,ctnhw->nchw", wd.reshape(4, 9), col)
     for name, call in calls.items():

@@ -126,7 +126,7 @@ def col2im(col, shape, win):
 # GIL released, not Numba's parallel loops: Numba compiles a parallel loop in 1.2-1.5 s, a serial one in 0.3-0.5 s,
 # and both run on a LeNet-5's first step (NOTES.md, change 25: cold start).
 @njit(nogil=True, cache=True)
-def _max_pool2d(x, y, arg, p0, p1, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+def _max_pool2d(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, p0, p1):
     n, c, h, w = x.shape
     xf, yf, af = x.reshape(-1), y.reshape(-1), arg.reshape(-1)
     for p in range(p0, p1):  # max and argmax over one plane per iteration
@@ -189,9 +189,9 @@ def max_pool2d(x, win):
     x = np.ascontiguousarray(x)
     if (win.kh, win.kw, win.sh, win.sw, win.padding, win.dilation) == (2, 2, 2, 2, (0, 0), (1, 1)) \
             and 2 * win.oh <= x.shape[2] and 2 * win.ow <= x.shape[3]:
-        split(n * c, lambda _, lo, hi: _max_pool2x2(x, y, arg, lo, hi), items=x.size)
+        _run(_max_pool2x2, n * c, x.size, x, y, arg)
     else:
-        split(n * c, lambda _, lo, hi: _max_pool2d(x, y, arg, lo, hi, *win), items=y.size * win.kh * win.kw)
+        _run(_max_pool2d, n * c, y.size * win.kh * win.kw, x, y, arg, *win)
     return y, arg
 
 
@@ -212,7 +212,7 @@ def max_pool2d_backward(gy, arg, shape, win=None):
     gx = np.zeros(shape, dtype=gy.dtype)
     gy, arg = np.ascontiguousarray(gy), np.ascontiguousarray(arg)
     # half a forward pass's cost an element (measured: (64, 64, 16, 16) 129 us on one thread, 119 split)
-    split(shape[0] * shape[1], lambda _, lo, hi: _max_pool2d_backward(gy, arg, gx, lo, hi), items=gx.size // 2)
+    _run(_max_pool2d_backward, shape[0] * shape[1], gx.size // 2, gy, arg, gx)
     return gx
 
 

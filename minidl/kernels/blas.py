@@ -96,10 +96,7 @@ def split(n, run, items=None):
     taking the first; returns the number of parts. With ``items`` below SPLIT_MIN_ITEMS it is one part: the
     calling thread runs it all (the split depends only on the shapes and the thread count, as before)."""
     threads, pool = workers()
-    if items is not None and items < SPLIT_MIN_ITEMS:
-        pool = None
-        threads = 1
-    if autotune.reference():  # the reading mode: one thread, in order
+    if autotune.reference() or (items is not None and items < SPLIT_MIN_ITEMS):  # the reading mode: one thread
         pool = None
         threads = 1
     parts = max(1, min(threads, n))
