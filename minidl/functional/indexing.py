@@ -31,9 +31,7 @@ class IndexAdd(Function):
 
     def forward(self, xp, g, key, shape):
         self.save_for_backward(key)
-        out = xp.zeros(shape, dtype=g.dtype)
-        kernels.index_add(out, key, g)
-        return out
+        return kernels.zeros_with(shape, key, g)
 
     def backward(self, gg):
         key, = self.saved_arrays

@@ -185,11 +185,16 @@ def _add_rows(out, rows, values):
     out[ordered[starts]] += sums.reshape((len(starts),) + out.shape[1:]).astype(out.dtype, copy=False)
 
 
+def basic_index(key):
+    """Whether ``key`` is basic indexing (ints, slices, None, Ellipsis): every position it selects appears once."""
+    return not any(hasattr(k, "shape") or isinstance(k, list) for k in (key if isinstance(key, tuple) else (key,)))
+
+
 def index_add(out, key, values):
     """``out[key] += values`` where repeated indices add up."""
     xp = get_array_module(out)
     keys = key if isinstance(key, tuple) else (key,)
-    if not any(hasattr(k, "shape") or isinstance(k, list) for k in keys):
+    if basic_index(key):
         out[key] += values  # basic indexing: every position appears once
     elif xp is np and len(keys) == 1 and isinstance(key, np.ndarray) and key.dtype.kind in "iu" and key.size:
         _add_rows(out, key, values)

@@ -20,6 +20,10 @@ Function in functional/conv.py runs ``ALGORITHMS[choice]``. Every forward takes 
 ``(xp, saved, gy, x_shape, win, groups, need_x, need_w)`` and returns the input and weight gradients (None where
 not needed).
 """
+import functools
+
+import numpy as np
+
 from . import autotune, col2im, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, \
     matmul, name_for
 from . import jit
@@ -33,7 +37,7 @@ CHUNK_BYTES = 16 << 20
 
 # Algorithms that keep no column matrix between forward and backward: the tuner takes one of them unless
 # a memory-hungry one is more than autotune.LEAN_MARGIN faster.
-LEAN = ("im2col_chunked", "gemm1x1", "direct", "jit")
+LEAN = ("im2col_chunked", "gemm1x1", "direct", "jit", "dense")
 
 # The reference keeps its whole column matrix from forward to backward. Above this size the tuner does not
 # offer it (a lean algorithm runs instead; forcing it or turning tuning off still runs it): measured
@@ -195,6 +199,86 @@ def _scatter_strided(xp, g, x_shape, win):
     return gx
 
 
+# ---- maps no bigger than the kernel: the weight unrolled over the map, one GEMM ---------------------------------
+@functools.lru_cache(maxsize=256)
+def dense_taps(h, w, win):
+    """(P, H*W) int array (read-only): for output pixel p and input pixel i, the kernel tap (row-major) that joins
+    them, or kh*kw where none does. On a 2x2 map under a 3x3 kernel with padding 1 every output reads every input,
+    through 4 of the 9 taps: im2col's columns are 5/9 padding, and its product does 2.25x the needed work."""
+    oi, oj, hi, wj = (a.reshape(-1, 1) for a in np.meshgrid(np.arange(win.oh), np.arange(win.ow), np.arange(h),
+                                                             np.arange(w), indexing="ij"))
+    r, rr = np.divmod(hi - oi * win.sh + win.ph, win.dh)
+    c, cr = np.divmod(wj - oj * win.sw + win.pw, win.dw)
+    live = (rr == 0) & (cr == 0) & (r >= 0) & (r < win.kh) & (c >= 0) & (c < win.kw)
+    taps = np.where(live, r * win.kw + c, win.kh * win.kw).reshape(win.oh * win.ow, h * w)
+    taps.flags.writeable = False
+    return taps
+
+
+def dense_pays(x, w, win, groups):
+    """Whether ``dense`` runs this convolution: one group, a map no bigger than the kernel, and every output reading
+    every input (else the unrolled weight holds zeros, and an inf input times one would put NaN where im2col and
+    torch have none)."""
+    h, wd = x.shape[2:]
+    return groups == 1 and h * wd <= win.kh * win.kw and win.oh * win.ow <= win.kh * win.kw and \
+        bool((dense_taps(h, wd, win) < win.kh * win.kw).all())
+
+
+def _padding_reads(taps, kk):
+    """(P, kk) bool: tap t of output p reads padding (t is not among the taps p reads the map through)."""
+    reads = np.zeros((taps.shape[0], kk + 1), dtype=bool)
+    np.put_along_axis(reads, taps, True, axis=1)
+    return ~reads[:, :kk]
+
+
+def _times_padding(xp, zeros, pad):
+    """im2col multiplies each output's padding taps by zeros: an inf or NaN weight there makes that output NaN.
+    ``zeros`` (O, kk) sums 0 x each tap's weights (0, or NaN); the (O, P) result, added to y, does the same. With
+    ``pad`` transposed it does it for the weight gradient: (O, P) sums of 0 x gy, over the outputs a tap pads."""
+    return xp.stack([zeros[:, row].sum(axis=1) for row in pad], axis=1)
+
+
+def _maybe_nonfinite(xp, a):
+    """Whether ``a`` may hold an inf or NaN: on the host, looked at (48 us for a 256x256x3x3 weight, against 180 for
+    the padding term); on a device, assumed (reading the answer back would wait for the GPU)."""
+    return xp is not np or not np.isfinite(a).all()
+
+
+def dense_forward(xp, x, w, b, win, groups):
+    """y[n, (o, p)] = sum over (i, c) of x[n, c, i] W[(o, p), (i, c)]: one GEMM, no column matrix, W being
+    (O, P, H*W, C) with w's tap for each (output pixel, input pixel) pair."""
+    taps = dense_taps(*x.shape[2:], win)
+    (n, c), (o, kk) = x.shape[:2], (w.shape[0], win.kh * win.kw)
+    w_t = xp.ascontiguousarray(w.reshape(o, c, kk).transpose(0, 2, 1))          # (O, kk, C)
+    wd = w_t[:, xp.asarray(taps)]                                               # (O, P, H*W, C)
+    x_t = xp.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(n, -1)          # (N, H*W*C)
+    y = matmul(x_t, wd.reshape(o * taps.shape[0], -1).T)                        # (N, O*P)
+    y = y.reshape(n, o, win.oh, win.ow)
+    if _maybe_nonfinite(xp, w_t):
+        y += _times_padding(xp, (w_t * 0).sum(axis=2), _padding_reads(taps, kk)).reshape(o, win.oh, win.ow)
+    return add_bias(y, b), (x_t, wd, taps)
+
+
+def dense_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
+    x_t, wd, taps = saved
+    n, c, h, w = x_shape
+    o, kk = wd.shape[0], win.kh * win.kw
+    gy_mat = gy.reshape(n, -1)                                                  # (N, O*P)
+    gx = gw = None
+    if need_x:
+        gx = xp.ascontiguousarray(matmul(gy_mat, wd.reshape(gy_mat.shape[1], -1)).reshape(n, h, w, c)
+                                  .transpose(0, 3, 1, 2))
+    if need_w:
+        g_pairs = matmul(gy_mat.T, x_t).reshape(o, -1, c)                       # (O, P*H*W, C)
+        gw_t = xp.zeros((o, kk, c), dtype=gy.dtype)
+        for pair, tap in enumerate(taps.reshape(-1).tolist()):                  # each pair adds to its tap
+            gw_t[:, tap] += g_pairs[:, pair]
+        if _maybe_nonfinite(xp, gy):
+            gw_t += _times_padding(xp, (gy * 0).sum(axis=0).reshape(o, -1), _padding_reads(taps, kk).T)[:, :, None]
+        gw = xp.ascontiguousarray(gw_t.transpose(0, 2, 1)).reshape(o, c, win.kh, win.kw)
+    return gx, gw
+
+
 # ---- direct loops (compiled), for few input channels per group ------------------------------------------------
 def direct_forward(xp, x, w, b, win, groups):
     return add_bias(conv_direct(x, w, win, groups), b), (x, w)
@@ -225,6 +309,7 @@ ALGORITHMS = {
     "gemm1x1": (gemm1x1_forward, gemm1x1_backward),
     "direct": (direct_forward, direct_backward),
     "jit": (jit_forward, jit_backward),
+    "dense": (dense_forward, dense_backward),
 }
 
 
@@ -241,6 +326,8 @@ def algorithms(x, w, win, groups):
     # kernels, 4 of the 9.7 s of a first LeNet step with a cold Numba cache (benchmarks/NOTES.md, change 14).
     if groups > 1 and w.shape[1] <= 3 and has_direct_conv(x):
         algos.append("direct")
+    if dense_pays(x, w, win, groups):
+        algos.append("dense")  # a map no bigger than the kernel: im2col's columns would be mostly padding
     if groups == 1 and name_for(x) == "numba" and jit.available():
         algos.append("jit")  # NumPy float32/float64 arrays on this CPU; the tuner tries it where it pays (_jit_pays)
     return algos
@@ -266,20 +353,32 @@ def _batch_class(n):
     return 1 << max(n - 1, 0).bit_length()
 
 
+def _col_bytes(x, w, win, groups):
+    return w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * win.oh * win.ow * x.itemsize
+
+
+def candidates(x, w, win, groups, backward=True):
+    """The algorithms the tuner times for this convolution: ``algorithms`` less its shortcuts (candidates measured
+    not to win, or not worth a compile). ``benchmarks/tuner_check.py`` times the ones left out against the one chosen
+    on every convolution of the zoo's models."""
+    algos = algorithms(x, w, win, groups)
+    flops = _flops(x, w)
+    if "jit" in algos and not _jit_pays(x, flops, algos):
+        algos = [a for a in algos if a != "jit"]
+    if "jit" in algos and flops < IM2COL_TRIAL_FLOPS and win.oh * win.ow > TINY_MAP:
+        algos = [a for a in algos if not a.startswith("im2col")]
+    elif backward and _col_bytes(x, w, win, groups) > COL_KEEP_BYTES and len(algos) > 1:
+        algos = algos[1:]  # the reference's column matrix would stay alive until backward
+    return algos
+
+
 def choose(xp, x, w, win, groups, backward=True):
     """The name of the algorithm for this convolution: the forced one, the reference when tuning is off, else
     the fastest of ``ALGORITHMS`` measured on it (once per shape class). ``backward`` False (no gradient will be
     asked for: evaluation under no_grad) times the forward alone, and lets the reference keep its columns."""
-    algos = algorithms(x, w, win, groups)
-    col_bytes = w.shape[1] * groups * w.shape[2] * w.shape[3] * x.shape[0] * win.oh * win.ow * x.itemsize
-    if autotune.is_enabled() and not autotune.forced("conv2d"):
-        flops = _flops(x, w)
-        if "jit" in algos and not _jit_pays(x, flops, algos):
-            algos = [a for a in algos if a != "jit"]
-        if "jit" in algos and flops < IM2COL_TRIAL_FLOPS and win.oh * win.ow > TINY_MAP:
-            algos = [a for a in algos if not a.startswith("im2col")]
-        elif backward and col_bytes > COL_KEEP_BYTES and len(algos) > 1:
-            algos = algos[1:]  # the reference's column matrix would stay alive until backward
+    col_bytes = _col_bytes(x, w, win, groups)
+    algos = candidates(x, w, win, groups, backward) if autotune.is_enabled() and not autotune.forced("conv2d") \
+        else algorithms(x, w, win, groups)
     dev = device_of(x)
     # the whole window is in the key: with dead taps dropped, the output size is no longer a function of the rest
     key = ("conv2d", dev, name_for(x), x.dtype.str, _batch_class(x.shape[0]), x.shape[1:], w.shape, tuple(win),
