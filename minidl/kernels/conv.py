@@ -334,12 +334,13 @@ def algorithms(x, w, win, groups):
 
 
 def _jit_pays(x, flops, algos):
-    """Whether the tuner should compile and try jit for this convolution (forcing it runs it anyway). Measured
-    (benchmarks/NOTES.md, change 27): on 1x1 convolutions gemm1x1 beat it every time (40 of 40 shapes of GoogLeNet
-    and InceptionNet); its threads split the batch, so with fewer than two samples per thread cores idle (GoogLeNet's
+    """Whether the tuner should compile and try jit for this convolution (forcing it runs it anyway). Its threads
+    split the batch, so with fewer than two samples per thread cores idle (benchmarks/NOTES.md, change 27: GoogLeNet's
     3x3 and 5x5 convolutions on 2 threads: batch 1, jit 40 ms against 31 for the best other; batch 2, even; batch 8,
-    140 against 174); below JIT_MIN_FLOPS a conv is not worth a compile."""
-    return flops >= JIT_MIN_FLOPS and "gemm1x1" not in algos and x.shape[0] >= 2 * workers()[0]
+    140 against 174); below JIT_MIN_FLOPS a conv is not worth a compile. It is tried on 1x1 convolutions too: change
+    27 saw gemm1x1 win all 40 of GoogLeNet's and InceptionNet's at batch 1-2, but at batch 64 and 128 jit won 110 of
+    the zoo's 1x1 shapes by 1.1-2.3x (change 50, benchmarks/tuner_check.py)."""
+    return flops >= JIT_MIN_FLOPS and x.shape[0] >= 2 * workers()[0]
 
 
 # The tuner's trials run on at most this many samples of a batch. Measured (NOTES.md, change 39): resnet18's first
