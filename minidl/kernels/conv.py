@@ -235,7 +235,7 @@ def _times_padding(xp, zeros, pad):
     """im2col multiplies each output's padding taps by zeros: an inf or NaN weight there makes that output NaN.
     ``zeros`` (O, kk) sums 0 x each tap's weights (0, or NaN); the (O, P) result, added to y, does the same. With
     ``pad`` transposed it does it for the weight gradient: (O, P) sums of 0 x gy, over the outputs a tap pads."""
-    return xp.stack([zeros[:, row].sum(axis=1) for row in pad], axis=1)
+    return xp.stack([zeros[:, xp.asarray(row)].sum(axis=1) for row in pad], axis=1)  # a device's own index arrays
 
 
 def _maybe_nonfinite(xp, a):
