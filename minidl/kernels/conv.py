@@ -221,7 +221,12 @@ def dense_pays(x, w, win, groups):
     torch have none)."""
     h, wd = x.shape[2:]
     return groups == 1 and h * wd <= win.kh * win.kw and win.oh * win.ow <= win.kh * win.kw and \
-        bool((dense_taps(h, wd, win) < win.kh * win.kw).all())
+        _every_pair_live(h, wd, win)
+
+
+@functools.lru_cache(maxsize=256)
+def _every_pair_live(h, w, win):
+    return bool((dense_taps(h, w, win) < win.kh * win.kw).all())  # asked on every call: cached with the taps
 
 
 def _padding_reads(taps, kk):
@@ -333,7 +338,7 @@ def algorithms(x, w, win, groups):
     return algos
 
 
-def _jit_pays(x, flops, algos):
+def _jit_pays(x, flops):
     """Whether the tuner should compile and try jit for this convolution (forcing it runs it anyway). Its threads
     split the batch, so with fewer than two samples per thread cores idle (benchmarks/NOTES.md, change 27: GoogLeNet's
     3x3 and 5x5 convolutions on 2 threads: batch 1, jit 40 ms against 31 for the best other; batch 2, even; batch 8,
@@ -364,7 +369,7 @@ def candidates(x, w, win, groups, backward=True):
     on every convolution of the zoo's models."""
     algos = algorithms(x, w, win, groups)
     flops = _flops(x, w)
-    if "jit" in algos and not _jit_pays(x, flops, algos):
+    if "jit" in algos and not _jit_pays(x, flops):
         algos = [a for a in algos if a != "jit"]
     if "jit" in algos and flops < IM2COL_TRIAL_FLOPS and win.oh * win.ow > TINY_MAP:
         algos = [a for a in algos if not a.startswith("im2col")]
