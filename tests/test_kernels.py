@@ -623,9 +623,7 @@ def test_dense_runs_maps_no_bigger_than_the_kernel_with_torch_numbers_and_nans(h
         wt[0, 0, k // 2, 0] = np.inf
     elif poison == "nan input and -inf weight":
         x[1, 2, 0, 0], wt[2, 1, k // 2, -1] = np.nan, -np.inf
-    elif poison == "inf gradient":
-        if h < k // 2 + 1:  # a 1-row map: conv2d drops the tap rows that read only padding, and with them torch's
-            pytest.skip("0 x inf gradient of those taps (NaN); known difference, benchmarks/NOTES.md change 50")
+    elif poison == "inf gradient":  # on the 1-row map, with the tap rows that read only padding dropped too
         gy[0, 1, -1, -1] = np.inf
     ins, refs = [minidl.tensor(a, requires_grad=True) for a in (x, wt)], [torch.tensor(a, requires_grad=True)
                                                                          for a in (x, wt)]
@@ -666,7 +664,7 @@ def test_dense_is_offered_only_where_every_output_reads_every_input():
     (1, 1, 1, 10, 2, 1),  # no tap reads the map at all: the output is the bias, the gradients zero
 ])
 def test_taps_that_read_only_padding_are_dropped_with_torch_numbers(algo, h, w, k, stride, padding, dilation):
-    """conv2d drops the kernel taps that multiply padding only (functional/conv.py, _without_dead_taps): forward and
+    """conv2d drops the kernel taps that multiply padding only (functional/conv.py, _live_window): forward and
     both gradients still equal torch's, whichever algorithm runs the smaller convolution (a 1x1 map takes gemm1x1's
     one-pixel product)."""
     import torch
@@ -683,6 +681,39 @@ def test_taps_that_read_only_padding_are_dropped_with_torch_numbers(algo, h, w, 
     np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
     for mine, theirs in zip(ins, refs):
         np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
+@pytest.mark.parametrize("poison", ["inf weight on a dropped tap", "nan weight on a dropped tap",
+                                    "inf gradient", "nan gradient", "inf input"])
+@pytest.mark.parametrize("h, w, k, stride, padding", [(1, 1, 3, 1, 1), (2, 2, 3, 2, 1), (1, 2, 3, 1, 1)])
+def test_dropped_taps_keep_torchs_nans(algo, poison, h, w, k, stride, padding):
+    """torch (float64, and float32 outside oneDNN) multiplies the taps that read only padding by zeros, as every
+    minidl algorithm does with the padding it reads: an inf weight on such a tap makes its output channel NaN, an
+    inf upstream gradient makes those taps' weight gradients NaN. conv2d drops the taps, and adds their 0 x w and
+    0 x gy back where they are not zeros, so the NaNs land where torch's do."""
+    import torch
+    rng = np.random.default_rng(7)
+    x, wt = rng.standard_normal((3, 4, h, w)), rng.standard_normal((5, 4, k, k))
+    out = ((h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1)
+    gy = rng.standard_normal((3, 5, *out))
+    if poison.endswith("weight on a dropped tap"):  # tap (0, 0) reads only padding on these maps
+        wt[1, 2, 0, 0] = np.inf if poison.startswith("inf") else np.nan
+    elif poison.endswith("gradient"):
+        gy[2, 3, -1, -1] = np.inf if poison.startswith("inf") else np.nan
+    else:
+        x[0, 1, -1, -1] = -np.inf
+    ins, refs = [minidl.tensor(a, requires_grad=True) for a in (x, wt)], [torch.tensor(a, requires_grad=True)
+                                                                         for a in (x, wt)]
+    with autotune.force("conv2d", algo):
+        y = F.conv2d(*ins, stride=stride, padding=padding)
+    ty = torch.nn.functional.conv2d(*refs, stride=stride, padding=padding)
+    y.backward(minidl.tensor(gy))
+    ty.backward(torch.tensor(gy))
+    # the case has NaNs; an inf input (read only through live taps) has none, and infs where torch has them
+    assert (np.isnan(ty.detach().numpy()).any() or np.isnan(refs[1].grad.numpy()).any()) != (poison == "inf input")
+    for mine, theirs in [(y.detach(), ty.detach())] + [(a.grad, b.grad) for a, b in zip(ins, refs)]:
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
 def test_the_tuner_times_the_forward_alone_under_no_grad_and_shares_a_choice_across_a_batch_class(monkeypatch):

@@ -3,12 +3,16 @@
 ``col`` has shape (C*kh*kw, N*out_h*out_w) (see kernels/_numpy.py), so each group is one GEMM.
 Backward passes are raw kernels: these ops are differentiable once.
 """
+import functools
+
+import numpy as np
+
 from .. import kernels
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
 from ..kernels import conv as conv_kernels
-from ..kernels.conv import group_matmul, group_outer
+from ..kernels.conv import maybe_nonfinite, group_matmul, group_outer
 from ._checks import empty_result, float_tensor, int_arg, optional_tensor, pair, same_device
 from ._registry import register
 
@@ -22,12 +26,21 @@ class Conv2dFunction(Function):
     name = "conv2d"
     differentiable_twice = False
 
-    def forward(self, xp, x, w, b, win, groups, backward=True):
+    def forward(self, xp, x, w, b, win, groups, backward=True, live=None):
+        """``live`` (from _live_window): the kernel taps that read the map and the input rows and columns they
+        read, when some taps read only padding; the algorithm runs the smaller convolution of those."""
+        self.live, self.full_shapes = live, (x.shape, w.shape)
+        if live is not None:
+            (i0, i1, j0, j1), (r0, c0) = live
+            w_full, x, w = w, x[:, :, r0:, c0:], w[:, :, i0:i1 + 1, j0:j1 + 1]
         self.win, self.groups = win, groups
         self.x_shape, self.has_b = x.shape, b is not None
         self.algo = conv_kernels.choose(xp, x, w, win, groups, backward)  # backward: whether to time it too
         forward, _ = conv_kernels.ALGORITHMS[self.algo]
         y, saved = forward(xp, x, w, b, win, groups)
+        if live is not None and maybe_nonfinite(xp, w_full):  # the dropped taps' 0 x w: NaN where w is inf or NaN
+            dead = w_full[:, :, xp.asarray(_dead_mask(w_full.shape[2:], live))]
+            y += (dead * 0).sum(axis=(1, 2)).reshape(1, -1, 1, 1)
         self.save_for_backward(*saved)
         return y
 
@@ -38,7 +51,23 @@ class Conv2dFunction(Function):
         gx, gw = backward(xp, self.saved_arrays, xp.ascontiguousarray(g), self.x_shape, self.win, self.groups,
                           self.needs_input_grad[0], self.needs_input_grad[1])
         gb = g.sum(axis=(0, 2, 3)) if self.has_b and self.needs_input_grad[2] else None
+        if self.live is not None:
+            gx, gw = self._full_gradients(xp, g, gx, gw)
         return gx, gw, gb
+
+    def _full_gradients(self, xp, g, gx, gw):
+        """The gradients of the whole input and weight: zeros where the dropped rows and taps were, as torch's; a
+        dropped tap's is the sum of 0 x gy over its output channel (torch multiplies those taps by padding), so an
+        inf or NaN upstream gradient makes it NaN there as in torch."""
+        (i0, i1, j0, j1), (r0, c0) = self.live
+        x_shape, w_shape = self.full_shapes
+        if gx is not None and (r0 or c0):
+            gx = kernels.zeros_with(x_shape, (slice(None), slice(None), slice(r0, None), slice(c0, None)), gx)
+        if gw is not None:
+            gw = kernels.zeros_with(w_shape, (slice(None), slice(None), slice(i0, i1 + 1), slice(j0, j1 + 1)), gw)
+            if maybe_nonfinite(xp, g):
+                gw[:, :, xp.asarray(_dead_mask(w_shape[2:], self.live))] += (g * 0).sum(axis=(0, 2, 3))[:, None, None]
+        return gx, gw
 
 
 def _conv_common(op, input, weight, bias, stride, dilation, groups):
@@ -104,10 +133,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if n == 0:  # an empty batch: an empty output, zero gradients (as torch)
         y = empty_result((0, o, *out), input, input, weight, bias)
         return y.squeeze(0) if unbatched else y
-    input, weight, padding = _without_dead_taps(input, weight, stride, padding, dilation, out)
-    win = kernels.Window.of(weight.shape[2:], stride, padding, dilation, out)
+    live, kernel, padding = _live_window(input.shape[2:], weight.shape[2:], stride, padding, dilation, out)
+    win = kernels.Window.of(kernel, stride, padding, dilation, out)
     backward = is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias))
-    y = Conv2dFunction.apply(input, weight, bias, win=win, groups=groups, backward=backward)
+    y = Conv2dFunction.apply(input, weight, bias, win=win, groups=groups, backward=backward, live=live)
     return y.squeeze(0) if unbatched else y
 
 
@@ -119,20 +148,33 @@ def _live_taps(size, out, k, s, p, d):
     return (first, last) if first <= last else (0, k - 1)  # no tap reads the map: nothing to drop (output = bias)
 
 
-def _without_dead_taps(input, weight, stride, padding, dilation, out):
-    """The same convolution without the kernel taps that read only zero padding (they add exact zeros and get zero
-    gradients): on small maps a 3x3 convolution with padding 1 becomes a smaller one. resnet18's layer4 on 28x28
-    digits runs its 3x3 convolutions on 1x1 maps: there only the centre tap is live, and the convolution is one
-    matrix product (a 1x1 convolution) instead of nine taps of which eight multiply zeros."""
-    (h, w), (kh, kw) = input.shape[2:], weight.shape[2:]
-    (i0, i1), (j0, j1) = (_live_taps(size, o, k, s, p, d) for size, o, k, s, p, d in
-                          zip((h, w), out, (kh, kw), stride, padding, dilation))
+def _live_window(size, kernel, stride, padding, dilation, out):
+    """The same convolution without the kernel taps that read only zero padding: (live, kernel, padding) with live
+    None when every tap reads the map, else ((i0, i1, j0, j1), (r0, c0)): the live taps, and the first input row and
+    column they read (the ones before are never read); kernel and padding are the smaller convolution's. On small
+    maps a 3x3 convolution with padding 1 becomes a smaller one: resnet18's layer4 on 28x28 digits runs its 3x3
+    convolutions on 1x1 maps, where only the centre tap is live and the convolution is one matrix product (a 1x1
+    convolution) instead of nine taps of which eight multiply zeros. Conv2dFunction runs the smaller convolution and
+    keeps torch's numbers for inf and NaN: the dropped taps' 0 x weight and 0 x gy terms are added where they are not
+    zeros (maybe_nonfinite)."""
+    (kh, kw) = kernel
+    (i0, i1), (j0, j1) = (_live_taps(n, o, k, s, p, d) for n, o, k, s, p, d in
+                          zip(size, out, kernel, stride, padding, dilation))
     if (i0, i1, j0, j1) == (0, kh - 1, 0, kw - 1):
-        return input, weight, padding
+        return None, kernel, padding
     ph, pw = padding[0] - i0 * dilation[0], padding[1] - j0 * dilation[1]
-    if ph < 0 or pw < 0:  # the live taps start inside the map: the rows (columns) before are never read
-        input = input[:, :, max(-ph, 0):, max(-pw, 0):]
-    return input, weight[:, :, i0:i1 + 1, j0:j1 + 1], (max(ph, 0), max(pw, 0))
+    # where the live taps start inside the map, the rows (columns) before are never read: the input is cropped
+    return ((i0, i1, j0, j1), (max(-ph, 0), max(-pw, 0))), (i1 - i0 + 1, j1 - j0 + 1), (max(ph, 0), max(pw, 0))
+
+
+@functools.lru_cache(maxsize=64)
+def _dead_mask(kernel, live):
+    """(kh, kw) bool: the taps that read only padding (read-only)."""
+    (i0, i1, j0, j1), _ = live
+    dead = np.ones(kernel, dtype=bool)
+    dead[i0:i1 + 1, j0:j1 + 1] = False
+    dead.flags.writeable = False
+    return dead
 
 
 class ConvTranspose2dFunction(Function):
