@@ -348,15 +348,22 @@ def make_forward(name, batch, lib, rng):
 
 
 def bench_first_eval(args):
-    """The first evaluation forward at batch 1000 in a fresh process, and the second (the tuner's trials run in the
-    first: NOTES.md, change 39), for the net on tiny maps."""
+    """The first evaluation forward at batch 1000 in a fresh process, and the second, for the net on tiny maps; with
+    the tuner's choices stored by an earlier process (the default: kernels/autotune.py) and without (the first run on
+    a machine: the trials run, NOTES.md, changes 39 and 52), and the library's import time (torch loads its kernels
+    there; minidl loads Numba's at the first call)."""
     rows = []
     for name in ("resnet18 28x28",):
-        (m1, m2), (t1, t2) = (_child("first_eval", name, 1000, lib, args.threads) for lib in ("minidl", "torch"))
-        rows.append(dict(name=name, batch=1000, minidl_first_s=m1, minidl_second_s=m2, torch_first_s=t1,
-                         torch_second_s=t2, ratio=m1 / t1))
-        print(f"  {name} eval forward at batch 1000: minidl first {m1:.2f} s, second {m2:.2f} s; torch first "
-              f"{t1:.2f} s, second {t2:.2f} s", flush=True)
+        _child("first_eval", name, 1000, "minidl", args.threads)  # stores the tuner's choices, if not stored yet
+        mi, m1, m2 = _child("first_eval", name, 1000, "minidl", args.threads)
+        _, cold, _ = _child("first_eval", name, 1000, "minidl", args.threads, MINIDL_AUTOTUNE_CACHE="0")
+        ti, t1, t2 = _child("first_eval", name, 1000, "torch", args.threads)
+        rows.append(dict(name=name, batch=1000, minidl_import_s=mi, minidl_first_s=m1, minidl_first_untuned_s=cold,
+                         minidl_second_s=m2, torch_import_s=ti, torch_first_s=t1, torch_second_s=t2, ratio=m1 / t1,
+                         ratio_untuned=cold / t1, ratio_with_import=(mi + m1) / (ti + t1)))
+        print(f"  {name} eval forward at batch 1000: minidl first {m1:.2f} s ({cold:.2f} s with no stored tuning "
+              f"choice), second {m2:.2f} s, import {mi:.2f} s; torch first {t1:.2f} s, second {t2:.2f} s, import "
+              f"{ti:.2f} s", flush=True)
     return rows
 
 
@@ -404,9 +411,10 @@ def bench_gpu(args):
 # ---- memory, epoch and latency run in child processes ----------------------------------------------------
 CHILD = r"""
 import sys, time, numpy as np
+mode, name, batch, lib = {mode!r}, {name!r}, {batch!r}, {lib!r}
+t0 = time.perf_counter(); __import__(lib); imported = time.perf_counter() - t0  # before bench imports the other
 sys.path.insert(0, {here!r})
 import bench
-mode, name, batch, lib = {mode!r}, {name!r}, {batch!r}, {lib!r}
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
@@ -414,7 +422,7 @@ def status(key):
 if mode == "first_eval":  # a fresh process: the first forward at a new batch size (the tuner's trials), then another
     forward = bench.make_forward(name, batch, lib, np.random.default_rng(0))
     t0 = time.perf_counter(); forward(); first = time.perf_counter() - t0
-    t0 = time.perf_counter(); forward(); print(first, time.perf_counter() - t0)
+    t0 = time.perf_counter(); forward(); print(imported, first, time.perf_counter() - t0)
 if mode == "memory":
     step = bench.make_step(name, batch, lib, np.random.default_rng(0))
     start = status("VmRSS")  # model and data built, libraries imported
@@ -656,11 +664,14 @@ def markdown(results):
                 + (f" {_compiled_cells(r, '.1f')} |" if timed else "") for r in results["gpt"]]
         out.append("")
     if results.get("first_eval"):
-        out += ["| evaluation forward, batch 1000, fresh process | minidl first / second s | torch first / second s "
-                "| ratio (first) |", "|---|---:|---:|---:|"]
-        out += [f"| {r['name']} | {r['minidl_first_s']:.2f} / {r['minidl_second_s']:.2f} | "
-                f"{r['torch_first_s']:.2f} / {r['torch_second_s']:.2f} | {r['ratio']:.2f} |"
-                for r in results["first_eval"]]
+        out += ["| evaluation forward, batch 1000, fresh process | minidl first (no stored choice) / second s | "
+                "torch first / second s | ratio (first) | import minidl / torch s | ratio (import + first) |",
+                "|---|---:|---:|---:|---:|---:|"]
+        cell = lambda r, k: f"{r[k]:.2f}" if k in r else "-"  # noqa: E731 (results written before change 52)
+        out += [f"| {r['name']} | {r['minidl_first_s']:.2f} ({cell(r, 'minidl_first_untuned_s')}) / "
+                f"{r['minidl_second_s']:.2f} | {r['torch_first_s']:.2f} / {r['torch_second_s']:.2f} | "
+                f"{r['ratio']:.2f} | {cell(r, 'minidl_import_s')} / {cell(r, 'torch_import_s')} | "
+                f"{cell(r, 'ratio_with_import')} |" for r in results["first_eval"]]
         out.append("")
     if "layers" in results:
         out += ["| layer, forward + backward | minidl ms | torch ms | ratio | minidl / torch GFLOP/s |",

@@ -2,6 +2,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests import opinfo.py and suite.py as modules
+# The tuner's choices stay in each test process (and the processes tests start): a choice stored by an earlier run
+# would skip the trials that tests count. tests/test_tuning_cache.py turns the disk on in a folder of its own.
+os.environ.setdefault("MINIDL_AUTOTUNE_CACHE", "0")
 
 
 def pytest_addoption(parser):

@@ -403,4 +403,4 @@ def choose(xp, x, w, win, groups, backward=True):
                 bwd(xp, saved, gy[0], xt.shape, win, groups, True, True)
             synchronize(dev)  # a GPU runs the work after the launches return: time it to its end
         return run
-    return autotune.choose(key, [(a, trial(a)) for a in algos], lean=LEAN)
+    return autotune.choose(key, [(a, trial(a)) for a in algos], lean=LEAN, keep=dev.type == "cpu")

@@ -86,40 +86,48 @@ def folder():
     return _folder[0]
 
 
-def _path(key):
+# What is kept, by the first word of an entry's name: the jit's object files, and the tuner's choices (one per
+# tuning key: kernels/autotune.py); each kind has the same header and checks.
+KINDS = {"conv": (".o", "cached kernel"), "tune": (".tune", "cached tuning choice")}
+
+
+def _path(key, kind="conv"):
     d = folder()
-    return d and os.path.join(d, f"conv-{hashlib.sha256(key.encode()).hexdigest()[:40]}.o")
+    return d and os.path.join(d, f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:40]}{KINDS[kind][0]}")
 
 
 def _digest(key, obj):
     return hashlib.sha256(MAGIC + key.encode() + b"\0" + obj).digest()
 
 
-def _read_own(path):
+def _read_own(path, what="cached kernel"):
     """The bytes of ``path`` if this user owns it and no one else can write it; None if it is absent or refused."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None  # absent (or a link: not ours to follow)
     with os.fdopen(fd, "rb") as f:
-        why = _unsafe(os.fstat(f.fileno()), f"cached kernel {path}")
+        why = _unsafe(os.fstat(f.fileno()), f"{what} {path}")
         if why is not None:
-            _say("file", f"ignoring {why}; compiling it in memory")
+            _say("file", f"ignoring {why}; " + ("compiling it in memory" if what == "cached kernel" else
+                                                 "measuring again"))
             return None
         return f.read()
 
 
-def load(key):
-    """The object file stored for ``key``, checked against its digest; None when there is none (or it was damaged:
-    then it is deleted, and one line says so)."""
-    path = _path(key)
-    data = _read_own(path) if path else None
+def load(key, kind="conv"):
+    """The bytes stored for ``key`` (an object file, for kind "conv"), checked against their digest; None when there
+    are none (or they were damaged: then the entry is deleted, and one line says so)."""
+    path = _path(key, kind)
+    what = KINDS[kind][1]
+    data = _read_own(path, what) if path else None
     if data is None:
         return None
     obj = data[_HEADER:]
     if data[:len(MAGIC)] == MAGIC and data[len(MAGIC):_HEADER] == _digest(key, obj) and obj:
         return obj
-    _say("damaged", f"a cached kernel was damaged ({path}, {len(data)} bytes): deleted, compiling it again")
+    _say("damaged", f"a {what} was damaged ({path}, {len(data)} bytes): deleted, "
+                    f"{'compiling it' if kind == 'conv' else 'measuring'} again")
     try:
         os.unlink(path)
     except OSError:
@@ -127,26 +135,30 @@ def load(key):
     return None
 
 
-def store(key, obj):
-    """Keep ``obj`` (an object file) for ``key``, atomically; a failure (a full or read-only disk) costs only the
-    cache."""
-    path = _path(key)
+def store(key, obj, kind="conv", durable=True):
+    """Keep ``obj`` (an object file, for kind "conv") for ``key``, atomically; a failure (a full or read-only disk)
+    costs only the cache. ``durable`` False skips the fsyncs (a tuning choice: one lost to a crash is measured
+    again, and a damaged one fails its digest)."""
+    path = _path(key, kind)
     if not path or not obj:
         return
     d = os.path.dirname(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=d, prefix="conv-", suffix=".tmp")  # mode 0o600
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{kind}-", suffix=".tmp")  # mode 0o600
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC + _digest(key, obj) + obj)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
         tmp = None
-        fsync_folder(d)
+        if durable:
+            fsync_folder(d)
     except OSError as e:
-        _say("write", f"cannot write the kernel cache in {d} ({e.strerror or e}): kernels are compiled in each "
-                      "process until it can")
+        _say("write", f"cannot write the kernel cache in {d} ({e.strerror or e}): "
+                      f"{'kernels are compiled' if kind == 'conv' else 'convolutions are measured'} in each process "
+                      "until it can")
     finally:
         if tmp is not None:
             try:
@@ -162,7 +174,7 @@ def _remove_stale(d):
     try:
         with os.scandir(d) as entries:
             for e in entries:
-                if e.name.startswith("conv-") and e.name.endswith(".tmp"):
+                if e.name.endswith(".tmp") and e.name.split("-")[0] in KINDS:
                     try:
                         if now - e.stat(follow_symlinks=False).st_mtime > _STALE_SECONDS:
                             os.unlink(e.path)
