@@ -3,8 +3,9 @@
 The tuner does not time every algorithm that can run a convolution: ``kernels.conv.candidates`` leaves some out
 (jit below a size or batch, im2col where jit is expected to win, the reference where its columns would stay alive).
 This script collects every convolution of the zoo's models on 28x28 and 32x32 inputs, times *every* algorithm that
-can run it (forward and backward at batch 1, 64 and 128; forward alone at 128, the slice an evaluation at batch
-1000 is tuned on), and reports where an algorithm the shortcuts left out is more than 10% faster than the one the
+can run it (forward and the gradients a training step asks for, at batch 1, 64 and 128: a network's first
+convolution needs no input gradient; forward alone at 128, the slice an evaluation at batch 1000 is tuned on), and
+reports where an algorithm the shortcuts left out is more than 10% faster than the one the
 tuner would take from its own candidates. Each time is the best of five calls after one warm-up, all algorithms of a
 shape timed in the same rounds, alternating.
 
@@ -37,34 +38,33 @@ NETS = {  # name: (constructor, input shape)
 
 
 def conv_shapes(names):
-    """{(x.shape[1:], w.shape, win, groups): first net using it}, recorded from one forward at batch 2."""
+    """{(x.shape[1:], w.shape, win, groups, grads): first net using it}, recorded from one training forward at batch
+    2 (grads: the gradients its backward asks for, (input, weight))."""
     seen = {}
     real = ck.choose
 
-    def record(xp, x, w, win, groups, backward=True):
-        seen.setdefault((x.shape[1:], w.shape, win, groups), net)
-        return real(xp, x, w, win, groups, backward)
+    def record(xp, x, w, win, groups, grads=(True, True)):
+        seen.setdefault((x.shape[1:], w.shape, win, groups, tuple(grads)), net)
+        return real(xp, x, w, win, groups, grads)
     ck.choose = record
     try:
         for net in names:
             make, shape = NETS[net]
-            model = make().eval()
-            with minidl.no_grad():
-                model(minidl.randn(2, *shape))
+            make()(minidl.randn(2, *shape))
     finally:
         ck.choose = real
     return seen
 
 
-def time_all(x, w, win, groups, algos, backward, rounds=5):
-    """{algorithm: best seconds} for forward (and backward) of each, alternating between them."""
+def time_all(x, w, win, groups, algos, grads, rounds=5):
+    """{algorithm: best seconds} for forward (and the gradients in ``grads``) of each, alternating between them."""
     gy = np.ones((x.shape[0], w.shape[0], *win.out_hw), dtype=x.dtype)
 
     def run(algo):
         fwd, bwd = ck.ALGORITHMS[algo]
         _, saved = fwd(np, x, w, None, win, groups)
-        if backward:
-            bwd(np, saved, gy, x.shape, win, groups, True, True)
+        if any(grads):
+            bwd(np, saved, gy, x.shape, win, groups, *grads)
     best = {}
     for a in algos:
         run(a)  # compile or load the kernels, first-touch the memory
@@ -76,21 +76,25 @@ def time_all(x, w, win, groups, algos, backward, rounds=5):
     return best
 
 
-def check(shape, batch, backward, rng):
-    xs, ws, win, groups = shape
+def check(shape, batch, grads, rng):
+    xs, ws, win, groups, _ = shape
     x = rng.standard_normal((batch, *xs), dtype=np.float32)
     w = (rng.standard_normal(ws, dtype=np.float32) * 0.1).astype(np.float32)
     full = ck.algorithms(x, w, win, groups)
-    short = ck.candidates(x, w, win, groups, backward)
+    short = ck.candidates(x, w, win, groups, any(grads))
     if len(full) == 1:
         return None
-    times = time_all(x, w, win, groups, full, backward)
+    times = time_all(x, w, win, groups, full, grads)
     chosen = autotune.pick({a: times[a] for a in short}, ck.LEAN)
     best_left = min((a for a in full if a not in short), key=times.get, default=None)
     ratio = times[chosen] / times[best_left] if best_left else 1.0
     return dict(chosen=chosen, chosen_ms=1e3 * times[chosen], left=best_left,
                 left_ms=1e3 * times[best_left] if best_left else None, ratio=ratio, candidates=short,
                 times={a: round(1e3 * t, 3) for a, t in times.items()})
+
+
+def _what(grads):
+    return {(True, True): "f+b", (False, True): "f+gw", (True, False): "f+gx", (False, False): "fwd"}[grads]
 
 
 def main():
@@ -102,18 +106,18 @@ def main():
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     shapes = conv_shapes(args.models)
-    runs = [(b, True) for b in args.batches] + ([(args.eval_batch, False)] if args.eval_batch else [])
     bad = 0
     for shape, net in shapes.items():
-        xs, ws, win, groups = shape
-        for batch, backward in runs:
-            r = check(shape, batch, backward, rng)
+        xs, ws, win, groups, grads = shape
+        runs = [(b, grads) for b in args.batches] + ([(args.eval_batch, (False, False))] if args.eval_batch else [])
+        for batch, need in runs:
+            r = check(shape, batch, need, rng)
             if r is None:
                 continue
             flag = r["ratio"] > 1 + args.margin
             bad += flag
             print(f"{'MISS' if flag else 'ok  '} {net:16s} x{xs} w{ws} s{win.sh} p{win.ph} g{groups} batch {batch:4d} "
-                  f"{'f+b' if backward else 'fwd'}: chose {r['chosen']} {r['chosen_ms']:.2f} ms of {r['candidates']}; "
+                  f"{_what(need)}: chose {r['chosen']} {r['chosen_ms']:.2f} ms of {r['candidates']}; "
                   f"left out {r['left']} {r['left_ms'] or 0:.2f} ms ({r['ratio']:.2f}x)  {r['times']}", flush=True)
     print(f"{bad} shortcut misses over {args.margin:.0%}")
 

@@ -740,6 +740,26 @@ def test_the_tuner_times_the_forward_alone_under_no_grad_and_shares_a_choice_acr
     autotune.clear()
 
 
+def test_the_trials_time_only_the_gradients_the_call_will_ask_for(monkeypatch):
+    """A network's first convolution (its input needs no gradient) and a frozen layer (its weight needs none) are
+    timed with the gradients their backward will compute, and tuned apart from a convolution that needs both."""
+    from minidl.kernels import conv as conv_kernels
+    asked = []
+
+    def counting(pair):
+        fwd, bwd = pair
+        return fwd, lambda *a: asked.append(a[-2:]) or bwd(*a)
+    monkeypatch.setattr(conv_kernels, "ALGORITHMS", {k: counting(v) for k, v in conv_kernels.ALGORITHMS.items()})
+    autotune.clear()
+    for x_grad, w_grad in [(False, True), (True, False), (True, True)]:
+        asked.clear()
+        x, w = minidl.randn(6, 3, 10, 10, requires_grad=x_grad), minidl.randn(4, 3, 3, 3, requires_grad=w_grad)
+        F.conv2d(x, w).sum().backward()
+        assert asked and set(asked) == {(x_grad, w_grad)}  # the trials' backwards, then the call's own
+    assert len([k for k in autotune.cache() if k[0] == "conv2d"]) == 3
+    autotune.clear()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_relu_kernel_equals_the_reference_bit_for_bit_and_keeps_torchs_signed_zero_and_nan(dtype):
     import torch

@@ -26,7 +26,7 @@ class Conv2dFunction(Function):
     name = "conv2d"
     differentiable_twice = False
 
-    def forward(self, xp, x, w, b, win, groups, backward=True, live=None):
+    def forward(self, xp, x, w, b, win, groups, grads=(True, True), live=None):
         """``live`` (from _live_window): the kernel taps that read the map and the input rows and columns they
         read, when some taps read only padding; the algorithm runs the smaller convolution of those."""
         self.live, self.full_shapes = live, (x.shape, w.shape)
@@ -35,7 +35,7 @@ class Conv2dFunction(Function):
             w_full, x, w = w, x[:, :, r0:, c0:], w[:, :, i0:i1 + 1, j0:j1 + 1]
         self.win, self.groups = win, groups
         self.x_shape, self.has_b = x.shape, b is not None
-        self.algo = conv_kernels.choose(xp, x, w, win, groups, backward)  # backward: whether to time it too
+        self.algo = conv_kernels.choose(xp, x, w, win, groups, grads)  # grads: the gradients the trials time
         forward, _ = conv_kernels.ALGORITHMS[self.algo]
         y, saved = forward(xp, x, w, b, win, groups)
         if live is not None and maybe_nonfinite(xp, w_full):  # the dropped taps' 0 x w: NaN where w is inf or NaN
@@ -135,8 +135,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         return y.squeeze(0) if unbatched else y
     live, kernel, padding = _live_window(input.shape[2:], weight.shape[2:], stride, padding, dilation, out)
     win = kernels.Window.of(kernel, stride, padding, dilation, out)
-    backward = is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias))
-    y = Conv2dFunction.apply(input, weight, bias, win=win, groups=groups, backward=backward, live=live)
+    grads = (input.requires_grad, weight.requires_grad) if is_grad_enabled() else (False, False)
+    y = Conv2dFunction.apply(input, weight, bias, win=win, groups=groups, grads=grads, live=live)
     return y.squeeze(0) if unbatched else y
 
 

@@ -378,17 +378,20 @@ def candidates(x, w, win, groups, backward=True):
     return algos
 
 
-def choose(xp, x, w, win, groups, backward=True):
+def choose(xp, x, w, win, groups, grads=(True, True)):
     """The name of the algorithm for this convolution: the forced one, the reference when tuning is off, else
-    the fastest of ``ALGORITHMS`` measured on it (once per shape class). ``backward`` False (no gradient will be
-    asked for: evaluation under no_grad) times the forward alone, and lets the reference keep its columns."""
+    the fastest of ``ALGORITHMS`` measured on it (once per shape class). ``grads``: whether the input's and the
+    weight's gradients will be asked for; the trials time those (a network's first convolution needs no input
+    gradient: jit's costs 6x im2col's on a 3-channel stem, where its forward and weight gradient win: change 53).
+    (False, False), evaluation under no_grad, times the forward alone and lets the reference keep its columns."""
+    backward = any(grads)
     col_bytes = _col_bytes(x, w, win, groups)
     algos = candidates(x, w, win, groups, backward) if autotune.is_enabled() and not autotune.forced("conv2d") \
         else algorithms(x, w, win, groups)
     dev = device_of(x)
     # the whole window is in the key: with dead taps dropped, the output size is no longer a function of the rest
     key = ("conv2d", dev, name_for(x), x.dtype.str, _batch_class(x.shape[0]), x.shape[1:], w.shape, tuple(win),
-           groups, backward, col_bytes > COL_KEEP_BYTES)
+           groups, tuple(grads), col_bytes > COL_KEEP_BYTES)
     gy = []  # the trials' upstream gradient, made by the first trial: a cached choice allocates nothing
     xt = x[:TRIAL_BATCH]  # the trials time a slice of a large batch: every algorithm's time grows with the batch
 
@@ -400,7 +403,7 @@ def choose(xp, x, w, win, groups, backward=True):
             if backward:
                 if not gy:
                     gy.append(xp.ones((xt.shape[0], w.shape[0], *win.out_hw), dtype=x.dtype))
-                bwd(xp, saved, gy[0], xt.shape, win, groups, True, True)
+                bwd(xp, saved, gy[0], xt.shape, win, groups, *grads)
             synchronize(dev)  # a GPU runs the work after the launches return: time it to its end
         return run
     return autotune.choose(key, [(a, trial(a)) for a in algos], lean=LEAN, keep=dev.type == "cpu")
