@@ -643,6 +643,46 @@ def test_dense_runs_maps_no_bigger_than_the_kernel_with_torch_numbers_and_nans(h
         if poison == "none" else "dense" in conv_kernels.algorithms(x, wt, win, 1)
 
 
+@pytest.mark.parametrize("poison", ["none", "inf input in a column tap 0 never reads", "inf weight on a padding tap",
+                                    "nan gradient", "inf weight, input gradient"])
+@pytest.mark.parametrize("shape, groups, k, padding, dilation, stride", [
+    ((2, 6, 7, 5), 6, 3, 1, 1, 1),   # depthwise 3x3, the wide planes
+    ((2, 6, 7, 5), 3, 3, 0, 1, 1),   # two input channels a group, no padding: wide columns read real inputs
+    ((2, 4, 6, 6), 4, 3, 2, 2, 1),   # dilated, and each channel's weights twice (8 outputs)
+    ((2, 6, 8, 8), 6, 3, 1, 1, 2),   # strided: the row kernels
+])
+def test_direct_convolution_equals_torch_with_its_nans(shape, groups, k, padding, dilation, stride, poison):
+    """``direct`` (few input channels per group: depthwise) equals torch's forward and gradients in float64, and its
+    wide planes (kernels/_numba_depthwise.py) put NaN only where torch does: the dropped columns of a wide row meet
+    real inputs and weights, never with an effect on a result."""
+    import torch
+    rng = np.random.default_rng(11)
+    cout = shape[1] * (2 if dilation == 2 else 1)
+    x, wt = rng.standard_normal(shape), rng.standard_normal((cout, shape[1] // groups, k, k))
+    ty0 = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(wt), stride=stride, padding=padding,
+                                     dilation=dilation, groups=groups)
+    gy = rng.standard_normal(tuple(ty0.shape))
+    if poison == "inf input in a column tap 0 never reads":
+        x[0, 1, 2, -1] = np.inf
+    elif poison == "inf weight on a padding tap":
+        wt[1, 0, 0, 0] = np.inf
+    elif poison == "nan gradient":
+        gy[1, 2, 0, 0] = np.nan
+    elif poison == "inf weight, input gradient":
+        wt[2, 0, 1, 1] = -np.inf
+    ins = [minidl.tensor(a, requires_grad=True) for a in (x, wt)]
+    refs = [torch.tensor(a, requires_grad=True) for a in (x, wt)]
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    with autotune.force("conv2d", "direct"):
+        y = F.conv2d(*ins, **kw)
+    assert y.grad_fn.algo == "direct"
+    ty = torch.nn.functional.conv2d(*refs, **kw)
+    y.backward(minidl.tensor(gy))
+    ty.backward(torch.tensor(gy))
+    for mine, theirs in [(y.detach(), ty.detach())] + [(a.grad, b.grad) for a, b in zip(ins, refs)]:
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
 def test_dense_is_offered_only_where_every_output_reads_every_input():
     from minidl.kernels import conv as conv_kernels
     offered = lambda x, k, p, s=1: "dense" in conv_kernels.algorithms(  # noqa: E731
@@ -819,9 +859,10 @@ def test_the_2x2_stride_2_max_pool_kernel_equals_the_reference(dtype):
 
 def _count_parts(monkeypatch):
     """A list that gets the number of parts of every blas.split the Numba kernels make."""
-    from minidl.kernels import blas
+    from minidl.kernels import _numba_depthwise, blas
     parts, real = [], blas.split
-    monkeypatch.setattr(numba_k, "split", lambda n, run, items=None: parts.append(real(n, run, items)) or parts[-1])
+    for module in (numba_k, _numba_depthwise):
+        monkeypatch.setattr(module, "split", lambda n, run, items=None: parts.append(real(n, run, items)) or parts[-1])
     return parts
 
 

@@ -11,6 +11,7 @@ from numba import njit
 
 from ._numpy import index_dtype
 from .blas import split
+from . import _numba_depthwise as _depthwise
 from ._numba_pointwise import (  # noqa: F401 (the contract's value-by-value kernels)
     _tanh32, erf, lstm_backward_step, lstm_forward_step, relu, relu_backward)
 
@@ -301,8 +302,14 @@ def _conv_direct_grad_x(gy, w, gx, sh, sw, ph, pw, dh, dw, groups, p0, p1):
                               gyf, ((b * o + oc) * out_h + oh) * out_w + lo_w, 1, hi_w - lo_w)
 
 
+# The direct convolution runs over whole padded planes (_numba_depthwise.py) at stride 1; the row kernels above run
+# strided ones (measured: the wide planes computed 2x the outputs and read with a stride, and took 1.5-2x the row
+# kernels' time: NOTES.md, change 54) and the input gradient of a weight that is not all finite (the wide planes
+# would add 0 x inf). The row kernels skip padding: an inf weight or gradient meets no padding zero there.
 def conv_direct(x, w, win, groups):
     """Direct convolution without a column matrix: for few input channels per group (incl. depthwise)."""
+    if win.stride == (1, 1):
+        return _depthwise.forward(x, w, win, groups)
     y = np.empty((x.shape[0], w.shape[0], win.oh, win.ow), dtype=x.dtype)
     _run(_conv_direct, y.shape[0] * y.shape[1], y.size * w[0].size, np.ascontiguousarray(x), np.ascontiguousarray(w), y,
          *win.stride, *win.padding, *win.dilation, groups)
@@ -310,6 +317,8 @@ def conv_direct(x, w, win, groups):
 
 
 def conv_direct_grad_w(x, gy, w_shape, win, groups):
+    if win.stride == (1, 1):
+        return _depthwise.grad_w(x, gy, w_shape, win, groups)
     gw = np.empty(w_shape, dtype=gy.dtype)
     _run(_conv_direct_grad_w, w_shape[0] * w_shape[1], 2 * gy.size * gw[0].size, np.ascontiguousarray(x),
          np.ascontiguousarray(gy), gw, *win.stride, *win.padding, *win.dilation, groups)
@@ -317,6 +326,8 @@ def conv_direct_grad_w(x, gy, w_shape, win, groups):
 
 
 def conv_direct_grad_x(gy, w, x_shape, win, groups):
+    if win.stride == (1, 1) and np.isfinite(w).all():
+        return _depthwise.grad_x(gy, w, x_shape, win, groups)
     gx = np.empty(x_shape, dtype=gy.dtype)
     _run(_conv_direct_grad_x, x_shape[0] * x_shape[1], gy.size * w[0].size, np.ascontiguousarray(gy),
          np.ascontiguousarray(w), gx, *win.stride, *win.padding, *win.dilation, groups)

@@ -285,13 +285,19 @@ def dense_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
 
 
 # ---- direct loops (compiled), for few input channels per group ------------------------------------------------
+# The strided direct kernels (_numba.py's row kernels) skip the padding; torch multiplies it, so an inf or NaN weight
+# (forward) or upstream gradient (weight gradient) takes the chunked im2col there, which saves the same (x, w).
 def direct_forward(xp, x, w, b, win, groups):
+    if xp is np and win.stride != (1, 1) and maybe_nonfinite(xp, w):
+        return chunked_forward(xp, x, w, b, win, groups)
     return add_bias(conv_direct(x, w, win, groups), b), (x, w)
 
 
 def direct_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
     x, w = saved
     gx = conv_direct_grad_x(gy, w, x_shape, win, groups) if need_x else None
+    if need_w and xp is np and win.stride != (1, 1) and maybe_nonfinite(xp, gy):
+        return gx, chunked_backward(xp, saved, gy, x_shape, win, groups, False, True)[1]
     gw = conv_direct_grad_w(x, gy, w.shape, win, groups) if need_w else None
     return gx, gw
 
