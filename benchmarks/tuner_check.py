@@ -39,11 +39,11 @@ NETS = {  # name: (constructor, input shape)
 
 def conv_shapes(names):
     """{(x.shape[1:], w.shape, win, groups, grads): first net using it}, recorded from one training forward at batch
-    2 (grads: the gradients its backward asks for, (input, weight))."""
+    2 (grads: the gradients its backward asks for, (input, weight, bias))."""
     seen = {}
     real = ck.choose
 
-    def record(xp, x, w, win, groups, grads=(True, True)):
+    def record(xp, x, w, win, groups, grads=(True, True, True)):
         seen.setdefault((x.shape[1:], w.shape, win, groups, tuple(grads)), net)
         return real(xp, x, w, win, groups, grads)
     ck.choose = record
@@ -64,7 +64,7 @@ def time_all(x, w, win, groups, algos, grads, rounds=5):
         fwd, bwd = ck.ALGORITHMS[algo]
         _, saved = fwd(np, x, w, None, win, groups)
         if any(grads):
-            bwd(np, saved, gy, x.shape, win, groups, *grads)
+            bwd(np, saved, gy, x.shape, win, groups, grads[0], grads[1])
     best = {}
     for a in algos:
         run(a)  # compile or load the kernels, first-touch the memory
@@ -94,7 +94,7 @@ def check(shape, batch, grads, rng):
 
 
 def _what(grads):
-    return {(True, True): "f+b", (False, True): "f+gw", (True, False): "f+gx", (False, False): "fwd"}[grads]
+    return {(True, True): "f+b", (False, True): "f+gw", (True, False): "f+gx", (False, False): "fwd"}[grads[:2]]
 
 
 def main():
@@ -109,7 +109,7 @@ def main():
     bad = 0
     for shape, net in shapes.items():
         xs, ws, win, groups, grads = shape
-        runs = [(b, grads) for b in args.batches] + ([(args.eval_batch, (False, False))] if args.eval_batch else [])
+        runs = [(b, grads) for b in args.batches] + ([(args.eval_batch, (False,) * 3)] if args.eval_batch else [])
         for batch, need in runs:
             r = check(shape, batch, need, rng)
             if r is None:

@@ -138,9 +138,16 @@ def _pow_scalar(g, inputs, x, params, out):
 
 
 def _conv2d(g, inputs, x, params, out):
+    """The whole convolution: conv2d hands Conv2dFunction the whole input and weight and the window of the smaller
+    convolution it runs where some taps read only padding (``live``: functional/conv.py); the padding is the
+    caller's, recovered from the two."""
+    win, live = params["win"], params.get("live")
+    padding = list(win.padding)
+    if live is not None:
+        (i0, _, j0, _), (r0, c0) = live
+        padding = [win.ph - r0 + i0 * win.dh, win.pw - c0 + j0 * win.dw]
     return g.node("Conv", [v for v in x if v is not None], kernel_shape=list(inputs[1].shape[2:]),
-                  strides=list(params["win"].stride), dilations=list(params["win"].dilation),
-                  pads=list(params["win"].padding) * 2, group=params["groups"])
+                  strides=list(win.stride), dilations=list(win.dilation), pads=padding * 2, group=params["groups"])
 
 
 def _batch_norm(g, inputs, x, params, out):

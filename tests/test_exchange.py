@@ -84,6 +84,7 @@ EXPORTED = [
     ("residualnet", models.ResidualNet, (1, 28, 28)),
     ("densenet_bc", models.densenet_bc, (1, 28, 28)),
     ("resnet18", lambda: models.resnet18(num_classes=10, small_input=True), (3, 32, 32)),
+    ("resnet18_28", lambda: models.resnet18(num_classes=10), (3, 28, 28)),  # layer4 on 1x1 maps: taps dropped
     pytest.param("preact_resnet18", models.preact_resnet18, (3, 32, 32), marks=suite.exhaustive),
     ("mobilenet_v2", lambda: models.mobilenet_v2(num_classes=10, small_input=True), (3, 32, 32)),
     ("shufflenet_v2_x0_5", lambda: models.shufflenet_v2_x0_5(num_classes=10), (3, 64, 64)),

@@ -796,7 +796,11 @@ def test_the_trials_time_only_the_gradients_the_call_will_ask_for(monkeypatch):
         x, w = minidl.randn(6, 3, 10, 10, requires_grad=x_grad), minidl.randn(4, 3, 3, 3, requires_grad=w_grad)
         F.conv2d(x, w).sum().backward()
         assert asked and set(asked) == {(x_grad, w_grad)}  # the trials' backwards, then the call's own
-    assert len([k for k in autotune.cache() if k[0] == "conv2d"]) == 3
+    asked.clear()
+    b = minidl.randn(4, requires_grad=True)  # a bias alone: a backward comes, with neither kernel gradient
+    F.conv2d(minidl.randn(6, 3, 10, 10), minidl.randn(4, 3, 3, 3), b).sum().backward()
+    assert asked and set(asked) == {(False, False)}
+    assert len([k for k in autotune.cache() if k[0] == "conv2d"]) == 4
     autotune.clear()
 
 

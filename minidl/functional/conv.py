@@ -26,7 +26,7 @@ class Conv2dFunction(Function):
     name = "conv2d"
     differentiable_twice = False
 
-    def forward(self, xp, x, w, b, win, groups, grads=(True, True), live=None):
+    def forward(self, xp, x, w, b, win, groups, grads=(True, True, True), live=None):
         """``live`` (from _live_window): the kernel taps that read the map and the input rows and columns they
         read, when some taps read only padding; the algorithm runs the smaller convolution of those."""
         self.live, self.full_shapes = live, (x.shape, w.shape)
@@ -39,7 +39,7 @@ class Conv2dFunction(Function):
         forward, _ = conv_kernels.ALGORITHMS[self.algo]
         y, saved = forward(xp, x, w, b, win, groups)
         if live is not None and maybe_nonfinite(xp, w_full):  # the dropped taps' 0 x w: NaN where w is inf or NaN
-            dead = w_full[:, :, xp.asarray(_dead_mask(w_full.shape[2:], live))]
+            dead = w_full.reshape(*w_full.shape[:2], -1)[:, :, xp.asarray(_dead_taps(w_full.shape[2:], live))]
             y += (dead * 0).sum(axis=(1, 2)).reshape(1, -1, 1, 1)
         self.save_for_backward(*saved)
         return y
@@ -66,7 +66,8 @@ class Conv2dFunction(Function):
         if gw is not None:
             gw = kernels.zeros_with(w_shape, (slice(None), slice(None), slice(i0, i1 + 1), slice(j0, j1 + 1)), gw)
             if maybe_nonfinite(xp, g):
-                gw[:, :, xp.asarray(_dead_mask(w_shape[2:], self.live))] += (g * 0).sum(axis=(0, 2, 3))[:, None, None]
+                dead = xp.asarray(_dead_taps(w_shape[2:], self.live))
+                gw.reshape(*w_shape[:2], -1)[:, :, dead] += (g * 0).sum(axis=(0, 2, 3))[:, None, None]
         return gx, gw
 
 
@@ -135,7 +136,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         return y.squeeze(0) if unbatched else y
     live, kernel, padding = _live_window(input.shape[2:], weight.shape[2:], stride, padding, dilation, out)
     win = kernels.Window.of(kernel, stride, padding, dilation, out)
-    grads = (input.requires_grad, weight.requires_grad) if is_grad_enabled() else (False, False)
+    grads = (input.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad) \
+        if is_grad_enabled() else (False, False, False)
     y = Conv2dFunction.apply(input, weight, bias, win=win, groups=groups, grads=grads, live=live)
     return y.squeeze(0) if unbatched else y
 
@@ -168,13 +170,15 @@ def _live_window(size, kernel, stride, padding, dilation, out):
 
 
 @functools.lru_cache(maxsize=64)
-def _dead_mask(kernel, live):
-    """(kh, kw) bool: the taps that read only padding (read-only)."""
+def _dead_taps(kernel, live):
+    """The taps that read only padding, as flat indices into kh * kw (read-only; indices, not a mask: a mask on a
+    GPU array reads its count back from the device)."""
     (i0, i1, j0, j1), _ = live
     dead = np.ones(kernel, dtype=bool)
     dead[i0:i1 + 1, j0:j1 + 1] = False
-    dead.flags.writeable = False
-    return dead
+    taps = np.flatnonzero(dead)
+    taps.flags.writeable = False
+    return taps
 
 
 class ConvTranspose2dFunction(Function):

@@ -384,12 +384,13 @@ def candidates(x, w, win, groups, backward=True):
     return algos
 
 
-def choose(xp, x, w, win, groups, grads=(True, True)):
+def choose(xp, x, w, win, groups, grads=(True, True, True)):
     """The name of the algorithm for this convolution: the forced one, the reference when tuning is off, else
-    the fastest of ``ALGORITHMS`` measured on it (once per shape class). ``grads``: whether the input's and the
-    weight's gradients will be asked for; the trials time those (a network's first convolution needs no input
-    gradient: jit's costs 6x im2col's on a 3-channel stem, where its forward and weight gradient win: change 53).
-    (False, False), evaluation under no_grad, times the forward alone and lets the reference keep its columns."""
+    the fastest of ``ALGORITHMS`` measured on it (once per shape class). ``grads``: whether the input's, the
+    weight's and the bias's gradients will be asked for; the trials time the first two (a network's first
+    convolution needs no input gradient: jit's costs 6x im2col's on a 3-channel stem, where its forward and weight
+    gradient win: change 53). With none (evaluation under no_grad) the forward is timed alone and the reference may
+    keep its columns; a bias's gradient alone still means a backward, so the saved arrays live until then."""
     backward = any(grads)
     col_bytes = _col_bytes(x, w, win, groups)
     algos = candidates(x, w, win, groups, backward) if autotune.is_enabled() and not autotune.forced("conv2d") \
@@ -409,7 +410,7 @@ def choose(xp, x, w, win, groups, grads=(True, True)):
             if backward:
                 if not gy:
                     gy.append(xp.ones((xt.shape[0], w.shape[0], *win.out_hw), dtype=x.dtype))
-                bwd(xp, saved, gy[0], xt.shape, win, groups, *grads)
+                bwd(xp, saved, gy[0], xt.shape, win, groups, grads[0], grads[1])
             synchronize(dev)  # a GPU runs the work after the launches return: time it to its end
         return run
     return autotune.choose(key, [(a, trial(a)) for a in algos], lean=LEAN, keep=dev.type == "cpu")

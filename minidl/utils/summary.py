@@ -49,7 +49,10 @@ def _op_field(cls, params, inputs, fields, out_shape):
         return GLOBAL
     if cls in (_conv.Conv2dFunction, _pool.MaxPool2dFunction, _pool.AvgPool2dFunction):
         win = params["win"]
-        return _through_windows(fx, ((win.kh, win.sh, win.ph, win.dh), (win.kw, win.sw, win.pw, win.dw)))
+        # a convolution without its taps that read only padding (functional/conv.py's ``live``): the window of the
+        # taps it runs, on the input less its first r0 rows and c0 columns (a padding less by as much)
+        r0, c0 = params["live"][1] if params.get("live") is not None else (0, 0)
+        return _through_windows(fx, ((win.kh, win.sh, win.ph - r0, win.dh), (win.kw, win.sw, win.pw - c0, win.dw)))
     if cls is _conv.ConvTranspose2dFunction:  # an output unit gathers ceil(span / stride) input units
         win = params["win"]
         out = []
