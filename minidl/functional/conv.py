@@ -11,6 +11,7 @@ from .. import kernels
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..backend.errors import RuntimeTypeError, RuntimeValueError
+from ..kernels import blas
 from ..kernels import conv as conv_kernels
 from ..kernels.conv import maybe_nonfinite, group_matmul, group_outer
 from ._checks import empty_result, float_tensor, int_arg, optional_tensor, pair, same_device
@@ -48,9 +49,10 @@ class Conv2dFunction(Function):
         g = gy._data
         xp = get_array_module(g)
         _, backward = conv_kernels.ALGORITHMS[self.algo]
-        gx, gw = backward(xp, self.saved_arrays, xp.ascontiguousarray(g), self.x_shape, self.win, self.groups,
+        g = xp.ascontiguousarray(g)
+        gx, gw = backward(xp, self.saved_arrays, g, self.x_shape, self.win, self.groups,
                           self.needs_input_grad[0], self.needs_input_grad[1])
-        gb = g.sum(axis=(0, 2, 3)) if self.has_b and self.needs_input_grad[2] else None
+        gb = _bias_grad(xp, g) if self.has_b and self.needs_input_grad[2] else None
         if self.live is not None:
             gx, gw = self._full_gradients(xp, g, gx, gw)
         return gx, gw, gb
@@ -69,6 +71,18 @@ class Conv2dFunction(Function):
                 dead = xp.asarray(_dead_taps(w_shape[2:], self.live))
                 gw.reshape(*w_shape[:2], -1)[:, :, dead] += (g * 0).sum(axis=(0, 2, 3))[:, None, None]
         return gx, gw
+
+
+def _bias_grad(xp, g):
+    """gy (N, O, H, W) summed over all but its channels: a matrix-vector product with ones (BLAS, threaded; each
+    row's sum made by one thread, so the same bits on any thread count) and a sum over the batch. Measured: NumPy's
+    sum over (0, 2, 3) took 0.23 ms for (64, 64, 16, 16), this 0.05 (benchmarks/NOTES.md, change 55)."""
+    n, o, h, w = g.shape
+    rows = g.reshape(n * o, h * w)
+    if h * w == 1:
+        return rows.reshape(n, o).sum(axis=0)
+    ones = xp.ones(h * w, dtype=g.dtype)
+    return (blas.matmul(rows, ones) if xp is np else rows @ ones).reshape(n, o).sum(axis=0)
 
 
 def _conv_common(op, input, weight, bias, stride, dilation, groups):
