@@ -667,11 +667,10 @@ def markdown(results):
         out += ["| evaluation forward, batch 1000, fresh process | minidl first (no stored choice) / second s | "
                 "torch first / second s | ratio (first) | import minidl / torch s | ratio (import + first) |",
                 "|---|---:|---:|---:|---:|---:|"]
-        cell = lambda r, k: f"{r[k]:.2f}" if k in r else "-"  # noqa: E731 (results written before change 52)
-        out += [f"| {r['name']} | {r['minidl_first_s']:.2f} ({cell(r, 'minidl_first_untuned_s')}) / "
+        out += [f"| {r['name']} | {r['minidl_first_s']:.2f} ({r['minidl_first_untuned_s']:.2f}) / "
                 f"{r['minidl_second_s']:.2f} | {r['torch_first_s']:.2f} / {r['torch_second_s']:.2f} | "
-                f"{r['ratio']:.2f} | {cell(r, 'minidl_import_s')} / {cell(r, 'torch_import_s')} | "
-                f"{cell(r, 'ratio_with_import')} |" for r in results["first_eval"]]
+                f"{r['ratio']:.2f} | {r['minidl_import_s']:.2f} / {r['torch_import_s']:.2f} | "
+                f"{r['ratio_with_import']:.2f} |" for r in results["first_eval"]]
         out.append("")
     if "layers" in results:
         out += ["| layer, forward + backward | minidl ms | torch ms | ratio | minidl / torch GFLOP/s |",

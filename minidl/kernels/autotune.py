@@ -110,20 +110,20 @@ def _disk_key(key, names):
     return repr((key, tuple(names), _cpu(), workers()[0], _code_version()))
 
 
-def _load(key, names):
-    """The stored choice for ``key`` among ``names``, or None."""
+def _load(disk_key, names):
+    """The choice stored under ``disk_key`` if it is among ``names``, or None."""
     from . import jit_cache
     try:
-        data = jit_cache.load(_disk_key(key, names), kind="tune")
+        data = jit_cache.load(disk_key, kind="tune")
         name = json.loads(data)["name"] if data is not None else None
     except (ValueError, KeyError, TypeError):  # the digest matched but the content is not ours: measure again
         return None
     return name if name in names else None
 
 
-def _store(key, names, name, times):
+def _store(disk_key, name, times):
     from . import jit_cache
-    jit_cache.store(_disk_key(key, names), json.dumps({"name": name, "times": times}).encode(), kind="tune",
+    jit_cache.store(disk_key, json.dumps({"name": name, "times": times}).encode(), kind="tune",
                     durable=False)
 
 
@@ -164,8 +164,8 @@ def choose(key, candidates, lean=(), keep=False):
     hit = _cache.get(key)
     if hit is not None:
         return hit[0]
-    keep = keep and _disk
-    stored = _load(key, names) if keep else None
+    disk_key = _disk_key(key, names) if keep and _disk else None
+    stored = _load(disk_key, names) if disk_key else None
     if stored is not None:
         return _cache.setdefault(key, (stored, {}))[0]
     times = {}
@@ -178,8 +178,8 @@ def choose(key, candidates, lean=(), keep=False):
             best = min(best, time.perf_counter() - t0)
         times[name] = best
     name = _cache.setdefault(key, (pick(times, lean), times))[0]  # two threads timing one key agree on the first
-    if keep:
-        _store(key, names, name, times)
+    if disk_key:
+        _store(disk_key, name, times)
     return name
 
 

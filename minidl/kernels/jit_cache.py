@@ -87,8 +87,10 @@ def folder():
 
 
 # What is kept, by the first word of an entry's name: the jit's object files, and the tuner's choices (one per
-# tuning key: kernels/autotune.py); each kind has the same header and checks.
-KINDS = {"conv": (".o", "cached kernel"), "tune": (".tune", "cached tuning choice")}
+# tuning key: kernels/autotune.py); each kind has the same header and checks. Per kind: the file suffix, what an
+# entry is, and what happens without it (for the one-line messages).
+KINDS = {"conv": (".o", "cached kernel", "compiling it in memory", "kernels are compiled"),
+         "tune": (".tune", "cached tuning choice", "measuring again", "convolutions are measured")}
 
 
 def _path(key, kind="conv"):
@@ -100,17 +102,17 @@ def _digest(key, obj):
     return hashlib.sha256(MAGIC + key.encode() + b"\0" + obj).digest()
 
 
-def _read_own(path, what="cached kernel"):
+def _read_own(path, kind="conv"):
     """The bytes of ``path`` if this user owns it and no one else can write it; None if it is absent or refused."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None  # absent (or a link: not ours to follow)
     with os.fdopen(fd, "rb") as f:
+        _, what, instead, _ = KINDS[kind]
         why = _unsafe(os.fstat(f.fileno()), f"{what} {path}")
         if why is not None:
-            _say("file", f"ignoring {why}; " + ("compiling it in memory" if what == "cached kernel" else
-                                                 "measuring again"))
+            _say("file", f"ignoring {why}; {instead}")
             return None
         return f.read()
 
@@ -119,14 +121,13 @@ def load(key, kind="conv"):
     """The bytes stored for ``key`` (an object file, for kind "conv"), checked against their digest; None when there
     are none (or they were damaged: then the entry is deleted, and one line says so)."""
     path = _path(key, kind)
-    what = KINDS[kind][1]
-    data = _read_own(path, what) if path else None
+    data = _read_own(path, kind) if path else None
     if data is None:
         return None
     obj = data[_HEADER:]
     if data[:len(MAGIC)] == MAGIC and data[len(MAGIC):_HEADER] == _digest(key, obj) and obj:
         return obj
-    _say("damaged", f"a {what} was damaged ({path}, {len(data)} bytes): deleted, "
+    _say("damaged", f"a {KINDS[kind][1]} was damaged ({path}, {len(data)} bytes): deleted, "
                     f"{'compiling it' if kind == 'conv' else 'measuring'} again")
     try:
         os.unlink(path)
@@ -156,8 +157,7 @@ def store(key, obj, kind="conv", durable=True):
         if durable:
             fsync_folder(d)
     except OSError as e:
-        _say("write", f"cannot write the kernel cache in {d} ({e.strerror or e}): "
-                      f"{'kernels are compiled' if kind == 'conv' else 'convolutions are measured'} in each process "
+        _say("write", f"cannot write the kernel cache in {d} ({e.strerror or e}): {KINDS[kind][3]} in each process "
                       "until it can")
     finally:
         if tmp is not None:
