@@ -756,6 +756,35 @@ def test_dropped_taps_keep_torchs_nans(algo, poison, h, w, k, stride, padding):
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
+@pytest.mark.parametrize("poison", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("h, k, stride, padding, dilation", [(9, 3, 1, 0, 1), (9, 5, 1, 1, 1), (8, 3, 2, 1, 1),
+                                                             (10, 3, 1, 2, 2), (6, 1, 1, 0, 1)])
+def test_a_non_finite_weight_gives_torchs_input_gradient(algo, poison, h, k, stride, padding, dilation):
+    """torch's input gradient adds w x gy over the (output, tap) pairs that read each input, and nothing for the
+    padding: an inf weight makes infs (and NaNs only where inf meets -inf or a zero gradient), not NaN wherever its
+    tap meets padding. jit's input gradient is a convolution over gy padded (and, for a stride, zero-inserted) with
+    zeros, which would add 0 x inf: it hands a non-finite weight to the chunked im2col, which multiplies no padding."""
+    import torch
+    rng = np.random.default_rng(3)
+    x, wt = rng.standard_normal((3, 4, h, h)), rng.standard_normal((5, 4, k, k))
+    wt[1, 2, k // 2, k - 1] = poison
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    ins = [minidl.tensor(a, requires_grad=True) for a in (x, wt)]
+    refs = [torch.tensor(a, requires_grad=True) for a in (x, wt)]
+    ty = torch.nn.functional.conv2d(*refs, **kw)
+    gy = rng.standard_normal(tuple(ty.shape))
+    gy[0, 1] = 0  # a zero gradient meets the weight: 0 x inf is NaN in torch too
+    ty.backward(torch.tensor(gy))
+    with autotune.force("conv2d", algo):
+        y = F.conv2d(*ins, **kw)
+    y.backward(minidl.tensor(gy))
+    gx = refs[0].grad.numpy()
+    assert np.isnan(gx).any() != np.isfinite(gx).all() and np.isfinite(gx).any()  # poisoned, numbers beside
+    for mine, theirs in [(y.detach(), ty.detach())] + [(a.grad, b.grad) for a, b in zip(ins, refs)]:
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
 def test_the_tuner_times_the_forward_alone_under_no_grad_and_shares_a_choice_across_a_batch_class(monkeypatch):
     """An evaluation under no_grad times only the forwards of the candidates (no backward will be asked for); a new
     batch size of the same class (a power of two) reuses the choice instead of timing every algorithm again."""

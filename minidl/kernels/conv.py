@@ -308,7 +308,13 @@ def jit_forward(xp, x, w, b, win, groups):
 
 
 def jit_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
+    """The input gradient is a convolution over gy framed (and, for a stride, interleaved) with zeros, which a
+    non-finite weight would turn into NaNs where torch, adding only the (output, tap) pairs that exist, has numbers:
+    such a weight takes the chunked im2col (its col2im adds no padding). The kernel skips the frame's zero rows."""
     x, w = saved
+    if need_x and maybe_nonfinite(xp, w):
+        return chunked_backward(xp, saved, gy, x_shape, win, groups, True, False)[0], \
+            jit_backward(xp, saved, gy, x_shape, win, groups, False, need_w)[1]
     gx = jit.conv_grad_input(gy, w, x_shape, win) if need_x else None
     gw = jit.conv_grad_weight(x, gy, w.shape, win) if need_w else None
     return gx, gw
