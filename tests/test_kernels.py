@@ -583,9 +583,11 @@ def test_a_first_compile_says_so_in_one_line_and_a_cached_run_says_nothing(tmp_p
     ((1, 2, 12, 12), (16, 2, 3, 3), (1, 2), (2, 1), (2, 1)),   # two whole blocks (two per input value), dilation
     ((2, 3, 20, 20), (4, 3, 7, 7), (1, 1), (3, 3), (1, 1)),    # a kernel wider than the register budget's rows
 ])
-def test_the_generated_kernels_run_the_loops_of_their_numpy_twins(x_shape, w_shape, stride, padding, dilation):
+@pytest.mark.parametrize("frame", [False, True])
+def test_the_generated_kernels_run_the_loops_of_their_numpy_twins(x_shape, w_shape, stride, padding, dilation, frame):
     """kernels/jit_blocking.py's forward_blocked and grad_weight_blocked walk the blocks the IR walks, in the same
-    order; in float64 they give the compiled kernels' numbers but for the rounding of fused multiply-adds."""
+    order; in float64 they give the compiled kernels' numbers but for the rounding of fused multiply-adds. With
+    ``frame`` (the input gradient's zero frame) both skip the kernel rows and columns that read only the frame."""
     from minidl.kernels import jit_blocking
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape)
@@ -594,11 +596,17 @@ def test_the_generated_kernels_run_the_loops_of_their_numpy_twins(x_shape, w_sha
               for d in range(2)]
     win = Window.of(w_shape[2:], stride, padding, dilation, out_hw)
     pads = jit._pads(x.shape, win)
-    s = jit._shape(x, w.shape, win, pads)
+    s = jit._shape(x, w.shape, win, pads, frame=frame)
     xp = np.pad(x, ((0, 0), (0, 0), pads[:2], pads[2:]))
     registers = jit._target()["registers"]
     y = jit_blocking.forward_blocked(xp, jit.pack_weight(w, s.lanes), s, registers)
-    np.testing.assert_allclose(y, jit.conv(x, w, win), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, jit.conv(x, w, win, frame=frame), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, jit.conv(x, w, win), rtol=1e-12, atol=1e-12)  # the frame's products add nothing
+    rows = jit_blocking.tiling(s, registers)[1]
+    skipped = [jit_blocking.live_kernel_rows(s, oh0, min(rows, s.oh - oh0)) != (0, s.kh)
+               for oh0 in range(0, s.oh, rows)]
+    assert any(skipped) <= frame and any(skipped) >= (frame and w_shape[2] == 7)  # the 7x7's first rows skip one
+    s = jit._shape(x, w.shape, win, pads)
     gy = rng.standard_normal((x_shape[0], w_shape[0], *out_hw))
     blocks = jit_blocking.ceil_div(w_shape[0], s.lanes)
     gyt = np.zeros((*gy.shape[:1], *out_hw, blocks * s.lanes))

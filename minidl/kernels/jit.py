@@ -15,7 +15,9 @@ time).
 
 - ``conv``: y = conv(x, w) (+ bias, added in the registers before the store);
 - ``conv_grad_input``: the same kernel on gy, zero-padded (and, for a stride, zero-inserted), with the weights
-  flipped and their two channel axes swapped: the input gradient of a convolution is a full convolution;
+  flipped and their two channel axes swapped: the input gradient of a convolution is a full convolution. Its
+  kernel skips the products with the zero frame (kernel rows that read only the frame; the frame's columns where
+  a block's first column is a constant): a valid 5x5 convolution's frame is half of what the kernel would read;
 - ``conv_grad_weight``: gw[o, c, kh, kw] += gy[n, o, oh, ow] * x[n, c, oh*sh + kh*dh, ow*sw + kw*dw] summed over
   every (n, oh, ow), reading gy repacked channels-last (V output channels adjacent), with a block of input
   channels x kernel rows x KW accumulators in registers per pass (``grad_weight_tiling``).
@@ -36,8 +38,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import Window, jit_cache
-from .jit_blocking import ceil_div, grad_weight_tiling, input_columns, tiling
+from . import Window, jit_blocking, jit_cache
+from .jit_blocking import ceil_div, column_blocks, grad_weight_tiling, input_columns, live_kernel_rows, tiling
 from .blas import split, workers
 
 
@@ -60,6 +62,7 @@ class Shape(NamedTuple):
     dtype: str      # 'float' or 'double'
     lanes: int
     bias: bool = False
+    live: tuple = ()  # (first row, end row, first column, end column) of the data in a zero frame, or () for all
 
 
 # ---- the target ------------------------------------------------------------------------------------------------
@@ -233,7 +236,7 @@ def forward_ir(s):
               for (ow0 = 0; ow0 < OW; ow0 += Q) {            // ... by Q output columns (the last ones shorter)
                 vec acc[OBS][R][Q] = bias or 0;              // in registers
                 for (c = 0; c < C; c++)
-                  for (i = 0; i < KH; i++) {
+                  for (i = 0; i < KH; i++) {                 // with a frame (s.live): the rows that meet data
                     vec wv[OBS][KW] = w[ob + k][c][i][j][:];
                     for (r = 0; r < R; r++)                  // unrolled, as everything below
                       for (u = 0; u < (Q-1)*SW + (KW-1)*DW + 1; u++) {   // each input column once
@@ -261,8 +264,10 @@ def forward_ir(s):
             b.store(g.vector(bias, g.offset((ob, V), (k * V, 1))) if s.bias else g.zero, a)
         # A loop over input channels and, inside it, over kernel rows: kept a loop (not unrolled) so that LLVM
         # cannot see that kernel row i of output row r+1 reads what row i+1 of output row r read, and keep that
-        # input in a register across rows (it would need more registers than there are: the block spills).
-        with _Loop(g, 0, s.c, "c") as c, _Loop(g, 0, s.kh, "i") as i:
+        # input in a register across rows (it would need more registers than there are: the block spills). With a
+        # zero frame (s.live) the kernel rows that read only the frame are left out (jit_blocking.live_kernel_rows).
+        lo, hi = _live_rows(g, oh0, nrows)
+        with _Loop(g, 0, s.c, "c") as c, _Loop(g, lo, hi, "i") as i:
             acc = {key: b.load(a) for key, a in accs.items()}
             wv = [[g.vector(w, g.offset((ob, ckk), (c, s.kh * s.kw * V), (i, s.kw * V), (k * ckk + j * V, 1)))
                    for j in range(s.kw)] for k in range(obs)]
@@ -271,7 +276,7 @@ def forward_ir(s):
                                (ow0, s.sw), (r * s.sh * s.w, 1))
                 # input-stationary: each input value of the row is loaded once, then multiplied into every pixel
                 # of the block that it lies under, with the weight of its kernel column
-                for u, uses in input_columns(s, ncols):
+                for u, uses in input_columns(s, ncols, ow0 if isinstance(ow0, int) else None):
                     xv = g.broadcast(x, b.add(row, g.k(u)))
                     for j, q in uses:
                         for k in range(obs):
@@ -284,12 +289,13 @@ def forward_ir(s):
             _store(g, b.load(a), y0, ob, k, obs, r, q)
 
     def over_columns(n, ob, oh0, nrows):
-        full = s.ow // cols
-        if full:
-            with _Loop(g, 0, full, "owb") as owb:
-                block(n, ob, oh0, nrows, b.mul(owb, g.k(cols)), cols)
-        if s.ow % cols:
-            block(n, ob, oh0, nrows, full * cols, s.ow % cols)
+        blocks = column_blocks(s, cols)  # a loop over the whole blocks where there are several
+        for ow0, ncols, known in blocks:
+            if known:
+                block(n, ob, oh0, nrows, ow0, ncols)
+            elif ow0 == 0:
+                with _Loop(g, 0, s.ow // cols, "owb") as owb:
+                    block(n, ob, oh0, nrows, b.mul(owb, g.k(cols)), cols)
 
     with _Loop(g, n0, n1, "n") as n, _Loop(g, 0, ceil_div(s.o, V) // obs, "ob") as obl:
         ob = b.mul(obl, g.k(obs))
@@ -300,6 +306,17 @@ def forward_ir(s):
         if s.oh % rows:
             over_columns(n, ob, full * rows, s.oh % rows)
     return g.finish()
+
+
+def _live_rows(g, oh0, nrows):
+    """jit_blocking.live_kernel_rows, in IR where the block's first row ``oh0`` is an IR value."""
+    s, b = g.s, g.b
+    if isinstance(oh0, int) or not s.live or s.dh != 1:
+        return live_kernel_rows(s, oh0 if isinstance(oh0, int) else 0, nrows)
+    lo = b.sub(g.k(s.live[0] - (nrows - 1) * s.sh), b.mul(oh0, g.k(s.sh)))
+    hi = b.sub(g.k(s.live[1]), b.mul(oh0, g.k(s.sh)))
+    lo = b.select(b.icmp_signed("<", lo, g.k(0)), g.k(0), lo)
+    return lo, b.select(b.icmp_signed(">", hi, g.k(s.kh)), g.k(s.kh), hi)
 
 
 def _store(g, v, y0, ob, k, obs, r, q):
@@ -394,10 +411,14 @@ def _optimized(ir_text):
 
 
 def _generator_hash():
-    """A hash of this file: a cached kernel is reused only if the code that generated it is unchanged."""
+    """A hash of this file and of jit_blocking.py (the blocking and the columns each block reads): a cached kernel
+    is reused only if the code that generated it is unchanged."""
     if "generator" not in _llvm:
-        with open(__file__, "rb") as f:
-            _llvm["generator"] = hashlib.sha256(f.read()).hexdigest()
+        h = hashlib.sha256()
+        for name in (__file__, jit_blocking.__file__):
+            with open(name, "rb") as f:
+                h.update(f.read())
+        _llvm["generator"] = h.hexdigest()
     return _llvm["generator"]
 
 
@@ -453,12 +474,14 @@ def pack_weight(w, lanes):
     return np.ascontiguousarray(wp.reshape(-1, lanes, c, kh, kw).transpose(0, 2, 3, 4, 1))
 
 
-def _shape(x, w_shape, win, pads, bias=False):
-    """The Shape of the kernel for input x (padded by ``pads``), weights of ``w_shape`` and the Window ``win``."""
+def _shape(x, w_shape, win, pads, bias=False, frame=False):
+    """The Shape of the kernel for input x (padded by ``pads``), weights of ``w_shape`` and the Window ``win``;
+    ``frame``: the padding is a frame of zeros that the kernel may skip (an input gradient's)."""
     _, c, h, wd = x.shape
+    live = (pads[0], pads[0] + h, pads[2], pads[2] + wd) if frame and any(pads) else ()
     return Shape(c, h + pads[0] + pads[1], wd + pads[2] + pads[3], w_shape[0], *w_shape[2:], *win.stride,
                  *win.dilation, *win.out_hw, "double" if x.dtype == np.float64 else "float",
-                 lanes_for(w_shape[0], x.itemsize), bias)
+                 lanes_for(w_shape[0], x.itemsize), bias, live)
 
 
 # Padding is done by each thread for a few samples at a time (about PAD_BYTES), just before its kernel reads them:
@@ -491,12 +514,13 @@ def _padded_parts(x, pads, lo, hi):
         yield a, buf[:m]
 
 
-def conv(x, w, win, bias=None, pads=None):
+def conv(x, w, win, bias=None, pads=None, frame=False):
     """y = conv2d(x, w) (+ bias) for float32/float64 NumPy arrays, groups = 1, over the kernels.Window ``win``.
     ``pads`` (top, bottom, left, right, none negative) replaces the padding where it is not the same on both
-    sides."""
+    sides. ``frame``: the kernel may skip products with the padding (they add 0 x w: exact for a finite w, where
+    torch's convolution, multiplying its padding, would make NaN of an inf weight; the input gradient's frame)."""
     pads = pads or _pads(x.shape, win)
-    s = _shape(x, w.shape, win, pads, bias is not None)
+    s = _shape(x, w.shape, win, pads, bias is not None, frame)
     k = kernel("forward", s)
     y = np.empty((x.shape[0], w.shape[0], *win.out_hw), dtype=x.dtype)
     consts = [pack_weight(w, s.lanes)] + ([] if bias is None else [_whole_blocks(bias, s.lanes)])
@@ -524,7 +548,8 @@ def conv_grad_input(gy, w, x_shape, win):
     gy = gy[:, :, max(-top, 0):gy.shape[2] - max(-bottom, 0), max(-left, 0):gy.shape[3] - max(-right, 0)]
     wt = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, KH, KW)
     full = Window(kh, kw, 1, 1, 0, 0, dh, dw, *x_shape[2:])  # stride 1, the padding given by pads
-    return conv(gy, wt, full, pads=tuple(max(p, 0) for p in (top, bottom, left, right)))
+    # the frame adds nothing for a finite w (conv.jit_backward hands a non-finite one to the chunked im2col)
+    return conv(gy, wt, full, pads=tuple(max(p, 0) for p in (top, bottom, left, right)), frame=True)
 
 
 def conv_grad_weight(x, gy, w_shape, win):

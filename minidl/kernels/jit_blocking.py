@@ -51,36 +51,64 @@ def grad_weight_tiling(s, registers):
     return balanced(s.c, most // (s.kh * s.kw)), s.kh
 
 
-def input_columns(s, ncols):
+def input_columns(s, ncols, ow0=None):
     """For each input column u under a block of ``ncols`` output columns: the (kernel column j, output column q)
-    pairs that read it (those with q * sw + j * dw = u)."""
+    pairs that read it (those with q * sw + j * dw = u). With the block's first output column ``ow0`` known (a
+    number) and ``s.live`` set, the columns of the zero frame are left out: they add 0 x w."""
     for u in range((ncols - 1) * s.sw + (s.kw - 1) * s.dw + 1):
+        if s.live and ow0 is not None and not s.live[2] <= ow0 * s.sw + u < s.live[3]:
+            continue
         uses = [(j, (u - j * s.dw) // s.sw) for j in range(s.kw)
                 if u >= j * s.dw and (u - j * s.dw) % s.sw == 0 and (u - j * s.dw) // s.sw < ncols]
         if uses:
             yield u, uses
 
 
+def live_kernel_rows(s, oh0, nrows):
+    """The kernel rows (lo, hi) that a block of ``nrows`` output rows from ``oh0`` runs: all of them, or with
+    ``s.live`` (the rows and columns of the padded input that hold data, the rest being a frame of zeros) and no
+    row dilation, those under which some row of the block meets data: kernel row i reads input row (oh0 + r) * sh + i
+    for r < nrows."""
+    if not s.live or s.dh != 1:
+        return 0, s.kh
+    first, end = s.live[:2]
+    return max(0, first - (oh0 + nrows - 1) * s.sh), min(s.kh, end - oh0 * s.sh)
+
+
+def column_blocks(s, cols):
+    """The blocks of output columns, (first column, columns), and whether the kernel knows the first column as a
+    number (the IR loops over the whole blocks when there are several; a single or a last, shorter block it writes
+    out): only there can it leave the zero frame's columns out."""
+    full = s.ow // cols
+    blocks = [(q * cols, cols, full == 1) for q in range(full)]
+    if s.ow % cols:
+        blocks.append((full * cols, s.ow % cols, True))
+    return blocks
+
+
 def forward_blocked(x, wp, s, registers, bias=None):
     """jit's forward kernel in NumPy: x (N, C, H, W) already padded, wp packed (O/V blocks, C, KH, KW, V), bias
-    (O/V blocks * V) or None -> y (N, O, OH, OW). Each ``acc[k, r, q]`` is one vector register of V output channels."""
+    (O/V blocks * V) or None -> y (N, O, OH, OW). Each ``acc[k, r, q]`` is one vector register of V output channels.
+    With ``s.live`` (the input gradient's zero frame) the products with the frame are skipped, as the kernel skips
+    them: kernel rows whose every read lies in it, and the frame's columns where the block's first column is known."""
     obs, rows, cols = tiling(s, registers)
     V = s.lanes
     y = np.empty((x.shape[0], s.o, s.oh, s.ow), x.dtype)
     for n in range(x.shape[0]):
         for ob in range(0, ceil_div(s.o, V), obs):
             for oh0 in range(0, s.oh, rows):
-                for ow0 in range(0, s.ow, cols):
-                    nrows, ncols = min(rows, s.oh - oh0), min(cols, s.ow - ow0)
+                for ow0, ncols, known in column_blocks(s, cols):
+                    nrows = min(rows, s.oh - oh0)
                     acc = np.zeros((obs, nrows, ncols, V), x.dtype)
                     if bias is not None:
                         acc += bias.reshape(-1, V)[ob:ob + obs, None, None, :]
                     for c in range(s.c):
-                        for i in range(s.kh):
+                        for i in range(*live_kernel_rows(s, oh0, nrows)):
                             wv = wp[ob:ob + obs, c, i]  # (obs, KW, V): the kernel row's weight vectors
                             for r in range(nrows):
                                 row = x[n, c, (oh0 + r) * s.sh + i * s.dh, ow0 * s.sw:]
-                                for u, uses in input_columns(s, ncols):  # each input value loaded once
+                                # each input value loaded once
+                                for u, uses in input_columns(s, ncols, ow0 if known else None):
                                     for j, q in uses:
                                         acc[:, r, q] += wv[:, j] * row[u]
                     _store_blocked(y[n], acc, ob, oh0, ow0, s.o)
