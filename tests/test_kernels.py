@@ -321,6 +321,43 @@ def test_jit_kernels_equal_the_reference_on_both_layouts_and_with_nan_and_inf(ca
 
 
 @pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
+def test_a_strided_input_gradient_by_phases_equals_the_reference():
+    """jit's input gradient of a strided convolution as one stride-1 convolution per phase of the input, over 150
+    random geometries (strides 2-3 on either axis, padding beyond the kernel, kernels smaller than the stride so that
+    some phases get no tap, maps smaller than a stride), in float64 against im2col's col2im; and through conv2d,
+    where the phases run (maps of at least PHASE_MIN_PIXELS per phase), against torch."""
+    import torch
+    from minidl.kernels import conv as conv_kernels
+    rng = np.random.default_rng(11)
+    checked = 0
+    while checked < 150:
+        n, c, o = (int(v) for v in rng.integers(1, 5, 3))
+        h, wd, kh, kw = (int(v) for v in rng.integers(1, 14, 2).tolist() + rng.integers(1, 6, 2).tolist())
+        (sh, sw), (ph, pw) = rng.integers(1, 4, 2).tolist(), rng.integers(0, 4, 2).tolist()
+        oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+        if (sh, sw) == (1, 1) or oh < 1 or ow < 1:
+            continue
+        win = Window.of((kh, kw), (sh, sw), (ph, pw), (1, 1), (oh, ow))
+        x, w, gy = rng.standard_normal((n, c, h, wd)), rng.standard_normal((o, c, kh, kw)), \
+            rng.standard_normal((n, o, oh, ow))
+        _, saved = conv_kernels.im2col_forward(np, x, w, None, win, 1)
+        ref = conv_kernels.im2col_backward(np, saved, gy, x.shape, win, 1, True, False)[0]
+        np.testing.assert_allclose(conv_kernels.jit_grad_input_phases(gy, w, x.shape, win), ref, rtol=1e-10,
+                                   atol=1e-10, err_msg=str((x.shape, w.shape, win)))
+        checked += 1
+    x, w = rng.standard_normal((4, 6, 16, 15)), rng.standard_normal((7, 6, 3, 3))
+    ins, refs = [minidl.tensor(a, requires_grad=True) for a in (x, w)], [torch.tensor(a, requires_grad=True)
+                                                                        for a in (x, w)]
+    with autotune.force("conv2d", "jit"):
+        y = F.conv2d(*ins, stride=2, padding=1)
+    ty = torch.nn.functional.conv2d(*refs, stride=2, padding=1)
+    gy = rng.standard_normal(tuple(ty.shape))
+    y.backward(minidl.tensor(gy))
+    ty.backward(torch.tensor(gy))
+    np.testing.assert_allclose(ins[0].grad.numpy(), refs[0].grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
 def test_jit_kernels_run_a_large_batch_on_worker_threads():
     """Every stack slot of a kernel is made once, in its entry block: one made inside the loops grew the stack per
     block, and a batch of 300 overflowed a worker thread's stack (a segfault in torch's MNIST example's test pass)."""

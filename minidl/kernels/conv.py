@@ -24,8 +24,8 @@ import functools
 
 import numpy as np
 
-from . import autotune, col2im, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, im2col, \
-    matmul, name_for
+from . import Window, autotune, col2im, conv_direct, conv_direct_grad_w, conv_direct_grad_x, has_direct_conv, \
+    im2col, matmul, name_for
 from . import jit
 from .blas import workers
 from ..backend import device_of, synchronize
@@ -315,9 +315,49 @@ def jit_backward(xp, saved, gy, x_shape, win, groups, need_x, need_w):
     if need_x and maybe_nonfinite(xp, w):
         return chunked_backward(xp, saved, gy, x_shape, win, groups, True, False)[0], \
             jit_backward(xp, saved, gy, x_shape, win, groups, False, need_w)[1]
-    gx = jit.conv_grad_input(gy, w, x_shape, win) if need_x else None
+    strided = win.stride != (1, 1) and win.dilation == (1, 1) and \
+        -(-x_shape[2] // win.sh) * -(-x_shape[3] // win.sw) >= PHASE_MIN_PIXELS
+    gx = None if not need_x else jit_grad_input_phases(gy, w, x_shape, win) if strided else \
+        jit.conv_grad_input(gy, w, x_shape, win)
     gw = jit.conv_grad_weight(x, gy, w.shape, win) if need_w else None
     return gx, gw
+
+
+# Below this many pixels a phase's output is too small a block for the jit kernel: measured at stride 2, 3x3
+# (benchmarks/NOTES.md, change 57), phases of 4x4 won (x(64, 256, 8, 8): 31.7 ms against 41.1), phases of 3x3 and
+# 2x2 lost (x(64, 256, 6, 6): 21.3 against 12.4; x(64, 256, 4, 4): 16.1 against 12.0).
+PHASE_MIN_PIXELS = 16
+
+
+def _phases(size, k, s, p):
+    """One axis of a strided convolution's input gradient, split by phase: for each r < s, the inputs t = r + s m
+    (m < M) are reached by output m + (r + p - i) / s through the taps i with (r + p - i) divisible by s. Yields
+    (r, M, a, taps), the taps in descending order so that tap j of the phase reads gy[m + a + j]."""
+    for r in range(min(s, size)):
+        taps = [i for i in range(k - 1, -1, -1) if (r + p - i) % s == 0]
+        yield r, len(range(r, size, s)), (r + p - taps[0]) // s if taps else 0, taps
+
+
+def jit_grad_input_phases(gy, w, x_shape, win):
+    """The input gradient of a strided convolution (dilation 1) as s x s stride-1 convolutions of gy, one per phase
+    of the input (rows r::sh, columns q::sw), each with the taps that reach that phase. jit.conv_grad_input's other
+    way, a full convolution over gy with zeros inserted between its rows and columns, multiplies (s^2 - 1) / s^2 of
+    its products by those zeros (3x torch's time at stride 2: benchmarks/NOTES.md, change 57). A phase no tap reaches
+    (a 1x1 kernel at stride 2) stays zero. The frames are zeros: exact for a finite w (jit_backward)."""
+    n, o, oh, ow = gy.shape
+    gx = np.zeros(x_shape, gy.dtype)
+    for r, my, ay, ty in _phases(x_shape[2], win.kh, win.sh, win.ph):
+        for q, mx, ax, tx in _phases(x_shape[3], win.kw, win.sw, win.pw):
+            top, bottom = max(ay, 0), min(ay + my + len(ty) - 1, oh)  # the rows of gy the phase reads
+            left, right = max(ax, 0), min(ax + mx + len(tx) - 1, ow)
+            if not ty or not tx or bottom <= top or right <= left:
+                continue
+            sub = w[:, :, ty][:, :, :, tx].transpose(1, 0, 2, 3)  # (C, O, taps): channels swapped as a full conv's
+            pads = (top - ay, ay + my + len(ty) - 1 - bottom, left - ax, ax + mx + len(tx) - 1 - right)
+            gx[:, :, r::win.sh, q::win.sw] = jit.conv(gy[:, :, top:bottom, left:right], sub,
+                                                      Window(len(ty), len(tx), 1, 1, 0, 0, 1, 1, my, mx),
+                                                      pads=pads, frame=True)
+    return gx
 
 
 ALGORITHMS = {
