@@ -10,7 +10,6 @@ import importlib
 import os
 import sys
 import threading
-import types
 from typing import NamedTuple
 
 import numpy as np
@@ -59,7 +58,7 @@ def _impl(x):
         with _LOCK:
             if _compiled is None:
                 try:
-                    _compiled = _locked(importlib.import_module(__name__ + "._numba"))
+                    _compiled = importlib.import_module(__name__ + "._numba")
                     _one_thread_pool_at_a_time()
                     _announce_compiles()
                 except ImportError:
@@ -116,10 +115,7 @@ def _load_gpu_kernels():
         return False
 
 
-# Numba's workqueue thread pool (see below) aborts the process when two Python threads enter parallel
-# kernels at once. Every call into the compiled kernels holds this lock: kernels from several threads run
-# one at a time, each on all cores, and the rest of the work (NumPy, GEMMs, Python) runs concurrently.
-_LOCK = threading.RLock()
+_LOCK = threading.RLock()  # the first use's import of the compiled kernels, once per process
 
 
 def _fresh_lock_after_fork():  # a lock held by another thread at fork time would stay held in the child
@@ -131,18 +127,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_fresh_lock_after_fork)
 
 
-def _locked(module):
-    """The public functions of ``module`` and the contract's kernels it imports from a sibling (_numba's
-    value-by-value ones live in _numba_pointwise.py), each called under _LOCK."""
-    def wrap(fn):
-        @functools.wraps(fn)
-        def call(*args, **kwargs):
-            with _LOCK:
-                return fn(*args, **kwargs)
-        return call
-    names = [n for n, v in vars(module).items() if not n.startswith("_") and isinstance(v, types.FunctionType)
-             and (v.__module__ == module.__name__ or n in CONTRACT)]
-    return types.SimpleNamespace(**{n: wrap(getattr(module, n)) for n in names}, __name__=module.__name__)
+# No lock around the compiled kernels: each is a serial `nogil` loop over a range, split by blas.split onto minidl's
+# own threads (change 49), so kernels called from several Python threads run at once, as NumPy's do. (A lock held
+# every call stood here while kernels were Numba parallel loops, whose workqueue pool aborts on concurrent use; it
+# cost about 0.9 us a call and ran two threads' kernels one after the other: benchmarks/NOTES.md, change 58.)
 
 
 _said = []
