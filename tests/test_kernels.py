@@ -92,6 +92,36 @@ def test_max_pool_numba_equals_reference(geom, seed):
                                rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the reference's inf - inf, as intended
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", ["both", "weight", "none"])
+def test_layer_norm_rows_numba_equals_reference(dtype, affine):
+    """The Numba layer norm rows (sums in float64, reassociated) against the NumPy reference: rows with a large mean
+    (no cancellation), a constant row (variance 0), a NaN and an inf row (NaN across the row, as torch), one column."""
+    rng = np.random.default_rng(4)
+    tol = dict(rtol=2e-6, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for rows, n in ((37, 48), (5, 1), (0, 7)):
+        x = (rng.standard_normal((rows, n)) * 3).astype(dtype)
+        if rows > 4:
+            x[0] += 1e4
+            x[1] = 2.5
+            x[2, 3 % n], x[3, -1] = np.nan, np.inf
+        w = rng.standard_normal(n).astype(dtype) if affine != "none" else None
+        b = rng.standard_normal(n).astype(dtype) if affine == "both" else None
+        g = rng.standard_normal((rows, n)).astype(dtype)
+        got, want = numba_k.layer_norm_rows(x, w, b, 1e-5), ref.layer_norm_rows(x, w, b, 1e-5)
+        for a, e in zip(got, want):
+            assert a.dtype == e.dtype == dtype and a.shape == e.shape
+            np.testing.assert_allclose(a, e, equal_nan=True, **tol)
+        mean, invstd = want[1:]
+        for a, e in zip(numba_k.layer_norm_rows_backward(g, x, w, mean, invstd),
+                        ref.layer_norm_rows_backward(g, x, w, mean, invstd)):
+            assert a.dtype == e.dtype == dtype and a.shape == e.shape
+            np.testing.assert_allclose(a, e, equal_nan=True, **tol)
+        if rows > 4:
+            assert np.isnan(got[0][2:4]).all() and np.isfinite(got[0][[0, 1, 4]]).all()
+
+
 def test_erf_numba_equals_reference():
     x = np.linspace(-4, 4, 101)
     np.testing.assert_allclose(numba_k.erf(x), ref.erf(x), rtol=1e-15)

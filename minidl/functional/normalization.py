@@ -175,6 +175,11 @@ def _graph_grad(g, xhat, invstd, axes):
     return invstd * (g - _mean(g, axes, keepdim=True) - xhat * _mean(g * xhat, axes, keepdim=True))
 
 
+def _flat(a, dtype):
+    """A weight or bias as one row in the compute dtype, or None."""
+    return None if a is None else a.reshape(-1).astype(dtype, copy=False)
+
+
 def _sum_over(t, dims):
     return t.sum(dims) if dims else t  # (sum over no dims would be over all)
 
@@ -190,11 +195,8 @@ class LayerNormFunction(Function):
     def forward(self, xp, x, w, b, k, eps):
         self.k, self.eps, self.has_w, self.has_b = k, eps, w is not None, b is not None
         self.rows = (math.prod(x.shape[:x.ndim - k]), math.prod(x.shape[x.ndim - k:]))
-        y, mean, invstd = _normalized_rows(xp, x, self.rows, eps)
-        if w is not None:
-            y *= w.reshape(-1)
-        if b is not None:
-            y += b.reshape(-1)
+        xr = _as_rows(x, self.rows)
+        y, mean, invstd = kernels.layer_norm_rows(xr, _flat(w, xr.dtype), _flat(b, xr.dtype), eps)
         self.save_for_backward(x, w, mean, invstd)
         return y.astype(x.dtype, copy=False).reshape(x.shape)
 
@@ -202,15 +204,13 @@ class LayerNormFunction(Function):
         if is_grad_enabled():
             return self._graph_backward(gy)
         x, w, mean, invstd = self.saved_arrays
-        xhat = _xhat(x, self.rows, mean, invstd)
-        g = _as_rows(gy._data, self.rows)
+        xr = _as_rows(x, self.rows)
+        gx, gw, gb = kernels.layer_norm_rows_backward(_as_rows(gy._data, self.rows), xr, _flat(w, xr.dtype), mean,
+                                                      invstd)
         ns, need = x.shape[x.ndim - self.k:], self.needs_input_grad
-        gw = _col_sum(g * xhat).astype(x.dtype).reshape(ns) if self.has_w and need[1] else None
-        gb = _col_sum(g).astype(x.dtype).reshape(ns) if self.has_b and need[2] else None
-        gx = None
-        if need[0]:
-            gx = _row_grad(g * w.reshape(-1) if self.has_w else g, xhat, invstd).astype(x.dtype).reshape(x.shape)
-        return gx, gw, gb
+        gw = gw.astype(x.dtype).reshape(ns) if self.has_w and need[1] else None
+        gb = gb.astype(x.dtype).reshape(ns) if self.has_b and need[2] else None
+        return gx.astype(x.dtype, copy=False).reshape(x.shape) if need[0] else None, gw, gb
 
     def _graph_backward(self, gy):
         x, w = self.saved_tensors[:2]

@@ -73,7 +73,8 @@ def _impl(x):
 # runs the reference (_numpy, which also runs CuPy arrays). tests/test_layout.py checks every module against it.
 CONTRACT = ("im2col", "col2im", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
             "batch_norm_stats", "batch_norm_apply", "batch_norm_backward", "erf", "conv_direct", "conv_direct_grad_w",
-            "conv_direct_grad_x", "relu", "relu_backward", "lstm_forward_step", "lstm_backward_step")
+            "conv_direct_grad_x", "relu", "relu_backward", "lstm_forward_step", "lstm_backward_step",
+            "layer_norm_rows", "layer_norm_rows_backward")
 
 
 def _kernel(name, x):
@@ -347,6 +348,18 @@ def batch_norm_apply(x, mean, invstd, w, b):
 
 def batch_norm_backward(x, gy, mean, invstd, w, training):
     return _kernel("batch_norm_backward", x)(x, gy, mean, invstd, w, training)
+
+
+def layer_norm_rows(x, w, b, eps):
+    """Each row of x (R, N) normalised (biased variance, ``eps`` added), times ``w`` plus ``b`` (N,) where given:
+    (y, mean, invstd), y of x's shape and dtype, the statistics (R, 1); sums in float64."""
+    return _kernel("layer_norm_rows", x)(x, w, b, eps)
+
+
+def layer_norm_rows_backward(g, x, w, mean, invstd):
+    """layer_norm_rows' gradients for upstream g (R, N): (gx, the sum over rows of g xhat (w's gradient), the sum
+    over rows of g (b's)), in g's dtype."""
+    return _kernel("layer_norm_rows_backward", g)(g, x, w, mean, invstd)
 
 
 def avg_pool2d(x, div, win):

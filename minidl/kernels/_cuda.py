@@ -16,8 +16,9 @@ import numpy as np
 from numba import cuda, float64
 
 from ..backend import get_array_module
-from ._numpy import erf, index_dtype, lstm_backward_step, lstm_forward_step, relu, relu_backward  # noqa: F401
-# (erf: CuPy's own; relu, relu_backward and the LSTM steps: CuPy elementwise expressions; all part of the contract)
+from ._numpy import erf, index_dtype, layer_norm_rows, layer_norm_rows_backward, lstm_backward_step, \
+    lstm_forward_step, relu, relu_backward  # noqa: F401
+# (erf: CuPy's own; relu, relu_backward, the LSTM steps and layer norm: CuPy expressions; all part of the contract)
 
 BLOCK = 256  # threads per block; a power of two (the reductions halve it)
 

@@ -13,7 +13,8 @@ from ._numpy import index_dtype
 from .blas import split
 from . import _numba_depthwise as _depthwise
 from ._numba_pointwise import (  # noqa: F401 (the contract's value-by-value kernels)
-    _tanh32, erf, lstm_backward_step, lstm_forward_step, relu, relu_backward)
+    _tanh32, erf, layer_norm_rows, layer_norm_rows_backward, lstm_backward_step, lstm_forward_step, relu,
+    relu_backward)
 
 U = np.uint64
 

@@ -138,13 +138,90 @@ def lstm_backward_step(g, t, dh, dc, gates, tc, cs, da):
     _lstm_backward_step(g, t, dh, dc, gates, tc, cs, da)
 
 
+# ---- layer norm, row by row -------------------------------------------------------------------------------------
+# The reference takes about ten NumPy passes (95 us forward, 178 backward on the tiny GPT's (384, 48) rows against
+# torch's 31 and 42: benchmarks/NOTES.md, change 60); here each row is read two or three times while it is in L1.
+# Sums run in float64 with reassociation allowed (so that they vectorise) in their own functions; the elementwise
+# formulas keep IEEE order.
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _dev_sums(x, r, m):
+    """(sum of x[r] - m, sum of (x[r] - m)^2) in float64."""
+    s1 = s2 = 0.0
+    for j in range(U(x.shape[1])):
+        d = x[r, j] - m
+        s1 += d
+        s2 += d * d
+    return s1, s2
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _layer_norm_rows(x, w, b, eps, y, mean, invstd, lo, hi):
+    n = x.shape[1]
+    for r in range(lo, hi):
+        m = _dev_sums(x, r, 0.0)[0] / n
+        inv = 1.0 / math.sqrt(_dev_sums(x, r, m)[1] / n + eps)
+        for j in range(U(n)):
+            y[r, j] = (x[r, j] - m) * inv * w[j] + b[j]
+        mean[r, 0], invstd[r, 0] = m, inv
+
+
+def layer_norm_rows(x, w, b, eps):
+    """Two sums and one pass per row (weight 1 and bias 0 stand in for absent ones: x 1 + 0 is exact)."""
+    if x.dtype not in (np.float32, np.float64):
+        return _numpy.layer_norm_rows(x, w, b, eps)
+    x = np.ascontiguousarray(x)
+    n = x.shape[1]
+    w = np.ones(n) if w is None else np.ascontiguousarray(w)
+    b = np.zeros(n) if b is None else np.ascontiguousarray(b)
+    y, mean, invstd = np.empty_like(x), np.empty((x.shape[0], 1), x.dtype), np.empty((x.shape[0], 1), x.dtype)
+    _layer_norm_rows(x, w, b, float(eps), y, mean, invstd, 0, x.shape[0])
+    return y, mean, invstd
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _grad_sums(g, x, w, r, m, inv):
+    """(sum of g w, sum of g w xhat) over row r, in float64."""
+    s1 = s2 = 0.0
+    for j in range(U(g.shape[1])):
+        gw = np.float64(g[r, j]) * w[j]
+        s1 += gw
+        s2 += gw * ((x[r, j] - m) * inv)
+    return s1, s2
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _layer_norm_rows_backward(g, x, w, mean, invstd, gx, sw, sb):
+    n = g.shape[1]
+    for r in range(g.shape[0]):
+        m, inv = np.float64(mean[r, 0]), np.float64(invstd[r, 0])
+        s1, s2 = _grad_sums(g, x, w, r, m, inv)
+        a, c = s1 / n, s2 / n
+        for j in range(U(n)):
+            xhat = (x[r, j] - m) * inv
+            gj = np.float64(g[r, j])
+            gx[r, j] = inv * (gj * w[j] - a - xhat * c)
+            sw[j] += gj * xhat
+            sb[j] += gj
+
+
+def layer_norm_rows_backward(g, x, w, mean, invstd):
+    """One pass for each row's two sums, one for gx and the column sums (on the calling thread)."""
+    if not g.dtype == x.dtype == mean.dtype == invstd.dtype or g.dtype not in (np.float32, np.float64):
+        return _numpy.layer_norm_rows_backward(g, x, w, mean, invstd)
+    g, x = np.ascontiguousarray(g), np.ascontiguousarray(x)
+    w = np.ones(g.shape[1]) if w is None else np.ascontiguousarray(w)
+    gx, sw, sb = np.empty_like(g), np.zeros(g.shape[1]), np.zeros(g.shape[1])
+    _layer_norm_rows_backward(g, x, w, mean, invstd, gx, sw, sb)
+    return gx, sw.astype(g.dtype), sb.astype(g.dtype)
+
+
 # ---- erf ----------------------------------------------------------------------------------------------------------
 # libm's erf (what math.erf calls) is scalar: 717 us on 73,728 float32 values here. float32 computes instead, in
 # float64, erf(x) = x P(x^2 / 8 - 1) with x clamped to [-4, 4] (beyond, float32's erf is +-1): P of degree 20 is
 # the Chebyshev interpolant of erf(sqrt(u)) / sqrt(u) on u in [0, 16] (truncation 5e-12, so relative, also near
-# 0), plain multiply-adds, which LLVM vectorises and fuses: 94 us. Measured over every float32 (the negative ones are the
-# positive ones' mirror by construction): within 0.5003 ulp of erf (1 ulp from libm's erf rounded once on 60,464
-# positive ones, where erf lies within 0.0003 ulp of a rounding boundary); tested in tests/test_gelu_function.py.
+# 0), fused multiply-adds that LLVM vectorises: 94 us. Measured over every float32 (the negative ones are the
+# positive ones' mirror by construction): within 0.50024 ulp of erf (1 ulp from libm's erf rounded once where erf lies
+# within 0.00024 ulp of a rounding boundary; change 59); tested in tests/test_gelu_function.py.
 # float64 keeps libm's erf. Both serial: split across two threads (blas.split), neither was measurably faster at
 # 73,728 values on the 2 shared cores (NOTES.md, change 41).
 _ERF_P = (  # the monomial coefficients of P, highest degree first

@@ -240,6 +240,30 @@ def batch_norm_backward(x, gy, mean, invstd, w, training):
     return scale * (gy - (gb / m).reshape(shape) - xhat * (gw / m).reshape(shape)), gw, gb
 
 
+def layer_norm_rows(x, w, b, eps):
+    """Row by row: xhat = (x - mean) / sqrt(var + eps), y = xhat w + b, in float64 (the Numba kernel's sums)."""
+    mean = x.mean(axis=1, keepdims=True, dtype=np.float64)
+    xc = x - mean
+    invstd = 1.0 / get_array_module(x).sqrt((xc * xc).mean(axis=1, keepdims=True) + eps)
+    y = xc * invstd
+    if w is not None:
+        y *= w
+    if b is not None:
+        y += b
+    return y.astype(x.dtype), mean.astype(x.dtype), invstd.astype(x.dtype)
+
+
+def layer_norm_rows_backward(g, x, w, mean, invstd):
+    """gx = invstd (gw - mean(gw) - xhat mean(gw xhat)) per row with gw = g w; the sums over rows of g xhat and g."""
+    xhat = (x - mean.astype(np.float64)) * invstd.astype(np.float64)
+    g64 = g.astype(np.float64)
+    gws = g64 * w if w is not None else g64
+    gx = gws - gws.mean(axis=1, keepdims=True)
+    gx -= xhat * (gws * xhat).mean(axis=1, keepdims=True)
+    gx *= invstd
+    return gx.astype(g.dtype), (g64 * xhat).sum(axis=0).astype(g.dtype), g64.sum(axis=0).astype(g.dtype)
+
+
 def avg_pool2d(x, div, win):
     """Window sums through the column matrix (zero padding), divided by torch's per-window divisors."""
     n, c, h, w = x.shape
