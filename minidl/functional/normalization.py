@@ -123,11 +123,6 @@ def _row_sum(a):
     return kernels.matmul(a, backend.get_array_module(a).ones((a.shape[1], 1), dtype=a.dtype))
 
 
-def _col_sum(a):
-    """Each column's sum, shape (columns,)."""
-    return kernels.matmul(backend.get_array_module(a).ones((1, a.shape[0]), dtype=a.dtype), a).reshape(-1)
-
-
 def _row_mean(a):
     return _row_sum(a) / a.shape[1]  # NaN for rows of no values, as torch's
 

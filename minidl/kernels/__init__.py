@@ -58,9 +58,10 @@ def _impl(x):
         with _LOCK:
             if _compiled is None:
                 try:
-                    _compiled = importlib.import_module(__name__ + "._numba")
+                    module = importlib.import_module(__name__ + "._numba")
                     _one_thread_pool_at_a_time()
                     _announce_compiles()
+                    _compiled = module  # last: another thread's call (no lock) compiles only once the line is set up
                 except ImportError:
                     if _choice == "numba":
                         raise
@@ -116,7 +117,7 @@ def _load_gpu_kernels():
         return False
 
 
-_LOCK = threading.RLock()  # the first use's import of the compiled kernels, once per process
+_LOCK = threading.RLock()  # the first use's import of the compiled (CPU, GPU) kernel modules, once per process
 
 
 def _fresh_lock_after_fork():  # a lock held by another thread at fork time would stay held in the child
@@ -165,12 +166,11 @@ def _announce_compiles():
 
 
 def _one_thread_pool_at_a_time():
-    """Run Numba's parallel loops on its 'workqueue' threads, which sleep when a kernel ends.
-
-    Numba's default OpenMP threads spin after each kernel and fight OpenBLAS's threads on the next GEMM
-    (measured on 2 cores, LeNet-5 training step at batch 128: 64 ms with OpenMP, 23 ms with workqueue).
-    OMP_WAIT_POLICY=PASSIVE does as well, but only when Numba gets its own libgomp: after ``import torch``
-    it binds to torch's, already started. A NUMBA_THREADING_LAYER set by the user wins."""
+    """Numba's parallel loops on its 'workqueue' threads, which sleep when a kernel ends. minidl's own kernels have
+    had no parallel loop since change 49 (they split on minidl's threads); this still chooses the layer for a user's
+    ``parallel=True`` kernel, as when minidl's were (the choice dates from then: Numba's default OpenMP threads spin
+    after each kernel and fought OpenBLAS's threads on the next GEMM, LeNet-5's step at batch 128 64 ms against 23 on
+    2 cores). A NUMBA_THREADING_LAYER set by the user wins."""
     import numba
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"

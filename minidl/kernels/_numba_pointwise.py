@@ -1,5 +1,6 @@
-"""Numba kernels that work value by value or row by row, on the calling thread: relu and its backward, erf, and
-the LSTM's time step. Part of ``_numba.py``'s contract (it imports them); apart so that each file stays short.
+"""Numba kernels that work value by value or row by row, on the calling thread: relu and its backward, erf, the
+LSTM's time step, and layer norm's rows. Part of ``_numba.py``'s contract (it imports them); apart so that each file
+stays short.
 
 Inner loops index flat arrays with unsigned offsets (``U``), as in ``_numba.py``: a signed index's wraparound check
 keeps LLVM from vectorising a loop.
