@@ -46,11 +46,16 @@ def use(name):
     return old
 
 
+# dtype instances in a set: `dtype in (np.float32, np.float64)` compares with the scalar types, 174 ns a call against
+# 45 (every kernel call asks; benchmarks/NOTES.md, change 62)
+_COMPILED_DTYPES = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
+
+
 def _impl(x):
     """The kernel module for this array: Numba for float32/float64 NumPy arrays, the CUDA kernels for
     float32/float64 device arrays on a usable GPU, else the reference."""
     global _compiled
-    if autotune.reference() or _choice == "numpy" or x.dtype not in (np.float32, np.float64):
+    if autotune.reference() or _choice == "numpy" or x.dtype not in _COMPILED_DTYPES:
         return _numpy
     if type(x) is not np.ndarray:
         return (hasattr(x, "__cuda_array_interface__") and _gpu_kernels()) or _numpy
