@@ -402,6 +402,23 @@ def test_jit_kernels_run_a_large_batch_on_worker_threads():
 
 
 @pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
+@pytest.mark.parametrize("pad_bytes", [1, 3 * 4 * 7 * 7 * 4, 1 << 30])  # samples of 4 x 7 x 7 float32
+def test_jit_pads_in_chunks_to_the_same_bits(monkeypatch, pad_bytes):
+    """Each thread pads its samples a chunk of about PAD_BYTES at a time into one buffer whose border stays zero: one
+    sample a chunk, three (the last chunk shorter), and the whole part give the same bits, forward and input
+    gradient (whose zero frame is padding too)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((11, 4, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((11, 6, 5, 5)).astype(np.float32)
+    win = Window(3, 3, 1, 1, 1, 1, 1, 1, 5, 5)
+    want = jit.conv(x, w, win), jit.conv_grad_input(gy, w, x.shape, win), jit.conv_grad_weight(x, gy, w.shape, win)
+    monkeypatch.setattr(jit, "PAD_BYTES", pad_bytes)
+    got = jit.conv(x, w, win), jit.conv_grad_input(gy, w, x.shape, win), jit.conv_grad_weight(x, gy, w.shape, win)
+    for g, e in zip(got, want):
+        np.testing.assert_array_equal(g, e)
+
+@pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
 def test_jit_kernels_show_their_ir_and_assembly():
     ir = jit.show("forward", (8, 6, 14, 14), (16, 6, 5, 5))
     assert "llvm.fma.v" in ir and 'define void @"conv_forward"' in ir

@@ -486,8 +486,9 @@ def _shape(x, w_shape, win, pads, bias=False, frame=False):
 
 # Padding is done by each thread for a few samples at a time (about PAD_BYTES), just before its kernel reads them:
 # still in cache, and in parallel. Measured: padding a whole batch up front took 0.14 ms of a 0.7 ms convolution;
-# 4 samples at a time cost more than that on small maps (a Python round per chunk).
-PAD_BYTES = 256 << 10
+# 4 samples at a time cost more than that on small maps (a Python round per chunk). 1 MiB rather than 256 KiB
+# (benchmarks/NOTES.md, change 64): the three kernels of a convolution on 4x4 to 14x14 maps 4-11% faster, larger equal.
+PAD_BYTES = 1 << 20
 
 
 def _pads(x_shape, win):
