@@ -493,8 +493,9 @@ class Tensor(_Interop):
 
 
 # Ops register here (see minidl.functional._registry.register): every op in _OPS, those that are
-# Tensor methods also in _METHODS. Tensor's operators above call the same registered functions, so every op is
-# written once and autograd never imports the layer above it.
+# Tensor methods also in _METHODS and set on Tensor (``__getattr__`` above answers only for names that are not ops).
+# Tensor's operators above call the same registered functions, so every op is written once and autograd never imports
+# the layer above it.
 _OPS = {}
 _METHODS = {}
 

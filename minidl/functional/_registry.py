@@ -4,6 +4,7 @@
 """
 from ..autograd.tensor import _METHODS  # public name -> function
 from ..autograd.tensor import _OPS as OPS
+from ..autograd.tensor import Tensor
 
 TOP = set()  # the names that are also minidl.<name>, as torch.<name> (minidl/__init__.py takes them from here)
 
@@ -21,9 +22,17 @@ def register(name=None, method=True, methods=(), top=False):
         OPS[key] = fn
         if top:
             TOP.add(key)
-        if method:
-            _METHODS[key] = fn
-        for m in methods:
-            _METHODS[m] = fn
+        for m in ((key,) if method else ()) + tuple(methods):
+            _method(m, fn)
         return fn
     return deco
+
+
+def _method(name, fn):
+    """``Tensor.<name>`` is ``fn``: set on the class, where Python's attribute lookup finds it at once (through
+    Tensor.__getattr__, which stays for the error, a method cost 0.7 us more a call: benchmarks/NOTES.md, change 65).
+    An attribute that Tensor itself defines wins, as it did over __getattr__; a name registered again takes the
+    later function."""
+    if name in _METHODS or not hasattr(Tensor, name):
+        setattr(Tensor, name, fn)
+    _METHODS[name] = fn
