@@ -40,18 +40,29 @@ def _median_ms(fn, reps):
     return 1e3 * statistics.median(ts)
 
 
-def compare(*fns, reps, warmup=3):
-    """Alternate the functions; their medians in ms. Each timed call follows an untimed call of the same function: the
-    other engine's threads may still be spinning from its last call (torch's OpenMP threads spin for a while after a
-    parallel region), and in a real program a step follows a step of the same engine. Measured (NOTES.md, change 25):
-    timed right after a torch step, minidl's LeNet-5 step took 12.5 ms, against 9.1 ms run on its own."""
+# Before each timed call, compare runs the same function untimed for at least this long (and at least once).
+SETTLE_S = 0.05
+
+
+def compare(*fns, reps, warmup=3, settle=SETTLE_S):
+    """Alternate the functions in blocks; their medians in ms. In a block a function runs untimed for ``settle``
+    seconds (at least once), then once timed: each engine is timed in its steady state, as in a program that runs
+    only it, and not while the other engine's threads still spin (torch's OpenMP threads spin on after a parallel
+    region and take the second core). Measured (NOTES.md, changes 25 and 66): timed right after a torch step,
+    minidl's LeNet-5 step took 12.5 ms, against 9.1 ms run on its own; one untimed call of the same engine in
+    between was not enough for shorter calls: a 3x3 convolution's forward and backward (x(128, 16, 12, 12)) took
+    5.4-5.7 ms that way, 3.1-3.4 ms on its own and 2.9-3.3 after 50 ms of its own calls (torch: 2.7-2.9, 2.8,
+    2.0-2.4)."""
     for _ in range(warmup):
         for fn in fns:
             fn()
     times = [[] for _ in fns]
     for _ in range(reps):
         for fn, ts in zip(fns, times):
+            start = time.perf_counter()
             fn()
+            while time.perf_counter() - start < settle:
+                fn()
             ts.append(_median_ms(fn, 1))
     return tuple(statistics.median(ts) for ts in times)
 
