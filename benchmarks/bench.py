@@ -44,15 +44,16 @@ def _median_ms(fn, reps):
 SETTLE_S = 0.05
 
 
-def compare(*fns, reps, warmup=3, settle=SETTLE_S):
+def compare(*fns, reps, warmup=3, settle=None):
     """Alternate the functions in blocks; their medians in ms. In a block a function runs untimed for ``settle``
-    seconds (at least once), then once timed: each engine is timed in its steady state, as in a program that runs
-    only it, and not while the other engine's threads still spin (torch's OpenMP threads spin on after a parallel
-    region and take the second core). Measured (NOTES.md, changes 25 and 66): timed right after a torch step,
-    minidl's LeNet-5 step took 12.5 ms, against 9.1 ms run on its own; one untimed call of the same engine in
-    between was not enough for shorter calls: a 3x3 convolution's forward and backward (x(128, 16, 12, 12)) took
-    5.4-5.7 ms that way, 3.1-3.4 ms on its own and 2.9-3.3 after 50 ms of its own calls (torch: 2.7-2.9, 2.8,
-    2.0-2.4)."""
+    seconds (default SETTLE_S; at least once), then once timed: each engine is timed in its steady state, as in a
+    program that runs only it, and not while the other engine's threads still spin (torch's OpenMP threads spin on
+    after a parallel region and take the second core). Measured (NOTES.md, changes 25 and 66): timed right after a
+    torch step, minidl's LeNet-5 step took 12.5 ms, against 9.1 ms run on its own; one untimed call of the same engine
+    in between was not enough for shorter calls: a 3x3 convolution's forward and backward (x(128, 16, 12, 12)) took
+    5.4-5.7 ms that way, 3.1-4.0 ms on its own, 2.9-3.3 after 20-100 ms of its own calls (torch: 2.7-2.8, 2.8-2.9,
+    2.0-2.4). A step is a real update each call: the engines' models take different numbers of steps."""
+    settle = SETTLE_S if settle is None else settle
     for _ in range(warmup):
         for fn in fns:
             fn()

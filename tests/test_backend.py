@@ -123,6 +123,30 @@ def test_tensor_methods_come_from_the_registry():
         x.no_such_method()
 
 
+def test_registered_methods_sit_on_the_class_and_never_replace_tensors_own():
+    """A method op is set on Tensor (found by Python's lookup, not through __getattr__); a name Tensor defines itself
+    (a method, a slot) stays Tensor's however often it is registered; a name registered again takes the later
+    function; unregister takes the method away again."""
+    from minidl.autograd.tensor import Tensor
+    from minidl.functional._registry import register, unregister
+    assert Tensor.__dict__["view"] is F.view and "relu" in Tensor.__dict__
+    own_numpy, own_grad = Tensor.__dict__["numpy"] if "numpy" in Tensor.__dict__ else Tensor.numpy, Tensor.grad
+    x = minidl.tensor([1.0, 2.0])
+    x.grad = minidl.tensor([3.0, 4.0])
+    try:
+        for tag in ("a", "b"):  # twice under Tensor's own names: neither may replace them
+            register(f"_toy_shadow_{tag}", method=False, methods=("numpy", "grad"))(lambda self, tag=tag: tag)
+        register("_toy_again")(lambda self: "first")
+        register("_toy_again_2", method=False, methods=("_toy_again",))(lambda self: "second")
+        assert x.numpy().tolist() == [1.0, 2.0] and x.grad.tolist() == [3.0, 4.0] and x._toy_again() == "second"
+        assert Tensor.grad is own_grad and (Tensor.__dict__.get("numpy", Tensor.numpy)) is own_numpy
+    finally:
+        for name in ("_toy_shadow_a", "_toy_shadow_b", "_toy_again", "_toy_again_2"):
+            unregister(name)
+    from minidl.autograd.tensor import _METHODS
+    assert not hasattr(x, "_toy_again") and x.numpy().tolist() == [1.0, 2.0]
+    assert "numpy" not in _METHODS and "grad" not in _METHODS and "_toy_again" not in _METHODS
+
 def test_batch_norm_running_statistics_follow_torch():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 3, 4, 5)).astype(np.float32)

@@ -402,20 +402,24 @@ def test_jit_kernels_run_a_large_batch_on_worker_threads():
 
 
 @pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")
-@pytest.mark.parametrize("pad_bytes", [1, 3 * 4 * 7 * 7 * 4, 1 << 30])  # samples of 4 x 7 x 7 float32
+@pytest.mark.parametrize("pad_bytes", [1, 3 * 4 * 7 * 7 * 4, jit.PAD_BYTES])  # x's padded samples: 4 x 7 x 7 float32
 def test_jit_pads_in_chunks_to_the_same_bits(monkeypatch, pad_bytes):
     """Each thread pads its samples a chunk of about PAD_BYTES at a time into one buffer whose border stays zero: one
-    sample a chunk, three (the last chunk shorter), and the whole part give the same bits, forward and input
-    gradient (whose zero frame is padding too)."""
+    sample a chunk, a few (three of x's, two of gy's for the input gradient; the last chunk shorter) and the default
+    give the bits of padding each thread's whole part at once, forward, input gradient (whose zero frame is padding
+    too) and weight gradient."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((11, 4, 5, 5)).astype(np.float32)
     w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
     gy = rng.standard_normal((11, 6, 5, 5)).astype(np.float32)
     win = Window(3, 3, 1, 1, 1, 1, 1, 1, 5, 5)
-    want = jit.conv(x, w, win), jit.conv_grad_input(gy, w, x.shape, win), jit.conv_grad_weight(x, gy, w.shape, win)
+
+    def three():
+        return jit.conv(x, w, win), jit.conv_grad_input(gy, w, x.shape, win), jit.conv_grad_weight(x, gy, w.shape, win)
+    monkeypatch.setattr(jit, "PAD_BYTES", 1 << 40)
+    want = three()
     monkeypatch.setattr(jit, "PAD_BYTES", pad_bytes)
-    got = jit.conv(x, w, win), jit.conv_grad_input(gy, w, x.shape, win), jit.conv_grad_weight(x, gy, w.shape, win)
-    for g, e in zip(got, want):
+    for g, e in zip(three(), want):
         np.testing.assert_array_equal(g, e)
 
 @pytest.mark.skipif(not jit.available(), reason="llvmlite cannot generate code for this CPU")

@@ -88,8 +88,8 @@ def test_adding_an_op_takes_two_places():
     gradcheck and double backward against torch."""
     import torch
     from minidl.autograd.function import FUNCTIONS, Function
-    from minidl.autograd.tensor import _METHODS
-    from minidl.functional._registry import TOP, register
+    from minidl.autograd.tensor import Tensor
+    from minidl.functional._registry import register, unregister
     from opinfo import A, OpInfo, S
     from test_autograd import test_double_backward_matches_torch
 
@@ -121,7 +121,6 @@ def test_adding_an_op_takes_two_places():
             test_double_backward_matches_torch(f"toy_cube-{k}", row, k, sample)
         assert torch.is_tensor(row.ref(torch.ones(1)))
     finally:
-        OPS.pop("toy_cube", None)
-        _METHODS.pop("toy_cube", None)
-        TOP.discard("toy_cube")
+        unregister("toy_cube")
         FUNCTIONS.pop("toy_cube", None)
+    assert not hasattr(Tensor, "toy_cube") and not hasattr(minidl.tensor([1.0]), "toy_cube")

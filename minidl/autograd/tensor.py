@@ -390,11 +390,8 @@ class Tensor(_Interop):
         self._vc[0] += 1
 
     # -- methods and operators: registered by minidl.functional ------------------------------------
-    def __getattr__(self, name):
-        fn = _METHODS.get(name)
-        if fn is None or name.startswith("__"):
-            raise AttributeError(f"'Tensor' object has no attribute {name!r}")
-        return fn.__get__(self, Tensor)
+    def __getattr__(self, name):  # the registry sets each method op on the class: only the error is left here
+        raise AttributeError(f"'Tensor' object has no attribute {name!r}")
 
     def __dir__(self):
         return sorted(set(super().__dir__()) | set(_METHODS))
@@ -493,7 +490,7 @@ class Tensor(_Interop):
 
 
 # Ops register here (see minidl.functional._registry.register): every op in _OPS, those that are
-# Tensor methods also in _METHODS and set on Tensor (``__getattr__`` above answers only for names that are not ops).
+# Tensor methods also in _METHODS and set on Tensor as methods (``__getattr__`` above only raises the error).
 # Tensor's operators above call the same registered functions, so every op is written once and autograd never imports
 # the layer above it.
 _OPS = {}

@@ -29,10 +29,21 @@ def register(name=None, method=True, methods=(), top=False):
 
 
 def _method(name, fn):
-    """``Tensor.<name>`` is ``fn``: set on the class, where Python's attribute lookup finds it at once (through
-    Tensor.__getattr__, which stays for the error, a method cost 0.7 us more a call: benchmarks/NOTES.md, change 65).
-    An attribute that Tensor itself defines wins, as it did over __getattr__; a name registered again takes the
-    later function."""
-    if name in _METHODS or not hasattr(Tensor, name):
+    """``Tensor.<name>`` is ``fn``, set on the class: Python's attribute lookup finds it at once, where finding it
+    through ``Tensor.__getattr__`` (which stays for the error on names that are not ops) cost about 0.8 us more a call
+    (benchmarks/NOTES.md, change 65). An attribute that Tensor defines itself is never replaced, as it was never
+    shadowed before; a method name registered again takes the later function."""
+    if not hasattr(Tensor, name) or (name in _METHODS and Tensor.__dict__.get(name) is _METHODS[name]):
         setattr(Tensor, name, fn)
     _METHODS[name] = fn
+
+
+def unregister(name):
+    """Take op ``name`` out again, with its method names (and the methods the registry set on Tensor): for tests
+    that register a toy op."""
+    fn = OPS.pop(name, None)
+    TOP.discard(name)
+    for m in [m for m, f in _METHODS.items() if f is fn]:
+        del _METHODS[m]
+        if Tensor.__dict__.get(m) is fn:
+            delattr(Tensor, m)
