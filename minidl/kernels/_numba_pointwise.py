@@ -8,7 +8,7 @@ keeps LLVM from vectorising a loop.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, vectorize
 
 from . import _numpy
 
@@ -259,16 +259,15 @@ def _erf_range32(x, out):
         out[i] = _erf32(x[i])
 
 
-# A loop, not a @vectorize ufunc: a ufunc with a signature is built when the module is imported, cache or not, and
-# that took 0.43-0.54 s of the first kernel call of every process (benchmarks/NOTES.md, change 68).
-@njit(nogil=True, cache=True, error_model="numpy")
-def _erf_range64(x, out):
-    for i in range(U(x.size)):
-        out[i] = math.erf(x[i])
+@vectorize(["float64(float64)"], cache=True)
+def _erf64(x):
+    return math.erf(x)
 
 
 def erf(x):
+    if x.dtype != np.float32:
+        return _erf64(x)
     x1 = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(x1)
-    (_erf_range32 if x1.dtype == np.float32 else _erf_range64)(x1, out)
+    _erf_range32(x1, out)
     return out.reshape(x.shape)
