@@ -393,9 +393,6 @@ class Tensor(_Interop):
     def __getattr__(self, name):  # the registry sets each method op on the class: only the error is left here
         raise AttributeError(f"'Tensor' object has no attribute {name!r}")
 
-    def __dir__(self):
-        return sorted(set(super().__dir__()) | set(_METHODS))
-
     def __getitem__(self, key):
         return _op("getitem")(self, key)
 

@@ -156,9 +156,9 @@ def _dev_sums(x, r, m):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _layer_norm_rows(x, w, b, eps, y, mean, invstd, lo, hi):
+def _layer_norm_rows(x, w, b, eps, y, mean, invstd):
     n = x.shape[1]
-    for r in range(lo, hi):
+    for r in range(x.shape[0]):
         m = _dev_sums(x, r, 0.0)[0] / n
         inv = 1.0 / math.sqrt(_dev_sums(x, r, m)[1] / n + eps)
         for j in range(U(n)):
@@ -174,7 +174,7 @@ def layer_norm_rows(x, w, b, eps):
     w = np.ones(n) if w is None else np.ascontiguousarray(w)
     b = np.zeros(n) if b is None else np.ascontiguousarray(b)
     y, mean, invstd = np.empty_like(x), np.empty((x.shape[0], 1), x.dtype), np.empty((x.shape[0], 1), x.dtype)
-    _layer_norm_rows(x, w, b, float(eps), y, mean, invstd, 0, x.shape[0])
+    _layer_norm_rows(x, w, b, float(eps), y, mean, invstd)
     return y, mean, invstd
 
 
